@@ -1,0 +1,87 @@
+"""The one batch contract shared by the data pipeline, the engine and every model.
+
+A batch is a plain ``dict[str, torch.Tensor]``. Several molecules are concatenated atom-wise
+(PyG style): ``BATCH`` maps each atom to its molecule, edge indices are global atom indices.
+Every key is defined once here, with its shape and unit; nothing else in the project spells
+a key as a string literal.
+
+Time is measured in *model steps*: one step is ``stride`` frames of the source trajectory
+(stride 1 by default, so one step is 0.5 fs on MD17 and 1 fs on C7O2H10). Velocities and
+accelerations are finite differences in Å per step (per step squared), never derived from the
+future: ``v(t) = x(t) - x(t-1)`` (backward difference) and ``a(t-1) = v(t) - v(t-1)``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# --- per atom -------------------------------------------------------------------------------
+POSITIONS = "positions"  # (n_atoms, 3) float | Å, current frame x(t)
+VELOCITIES = "velocities"  # (n_atoms, 3) float | Å/step, v(t) = x(t) - x(t-1)
+ACCELERATIONS = "accelerations"  # (n_atoms, 3) float | Å/step², a(t-1) = v(t) - v(t-1), past only
+ATOMIC_NUMBERS = "atomic_numbers"  # (n_atoms,) long | nuclear charge Z
+BATCH = "batch"  # (n_atoms,) long | index of the molecule each atom belongs to
+TARGET_POSITIONS = "target_positions"  # (n_atoms, 3) float | Å, x(t+1): training/validation only
+
+# --- per molecule ---------------------------------------------------------------------------
+NUM_ATOMS = "num_atoms"  # (n_molecules,) long | atoms per molecule
+
+# --- graphs (topology from the molecule's first frame; fixed along a trajectory) -------------
+EDGE_INDEX = "edge_index"  # (2, n_edges) long | bonded graph + 2-hop neighbours, both directions
+EDGE_ATTR = "edge_attr"  # (n_edges, EDGE_ATTR_DIM) float | [hop index, Z_src, Z_dst, edge type]
+BOND_INDEX = "bond_index"  # (2, n_bonds) long | covalent bonds only, both directions
+
+EDGE_ATTR_DIM = 4
+
+#: Keys a model may read at prediction time (never the target).
+INPUT_KEYS = (
+    POSITIONS,
+    VELOCITIES,
+    ACCELERATIONS,
+    ATOMIC_NUMBERS,
+    BATCH,
+    NUM_ATOMS,
+    EDGE_INDEX,
+    EDGE_ATTR,
+    BOND_INDEX,
+)
+ALL_KEYS = INPUT_KEYS + (TARGET_POSITIONS,)
+
+Batch = dict[str, torch.Tensor]
+
+
+def to_device(batch: Batch, device: torch.device | str, dtype: torch.dtype | None = None) -> Batch:
+    """Move every tensor to ``device``; floating tensors are cast to ``dtype`` when given."""
+    out: Batch = {}
+    for key, value in batch.items():
+        if dtype is not None and value.is_floating_point():
+            value = value.to(dtype)
+        out[key] = value.to(device)
+    return out
+
+
+def inputs_only(batch: Batch) -> Batch:
+    """The batch without its target: what a model sees during rollout."""
+    return {k: v for k, v in batch.items() if k != TARGET_POSITIONS}
+
+
+def num_molecules(batch: Batch) -> int:
+    return int(batch[NUM_ATOMS].shape[0])
+
+
+def check_batch(batch: Batch) -> None:
+    """Raise ``ValueError`` naming the first key whose shape breaks the contract."""
+    n = batch[POSITIONS].shape[0]
+    for key in (POSITIONS, VELOCITIES, ACCELERATIONS, TARGET_POSITIONS):
+        if key in batch and tuple(batch[key].shape) != (n, 3):
+            raise ValueError(f"batch[{key!r}] has shape {tuple(batch[key].shape)}, expected ({n}, 3)")
+    for key in (ATOMIC_NUMBERS, BATCH):
+        if tuple(batch[key].shape) != (n,):
+            raise ValueError(f"batch[{key!r}] has shape {tuple(batch[key].shape)}, expected ({n},)")
+    if int(batch[NUM_ATOMS].sum()) != n:
+        raise ValueError(f"batch[{NUM_ATOMS!r}] sums to {int(batch[NUM_ATOMS].sum())}, expected {n}")
+    for key in (EDGE_INDEX, BOND_INDEX):
+        if key in batch and (batch[key].ndim != 2 or batch[key].shape[0] != 2):
+            raise ValueError(f"batch[{key!r}] has shape {tuple(batch[key].shape)}, expected (2, E)")
+    if EDGE_ATTR in batch and tuple(batch[EDGE_ATTR].shape) != (batch[EDGE_INDEX].shape[1], EDGE_ATTR_DIM):
+        raise ValueError(f"batch[{EDGE_ATTR!r}] has shape {tuple(batch[EDGE_ATTR].shape)}")

@@ -1,0 +1,128 @@
+"""The one model registry and the one model signature.
+
+Every model (reference models, DiffMD, the baselines, Score Dynamics) is an ``nn.Module``
+subclass of :class:`TrajectoryModel` registered with ``@register_model("name")``. The engine
+only ever calls three things on it:
+
+* ``model.loss(batch) -> Tensor``: scalar training objective on a batch with targets;
+* ``model.predict(batch) -> Tensor``: the next positions x(t+1), shape (n_atoms, 3), in Å;
+* ``model.rollout_stats() -> dict``: counters the rollout logs (e.g. score evaluations).
+
+``forward(batch)`` is the model's own business (next positions for deterministic models, a
+score for the diffusion models). ``stride`` (frames per model step) is set from the model's
+parameters by :func:`build_model`; everything else in the parameters goes to ``__init__``.
+
+Modules are imported lazily by name (heavy imports such as e3nn stay in the files that need
+them), so listing or building one model never imports the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import torch
+from torch import nn
+
+from diffmd import batch as B
+
+# name -> module that registers it. A new model adds one line here and nothing in the engine.
+MODEL_MODULES: dict[str, str] = {
+    "static": "diffmd.models.reference",
+    "constant_velocity": "diffmd.models.reference",
+    "egnn": "diffmd.models.egnn",
+    "diffmd": "diffmd.models.diffmd",
+    "score_dynamics": "diffmd.models.score_dynamics",
+    "tfn": "baselines.tfn",
+    "rf": "baselines.radial_field",
+    "se3_transformer": "baselines.se3_transformer",
+    "gmn": "baselines.gmn",
+    "scfnn": "baselines.scfnn",
+}
+
+_REGISTRY: dict[str, type[TrajectoryModel]] = {}
+
+
+class TrajectoryModel(nn.Module):
+    """Base class: predicts x(t+1) from the batch contract (see :mod:`diffmd.batch`)."""
+
+    #: False for models with no parameters to learn (static, constant velocity).
+    trainable: bool = True
+    #: Frames of the source trajectory per model step; set by :func:`build_model`.
+    stride: int = 1
+    #: Registry name, set by :func:`register_model`.
+    name: str = ""
+
+    def loss(self, batch: B.Batch) -> torch.Tensor:
+        """Mean squared error of the predicted next positions (Å²), per coordinate."""
+        pred = self(batch)
+        return ((pred - batch[B.TARGET_POSITIONS]) ** 2).mean()
+
+    @torch.no_grad()
+    def predict(self, batch: B.Batch) -> torch.Tensor:
+        """Next positions x(t+1), shape (n_atoms, 3), Å."""
+        return self(B.inputs_only(batch))
+
+    def rollout_stats(self) -> dict[str, float]:
+        """Counters accumulated since the last call (and reset by it); empty by default."""
+        return {}
+
+
+def register_model(name: str):
+    """Class decorator: ``@register_model("egnn")``."""
+
+    def deco(cls: type[TrajectoryModel]) -> type[TrajectoryModel]:
+        if not issubclass(cls, TrajectoryModel):
+            raise TypeError(f"{cls.__name__} must subclass TrajectoryModel to be registered")
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"model name {name!r} is registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def available_models() -> list[str]:
+    return sorted(MODEL_MODULES)
+
+
+def get_model_class(name: str) -> type[TrajectoryModel]:
+    if name not in _REGISTRY:
+        if name not in MODEL_MODULES:
+            raise KeyError(f"unknown model {name!r}; known models: {', '.join(available_models())}")
+        importlib.import_module(MODEL_MODULES[name])
+        if name not in _REGISTRY:
+            raise KeyError(f"module {MODEL_MODULES[name]} did not register model {name!r}")
+    return _REGISTRY[name]
+
+
+def build_model(name: str, params: dict[str, Any] | None = None, source: str = "model parameters"):
+    """Instantiate a registered model from its parameter dict.
+
+    ``stride`` is taken out of ``params`` and set on the model; an unknown parameter raises a
+    ``ValueError`` naming the key and ``source`` (the YAML file or config key it came from).
+    """
+    cls = get_model_class(name)
+    params = dict(params or {})
+    stride = int(params.pop("stride", 1))
+    if stride < 1:
+        raise ValueError(f"{source}: stride must be >= 1, got {stride}")
+    sig = inspect.signature(cls.__init__)
+    accepts_kwargs = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    if not accepts_kwargs:
+        allowed = [p for p in sig.parameters if p != "self"]
+        for key in params:
+            if key not in allowed:
+                raise ValueError(
+                    f"{source}: unknown parameter {key!r} for model {name!r}; "
+                    f"allowed: {', '.join(allowed) or '(none)'}"
+                )
+    model = cls(**params)
+    model.stride = stride
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,1 @@
+# Rules for this part of the workflow (see workflow/rules/common.smk for shared helpers).

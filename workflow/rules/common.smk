@@ -1,0 +1,32 @@
+# Shared helpers for every rule file: config validation, the experiment's axes, wildcard
+# constraints and the target registry behind `rule all`.
+import json
+import shlex
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+SEEDS = [int(s) for s in config["seeds"]]
+MODELS = list(config["models"])
+MD17_MOLECULES = list(config["data"]["md17"]["molecules"])
+
+# Each rule file appends the final outputs it owns; `rule all` asks for all of them.
+ALL_TARGETS = []
+
+
+def all_targets():
+    return ALL_TARGETS
+
+
+def as_json_arg(obj):
+    """A config section as one shell-quoted JSON argument for the package's entry points."""
+    return shlex.quote(json.dumps(obj, sort_keys=True))
+
+
+wildcard_constraints:
+    model="|".join(MODELS),
+    seed=r"\d+",
+    molecule=r"[a-z0-9_]+",
+    dataset="md17|c7o2h10",
