@@ -85,3 +85,26 @@ def check_batch(batch: Batch) -> None:
             raise ValueError(f"batch[{key!r}] has shape {tuple(batch[key].shape)}, expected (2, E)")
     if EDGE_ATTR in batch and tuple(batch[EDGE_ATTR].shape) != (batch[EDGE_INDEX].shape[1], EDGE_ATTR_DIM):
         raise ValueError(f"batch[{EDGE_ATTR!r}] has shape {tuple(batch[EDGE_ATTR].shape)}")
+
+
+def collate(samples: list[Batch]) -> Batch:
+    """Concatenate single-molecule samples into one batch.
+
+    Each sample holds per-atom tensors (n_i, ...) and *local* ``EDGE_INDEX``/``BOND_INDEX``;
+    this offsets the indices, concatenates everything and adds ``BATCH`` and ``NUM_ATOMS``.
+    """
+    if not samples:
+        raise ValueError("collate() needs at least one sample")
+    sizes = [int(s[POSITIONS].shape[0]) for s in samples]
+    offsets = torch.cumsum(torch.tensor([0] + sizes[:-1]), 0)
+    out: Batch = {}
+    for key in samples[0]:
+        if key in (EDGE_INDEX, BOND_INDEX):
+            out[key] = torch.cat([s[key] + int(o) for s, o in zip(samples, offsets)], dim=1)
+        elif key in (BATCH, NUM_ATOMS):
+            continue
+        else:
+            out[key] = torch.cat([s[key] for s in samples], dim=0)
+    out[BATCH] = torch.repeat_interleave(torch.arange(len(samples)), torch.tensor(sizes))
+    out[NUM_ATOMS] = torch.tensor(sizes, dtype=torch.long)
+    return out

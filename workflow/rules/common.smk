@@ -30,3 +30,18 @@ wildcard_constraints:
     seed=r"\d+",
     molecule=r"[a-z0-9_]+",
     dataset="md17|c7o2h10",
+
+
+def model_params(model, dataset):
+    """Hyper-parameters of `model` for `dataset`: config/models/<model>.yaml + model_params.<model>.
+
+    Score Dynamics takes its stride (frames per step) from score_dynamics.stride.<dataset>.
+    """
+    from diffmd.config import resolve_model_config
+
+    overrides = dict(config.get("model_params", {}).get(model, {}))
+    if model == "score_dynamics":
+        stride = config.get("score_dynamics", {}).get("stride", {}).get(dataset)
+        if stride is not None:
+            overrides.setdefault("stride", int(stride))
+    return resolve_model_config(model, overrides)
