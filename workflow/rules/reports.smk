@@ -1,1 +1,187 @@
-# Rules for this part of the workflow (see workflow/rules/common.smk for shared helpers).
+# Reports (diffmd/reports): the ARMSE tables (Table 1, Table 2), the paper side by side, physical
+# validity, the snapshot figures (the paper's Fig. 4), ARMSE/RMSD curves and the costs table.
+# Each rule is one `python -m diffmd.reports <command>` line; outputs are report() items, so
+#   snakemake --report results/report.html
+# builds one browsable page. Run paths come from docs/ARCHITECTURE.md ("Result files");
+# the C7O2H10 targets come from c7o2h10_targets() in data.smk.
+
+REPORT = config.get("report", {})
+SNAPSHOT_EVERY = int(REPORT.get("snapshot_every", 800))
+#: seed whose rollouts are drawn in the snapshot figures
+FIGURE_SEED = min(SEEDS)
+TABLE_NUMBER = {"md17": "1", "c7o2h10": "2"}
+
+
+def run_files(dataset, filename, seeds=None, molecules=None):
+    """`filename` in every run directory of `dataset` the config implies (molecules x models x seeds)."""
+    if molecules is None:
+        molecules = MD17_MOLECULES if dataset == "md17" else c7o2h10_targets()
+    return expand(
+        "results/{dataset}/{molecule}/{model}/seed{seed}/{filename}",
+        dataset=dataset,
+        molecule=molecules,
+        model=MODELS,
+        seed=SEEDS if seeds is None else seeds,
+        filename=filename,
+    )
+
+
+def column_order(dataset):
+    return " ".join(MD17_MOLECULES if dataset == "md17" else c7o2h10_targets())
+
+
+def dataset_armse(wildcards):
+    return run_files(wildcards.dataset, "armse.json")
+
+
+def dataset_rollouts(wildcards):
+    return run_files(wildcards.dataset, "rollout.npz")
+
+
+def molecule_rollouts(wildcards):
+    return run_files(wildcards.dataset, "rollout.npz", [FIGURE_SEED], [wildcards.molecule])
+
+
+def molecule_armse(wildcards):
+    return run_files(wildcards.dataset, "armse.json", [FIGURE_SEED], [wildcards.molecule])
+
+
+def all_armse(wildcards):
+    return run_files("md17", "armse.json") + run_files("c7o2h10", "armse.json")
+
+
+def table_columns(wildcards):
+    return column_order(wildcards.dataset)
+
+
+def c7o2h10_snapshot_figures(wildcards):
+    """Fig. 4 for every C7O2H10 target (a function: the targets may be chosen from the data)."""
+    return expand("results/figures/snapshots_c7o2h10_{molecule}.png", molecule=c7o2h10_targets())
+
+
+rule aggregate:
+    input:
+        dataset_armse,
+    output:
+        csv=report("results/tables/table{num}_{dataset}.csv", caption="../report/armse_table.rst",
+                   category="Tables", subcategory="ARMSE"),
+        md="results/tables/table{num}_{dataset}.md",
+    params:
+        models=" ".join(MODELS),
+        columns=table_columns,
+    log:
+        "results/logs/aggregate/table{num}_{dataset}.log",
+    benchmark:
+        "results/benchmarks/aggregate/table{num}_{dataset}.tsv"
+    wildcard_constraints:
+        num="1|2",
+    shell:
+        "python -m diffmd.reports tables --inputs {input} --models {params.models} --columns {params.columns} --csv {output.csv} --md {output.md} > {log} 2>&1"
+
+
+rule paper_vs_ours:
+    input:
+        dataset_armse,
+    output:
+        csv=report("results/tables/paper_vs_ours_{dataset}.csv", caption="../report/paper_vs_ours.rst",
+                   category="Tables", subcategory="Paper vs ours"),
+        md="results/tables/paper_vs_ours_{dataset}.md",
+    params:
+        models=" ".join(MODELS),
+        columns=table_columns,
+    log:
+        "results/logs/paper_vs_ours/{dataset}.log",
+    benchmark:
+        "results/benchmarks/paper_vs_ours/{dataset}.tsv"
+    shell:
+        "python -m diffmd.reports paper --dataset {wildcards.dataset} --inputs {input} --models {params.models} --columns {params.columns} --csv {output.csv} --md {output.md} > {log} 2>&1"
+
+
+rule validity:
+    input:
+        rollouts=dataset_rollouts,
+        armse=dataset_armse,
+    output:
+        csv=report("results/tables/validity_{dataset}.csv", caption="../report/validity.rst",
+                   category="Tables", subcategory="Physical validity"),
+        md="results/tables/validity_{dataset}.md",
+    params:
+        models=" ".join(MODELS),
+        validity=as_json_arg(REPORT.get("validity", {})),
+    log:
+        "results/logs/validity/{dataset}.log",
+    benchmark:
+        "results/benchmarks/validity/{dataset}.tsv"
+    shell:
+        "python -m diffmd.reports validity --rollouts {input.rollouts} --params {params.validity} --models {params.models} --csv {output.csv} --md {output.md} > {log} 2>&1"
+
+
+rule snapshots:
+    input:
+        rollouts=molecule_rollouts,
+        armse=molecule_armse,
+    output:
+        png=report("results/figures/snapshots_{dataset}_{molecule}.png", caption="../report/snapshots.rst",
+                   category="Figures", subcategory="Snapshots (Fig. 4)"),
+        pdf="results/figures/snapshots_{dataset}_{molecule}.pdf",
+    params:
+        models=" ".join(MODELS),
+        every=SNAPSHOT_EVERY,
+        seed=FIGURE_SEED,
+    log:
+        "results/logs/snapshots/{dataset}_{molecule}.log",
+    benchmark:
+        "results/benchmarks/snapshots/{dataset}_{molecule}.tsv"
+    shell:
+        "python -m diffmd.reports snapshots --rollouts {input.rollouts} --every {params.every} --models {params.models} --title '{wildcards.dataset} / {wildcards.molecule}, seed {params.seed}' --png {output.png} --pdf {output.pdf} > {log} 2>&1"
+
+
+rule curves:
+    input:
+        dataset_armse,
+    output:
+        png=report("results/figures/armse_curves_{dataset}.png", caption="../report/curves.rst",
+                   category="Figures", subcategory="ARMSE curves"),
+        pdf="results/figures/armse_curves_{dataset}.pdf",
+    params:
+        models=" ".join(MODELS),
+    log:
+        "results/logs/curves/{dataset}.log",
+    benchmark:
+        "results/benchmarks/curves/{dataset}.tsv"
+    shell:
+        "python -m diffmd.reports curves --inputs {input} --models {params.models} --title 'ARMSE and RMSD against rollout time ({wildcards.dataset})' --png {output.png} --pdf {output.pdf} > {log} 2>&1"
+
+
+# The costs table reads the benchmark TSVs of the train and rollout jobs under results/benchmarks.
+# Those jobs are upstream of every armse.json it takes as input, so their TSVs exist when it runs;
+# the TSV paths are found in the folder rather than re-declared here, so this file does not
+# depend on how the engine's rules name their wildcards (see docs/ARCHITECTURE.md).
+rule costs:
+    input:
+        all_armse,
+    output:
+        csv=report("results/tables/costs.csv", caption="../report/costs.rst", category="Tables",
+                   subcategory="Costs"),
+        md="results/tables/costs.md",
+    log:
+        "results/logs/costs/costs.log",
+    benchmark:
+        "results/benchmarks/costs/costs.tsv"
+    shell:
+        "python -m diffmd.reports costs --inputs {input} --benchmark-dir results/benchmarks --csv {output.csv} --md {output.md} > {log} 2>&1"
+
+
+ALL_TARGETS.extend(
+    expand("results/tables/{name}.{ext}", name=["table1_md17", "table2_c7o2h10"], ext=["csv", "md"])
+    + expand(
+        "results/tables/{kind}_{dataset}.{ext}",
+        kind=["paper_vs_ours", "validity"],
+        dataset=["md17", "c7o2h10"],
+        ext=["csv", "md"],
+    )
+    + expand("results/figures/armse_curves_{dataset}.png", dataset=["md17", "c7o2h10"])
+    + expand("results/figures/snapshots_md17_{molecule}.png", molecule=MD17_MOLECULES)
+    + ["results/tables/costs.csv", "results/tables/costs.md"]
+)
+ALL_TARGETS.append(c7o2h10_snapshot_figures)

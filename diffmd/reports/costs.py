@@ -1,0 +1,148 @@
+"""Costs table: training wall time, rollout speed, peak memory, score evaluations per frame.
+
+Inputs are Snakemake ``benchmark:`` TSV files (columns ``s``, ``h:m:s``, ``max_rss``, ``max_vms``,
+... in seconds and MB) under ``results/benchmarks/<rule>/<dataset>/<molecule>/<model>/seed<seed>``
+and the ``armse.json`` files (``frames_per_second``, ``score_evals_per_frame``). Training time
+comes from the rule named ``train``, rollout memory from ``rollout``. O2O models are trained once
+per model (``results/c7o2h10/trained/{model}/seed{seed}/``), so their training benchmark sits
+under molecule ``trained`` and is shown for every target.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from diffmd.reports.results import RunRecord, source_label
+
+TRAINED_ONCE = "trained"
+
+
+def read_benchmark(path: str | os.PathLike) -> dict[str, float]:
+    """Mean of each numeric column of one Snakemake benchmark TSV (several repeats are averaged)."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    rows = list(csv.DictReader(lines, delimiter="\t"))
+    if not rows or "s" not in rows[0]:
+        raise ValueError(f"{path}: not a Snakemake benchmark TSV (no 's' column)")
+    out: dict[str, float] = {}
+    for key in rows[0]:
+        vals = []
+        for row in rows:
+            try:
+                vals.append(float(row[key]))
+            except (TypeError, ValueError):
+                continue
+        if vals:
+            out[key] = sum(vals) / len(vals)
+    return out
+
+
+def benchmark_identity(path: str | os.PathLike) -> dict[str, str] | None:
+    """rule, dataset, molecule, model, seed of a benchmark file, or None when the path does not say.
+
+    Reads ``.../benchmarks/<rule>/<dataset>/<molecule>/<model>/seed<n>[.tsv | /<anything>.tsv]``:
+    the first folder after ``benchmarks`` is the rule, then the dataset (md17 or c7o2h10), the
+    molecule (or ``trained`` for O2O training), the model and ``seed<n>``.
+    """
+    parts = Path(path).with_suffix("").parts
+    if "benchmarks" not in parts:
+        return None
+    rest = parts[parts.index("benchmarks") + 1:]
+    datasets = [i for i, p in enumerate(rest) if p in ("md17", "c7o2h10")]
+    if len(rest) < 5 or not datasets:
+        return None
+    i = datasets[0]
+    if len(rest) < i + 4 or not rest[i + 3].startswith("seed") or not rest[i + 3][4:].isdigit():
+        return None
+    return {"rule": rest[0], "dataset": rest[i], "molecule": rest[i + 1], "model": rest[i + 2], "seed": rest[i + 3][4:]}
+
+
+def find_benchmarks(folder: str | os.PathLike) -> list[str]:
+    """Every ``*.tsv`` under ``folder`` whose path names a run (see :func:`benchmark_identity`)."""
+    return sorted(str(p) for p in Path(folder).rglob("*.tsv") if benchmark_identity(p) is not None)
+
+
+def _mean(values: list[float]) -> float | None:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(vals) / len(vals) if vals else None
+
+
+def cost_rows(records: list[RunRecord], benchmarks: list[str], train_rule: str = "train",
+              rollout_rule: str = "rollout") -> list[dict[str, object]]:
+    """One row per (dataset, molecule, model), seeds averaged; ``benchmarks`` are TSV paths."""
+    bench: dict[tuple, list[dict[str, float]]] = defaultdict(list)
+    for path in benchmarks:
+        ident = benchmark_identity(path)
+        if ident is None:
+            raise ValueError(f"{path}: cannot tell rule/dataset/molecule/model/seed from this benchmark path")
+        key = (ident["rule"], ident["dataset"], ident["molecule"], ident["model"])
+        bench[key].append(read_benchmark(path))
+    groups: dict[tuple, list[RunRecord]] = defaultdict(list)
+    for rec in records:
+        groups[(rec.dataset, rec.molecule, rec.model)].append(rec)
+    rows = []
+    for (dataset, molecule, model), recs in groups.items():
+        train = bench.get((train_rule, dataset, molecule, model))
+        train = train or bench.get((train_rule, dataset, TRAINED_ONCE, model))
+        roll = bench.get((rollout_rule, dataset, molecule, model), [])
+        rss = [b.get("max_rss") for b in (train or []) + roll]
+        rows.append({
+            "dataset": dataset,
+            "molecule": molecule,
+            "model": model,
+            "seeds": len(recs),
+            "data_source": source_label(dataset, recs[0].source),
+            "train_seconds": _mean([b.get("s") for b in train or []]),
+            "train_shared_across_targets": (train_rule, dataset, molecule, model) not in bench if train else None,
+            "rollout_seconds": _mean([r.rollout_seconds for r in recs]),
+            "rollout_frames_per_second": _mean([r.frames_per_second for r in recs]),
+            "peak_memory_MB": max([v for v in rss if v is not None], default=None),
+            "score_evals_per_frame": _mean([r.score_evals_per_frame for r in recs]),
+        })
+    return rows
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+COLUMNS = ["dataset", "molecule", "model", "seeds", "train_seconds", "train_shared_across_targets",
+           "rollout_seconds", "rollout_frames_per_second", "peak_memory_MB", "score_evals_per_frame", "data_source"]
+
+
+def render_costs_csv(rows: list[dict[str, object]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(COLUMNS)
+    for row in rows:
+        w.writerow(["" if row[c] is None else row[c] for c in COLUMNS])
+    return buf.getvalue()
+
+
+def render_costs_md(rows: list[dict[str, object]]) -> str:
+    shown = COLUMNS[:-1]
+    out = ["Compute costs per model and molecule (Snakemake benchmark files + armse.json).", "",
+           "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    out += ["| " + " | ".join(_fmt(row[c]) for c in shown) + " |" for row in rows]
+    sources = sorted({str(row["data_source"]) for row in rows})
+    out += ["", *(f"- Data: {s}" for s in sources),
+            "- train_seconds: wall time of the training job (`s` column); O2O models are trained once for all "
+            "targets (train_shared_across_targets = yes).",
+            "- peak_memory_MB: the largest `max_rss` of the training and rollout jobs (CPU resident memory).",
+            "- score_evals_per_frame: score-network evaluations per generated frame (diffusion models; 0 "
+            "otherwise). '-' = not recorded."]
+    return "\n".join(out) + "\n"
