@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         from diffmd.reports import figures
 
         label = _sibling_source(args.rollouts)
-        fig = figures.snapshot_figure([load_rollout(p) for p in args.rollouts], args.every,
-                                      f"{args.title}\n{label}".strip(), args.models)
+        fig = figures.snapshot_figure(
+            [load_rollout(p) for p in args.rollouts], args.every, f"{args.title}\n{label}".strip(), args.models
+        )
         figures.save_figure(fig, args.png, args.pdf)
     elif args.command == "curves":
         from diffmd.reports import figures

@@ -55,7 +55,7 @@ def benchmark_identity(path: str | os.PathLike) -> dict[str, str] | None:
     parts = Path(path).with_suffix("").parts
     if "benchmarks" not in parts:
         return None
-    rest = parts[parts.index("benchmarks") + 1:]
+    rest = parts[parts.index("benchmarks") + 1 :]
     datasets = [i for i, p in enumerate(rest) if p in ("md17", "c7o2h10")]
     if len(rest) < 5 or not datasets:
         return None
@@ -75,8 +75,9 @@ def _mean(values: list[float]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def cost_rows(records: list[RunRecord], benchmarks: list[str], train_rule: str = "train",
-              rollout_rule: str = "rollout") -> list[dict[str, object]]:
+def cost_rows(
+    records: list[RunRecord], benchmarks: list[str], train_rule: str = "train", rollout_rule: str = "rollout"
+) -> list[dict[str, object]]:
     """One row per (dataset, molecule, model), seeds averaged; ``benchmarks`` are TSV paths."""
     bench: dict[tuple, list[dict[str, float]]] = defaultdict(list)
     for path in benchmarks:
@@ -94,19 +95,21 @@ def cost_rows(records: list[RunRecord], benchmarks: list[str], train_rule: str =
         train = train or bench.get((train_rule, dataset, TRAINED_ONCE, model))
         roll = bench.get((rollout_rule, dataset, molecule, model), [])
         rss = [b.get("max_rss") for b in (train or []) + roll]
-        rows.append({
-            "dataset": dataset,
-            "molecule": molecule,
-            "model": model,
-            "seeds": len(recs),
-            "data_source": source_label(dataset, recs[0].source),
-            "train_seconds": _mean([b.get("s") for b in train or []]),
-            "train_shared_across_targets": (train_rule, dataset, molecule, model) not in bench if train else None,
-            "rollout_seconds": _mean([r.rollout_seconds for r in recs]),
-            "rollout_frames_per_second": _mean([r.frames_per_second for r in recs]),
-            "peak_memory_MB": max([v for v in rss if v is not None], default=None),
-            "score_evals_per_frame": _mean([r.score_evals_per_frame for r in recs]),
-        })
+        rows.append(
+            {
+                "dataset": dataset,
+                "molecule": molecule,
+                "model": model,
+                "seeds": len(recs),
+                "data_source": source_label(dataset, recs[0].source),
+                "train_seconds": _mean([b.get("s") for b in train or []]),
+                "train_shared_across_targets": (train_rule, dataset, molecule, model) not in bench if train else None,
+                "rollout_seconds": _mean([r.rollout_seconds for r in recs]),
+                "rollout_frames_per_second": _mean([r.frames_per_second for r in recs]),
+                "peak_memory_MB": max([v for v in rss if v is not None], default=None),
+                "score_evals_per_frame": _mean([r.score_evals_per_frame for r in recs]),
+            }
+        )
     return rows
 
 
@@ -120,8 +123,19 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-COLUMNS = ["dataset", "molecule", "model", "seeds", "train_seconds", "train_shared_across_targets",
-           "rollout_seconds", "rollout_frames_per_second", "peak_memory_MB", "score_evals_per_frame", "data_source"]
+COLUMNS = [
+    "dataset",
+    "molecule",
+    "model",
+    "seeds",
+    "train_seconds",
+    "train_shared_across_targets",
+    "rollout_seconds",
+    "rollout_frames_per_second",
+    "peak_memory_MB",
+    "score_evals_per_frame",
+    "data_source",
+]
 
 
 def render_costs_csv(rows: list[dict[str, object]]) -> str:
@@ -135,14 +149,21 @@ def render_costs_csv(rows: list[dict[str, object]]) -> str:
 
 def render_costs_md(rows: list[dict[str, object]]) -> str:
     shown = COLUMNS[:-1]
-    out = ["Compute costs per model and molecule (Snakemake benchmark files + armse.json).", "",
-           "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    out = [
+        "Compute costs per model and molecule (Snakemake benchmark files + armse.json).",
+        "",
+        "| " + " | ".join(shown) + " |",
+        "|" + "---|" * len(shown),
+    ]
     out += ["| " + " | ".join(_fmt(row[c]) for c in shown) + " |" for row in rows]
     sources = sorted({str(row["data_source"]) for row in rows})
-    out += ["", *(f"- Data: {s}" for s in sources),
-            "- train_seconds: wall time of the training job (`s` column); O2O models are trained once for all "
-            "targets (train_shared_across_targets = yes).",
-            "- peak_memory_MB: the largest `max_rss` of the training and rollout jobs (CPU resident memory).",
-            "- score_evals_per_frame: score-network evaluations per generated frame (diffusion models; 0 "
-            "otherwise). '-' = not recorded."]
+    out += [
+        "",
+        *(f"- Data: {s}" for s in sources),
+        "- train_seconds: wall time of the training job (`s` column); O2O models are trained once for all "
+        "targets (train_shared_across_targets = yes).",
+        "- peak_memory_MB: the largest `max_rss` of the training and rollout jobs (CPU resident memory).",
+        "- score_evals_per_frame: score-network evaluations per generated frame (diffusion models; 0 "
+        "otherwise). '-' = not recorded.",
+    ]
     return "\n".join(out) + "\n"

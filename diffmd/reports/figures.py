@@ -53,8 +53,9 @@ def view_axes(frame: np.ndarray, tilt_deg: tuple[float, float] = (25.0, 20.0)) -
     return ry @ rx @ principal_axes(frame)
 
 
-def draw_molecule(ax, frame: np.ndarray, numbers: np.ndarray, axes: np.ndarray, centre: np.ndarray,
-                  half_width: float) -> None:
+def draw_molecule(
+    ax, frame: np.ndarray, numbers: np.ndarray, axes: np.ndarray, centre: np.ndarray, half_width: float
+) -> None:
     """Ball-and-stick drawing of one frame (atoms, 3) Å, projected on ``axes`` (3, 3) around ``centre``."""
     ax.set_xlim(-half_width, half_width)
     ax.set_ylim(-half_width, half_width)
@@ -68,14 +69,30 @@ def draw_molecule(ax, frame: np.ndarray, numbers: np.ndarray, axes: np.ndarray, 
     zmin, zmax = proj[:, 2].min(), proj[:, 2].max()
     depth = (proj[:, 2] - zmin) / (zmax - zmin + 1e-9)
     for i, j in find_bonds(frame, numbers):
-        z = 2.0 * min(proj[i, 2], proj[j, 2]) - 1e-3  # under both of its atoms
-        ax.plot(proj[[i, j], 0], proj[[i, j], 1], color="0.35", lw=2.2, zorder=z, solid_capstyle="round")
+        mid = (proj[i] + proj[j]) / 2
+        for a in (i, j):  # each half-stick just above its own atom: it leaves the rear ball, dives under the front one
+            ax.plot(
+                [proj[a, 0], mid[0]],
+                [proj[a, 1], mid[1]],
+                color="0.35",
+                lw=2.2,
+                zorder=2.0 * proj[a, 2] + 2e-3,
+                solid_capstyle="butt",
+            )
     for k in np.argsort(proj[:, 2]):
-        radius = 0.55 * covalent_radius(int(numbers[k])) + 0.12
+        radius = 0.4 * covalent_radius(int(numbers[k])) + 0.1
         shade = 0.75 + 0.25 * depth[k]
         colour = np.array(matplotlib.colors.to_rgb(COLOURS.get(int(numbers[k]), "#FF1493"))) * shade
-        ax.add_patch(Circle((proj[k, 0], proj[k, 1]), radius, facecolor=np.clip(colour, 0, 1),
-                            edgecolor="black", lw=0.5, zorder=2.0 * proj[k, 2] + 1e-3))
+        ax.add_patch(
+            Circle(
+                (proj[k, 0], proj[k, 1]),
+                radius,
+                facecolor=np.clip(colour, 0, 1),
+                edgecolor="black",
+                lw=0.5,
+                zorder=2.0 * proj[k, 2] + 1e-3,
+            )
+        )
 
 
 def snapshot_columns(n_frames_source: int, every: int) -> list[int]:
@@ -111,8 +128,7 @@ def snapshot_figure(rollouts: list[Rollout], every: int, title: str, models: lis
     centre = start.mean(axis=0)
     half = float(np.abs((start - centre) @ axes3.T)[:, :2].max()) + 0.7
     rows = [("ground truth", truth_ro, True)] + [(m, r, False) for m, r in named]
-    fig, axs = plt.subplots(len(rows), len(cols), figsize=(1.6 * len(cols) + 1.2, 1.6 * len(rows) + 0.6),
-                            squeeze=False)
+    fig, axs = plt.subplots(len(rows), len(cols), figsize=(1.6 * len(cols) + 1.2, 1.6 * len(rows) + 0.6), squeeze=False)
     for r, (label, ro, truth) in enumerate(rows):
         for c, offset in enumerate(cols):
             ax = axs[r, c]
@@ -128,7 +144,8 @@ def snapshot_figure(rollouts: list[Rollout], every: int, title: str, models: lis
         suffix = " (ref.)" if label in REFERENCE_MODELS else ""
         axs[r, 0].set_ylabel(label + suffix, fontsize=8, rotation=0, ha="right", va="center")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    height = fig.get_size_inches()[1]
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.18 * (title.count("\n") + 1) / height))
     return fig
 
 
@@ -137,11 +154,11 @@ def curves_figure(records: list[RunRecord], title: str, models: list[str] | None
     if not records:
         raise ValueError("curves figure: no armse.json records given")
     molecules = list(dict.fromkeys(r.molecule for r in records))
-    model_order = list(dict.fromkeys([m for m in (models or []) if any(r.model == m for r in records)]
-                                     + [r.model for r in records]))
+    model_order = list(
+        dict.fromkeys([m for m in (models or []) if any(r.model == m for r in records)] + [r.model for r in records])
+    )
     colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(model_order)}
-    fig, axs = plt.subplots(2, len(molecules), figsize=(3.6 * len(molecules) + 1.5, 6.0), squeeze=False,
-                            sharex="col")
+    fig, axs = plt.subplots(2, len(molecules), figsize=(3.6 * len(molecules) + 1.5, 6.0), squeeze=False, sharex="col")
     for c, mol in enumerate(molecules):
         for r, key in enumerate(("armse_curve", "rmsd_per_frame")):
             ax = axs[r, c]
@@ -152,8 +169,14 @@ def curves_figure(records: list[RunRecord], title: str, models: list[str] | None
                         continue
                     t = np.arange(1, y.size + 1) * rec.stride
                     style = "--" if model in REFERENCE_MODELS else "-"
-                    ax.plot(t, np.where(y > 0, y, np.nan), style, color=colours[model], lw=1.2,
-                            label=model if (i == 0 and c == 0 and r == 0) else None)
+                    ax.plot(
+                        t,
+                        np.where(y > 0, y, np.nan),
+                        style,
+                        color=colours[model],
+                        lw=1.2,
+                        label=model if (i == 0 and c == 0 and r == 0) else None,
+                    )
                     finite = np.nonzero(np.isfinite(y) & (y > 0))[0]
                     if rec.diverged and finite.size:  # mark where a diverged rollout stops
                         ax.plot(t[finite[-1]], y[finite[-1]], "x", color=colours[model], ms=7, mew=2)

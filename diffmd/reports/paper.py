@@ -128,8 +128,20 @@ def render_side_by_side_csv(sbs: SideBySide) -> str:
     """Long format: one row per (column, model) with the paper's value and ours, labelled by source."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["molecule", "model", "paper_armse", "paper_data", "ours_armse", "ours_std", "ours_seeds",
-                "ours_diverged_seeds", "ours_data_source", "ours_source_key"])
+    w.writerow(
+        [
+            "molecule",
+            "model",
+            "paper_armse",
+            "paper_data",
+            "ours_armse",
+            "ours_std",
+            "ours_seeds",
+            "ours_diverged_seeds",
+            "ours_data_source",
+            "ours_source_key",
+        ]
+    )
     ours_label = source_label(sbs.dataset, sbs.source)
     for col in sbs.columns:
         for model in sbs.models:

@@ -16,11 +16,19 @@ import numpy as np
 from diffmd.io import save_npz, write_json
 
 ETHANOL_Z = np.array([6, 6, 8, 1, 1, 1, 1, 1, 1])
-ETHANOL_XYZ = np.array([
-    [0.0072, -0.5687, 0.0], [-1.2854, 0.2499, 0.0], [1.1304, 0.3147, 0.0],
-    [0.0392, -1.1972, 0.89], [0.0392, -1.1972, -0.89], [-1.3175, 0.8784, 0.89],
-    [-1.3175, 0.8784, -0.89], [-2.1422, -0.4239, 0.0], [1.9857, -0.1365, 0.0],
-])
+ETHANOL_XYZ = np.array(
+    [
+        [0.0072, -0.5687, 0.0],
+        [-1.2854, 0.2499, 0.0],
+        [1.1304, 0.3147, 0.0],
+        [0.0392, -1.1972, 0.89],
+        [0.0392, -1.1972, -0.89],
+        [-1.3175, 0.8784, 0.89],
+        [-1.3175, 0.8784, -0.89],
+        [-2.1422, -0.4239, 0.0],
+        [1.9857, -0.1365, 0.0],
+    ]
+)
 
 
 def vibrating_truth(n_frames: int, seed: int = 0, amplitude: float = 0.03, period: float = 40.0) -> np.ndarray:
@@ -33,9 +41,20 @@ def vibrating_truth(n_frames: int, seed: int = 0, amplitude: float = 0.03, perio
     return ETHANOL_XYZ[None] + amplitude * np.sin(2 * np.pi * t / period + phase[None]) * direction[None]
 
 
-def write_run(root: str | Path, dataset: str, molecule: str, model: str, seed: int, source: str,
-              truth: np.ndarray, offset: float, stride: int = 1, diverged: bool = False,
-              dt_fs: float = 0.5, score_evals: int = 0) -> float | None:
+def write_run(
+    root: str | Path,
+    dataset: str,
+    molecule: str,
+    model: str,
+    seed: int,
+    source: str,
+    truth: np.ndarray,
+    offset: float,
+    stride: int = 1,
+    diverged: bool = False,
+    dt_fs: float = 0.5,
+    score_evals: int = 0,
+) -> float | None:
     """Write rollout.npz + armse.json for a fake model whose every atom is shifted by ``offset`` Å
     along x on every generated frame (frame 0 is the start frame). Returns the ARMSE written (Å):
     exactly ``offset``, or None when ``diverged``."""
@@ -45,22 +64,44 @@ def write_run(root: str | Path, dataset: str, molecule: str, model: str, seed: i
     pred[1:, :, 0] += offset
     n = ref.shape[0] - 1
     if diverged:
-        pred[n // 2:] = np.nan
+        pred[n // 2 :] = np.nan
     rmsd = np.sqrt(((pred[1:] - ref[1:]) ** 2).sum(-1).mean(-1))
     curve = np.sqrt(np.cumsum(rmsd**2) / np.arange(1, n + 1))
     armse = None if diverged else float(math.sqrt(float(np.mean(rmsd**2))))
-    save_npz(run / "rollout.npz", positions=pred, reference=ref, frame_indices=np.arange(n + 1) * stride,
-             atomic_numbers=ETHANOL_Z, diverged=np.bool_(diverged), diverged_at=np.int64(n // 2 if diverged else -1),
-             stride=np.int64(stride), dt_fs=np.float64(dt_fs), seconds=np.float64(0.01 * n),
-             score_evals=np.full(n, score_evals, dtype=np.int64))
-    write_json(run / "armse.json", {
-        "dataset": dataset, "molecule": molecule, "model": model, "seed": seed, "source": source,
-        "stride": stride, "n_frames": n, "armse": armse, "armse_unaligned": armse, "diverged": diverged,
-        "diverged_at": n // 2 if diverged else -1,
-        "rmsd_per_frame": [None if not np.isfinite(v) else float(v) for v in rmsd],
-        "armse_curve": [None if not np.isfinite(v) else float(v) for v in curve],
-        "score_evals_per_frame": float(score_evals), "rollout_seconds": 0.01 * n, "frames_per_second": 100.0,
-    })
+    save_npz(
+        run / "rollout.npz",
+        positions=pred,
+        reference=ref,
+        frame_indices=np.arange(n + 1) * stride,
+        atomic_numbers=ETHANOL_Z,
+        diverged=np.bool_(diverged),
+        diverged_at=np.int64(n // 2 if diverged else -1),
+        stride=np.int64(stride),
+        dt_fs=np.float64(dt_fs),
+        seconds=np.float64(0.01 * n),
+        score_evals=np.full(n, score_evals, dtype=np.int64),
+    )
+    write_json(
+        run / "armse.json",
+        {
+            "dataset": dataset,
+            "molecule": molecule,
+            "model": model,
+            "seed": seed,
+            "source": source,
+            "stride": stride,
+            "n_frames": n,
+            "armse": armse,
+            "armse_unaligned": armse,
+            "diverged": diverged,
+            "diverged_at": n // 2 if diverged else -1,
+            "rmsd_per_frame": [None if not np.isfinite(v) else float(v) for v in rmsd],
+            "armse_curve": [None if not np.isfinite(v) else float(v) for v in curve],
+            "score_evals_per_frame": float(score_evals),
+            "rollout_seconds": 0.01 * n,
+            "frames_per_second": 100.0,
+        },
+    )
     return armse
 
 

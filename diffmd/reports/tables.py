@@ -221,9 +221,7 @@ def render_markdown(table: ArmseTable) -> str:
     ]
     marks = {c: column_marks(table.grid, table.models, c) for c in table.columns}
     for model in table.models:
-        cells = [
-            _md_cell(table.grid.get((model, c), Cell()).text(), marks[c].get(model)) for c in table.columns
-        ]
+        cells = [_md_cell(table.grid.get((model, c), Cell()).text(), marks[c].get(model)) for c in table.columns]
         lines.append(f"| {row_label(model, table.grid, table.columns)} | " + " | ".join(cells) + " |")
     if table.has_proposed:
         lines.append("| Relative improvement | " + " | ".join(table.improvement_row()) + " |")

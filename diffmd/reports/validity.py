@@ -168,8 +168,10 @@ def render_validity_md(rows: list[ValidityRow], data_label: str, models: list[st
     model_order = [GROUND_TRUTH] + [m for m in ordered(models, [r.model for r in rows]) if m != GROUND_TRUTH]
     p = {**DEFAULTS, **params}
     out = [f"Data source: {data_label}.", ""]
-    for kind, title in (("fraction", "Valid frames (% of the rolled-out frames)"),
-                        ("horizon", "Stability horizon (time before the first broken bond or clash)")):
+    for kind, title in (
+        ("fraction", "Valid frames (% of the rolled-out frames)"),
+        ("horizon", "Stability horizon (time before the first broken bond or clash)"),
+    ):
         out += [f"{title}.", "", "| Model | " + " | ".join(molecules) + " |", "|---|" + "---:|" * len(molecules)]
         for model in model_order:
             label = model + (" (reference)" if model in REFERENCE_MODELS else "")
