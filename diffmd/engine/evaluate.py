@@ -1,0 +1,108 @@
+"""ARMSE of a rollout (``armse.json``, docs/ARCHITECTURE.md) and per-molecule summaries.
+
+CLI::
+
+    python -m diffmd.engine.evaluate --rollout RUNDIR/rollout.npz --meta JSON --out RUNDIR/armse.json
+    python -m diffmd.engine.evaluate summarize --out results/md17/<molecule>/summary.json A.json B.json ...
+
+``--meta``: ``{"dataset", "molecule", "model", "seed"}`` (``source`` is read from the rollout).
+The ARMSE is the paper's accumulative RMSE after Kabsch superposition (see :mod:`diffmd.metrics`);
+``armse`` and ``armse_unaligned`` are null when the rollout diverged (the tables print NA), while
+``rmsd_per_frame`` and ``armse_curve`` still cover the frames predicted before the divergence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffmd.io import read_json, write_json
+from diffmd.metrics import armse_curve, rmsd_per_frame
+
+ROLLOUT_KEYS = ("positions", "reference", "frame_indices", "diverged", "diverged_at", "stride", "seconds",
+                "score_evals")  # fmt: skip
+
+
+def load_rollout(path: str | Path) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: rollout not found")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise ValueError(f"{path}: corrupt or truncated npz ({exc})") from None
+    missing = [k for k in ROLLOUT_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"{path}: missing key(s) {', '.join(missing)}")
+    return data
+
+
+def evaluate(roll: dict[str, np.ndarray], meta: dict[str, Any]) -> dict[str, Any]:
+    """The ``armse.json`` record of one rollout."""
+    pos, ref = roll["positions"], roll["reference"]
+    diverged = bool(roll["diverged"])
+    n = len(pos) - 1
+    done = int(roll["diverged_at"]) - 1 if diverged else n
+    rmsd = rmsd_per_frame(pos[1 : done + 1], ref[1 : done + 1]) if done > 0 else np.zeros(0)
+    raw = rmsd_per_frame(pos[1 : done + 1], ref[1 : done + 1], align=False) if done > 0 else np.zeros(0)
+    curve = armse_curve(rmsd)
+    seconds = float(roll["seconds"])
+    evals = np.asarray(roll["score_evals"], dtype=np.float64)[:done]
+    return {
+        "dataset": meta.get("dataset"),
+        "molecule": meta.get("molecule", str(roll.get("molecule", ""))),
+        "model": meta.get("model", str(roll.get("model", ""))),
+        "seed": meta.get("seed"),
+        "source": str(roll["source"]) if "source" in roll else meta.get("source"),
+        "stride": int(roll["stride"]),
+        "n_frames": n,
+        "armse": None if diverged or done == 0 else float(curve[-1]),
+        "armse_unaligned": None if diverged or done == 0 else float(np.sqrt(np.mean(raw**2))),
+        "diverged": diverged,
+        "diverged_at": int(roll["diverged_at"]),
+        "rmsd_per_frame": rmsd.tolist(),
+        "armse_curve": curve.tolist(),
+        "score_evals_per_frame": float(evals.mean()) if evals.size else 0.0,
+        "rollout_seconds": seconds,
+        "frames_per_second": done / seconds if seconds > 0 else None,
+    }
+
+
+def summarize(paths: list[str]) -> dict[str, Any]:
+    """``{"runs": [{model, seed, armse, armse_unaligned, diverged, path}, ...]}`` of several armse.json."""
+    runs = []
+    for p in paths:
+        rec = read_json(p)
+        runs.append({k: rec.get(k) for k in ("dataset", "molecule", "model", "seed", "source", "armse",
+                                             "armse_unaligned", "diverged")} | {"path": str(p)})  # fmt: skip
+    return {"runs": runs}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "summarize":
+        p = argparse.ArgumentParser(prog="diffmd.engine.evaluate summarize")
+        p.add_argument("--out", required=True)
+        p.add_argument("armse", nargs="+", help="armse.json files")
+        a = p.parse_args(argv[1:])
+        write_json(a.out, summarize(a.armse))
+        return
+    p = argparse.ArgumentParser(description="ARMSE of a rollout -> armse.json")
+    p.add_argument("--rollout", required=True, help="RUNDIR/rollout.npz")
+    p.add_argument("--meta", default="{}", help='JSON: {"dataset", "molecule", "model", "seed"}')
+    p.add_argument("--out", required=True, help="RUNDIR/armse.json")
+    a = p.parse_args(argv)
+    rec = evaluate(load_rollout(a.rollout), json.loads(a.meta))
+    write_json(a.out, rec)
+    print(json.dumps({k: rec[k] for k in ("molecule", "model", "armse", "armse_unaligned", "diverged")}))
+
+
+if __name__ == "__main__":
+    main()
