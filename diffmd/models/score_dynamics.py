@@ -1,0 +1,281 @@
+"""Score Dynamics (Hsu et al., JCTC 2024): conditional diffusion over a large time step.
+
+The model learns the transition x(t) -> x(t + k) for a stride of k frames as a conditional denoising
+diffusion over the displacement dx = x(t+k) - x(t) (Å), normalised by a scale s (Å):
+z0 = dx / s, conditioned on the current positions x(t) and the atom types (velocities optional, off
+by default as in the original). The noise predictor eps_theta(z_t, t | x(t), Z) is a graph network on
+the radius graph of the current frame:
+
+* ``equivariant: false`` (the original): MeshGraphNets (Pfaff et al. 2021) processor, edge MLP and
+  node MLP each with a residual and LayerNorm, sum aggregation; edge inputs are the bond vector
+  r_ij = x_j - x_i, its length, the noised displaced bond d_ij = r_ij + s (z_j - z_i) and its length;
+  node inputs the atom-type embedding, the noised displacement z_i and Fourier features of t.
+  Not equivariant: training rotates every sample by a random orthogonal matrix (as the original).
+* ``equivariant: true``: the same processor on invariant features only (lengths and dot products of
+  r_ij, d_ij, z_i, z_j), and an EGNN-style vector output
+  eps_i = a(h_i) z_i + sum_j [b(m_ij) r_ij / |r_ij| + c(m_ij) (z_j - z_i)], E(3)-equivariant.
+
+Training: noise-prediction MSE with lambda = log(alpha/sigma) drawn uniformly between the schedule's
+bounds (:mod:`diffmd.models.score_dynamics_sampling`). Rollout: start from N(0, I), third-order DPM-Solver
+(``sampler: dpm3``) or ancestral sampling, then x(t+k) = x(t) + s z0. An optional bond-length check
+resamples a molecule whose covalent bonds change by more than ``bond_tolerance`` (relative); each
+resample and each molecule still failing after ``max_resamples`` is counted in :meth:`rollout_stats`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from diffmd import batch as B
+from diffmd.elements import covalent_radius
+from diffmd.graph import BOND_SCALE, radius_edge_index, scatter_sum
+from diffmd.models.score_dynamics_sampling import VPSchedule, ancestral, dpm_solver3, fourier_features
+from diffmd.registry import TrajectoryModel, register_model
+
+SAMPLERS = ("dpm3", "ancestral")
+
+
+def mlp(n_in: int, hidden: int, n_out: int, layer_norm: bool = False) -> nn.Sequential:
+    """Linear-SiLU-Linear(-LayerNorm)."""
+    layers: list[nn.Module] = [nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, n_out)]
+    if layer_norm:
+        layers.append(nn.LayerNorm(n_out))
+    return nn.Sequential(*layers)
+
+
+class MGNLayer(nn.Module):
+    """One MeshGraphNets block: e_ij += LN(MLP[e_ij, h_i, h_j]); h_i += LN(MLP[h_i, sum_j e_ij])."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.edge = mlp(3 * hidden, hidden, hidden, layer_norm=True)
+        self.node = mlp(2 * hidden, hidden, hidden, layer_norm=True)
+
+    def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        i, j = edge_index
+        e = e + self.edge(torch.cat([e, h[i], h[j]], dim=-1))
+        h = h + self.node(torch.cat([h, scatter_sum(e, i, h.shape[0])], dim=-1))
+        return h, e
+
+
+class Denoiser(nn.Module):
+    """eps_theta(z_t, t | x, Z [, v]): per-atom noise prediction (n_atoms, 3) on a radius graph."""
+
+    def __init__(
+        self, hidden: int, layers: int, time_features: int, equivariant: bool, use_velocities: bool, max_z: int
+    ):
+        super().__init__()
+        self.equivariant, self.use_velocities = equivariant, use_velocities
+        self.embed = nn.Embedding(max_z + 1, hidden)
+        gen = torch.Generator().manual_seed(0)
+        self.register_buffer("freqs", 16.0 * torch.randn(time_features, generator=gen))
+        if equivariant:
+            n_node, n_edge = 1 + (2 if use_velocities else 0), 7
+        else:
+            n_node, n_edge = 3 + (3 if use_velocities else 0), 8
+        self.node_in = mlp(hidden + 2 * time_features + n_node, hidden, hidden, layer_norm=True)
+        self.edge_in = mlp(n_edge, hidden, hidden, layer_norm=True)
+        self.blocks = nn.ModuleList(MGNLayer(hidden) for _ in range(layers))
+        if equivariant:
+            self.self_weight = mlp(hidden, hidden, 1 + (1 if use_velocities else 0))
+            self.edge_weight = mlp(hidden, hidden, 2)
+        else:
+            self.out = mlp(hidden, hidden, 3)
+
+    def forward(self, batch: B.Batch, z: torch.Tensor, t: torch.Tensor, scale: torch.Tensor,
+                edge_index: torch.Tensor) -> torch.Tensor:
+        """``z`` (n_atoms, 3) noised normalised displacement; ``t`` (n_molecules,) diffusion time."""
+        pos, mol = batch[B.POSITIONS], batch[B.BATCH]
+        i, j = edge_index
+        r = pos[j] - pos[i]
+        dz = z[j] - z[i]
+        d = r + scale * dz
+        r_len, d_len = r.norm(dim=-1, keepdim=True), d.norm(dim=-1, keepdim=True)
+        tf = fourier_features(t.to(pos.dtype), self.freqs)[mol]
+        v = batch[B.VELOCITIES] / scale if self.use_velocities else None
+        if self.equivariant:
+            node = [z.norm(dim=-1, keepdim=True)]
+            if v is not None:
+                node += [v.norm(dim=-1, keepdim=True), (v * z).sum(-1, keepdim=True)]
+            zi, zj = z[i], z[j]
+            edge = [r_len, d_len, (r * d).sum(-1, keepdim=True) / (r_len * d_len + 1e-12),
+                    (zi * zj).sum(-1, keepdim=True), (dz * r).sum(-1, keepdim=True) / r_len,
+                    (zi * r).sum(-1, keepdim=True) / r_len, (zj * r).sum(-1, keepdim=True) / r_len]
+        else:
+            node = [z] + ([v] if v is not None else [])
+            edge = [r, r_len, d, d_len]
+        h = self.node_in(torch.cat([self.embed(batch[B.ATOMIC_NUMBERS]), tf] + node, dim=-1))
+        e = self.edge_in(torch.cat(edge, dim=-1))
+        for block in self.blocks:
+            h, e = block(h, e, edge_index)
+        if not self.equivariant:
+            return self.out(h)
+        a = self.self_weight(h)
+        w = self.edge_weight(e)
+        out = a[:, :1] * z + scatter_sum(w[:, :1] * r / r_len + w[:, 1:] * dz, i, z.shape[0])
+        if v is not None:
+            out = out + a[:, 1:] * v
+        return out
+
+
+def random_rotations(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``n`` Haar-random orthogonal 3x3 matrices (rotations and reflections), (n, 3, 3)."""
+    q, r = torch.linalg.qr(torch.randn(n, 3, 3, dtype=dtype, device=device))
+    return q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1))[:, None, :]
+
+
+@register_model("score_dynamics")
+class ScoreDynamics(TrajectoryModel):
+    """Conditional diffusion over x(t+k) - x(t); see the module docstring. Positions in Å."""
+
+    def __init__(
+        self,
+        hidden: int = 128,
+        layers: int = 5,
+        cutoff: float = 5.0,
+        time_features: int = 16,
+        equivariant: bool = False,
+        use_velocities: bool = False,
+        random_rotation: bool = True,
+        beta_min: float = 0.1,
+        beta_max: float = 20.0,
+        t_min: float = 1e-3,
+        sampler: str = "dpm3",
+        sampling_steps: int = 20,
+        ancestral_steps: int = 100,
+        displacement_scale: float | None = None,
+        bond_check: bool = True,
+        bond_tolerance: float = 0.3,
+        max_resamples: int = 3,
+        max_z: int = 100,
+    ):
+        super().__init__()
+        if sampler not in SAMPLERS:
+            raise ValueError(f"score_dynamics: unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
+        if cutoff <= 0 or hidden < 1 or layers < 0:
+            raise ValueError(f"score_dynamics: bad size hidden={hidden}, layers={layers}, cutoff={cutoff}")
+        self.schedule = VPSchedule(beta_min, beta_max, t_min)
+        self.cutoff, self.sampler, self.sampling_steps = float(cutoff), sampler, int(sampling_steps)
+        self.ancestral_steps, self.random_rotation = int(ancestral_steps), bool(random_rotation and not equivariant)
+        self.bond_check, self.bond_tolerance, self.max_resamples = bond_check, float(bond_tolerance), int(max_resamples)
+        self.denoiser = Denoiser(hidden, layers, time_features, equivariant, use_velocities, max_z)
+        # Å; 0 = not yet set: estimated from the first training batch unless displacement_scale is given.
+        self.register_buffer("dx_scale", torch.tensor(float(displacement_scale or 0.0)))
+        self._stats = {"score_evals": 0, "resamples": 0, "bond_check_failures": 0}
+
+    # --- pieces -----------------------------------------------------------------------------------
+    def scale(self) -> torch.Tensor:
+        if float(self.dx_scale) <= 0:
+            raise RuntimeError("score_dynamics: displacement scale not set; train first or set displacement_scale")
+        return self.dx_scale
+
+    def graph(self, batch: B.Batch) -> torch.Tensor:
+        return radius_edge_index(batch[B.POSITIONS], batch[B.NUM_ATOMS], self.cutoff)
+
+    def eps(self, batch: B.Batch, z: torch.Tensor, t: torch.Tensor, edge_index: torch.Tensor | None = None):
+        """Noise prediction (n_atoms, 3); ``t`` scalar or (n_molecules,)."""
+        if edge_index is None:
+            edge_index = self.graph(batch)
+        t = t.reshape(-1).expand(B.num_molecules(batch)) if t.numel() == 1 else t
+        return self.denoiser(batch, z, t, self.scale().to(z.dtype), edge_index)
+
+    def _rotate(self, batch: B.Batch) -> B.Batch:
+        """Random orthogonal transform per molecule of positions, targets and velocities (augmentation)."""
+        pos = batch[B.POSITIONS]
+        q = random_rotations(B.num_molecules(batch), pos.dtype, pos.device)[batch[B.BATCH]]
+        out = dict(batch)
+        for key in (B.POSITIONS, B.TARGET_POSITIONS, B.VELOCITIES):
+            if key in batch:
+                out[key] = torch.einsum("nij,nj->ni", q, batch[key])
+        return out
+
+    # --- training ---------------------------------------------------------------------------------
+    def loss(self, batch: B.Batch) -> torch.Tensor:
+        """E_{lambda ~ U, eps} |eps_theta(alpha z0 + sigma eps, t) - eps|^2 per coordinate (dimensionless)."""
+        dx = batch[B.TARGET_POSITIONS] - batch[B.POSITIONS]
+        if float(self.dx_scale) <= 0:
+            with torch.no_grad():
+                self.dx_scale.fill_(float(dx.pow(2).mean().sqrt().clamp_min(1e-6)))
+        if self.training and self.random_rotation:
+            batch = self._rotate(batch)
+            dx = batch[B.TARGET_POSITIONS] - batch[B.POSITIONS]
+        z0 = dx / self.dx_scale
+        t_mol = self.schedule.sample_t(B.num_molecules(batch), z0)
+        t_atom = t_mol[batch[B.BATCH]][:, None]
+        noise = torch.randn_like(z0)
+        z_t = self.schedule.noise(z0, t_atom, noise)
+        return (self.eps(batch, z_t, t_mol) - noise).pow(2).mean()
+
+    # --- sampling ---------------------------------------------------------------------------------
+    def sample_displacement(
+        self, batch: B.Batch, noise: torch.Tensor | None = None, sampler: str | None = None
+    ) -> torch.Tensor:
+        """One draw of dx (n_atoms, 3), Å, from ``noise`` (or fresh N(0, I)) with the configured sampler."""
+        sampler = sampler or self.sampler
+        z = torch.randn_like(batch[B.POSITIONS]) if noise is None else noise
+        edge_index = self.graph(batch)
+        evals = 0
+
+        def eps_fn(zz: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+            nonlocal evals
+            evals += 1
+            return self.eps(batch, zz, tt, edge_index)
+
+        if sampler == "dpm3":
+            z0 = dpm_solver3(eps_fn, z, self.schedule, self.sampling_steps)
+        elif sampler == "ancestral":
+            z0 = ancestral(eps_fn, z, self.schedule, self.ancestral_steps)
+        else:
+            raise ValueError(f"score_dynamics: unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
+        self._stats["score_evals"] += evals
+        return z0 * self.scale()
+
+    def bonds(self, batch: B.Batch) -> torch.Tensor:
+        """Covalent bonds (2, n_bonds): ``BOND_INDEX`` when present, else d < 1.2 (r_i + r_j) now."""
+        if B.BOND_INDEX in batch:
+            return batch[B.BOND_INDEX]
+        pos, z = batch[B.POSITIONS], batch[B.ATOMIC_NUMBERS]
+        edges = radius_edge_index(pos, batch[B.NUM_ATOMS], 3.5)
+        radii = pos.new_tensor([covalent_radius(int(k)) for k in range(int(z.max()) + 1)])[z]
+        d = (pos[edges[0]] - pos[edges[1]]).norm(dim=-1)
+        return edges[:, d < BOND_SCALE * (radii[edges[0]] + radii[edges[1]])]
+
+    def bad_molecules(self, batch: B.Batch, new_pos: torch.Tensor, bonds: torch.Tensor) -> torch.Tensor:
+        """(n_molecules,) bool: some bond length changed by more than ``bond_tolerance`` (relative)."""
+        pos = batch[B.POSITIONS]
+        old = (pos[bonds[0]] - pos[bonds[1]]).norm(dim=-1)
+        new = (new_pos[bonds[0]] - new_pos[bonds[1]]).norm(dim=-1)
+        bad_bond = ((new - old).abs() / old > self.bond_tolerance).to(pos.dtype)
+        per_mol = scatter_sum(bad_bond, batch[B.BATCH][bonds[0]], B.num_molecules(batch))
+        return per_mol > 0
+
+    @torch.no_grad()
+    def predict(self, batch: B.Batch) -> torch.Tensor:
+        """x(t+k) (n_atoms, 3), Å: one diffusion sample, resampled while the bond check fails."""
+        batch = B.inputs_only(batch)
+        pos = batch[B.POSITIONS]
+        new = pos + self.sample_displacement(batch)
+        if not self.bond_check:
+            return new
+        bonds = self.bonds(batch)
+        bad = self.bad_molecules(batch, new, bonds)
+        tries = 0
+        while bool(bad.any()) and tries < self.max_resamples:
+            tries += 1
+            self._stats["resamples"] += int(bad.sum())
+            again = pos + self.sample_displacement(batch)
+            redo = bad[batch[B.BATCH]][:, None]
+            new = torch.where(redo, again, new)
+            bad = bad & self.bad_molecules(batch, again, bonds)
+        self._stats["bond_check_failures"] += int(bad.sum())
+        return new
+
+    def forward(self, batch: B.Batch) -> torch.Tensor:
+        return self.predict(batch)
+
+    def rollout_stats(self) -> dict[str, float]:
+        """Denoiser evaluations (whole-batch calls), resampled molecules, molecules failing the check."""
+        out = dict(self._stats)
+        self._stats = {k: 0 for k in self._stats}
+        return out
