@@ -1,0 +1,153 @@
+"""The paper's two tasks as split files (formats: docs/ARCHITECTURE.md, "Data files").
+
+S2L (MD17, one molecule): frame pairs ``(t, t+stride)`` in time order; the first ``n_train``
+pairs train, the next ``n_val`` validate, the next ``n_test`` test (paper: 20,000 / 10,000 /
+10,000). The first pair starts at ``t = 2*stride`` so that ``v(t) = x(t) - x(t-k)`` and
+``a(t-k) = x(t) - 2x(t-k) + x(t-2k)`` have their history; no range ever reaches past the
+trajectory.
+
+O2O (C7O2H10): the targets come from the config (paper: ISO_1004, ISO_2134, ISO_2126, ISO_3001,
+ISO_1007) or, with ``targets: []``, are the ``n_targets`` isomers with the largest ARMSE of the
+constant prediction ``x(t0)`` (the paper's selection rule). ``n_val_isomers`` of the remaining
+isomers validate (spread evenly over their constant-prediction ARMSE ranking, so validation is
+neither the easiest nor the hardest of them) and the rest train.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from diffmd.data.trajectory import load_trajectory
+from diffmd.provenance import sha256_file
+
+
+class SplitError(ValueError):
+    """A split cannot be made (message names the file or config key and the numbers)."""
+
+
+def _range(start: int, stop: int) -> dict[str, int]:
+    return {"start": int(start), "stop": int(stop)}
+
+
+def md17_split(traj_path: str | os.PathLike, n_train: int, n_val: int, n_test: int, stride: int = 1) -> dict[str, Any]:
+    """The S2L split of one MD17 trajectory (ranges of current frames ``t``)."""
+    traj = load_trajectory(traj_path)
+    n_frames = traj.n_frames
+    start = 2 * stride
+    train_stop = start + n_train
+    val_stop = train_stop + n_val
+    test_stop = val_stop + n_test
+    needed = test_stop + stride  # the last pair (test_stop - 1, test_stop - 1 + stride) must exist
+    if needed > n_frames:
+        raise SplitError(
+            f"{traj_path}: {n_frames} frames, the split needs {needed} (2*stride={start} history"
+            f" + n_train={n_train} + n_val={n_val} + n_test={n_test} pairs + stride={stride});"
+            " make the trajectory longer or the split smaller"
+        )
+    return {
+        "dataset": "md17", "molecule": traj.name, "trajectory": str(traj_path),
+        "trajectory_sha256": sha256_file(traj_path), "source": traj.source, "stride": int(stride),
+        "n_frames": n_frames, "dt_fs": traj.dt_fs,
+        "train": _range(start, train_stop), "val": _range(train_stop, val_stop), "test": _range(val_stop, test_stop),
+    }
+
+
+def kabsch_rmsd(pred: np.ndarray, ref: np.ndarray, align: bool = True) -> np.ndarray:
+    """Per-frame RMSD (Å) of ``pred`` against ``ref``, both (frames, atoms, 3).
+
+    With ``align``, ``pred`` is optimally rotated and translated onto ``ref`` (Kabsch, proper
+    rotations only) before the RMSD is taken.
+    """
+    p = pred - pred.mean(axis=1, keepdims=True) if align else pred
+    r = ref - ref.mean(axis=1, keepdims=True) if align else ref
+    if align:
+        h = np.einsum("fai,faj->fij", p, r)
+        u, _, vt = np.linalg.svd(h)
+        d = np.sign(np.linalg.det(np.einsum("fij,fjk->fik", u, vt)))
+        u[:, :, -1] *= d[:, None]
+        rot = np.einsum("fij,fjk->fik", u, vt)  # p @ rot ~ r
+        p = np.einsum("fai,fij->faj", p, rot)
+    return np.sqrt(((p - r) ** 2).sum(axis=-1).mean(axis=-1))
+
+
+def constant_prediction_armse(positions: np.ndarray, start: int, stop: int, stride: int) -> float:
+    """ARMSE (mean over predicted frames of the aligned RMSD, Å) of predicting ``x(start)`` forever.
+
+    The predicted frames are ``start + i*stride`` for ``i >= 1`` up to the last frame a rollout
+    from ``start`` reaches (``stop - 1 + stride``).
+    """
+    ref = positions[start + stride: stop + stride: stride]
+    if ref.shape[0] == 0:
+        raise SplitError(f"no frames to compare after frame {start} (stop {stop}, stride {stride})")
+    pred = np.broadcast_to(positions[start], ref.shape)
+    return float(kabsch_rmsd(np.ascontiguousarray(pred), ref).mean())
+
+
+def _frames_range(n_frames: int, stride: int, max_frames: int | None, origin: str) -> dict[str, int]:
+    n_use = min(n_frames, max_frames) if max_frames else n_frames
+    start, stop = 2 * stride, n_use - stride
+    if stop <= start:
+        raise SplitError(f"{origin}: {n_use} usable frames, need at least {3 * stride + 1} for stride {stride}")
+    return _range(start, stop)
+
+
+def _spread(names: list[str], k: int) -> list[str]:
+    """``k`` names at evenly spaced quantiles of an ordered list."""
+    m = len(names)
+    return [names[int((i + 0.5) * m / k)] for i in range(k)] if k else []
+
+
+def c7o2h10_split(index: dict[str, Any], cfg: dict[str, Any], index_path: str = "index.json") -> dict[str, Any]:
+    """The O2O split from ``index.json``'s content and config ``splits.c7o2h10``."""
+    stride = int(cfg.get("stride", 1))
+    files: dict[str, str] = dict(index["files"])
+    names = list(index.get("isomers", files))
+    frames, armse, shas, n_frames = {}, {}, {}, {}
+    for name in names:
+        traj = load_trajectory(files[name])
+        frames[name] = _frames_range(traj.n_frames, stride, cfg.get("max_frames"), files[name])
+        armse[name] = constant_prediction_armse(traj.positions, frames[name]["start"], frames[name]["stop"], stride)
+        shas[name], n_frames[name] = sha256_file(files[name]), traj.n_frames
+    ranked = sorted(names, key=lambda n: -armse[n])
+    targets = list(cfg.get("targets") or [])
+    if targets:
+        unknown = [t for t in targets if t not in files]
+        if unknown:
+            raise SplitError(
+                f"splits.c7o2h10.targets: {', '.join(unknown)} not in {index_path} (isomers there: {names[0]}..."
+                f"{names[-1]}, source {index.get('source')}); use targets: [] to pick them automatically"
+            )
+        selection = "config"
+    else:
+        targets = ranked[: int(cfg.get("n_targets", 5))]
+        selection = "constant_prediction"
+    rest = [n for n in ranked if n not in targets]
+    n_val = int(cfg.get("n_val_isomers", 0))
+    if n_val >= len(rest):
+        raise SplitError(
+            f"splits.c7o2h10: {len(names)} isomers, {len(targets)} targets and n_val_isomers={n_val} leave no "
+            f"training isomer in {index_path}"
+        )
+    val = _spread(rest, n_val)
+    train = [n for n in names if n not in targets and n not in val]
+    return {
+        "dataset": "c7o2h10", "source": index.get("source"), "stride": stride, "selection": selection,
+        "constant_prediction_armse": {n: round(armse[n], 6) for n in ranked},
+        "train_isomers": train, "val_isomers": val, "targets": targets,
+        "trajectories": {n: files[n] for n in names}, "trajectory_sha256": shas,
+        "n_frames": n_frames, "frames": frames,
+    }
+
+
+def read_split(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a split file (one-line error naming the file when it is missing or not JSON)."""
+    from diffmd.io import read_json
+
+    data = read_json(Path(path))
+    if not isinstance(data, dict) or data.get("dataset") not in ("md17", "c7o2h10"):
+        raise SplitError(f"{path}: not a split file (no 'dataset' md17 or c7o2h10)")
+    return data
