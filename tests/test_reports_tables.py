@@ -111,3 +111,12 @@ def test_cli_writes_both_files(runs, tmp_path):
         == 0
     )
     assert "**0.300**" in out_md.read_text() and out_csv.read_text().startswith("model,ethanol")
+
+
+def test_html_twin_keeps_marks_and_escapes(runs, tmp_path):
+    from diffmd.reports.html import markdown_to_html
+
+    page = markdown_to_html(tables.render_markdown(tables.make_table(load_records(runs), MODELS)), "t")
+    assert "<td><b>0.300</b></td>" in page and "<td><u>0.400</u></td>" in page
+    assert "<th>Model</th><th>ethanol</th><th>uracil</th>" in page and "---" not in page
+    assert "&lt;script&gt;" in markdown_to_html("| a |\n|---|\n| <script> |", "t")

@@ -2,12 +2,12 @@
 
 Commands::
 
-    tables    --inputs armse.json... [--models M...] [--columns C...] --csv F --md F
-    paper     --dataset {md17,c7o2h10} --inputs armse.json... [--models M...] --csv F --md F
-    validity  --rollouts rollout.npz... [--params JSON] [--models M...] --csv F --md F
+    tables    --inputs armse.json... [--models M...] [--columns C...] --csv F --md F [--html F]
+    paper     --dataset {md17,c7o2h10} --inputs armse.json... [--models M...] --csv F --md F [--html F]
+    validity  --rollouts rollout.npz... [--params JSON] [--models M...] --csv F --md F [--html F]
     snapshots --rollouts rollout.npz... --every N [--models M...] [--title T] --png F --pdf F
     curves    --inputs armse.json... [--models M...] [--title T] --png F --pdf F
-    costs     --inputs armse.json... [--benchmarks tsv...] [--benchmark-dir D] --csv F --md F
+    costs     --inputs armse.json... [--benchmarks tsv...] [--benchmark-dir D] --csv F --md F [--html F]
 
 Every table is written as CSV and Markdown; every figure as PNG and PDF; all atomically.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from diffmd.io import write_text
 from diffmd.reports import costs, paper, tables, validity
+from diffmd.reports.html import markdown_to_html
 from diffmd.reports.results import load_record, load_records, load_rollout, single_source, source_label
 
 
@@ -29,6 +30,8 @@ def _common(p: argparse.ArgumentParser, inputs: str = "--inputs", outputs: tuple
     p.add_argument("--models", nargs="*", default=None, help="row order (the config's models)")
     for out in outputs:
         p.add_argument(out, required=True)
+    if outputs == ("--csv", "--md"):
+        p.add_argument("--html", default=None, help="also write the Markdown as an HTML page (for the report)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _write_table(args: argparse.Namespace, csv_text: str, md_text: str) -> None:
+    """CSV, Markdown and (with --html) an HTML page of the same table."""
+    write_text(args.csv, csv_text)
+    write_text(args.md, md_text)
+    if args.html:
+        write_text(args.html, markdown_to_html(md_text, Path(args.md).stem))
+
+
 def _sibling_source(rollout_paths: list[str]) -> str:
     """Data-source label of rollouts, from the armse.json beside each one (one source only)."""
     recs = [load_record(Path(p).with_name("armse.json")) for p in rollout_paths]
@@ -69,18 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "tables":
         tab = tables.make_table(load_records(args.inputs), args.models, args.columns)
-        write_text(args.csv, tables.render_csv(tab))
-        write_text(args.md, tables.render_markdown(tab))
+        _write_table(args, tables.render_csv(tab), tables.render_markdown(tab))
     elif args.command == "paper":
         sbs = paper.side_by_side(load_records(args.inputs), args.dataset, args.models, args.columns)
-        write_text(args.csv, paper.render_side_by_side_csv(sbs))
-        write_text(args.md, paper.render_side_by_side_md(sbs))
+        _write_table(args, paper.render_side_by_side_csv(sbs), paper.render_side_by_side_md(sbs))
     elif args.command == "validity":
         params = json.loads(args.params)
         label = _sibling_source(args.rollouts)
         rows = validity.validity_rows([load_rollout(p) for p in args.rollouts], params)
-        write_text(args.csv, validity.render_validity_csv(rows, label))
-        write_text(args.md, validity.render_validity_md(rows, label, args.models, params))
+        md = validity.render_validity_md(rows, label, args.models, params)
+        _write_table(args, validity.render_validity_csv(rows, label), md)
     elif args.command == "snapshots":
         from diffmd.reports import figures
 
@@ -99,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "costs":
         found = costs.find_benchmarks(args.benchmark_dir) if args.benchmark_dir else []
         rows = costs.cost_rows(load_records(args.inputs), sorted(set(args.benchmarks) | set(found)))
-        write_text(args.csv, costs.render_costs_csv(rows))
-        write_text(args.md, costs.render_costs_md(rows))
+        _write_table(args, costs.render_costs_csv(rows), costs.render_costs_md(rows))
     return 0
 
 

@@ -63,9 +63,10 @@ rule aggregate:
     input:
         dataset_armse,
     output:
-        csv=report("results/tables/table{num}_{dataset}.csv", caption="../report/armse_table.rst",
-                   category="Tables", subcategory="ARMSE"),
+        csv="results/tables/table{num}_{dataset}.csv",
         md="results/tables/table{num}_{dataset}.md",
+        html=report("results/tables/table{num}_{dataset}.html", caption="../report/armse_table.rst",
+                    category="Tables", subcategory="ARMSE"),
     params:
         models=" ".join(MODELS),
         columns=table_columns,
@@ -76,16 +77,17 @@ rule aggregate:
     wildcard_constraints:
         num="1|2",
     shell:
-        "python -m diffmd.reports tables --inputs {input} --models {params.models} --columns {params.columns} --csv {output.csv} --md {output.md} > {log} 2>&1"
+        "python -m diffmd.reports tables --inputs {input} --models {params.models} --columns {params.columns} --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
 
 
 rule paper_vs_ours:
     input:
         dataset_armse,
     output:
-        csv=report("results/tables/paper_vs_ours_{dataset}.csv", caption="../report/paper_vs_ours.rst",
-                   category="Tables", subcategory="Paper vs ours"),
+        csv="results/tables/paper_vs_ours_{dataset}.csv",
         md="results/tables/paper_vs_ours_{dataset}.md",
+        html=report("results/tables/paper_vs_ours_{dataset}.html", caption="../report/paper_vs_ours.rst",
+                    category="Tables", subcategory="Paper vs ours"),
     params:
         models=" ".join(MODELS),
         columns=table_columns,
@@ -94,7 +96,7 @@ rule paper_vs_ours:
     benchmark:
         "results/benchmarks/paper_vs_ours/{dataset}.tsv"
     shell:
-        "python -m diffmd.reports paper --dataset {wildcards.dataset} --inputs {input} --models {params.models} --columns {params.columns} --csv {output.csv} --md {output.md} > {log} 2>&1"
+        "python -m diffmd.reports paper --dataset {wildcards.dataset} --inputs {input} --models {params.models} --columns {params.columns} --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
 
 
 rule validity:
@@ -102,9 +104,10 @@ rule validity:
         rollouts=dataset_rollouts,
         armse=dataset_armse,
     output:
-        csv=report("results/tables/validity_{dataset}.csv", caption="../report/validity.rst",
-                   category="Tables", subcategory="Physical validity"),
+        csv="results/tables/validity_{dataset}.csv",
         md="results/tables/validity_{dataset}.md",
+        html=report("results/tables/validity_{dataset}.html", caption="../report/validity.rst",
+                    category="Tables", subcategory="Physical validity"),
     params:
         models=" ".join(MODELS),
         validity=as_json_arg(REPORT.get("validity", {})),
@@ -113,7 +116,7 @@ rule validity:
     benchmark:
         "results/benchmarks/validity/{dataset}.tsv"
     shell:
-        "python -m diffmd.reports validity --rollouts {input.rollouts} --params {params.validity} --models {params.models} --csv {output.csv} --md {output.md} > {log} 2>&1"
+        "python -m diffmd.reports validity --rollouts {input.rollouts} --params {params.validity} --models {params.models} --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
 
 
 rule snapshots:
@@ -123,7 +126,8 @@ rule snapshots:
     output:
         png=report("results/figures/snapshots_{dataset}_{molecule}.png", caption="../report/snapshots.rst",
                    category="Figures", subcategory="Snapshots (Fig. 4)"),
-        pdf="results/figures/snapshots_{dataset}_{molecule}.pdf",
+        pdf=report("results/figures/snapshots_{dataset}_{molecule}.pdf", caption="../report/snapshots.rst",
+                   category="Figures", subcategory="Snapshots (Fig. 4), PDF"),
     params:
         models=" ".join(MODELS),
         every=SNAPSHOT_EVERY,
@@ -142,7 +146,8 @@ rule curves:
     output:
         png=report("results/figures/armse_curves_{dataset}.png", caption="../report/curves.rst",
                    category="Figures", subcategory="ARMSE curves"),
-        pdf="results/figures/armse_curves_{dataset}.pdf",
+        pdf=report("results/figures/armse_curves_{dataset}.pdf", caption="../report/curves.rst",
+                   category="Figures", subcategory="ARMSE curves, PDF"),
     params:
         models=" ".join(MODELS),
     log:
@@ -161,27 +166,28 @@ rule costs:
     input:
         all_armse,
     output:
-        csv=report("results/tables/costs.csv", caption="../report/costs.rst", category="Tables",
-                   subcategory="Costs"),
+        csv="results/tables/costs.csv",
         md="results/tables/costs.md",
+        html=report("results/tables/costs.html", caption="../report/costs.rst", category="Tables",
+                    subcategory="Costs"),
     log:
         "results/logs/costs/costs.log",
     benchmark:
         "results/benchmarks/costs/costs.tsv"
     shell:
-        "python -m diffmd.reports costs --inputs {input} --benchmark-dir results/benchmarks --csv {output.csv} --md {output.md} > {log} 2>&1"
+        "python -m diffmd.reports costs --inputs {input} --benchmark-dir results/benchmarks --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
 
 
 ALL_TARGETS.extend(
-    expand("results/tables/{name}.{ext}", name=["table1_md17", "table2_c7o2h10"], ext=["csv", "md"])
+    expand("results/tables/{name}.{ext}", name=["table1_md17", "table2_c7o2h10"], ext=["csv", "md", "html"])
     + expand(
         "results/tables/{kind}_{dataset}.{ext}",
         kind=["paper_vs_ours", "validity"],
         dataset=["md17", "c7o2h10"],
-        ext=["csv", "md"],
+        ext=["csv", "md", "html"],
     )
     + expand("results/figures/armse_curves_{dataset}.png", dataset=["md17", "c7o2h10"])
     + expand("results/figures/snapshots_md17_{molecule}.png", molecule=MD17_MOLECULES)
-    + ["results/tables/costs.csv", "results/tables/costs.md"]
+    + ["results/tables/costs.csv", "results/tables/costs.md", "results/tables/costs.html"]
 )
 ALL_TARGETS.append(c7o2h10_snapshot_figures)

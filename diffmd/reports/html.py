@@ -1,0 +1,65 @@
+"""A self-contained HTML twin of the Markdown tables, for the Snakemake report (which shows HTML
+files inline but offers CSV and Markdown only as downloads).
+
+Handles exactly what the report writers emit: pipe tables, ``- `` bullet lines, plain paragraphs,
+``**bold**`` and ``<u>underline</u>``; everything else is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+STYLE = (
+    "body{font-family:sans-serif;font-size:14px;margin:1em}"
+    "table{border-collapse:collapse;margin:.6em 0}"
+    "th,td{border:1px solid #bbb;padding:3px 8px;text-align:right}"
+    "th:first-child,td:first-child{text-align:left}"
+    "th{background:#eee}tr:nth-child(even) td{background:#fafafa}"
+    "li{margin:.2em 0}"
+)
+
+
+def _inline(text: str) -> str:
+    out = html.escape(text, quote=False)
+    out = out.replace("&lt;u&gt;", "<u>").replace("&lt;/u&gt;", "</u>")
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def markdown_to_html(md: str, title: str) -> str:
+    """Render the report's Markdown (tables, bullets, paragraphs) as one HTML page."""
+    body: list[str] = []
+    table: list[list[str]] = []
+    bullets: list[str] = []
+
+    def flush() -> None:
+        if table:
+            head, rows = table[0], table[1:]
+            body.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>")
+            body.extend("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in rows)
+            body.append("</table>")
+            table.clear()
+        if bullets:
+            body.append("<ul>" + "".join(f"<li>{_inline(b)}</li>" for b in bullets) + "</ul>")
+            bullets.clear()
+
+    for line in md.splitlines():
+        if line.startswith("|"):
+            if not re.fullmatch(r"\|(\s*-+:?\s*\|)+", line.replace(" ", "")):
+                table.append(_cells(line))
+            continue
+        if line.startswith("- "):
+            bullets.append(line[2:])
+            continue
+        flush()
+        if line.strip():
+            body.append(f"<p>{_inline(line)}</p>")
+    flush()
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
