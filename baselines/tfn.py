@@ -1,0 +1,152 @@
+"""Tensor Field Network (Thomas et al. 2018) on e3nn, for next-step prediction.
+
+Node features are e3nn irreps up to l = 2 with parities chosen so reflections act correctly
+(scalars ``0e``, vectors ``1o``, rank-2 ``2e``). Input: an embedding of Z (``hidden x 0e``), |v| and
+the velocity v(t) as one ``1o``. Each of ``n_layers`` layers is a TFN convolution (Thomas et al.,
+Eqs. 3-5; laid out as e3nn's ``gate_points_2101.Convolution``):
+
+    out_i = W_self f_i + W_2 [ sum_{j in N(i)} TP_{R(|r_ij|, e_ij)}( W_1 f_j , Y(r_ij / |r_ij|) ) ] / sqrt(<deg>)
+
+with Y the spherical harmonics of the edge direction r_ij = x_j - x_i (l <= 2), TP a ``uvu`` tensor
+product whose path weights come per edge from a radial MLP R on a Gaussian basis of |r_ij| and the
+edge features [hop, Z_i, Z_j, type], followed by a gated nonlinearity (e3nn ``Gate``). A last
+convolution without gate reads one ``1o`` output Delta. Prediction (documented choice):
+x(t+1) = x(t) + v(t) + Delta, i.e. TFN learns the correction to a constant-velocity step
+(``velocity_residual: false`` gives x(t+1) = x(t) + Delta). O(3)- and permutation-equivariant.
+No clamping: long rollouts may diverge (the paper reports NA for TFN).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from e3nn import o3
+from e3nn.math import soft_one_hot_linspace
+from e3nn.nn import FullyConnectedNet, Gate
+from torch import nn
+
+from baselines.common import EDGE_SCALARS, AtomEmbedding, edge_scalars, require
+from diffmd import batch as B
+from diffmd.graph import scatter_sum
+from diffmd.registry import TrajectoryModel, register_model
+
+
+def hidden_irreps(hidden: int, lmax: int) -> o3.Irreps:
+    """``hidden x 0e + hidden/2 x 1o + hidden/4 x 2e`` (up to ``lmax``), at least one of each."""
+    return o3.Irreps([(max(1, hidden // 2**l), (l, (-1) ** l)) for l in range(lmax + 1)])
+
+
+def gate_for(irreps: o3.Irreps) -> Gate:
+    """SiLU on the scalars, sigmoid gates (one ``0e`` each) on the l > 0 irreps."""
+    scalars = o3.Irreps([(m, ir) for m, ir in irreps if ir.l == 0])
+    gated = o3.Irreps([(m, ir) for m, ir in irreps if ir.l > 0])
+    gates = o3.Irreps([(gated.num_irreps, (0, 1))]) if gated.num_irreps else o3.Irreps("")
+    return Gate(scalars, [torch.nn.functional.silu], gates, [torch.sigmoid] * len(gates), gated)
+
+
+class EdgeEmbedding(nn.Module):
+    """Per edge: spherical harmonics Y(r_ij) (E, sh_dim) and invariant scalars (E, n_basis + 4)."""
+
+    def __init__(self, lmax: int, n_basis: int, r_max: float) -> None:
+        super().__init__()
+        self.irreps_sh = o3.Irreps.spherical_harmonics(lmax)
+        self.n_basis, self.r_max = n_basis, r_max
+        self.dim = n_basis + EDGE_SCALARS
+
+    def forward(self, batch: B.Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        i, j = batch[B.EDGE_INDEX]
+        pos = batch[B.POSITIONS]
+        vec = pos[j] - pos[i]
+        sh = o3.spherical_harmonics(self.irreps_sh, vec, normalize=True, normalization="component")
+        dist = vec.norm(dim=1)
+        basis = soft_one_hot_linspace(dist, 0.0, self.r_max, self.n_basis, basis="gaussian", cutoff=False)
+        return sh, torch.cat([basis * math.sqrt(self.n_basis), edge_scalars(batch)], dim=1)
+
+
+class TensorFieldConv(nn.Module):
+    """One TFN convolution: node features ``irreps_in`` -> ``irreps_out`` (gate applied outside)."""
+
+    def __init__(self, irreps_in, irreps_sh, irreps_out, edge_dim: int, radial_hidden: int, avg_deg: float):  # noqa: ANN001
+        super().__init__()
+        self.irreps_in, self.irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
+        self.sc = o3.Linear(self.irreps_in, self.irreps_out)
+        self.lin1 = o3.Linear(self.irreps_in, self.irreps_in)
+        mid, instructions = [], []
+        for a, (mul, ir_in) in enumerate(self.irreps_in):
+            for b, (_, ir_sh) in enumerate(o3.Irreps(irreps_sh)):
+                for ir_out in ir_in * ir_sh:
+                    if ir_out in self.irreps_out:
+                        instructions.append((a, b, len(mid), "uvu", True))
+                        mid.append((mul, ir_out))
+        self.tp = o3.TensorProduct(
+            self.irreps_in, irreps_sh, o3.Irreps(mid), instructions, shared_weights=False, internal_weights=False
+        )
+        self.radial = FullyConnectedNet([edge_dim, radial_hidden, self.tp.weight_numel], torch.nn.functional.silu)
+        self.lin2 = o3.Linear(self.tp.irreps_out, self.irreps_out)
+        self.norm = 1.0 / math.sqrt(avg_deg)
+
+    def forward(self, f: torch.Tensor, edge_index: torch.Tensor, sh: torch.Tensor, scalars: torch.Tensor):  # noqa: ANN201
+        """f (n, irreps_in.dim), edge_index (2, E), sh (E, sh_dim), scalars (E, edge_dim) -> (n, irreps_out.dim)."""
+        i, j = edge_index
+        msg = self.tp(self.lin1(f)[j], sh, self.radial(scalars))
+        agg = scatter_sum(msg, i, f.shape[0]) * self.norm
+        return self.sc(f) + self.lin2(agg)
+
+
+def node_input(embed: AtomEmbedding, batch: B.Batch) -> tuple[torch.Tensor, o3.Irreps]:
+    """Input features [embed(Z), |v|] (0e) + v (1o): (n, hidden + 1 + 3) and their irreps."""
+    v = batch[B.VELOCITIES]
+    f = torch.cat([embed(batch[B.ATOMIC_NUMBERS]), v.norm(dim=1, keepdim=True), v], dim=1)
+    return f, o3.Irreps(f"{embed.embedding_dim + 1}x0e + 1x1o")
+
+
+def shrink_output(conv: nn.Module, factor: float = 1e-3) -> None:
+    """Scale the output layer's linear weights so the initial displacement is ~1e-3 of its natural size."""
+    with torch.no_grad():
+        for lin in (conv.sc, conv.lin2):
+            lin.weight.mul_(factor)
+
+
+@register_model("tfn")
+class TFN(TrajectoryModel):
+    """TFN on the 2-hop bonded graph; ``forward(batch)`` -> x(t+1) (n_atoms, 3) Å."""
+
+    def __init__(
+        self,
+        n_layers: int = 4,
+        hidden: int = 64,
+        lmax: int = 2,
+        n_basis: int = 16,
+        r_max: float = 5.0,
+        radial_hidden: int = 64,
+        avg_degree: float = 5.0,
+        velocity_residual: bool = True,
+    ) -> None:
+        super().__init__()
+        if n_layers < 1 or hidden < 1 or lmax < 1:
+            raise ValueError(f"tfn: n_layers, hidden and lmax must be >= 1, got {n_layers}, {hidden}, {lmax}")
+        self.velocity_residual = velocity_residual
+        self.embed = AtomEmbedding(hidden)
+        self.edges = EdgeEmbedding(lmax, n_basis, r_max)
+        irreps = o3.Irreps(f"{hidden + 1}x0e + 1x1o")
+        self.convs, self.gates = nn.ModuleList(), nn.ModuleList()
+        for _ in range(n_layers):
+            gate = gate_for(hidden_irreps(hidden, lmax))
+            self.convs.append(
+                TensorFieldConv(irreps, self.edges.irreps_sh, gate.irreps_in, self.edges.dim, radial_hidden, avg_degree)
+            )
+            self.gates.append(gate)
+            irreps = gate.irreps_out
+        self.out = TensorFieldConv(irreps, self.edges.irreps_sh, "1x1o", self.edges.dim, radial_hidden, avg_degree)
+        shrink_output(self.out)
+
+    def forward(self, batch: B.Batch) -> torch.Tensor:
+        require(batch, (B.POSITIONS, B.VELOCITIES, B.EDGE_INDEX, B.EDGE_ATTR), "tfn")
+        sh, scalars = self.edges(batch)
+        f, _ = node_input(self.embed, batch)
+        for conv, gate in zip(self.convs, self.gates):
+            f = gate(conv(f, batch[B.EDGE_INDEX], sh, scalars))
+        delta = self.out(f, batch[B.EDGE_INDEX], sh, scalars)
+        x = batch[B.POSITIONS] + delta
+        return x + batch[B.VELOCITIES] if self.velocity_residual else x
