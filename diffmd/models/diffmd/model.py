@@ -1,0 +1,93 @@
+"""DiffMD (Wu & Li, AAAI 2023): EGT score network + acceleration-conditioned SDE + samplers.
+
+Training (``loss``): denoising score matching (Eq. 8) on the next frame x(t+1), noised with the
+per-atom kernel of Eq. 9 whose noise base comes from a(t-1) (Eq. 6). Prediction (``predict``):
+start from x(t) as the prior sample of x(t+1) and integrate the reverse process from s = 1 to
+``eps`` with the configured sampler (the paper uses the probability-flow ODE).
+
+How the network is conditioned (our reading of the paper, see docs/reproduction_notes_diffmd.md):
+the EGT runs on the noised next-frame positions x~(t+1)(s) with the previous velocity v(t) as the
+velocity input and node features from Z, |v(t)|, s and the atom's noise level; its output
+displacement x^L - x^0 is the score, divided by the kernel std when ``score_scaling="inverse_std"``
+(score_sde's ``scale_by_sigma``), used as is when ``"none"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from diffmd import batch as B
+from diffmd.models.diffmd.egt import EGT
+from diffmd.models.diffmd.samplers import get_sampler
+from diffmd.models.diffmd.sde import ConditionalVESDE, get_loss_fn
+from diffmd.registry import TrajectoryModel, register_model
+
+SCORE_SCALINGS = ("inverse_std", "none")
+
+
+@register_model("diffmd")
+class DiffMD(TrajectoryModel):
+    """See the module docstring; every argument is a key of ``config/models/diffmd.yaml``."""
+
+    def __init__(self, n_layers: int = 6, n_heads: int = 8, d_model: int = 128, d_ffn: int = 2048,
+                 dropout: float = 0.1, cutoff: float = 1.6, n_degree: int = 2, n_root: int = 2,
+                 n_order: int = 2, attention_graph: str = "full", angle_eps: float = 1e-4,
+                 n_time_freq: int = 8, sigma_s: float = 1e-2, a_bar: float = 1.0, eta_sigma: float = 1.0,
+                 accel_norm: str = "atom", sigma_floor: float = 1e-6, train_eps: float = 0.1,
+                 eps: float = 0.2, sampler: str = "ode", sampler_options: dict[str, Any] | None = None,
+                 score_scaling: str = "inverse_std"):
+        super().__init__()
+        if score_scaling not in SCORE_SCALINGS:
+            raise ValueError(f"diffmd score_scaling must be one of {SCORE_SCALINGS}, got {score_scaling!r}")
+        if not 0 < eps < 1:
+            raise ValueError(f"diffmd eps must lie in (0, 1), got {eps}")
+        self.egt = EGT(n_layers, n_heads, d_model, d_ffn, dropout, cutoff, n_degree, n_root, n_order,
+                       attention_graph, angle_eps, n_time_freq)
+        self.sde = ConditionalVESDE(sigma_s, a_bar, eta_sigma, accel_norm, sigma_floor)
+        self.loss_fn = get_loss_fn(self.sde, train_eps)
+        self.sampler_name, self.eps, self.score_scaling = sampler, float(eps), score_scaling
+        self.sampler_options = dict(sampler_options or {})
+        self.sampler = get_sampler(sampler)
+        self._score_evals = 0
+
+    def score(self, batch: B.Batch, x: torch.Tensor, s_atom: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Score of x(t+1) at diffusion time s: x (N, 3) Å, s_atom and sigma (N,) -> (N, 3) 1/Å."""
+        std = self.sde.marginal_std(s_atom, sigma)
+        disp = self.egt(x, batch[B.VELOCITIES], batch[B.ATOMIC_NUMBERS], batch[B.NUM_ATOMS], s_atom, torch.log(std))
+        if self.score_scaling == "inverse_std":
+            return disp / std[:, None]
+        return disp
+
+    def forward(self, batch: B.Batch, x: torch.Tensor | None = None, s: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """The score at positions ``x`` (default: x(t)) and diffusion time ``s``, (N, 3) 1/Å."""
+        x = batch[B.POSITIONS] if x is None else x
+        s_atom = torch.as_tensor(s, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        return self.score(batch, x, s_atom, self.sde.sigma_from_batch(batch))
+
+    def loss(self, batch: B.Batch, s: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Eq. 8 with lambda(s) = var(s); ``s`` (n_molecules,) and ``noise`` (N, 3) may be fixed."""
+        return self.loss_fn(self.score, batch, s=s, noise=noise)
+
+    def sample(self, batch: B.Batch, generator: torch.Generator | None = None) -> tuple[torch.Tensor, int]:
+        """x(t+1) from the reverse process started at x(t); returns (positions (N, 3) Å, score evaluations)."""
+        sigma = self.sde.sigma_from_batch(batch)
+        n = batch[B.POSITIONS].shape[0]
+
+        def score_fn(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            return self.score(batch, x, s.expand(n), sigma)
+
+        return self.sampler(score_fn, batch[B.POSITIONS], sigma, self.eps, batch_index=batch[B.BATCH],
+                            generator=generator, **self.sampler_options)
+
+    @torch.no_grad()
+    def predict(self, batch: B.Batch) -> torch.Tensor:
+        x, nfe = self.sample(B.inputs_only(batch))
+        self._score_evals += nfe
+        return x
+
+    def rollout_stats(self) -> dict[str, float]:
+        out = {"score_evals": self._score_evals}
+        self._score_evals = 0
+        return out
