@@ -192,8 +192,11 @@ def _is_unreachable(exc: BaseException) -> bool:
     return isinstance(reason, OSError) and reason.errno in (101, 113)  # ENETUNREACH, EHOSTUNREACH
 
 
-def _stream_once(url: str, part: Path, timeout_s: float, bar: tqdm | None) -> tuple[int, int | None]:
-    """One HTTP request appending to ``part``; returns (bytes on disk, total expected or None)."""
+def _stream_once(url: str, part: Path, timeout_s: float, bars: dict[str, tqdm]) -> tuple[int, int | None]:
+    """One HTTP request appending to ``part``; returns (bytes on disk, total expected or None).
+
+    The progress bar is created on the first response, so a failed connection prints nothing.
+    """
     start = part.stat().st_size if part.exists() else 0
     with _open(url, start, timeout_s) as resp:
         status = resp.status
@@ -206,43 +209,53 @@ def _stream_once(url: str, part: Path, timeout_s: float, bar: tqdm | None) -> tu
             total = int(crange.rsplit("/", 1)[1]) if "/" in crange and not crange.endswith("*") else None
         elif length is not None:
             total = int(length)
-        if bar is not None:
-            bar.reset(total=total)
-            bar.update(start)
+        if "bar" not in bars:
+            bars["bar"] = tqdm(desc=part.name.removesuffix(".part"), unit="B", unit_scale=True, mininterval=2.0)
+        bar = bars["bar"]
+        bar.reset(total=total)
+        bar.update(start)
         with part.open("ab" if start else "wb") as fh:
             for chunk in iter(lambda: resp.read(_CHUNK), b""):
                 fh.write(chunk)
-                if bar is not None:
-                    bar.update(len(chunk))
+                bar.update(len(chunk))
     return part.stat().st_size, total
 
 
 def _download(url: str, part: Path, retries: int, timeout_s: float, backoff_s: float, config_key: str) -> None:
     """Fill ``part`` with the whole body of ``url``, resuming after broken connections."""
+    bars: dict[str, tqdm] = {}
+    try:
+        _retry_loop(url, part, retries, timeout_s, backoff_s, config_key, bars)
+    finally:
+        if "bar" in bars:
+            bars["bar"].close()
+
+
+def _retry_loop(url: str, part: Path, retries: int, timeout_s: float, backoff_s: float, config_key: str,
+                bars: dict[str, tqdm]) -> None:
     attempt = 0
-    with tqdm(desc=part.name.removesuffix(".part"), unit="B", unit_scale=True, mininterval=2.0) as bar:
-        while True:
-            try:
-                have, total = _stream_once(url, part, timeout_s, bar)
-                if total is None or have == total:
-                    return
-                if have > total:  # a stale partial file longer than the resource: start over
-                    part.unlink()
-                raise ConnectionError(f"connection closed after {have} of {total} bytes")
-            except urllib.error.HTTPError as exc:
-                if exc.code == 416:  # range not satisfiable: our partial file is stale
-                    part.unlink(missing_ok=True)
-                elif exc.code not in _RETRY_HTTP:
-                    raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-                err: BaseException = exc
-            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-                if _is_unreachable(exc):
-                    raise NoNetworkError(no_network_message(url, exc, config_key)) from None
-                err = exc
-            attempt += 1
-            if attempt > retries:
-                raise DownloadError(f"{url}: failed after {retries} retries ({type(err).__name__}: {err})")
-            time.sleep(backoff_s * 2 ** (attempt - 1))
+    while True:
+        try:
+            have, total = _stream_once(url, part, timeout_s, bars)
+            if total is None or have == total:
+                return
+            if have > total:  # a stale partial file longer than the resource: start over
+                part.unlink()
+            raise ConnectionError(f"connection closed after {have} of {total} bytes")
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416:  # range not satisfiable: our partial file is stale
+                part.unlink(missing_ok=True)
+            elif exc.code not in _RETRY_HTTP:
+                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+            err: BaseException = exc
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            if _is_unreachable(exc):
+                raise NoNetworkError(no_network_message(url, exc, config_key)) from None
+            err = exc
+        attempt += 1
+        if attempt > retries:
+            raise DownloadError(f"{url}: failed after {retries} retries ({type(err).__name__}: {err})")
+        time.sleep(backoff_s * 2 ** (attempt - 1))
 
 
 def no_network_message(url: str, exc: BaseException, config_key: str) -> str:

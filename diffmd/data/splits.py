@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from diffmd.data.trajectory import load_trajectory
+from diffmd.metrics import armse
 from diffmd.provenance import sha256_file
 
 
@@ -56,35 +57,17 @@ def md17_split(traj_path: str | os.PathLike, n_train: int, n_val: int, n_test: i
     }
 
 
-def kabsch_rmsd(pred: np.ndarray, ref: np.ndarray, align: bool = True) -> np.ndarray:
-    """Per-frame RMSD (Å) of ``pred`` against ``ref``, both (frames, atoms, 3).
-
-    With ``align``, ``pred`` is optimally rotated and translated onto ``ref`` (Kabsch, proper
-    rotations only) before the RMSD is taken.
-    """
-    p = pred - pred.mean(axis=1, keepdims=True) if align else pred
-    r = ref - ref.mean(axis=1, keepdims=True) if align else ref
-    if align:
-        h = np.einsum("fai,faj->fij", p, r)
-        u, _, vt = np.linalg.svd(h)
-        d = np.sign(np.linalg.det(np.einsum("fij,fjk->fik", u, vt)))
-        u[:, :, -1] *= d[:, None]
-        rot = np.einsum("fij,fjk->fik", u, vt)  # p @ rot ~ r
-        p = np.einsum("fai,fij->faj", p, rot)
-    return np.sqrt(((p - r) ** 2).sum(axis=-1).mean(axis=-1))
-
-
 def constant_prediction_armse(positions: np.ndarray, start: int, stop: int, stride: int) -> float:
-    """ARMSE (mean over predicted frames of the aligned RMSD, Å) of predicting ``x(start)`` forever.
+    """ARMSE (Å, :func:`diffmd.metrics.armse`, Kabsch-aligned) of predicting ``x(start)`` for every later frame.
 
-    The predicted frames are ``start + i*stride`` for ``i >= 1`` up to the last frame a rollout
-    from ``start`` reaches (``stop - 1 + stride``).
+    The compared frames are ``start + i*stride`` for ``i >= 1`` up to the last frame a rollout from
+    ``start`` reaches (``stop - 1 + stride``); ``positions`` is (frames, atoms, 3) in Å.
     """
-    ref = positions[start + stride: stop + stride: stride]
-    if ref.shape[0] == 0:
+    ref = positions[start: stop + stride: stride]
+    if ref.shape[0] < 2:
         raise SplitError(f"no frames to compare after frame {start} (stop {stop}, stride {stride})")
     pred = np.broadcast_to(positions[start], ref.shape)
-    return float(kabsch_rmsd(np.ascontiguousarray(pred), ref).mean())
+    return armse(pred, ref, align=True)
 
 
 def _frames_range(n_frames: int, stride: int, max_frames: int | None, origin: str) -> dict[str, int]:

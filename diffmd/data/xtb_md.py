@@ -97,13 +97,16 @@ def langevin(atoms, settings: XTBSettings, seed_words: list[int], desc: str) -> 
     """Run the thermostatted MD; returns positions (F, N, 3) Å, energies (F,) eV, forces (F, N, 3) eV/Å."""
     from ase import units
     from ase.constraints import FixCom
+    from ase.md import velocitydistribution as vd
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
 
     rng = np.random.default_rng(seed_words)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=settings.temperature_K, rng=rng)
-    Stationary(atoms)
-    ZeroRotation(atoms)
+    if hasattr(vd, "thermalize_momenta"):  # ASE >= 3.29
+        vd.thermalize_momenta(atoms, settings.temperature_K, rng=rng)
+    else:
+        vd.MaxwellBoltzmannDistribution(atoms, temperature_K=settings.temperature_K, rng=rng)
+    vd.Stationary(atoms)
+    vd.ZeroRotation(atoms)
     atoms.set_constraint(FixCom())  # centre of mass fixed; the temperature counts 3N - 3 degrees of freedom
     dyn = Langevin(atoms, timestep=settings.dt_fs * units.fs, temperature_K=settings.temperature_K,
                    friction=settings.friction_per_fs / units.fs, fixcm=False, rng=rng)
