@@ -1,0 +1,108 @@
+"""Rollout and evaluation: CLIs end to end, divergence, stride and horizon, extended XYZ."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from ase.io import read
+from test_engine_pairs import toy_c7o2h10, toy_md17, toy_positions
+
+from diffmd import batch as B
+from diffmd.data.pairs import Segment
+from diffmd.engine import evaluate as E
+from diffmd.engine import rollout as R
+from diffmd.engine import train as T
+from diffmd.registry import TrajectoryModel, build_model
+from diffmd.testing import ETHANOL_Z
+
+CFG = {"epochs": 1, "val_every": 1, "val_horizon": 10, "batch_size": 64, "device": "cpu"}
+
+
+class Exploding(TrajectoryModel):
+    """Doubles the displacement from the centroid every step (diverges), counting 'score evals'."""
+
+    def __init__(self):
+        super().__init__()
+        self.evals = 0
+
+    def forward(self, batch):
+        self.evals += 3
+        x = batch[B.POSITIONS]
+        return x + (x - x.mean(0))
+
+    def rollout_stats(self):
+        out, self.evals = {"score_evals": float(self.evals)}, 0
+        return out
+
+
+def test_cli_end_to_end_md17(tmp_path):
+    split = toy_md17(tmp_path)
+    run = tmp_path / "cv"
+    T.main(["--split", str(split), "--model", "constant_velocity", "--train-config", json.dumps(CFG),
+            "--out", str(run)])  # fmt: skip
+    R.main(["--split", str(split), "--checkpoint", str(run / "model.pt"), "--rollout-config",
+            json.dumps({"horizon": None}), "--seed", "1", "--out", str(run)])  # fmt: skip
+    meta = {"dataset": "md17", "molecule": "ethanol", "model": "constant_velocity", "seed": 1}
+    E.main(["--rollout", str(run / "rollout.npz"), "--meta", json.dumps(meta), "--out", str(run / "armse.json")])
+    roll = np.load(run / "rollout.npz")
+    assert roll["positions"].shape == (91, 9, 3)  # test frames 200..289 -> 90 steps, last target 290
+    np.testing.assert_array_equal(roll["frame_indices"], np.arange(200, 291))
+    np.testing.assert_array_equal(roll["reference"], toy_positions(300)[200:291])
+    frames = read(run / "rollout.extxyz", index=":")
+    assert len(frames) == 91
+    np.testing.assert_allclose(frames[-1].get_positions(), roll["positions"][-1], atol=1e-6)
+    rec = json.loads((run / "armse.json").read_text())
+    assert rec["model"] == "constant_velocity" and rec["source"] == "xtb" and rec["n_frames"] == 90
+    assert rec["armse"] > 0 and rec["armse_unaligned"] >= rec["armse"] - 1e-12
+    assert len(rec["rmsd_per_frame"]) == 90 and rec["armse_curve"][-1] == pytest.approx(rec["armse"])
+    assert (run / "provenance.json").exists()
+    E.main(["summarize", "--out", str(tmp_path / "summary.json"), str(run / "armse.json")])
+    assert json.loads((tmp_path / "summary.json").read_text())["runs"][0]["armse"] == rec["armse"]
+
+
+def test_o2o_target_rollout(tmp_path):
+    split = toy_c7o2h10(tmp_path)
+    run = tmp_path / "static"
+    T.train(str(split), "static", {}, CFG, seed=1, out=run)
+    R.main(["--split", str(split), "--checkpoint", str(run / "model.pt"), "--target", "iso3",
+                   "--rollout-config", json.dumps({"horizon": 50}), "--out", str(tmp_path / "iso3")])  # fmt: skip
+    roll = np.load(tmp_path / "iso3" / "rollout.npz")
+    assert str(roll["molecule"]) == "iso3" and roll["positions"].shape[0] == 51
+
+
+def test_divergence_is_recorded_and_armse_is_null():
+    seg = Segment("ethanol", toy_positions(80), ETHANOL_Z, start=2, stop=79)
+    res = R.rollout(Exploding(), seg, 10, 40, divergence_bound_A=100.0)
+    # each step doubles the spread (~2 Å): > 100 Å after 6 doublings
+    assert res.diverged and 5 <= res.diverged_at <= 8
+    assert np.isnan(res.positions[res.diverged_at :]).all() and np.isfinite(res.positions[: res.diverged_at]).all()
+    assert res.score_evals[0] == 3
+    roll = {
+        "positions": res.positions,
+        "reference": seg.positions[res.frame_indices],
+        "diverged": True,
+        "diverged_at": res.diverged_at,
+        "stride": 1,
+        "seconds": res.seconds,
+        "score_evals": res.score_evals,
+    }
+    rec = E.evaluate(roll, {"dataset": "md17", "molecule": "ethanol", "model": "x", "seed": 1})
+    assert rec["armse"] is None and rec["armse_unaligned"] is None and rec["diverged"]
+    assert len(rec["rmsd_per_frame"]) == res.diverged_at - 1
+    assert rec["score_evals_per_frame"] == 3
+
+
+def test_stride_and_horizon_cover_the_same_time():
+    seg = Segment("ethanol", toy_positions(300), ETHANOL_Z, start=200, stop=290)
+    coarse = Segment("ethanol", seg.positions, ETHANOL_Z, start=200, stop=286, stride=5)
+    assert R.n_steps_for(seg, 1, None, 200) == 90
+    assert R.n_steps_for(coarse, 5, None, 200) == 18  # 90 frames / 5
+    assert R.n_steps_for(coarse, 5, 50, 200) == 10
+    model = build_model("constant_velocity", {"stride": 5})
+    res = R.rollout(model, coarse, 200, 18, dtype=torch.float64)
+    np.testing.assert_array_equal(res.frame_indices, 200 + 5 * np.arange(19))
+    expected = 2 * seg.positions[200] - seg.positions[195]
+    np.testing.assert_allclose(res.positions[1], expected, atol=1e-12)

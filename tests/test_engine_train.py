@@ -1,0 +1,94 @@
+"""Trainer: bitwise resume after an interruption, reference models, O2O training, config errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from test_engine_pairs import toy_c7o2h10, toy_md17
+
+from diffmd.engine import train as T
+from diffmd.engine.common import load_torch
+
+PARAMS = {"hidden": 8, "layers": 2}
+CFG = {"epochs": 5, "val_every": 2, "val_horizon": 20, "batch_size": 32, "device": "cpu",
+       "max_train_pairs": 96, "scheduler": {"patience": 0, "factor": 0.5, "min_lr": 1e-7}}  # fmt: skip
+
+
+class Killed(Exception):
+    pass
+
+
+def log_rows(path):
+    with open(path) as fh:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(fh)]
+
+
+def test_resume_is_bitwise_identical(tmp_path, monkeypatch):
+    torch.set_num_threads(1)
+    split = toy_md17(tmp_path)
+    T.train(str(split), "egnn", PARAMS, CFG, seed=7, out=tmp_path / "full")
+
+    real_epoch = T.train_epoch
+
+    def dying_epoch(model, opt, data, cfg, seed, epoch, device):
+        if epoch == 4:
+            raise Killed
+        return real_epoch(model, opt, data, cfg, seed, epoch, device)
+
+    monkeypatch.setattr(T, "train_epoch", dying_epoch)
+    with pytest.raises(Killed):
+        T.train(str(split), "egnn", PARAMS, CFG, seed=7, out=tmp_path / "resumed")
+    assert not (tmp_path / "resumed" / "model.pt").exists()
+    assert load_torch(tmp_path / "resumed" / "last.pt")["epoch"] == 3
+    monkeypatch.setattr(T, "train_epoch", real_epoch)
+    T.train(str(split), "egnn", PARAMS, CFG, seed=7, out=tmp_path / "resumed")
+
+    for name in ("model.pt", "last.pt"):
+        a, b = load_torch(tmp_path / "full" / name), load_torch(tmp_path / "resumed" / name)
+        sa, sb = a.get("state_dict", a.get("model_state")), b.get("state_dict", b.get("model_state"))
+        assert sa.keys() == sb.keys()
+        for key in sa:
+            assert torch.equal(sa[key], sb[key]), f"{name}: {key} differs after resume"
+    assert log_rows(tmp_path / "full" / "train_log.csv") == log_rows(tmp_path / "resumed" / "train_log.csv")
+    ckpt = load_torch(tmp_path / "full" / "model.pt")
+    assert ckpt["model"] == "egnn" and ckpt["params"]["stride"] == 1 and ckpt["epoch"] in (2, 4, 5)
+    rows = log_rows(tmp_path / "full" / "train_log.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4", "5"]
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
+
+
+def test_another_configuration_starts_afresh(tmp_path):
+    split = toy_md17(tmp_path)
+    cfg = {**CFG, "epochs": 1, "val_every": 1}
+    T.train(str(split), "egnn", PARAMS, cfg, seed=1, out=tmp_path / "run")
+    T.train(str(split), "egnn", PARAMS, {**cfg, "lr": 1e-3}, seed=1, out=tmp_path / "run")
+    assert len(log_rows(tmp_path / "run" / "train_log.csv")) == 1
+
+
+def test_reference_model_writes_checkpoint_without_training(tmp_path):
+    split = toy_md17(tmp_path)
+    info = T.train(str(split), "static", {}, CFG, seed=1, out=tmp_path / "static")
+    ckpt = load_torch(tmp_path / "static" / "model.pt")
+    assert ckpt["model"] == "static" and ckpt["epoch"] == 0 and ckpt["val_armse"] == info["best_val_armse"] > 0
+    assert not (tmp_path / "static" / "last.pt").exists()
+    prov = json.loads((tmp_path / "static" / "provenance.json").read_text())
+    assert prov["device"] == "cpu"
+
+
+def test_o2o_trains_on_train_isomers(tmp_path, capsys):
+    split = toy_c7o2h10(tmp_path)
+    T.train(str(split), "egnn", PARAMS, {**CFG, "epochs": 1, "max_train_pairs": None}, seed=1, out=tmp_path / "o2o")
+    assert "117 training pairs, 1 validation segment(s)" in capsys.readouterr().out
+    assert (tmp_path / "o2o" / "model.pt").exists()
+
+
+def test_train_overrides_and_unknown_keys(tmp_path):
+    split = toy_md17(tmp_path)
+    params = {**PARAMS, "train": {"epochs": 1, "val_every": 1}}
+    info = T.train(str(split), "egnn", params, CFG, seed=1, out=tmp_path / "o")
+    assert info["epochs"] == 1
+    with pytest.raises(ValueError, match="unknown key"):
+        T.train(str(split), "egnn", PARAMS, {"epochz": 3}, seed=1, out=tmp_path / "x")
