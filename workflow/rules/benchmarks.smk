@@ -1,1 +1,111 @@
-# Rules for this part of the workflow (see workflow/rules/common.smk for shared helpers).
+# Cost of simulated time (benchmarks/cost.py): wall seconds per simulated ps of the reference GFN2-xTB MD,
+# of every trained model's rollout (static and constant_velocity excluded) and of Score Dynamics at the
+# strides score_dynamics.cost_strides, measured in one job -> results/tables/cost_md17.{csv,md}.
+#   results/md17/{molecule}/cost/score_dynamics/stride{k}/seed{seed}/model.pt   extra Score Dynamics strides
+# (the stride equal to score_dynamics.stride.md17 reuses the table's own score_dynamics checkpoint).
+#   snakemake --cores 2 results/tables/cost_md17.csv
+
+SD_CFG = config.get("score_dynamics", {})
+COST_STRIDES = [int(k) for k in SD_CFG.get("cost_strides", [])]
+COST_MOLECULES = list(SD_CFG.get("cost_molecules", MD17_MOLECULES[:1]))
+COST_SEED = min(SEEDS)
+COST_EXCLUDED = ("static", "constant_velocity")
+SD_MAIN_STRIDE = int(SD_CFG.get("stride", {}).get("md17", 1))
+for _m in COST_MOLECULES:
+    if _m not in MD17_MOLECULES:
+        raise ValueError(f"config score_dynamics.cost_molecules: {_m!r} is not in data.md17.molecules")
+
+
+def cost_extra_strides():
+    """Cost strides that need their own Score Dynamics model (not the table's score_dynamics run)."""
+    reuse = SD_MAIN_STRIDE if "score_dynamics" in MODELS else None
+    return [k for k in COST_STRIDES if k != reuse]
+
+
+def cost_runs(molecule):
+    """[(label, checkpoint, armse.json or None)] of one molecule, in table order."""
+    runs = []
+    for model in MODELS:
+        if model in COST_EXCLUDED:
+            continue
+        run = f"results/md17/{molecule}/{model}/seed{COST_SEED}"
+        label = f"{model} (stride {SD_MAIN_STRIDE})" if model == "score_dynamics" else model
+        runs.append((label, f"{run}/model.pt", f"{run}/armse.json"))
+    for k in cost_extra_strides():
+        ckpt = f"results/md17/{molecule}/cost/score_dynamics/stride{k}/seed{COST_SEED}/model.pt"
+        runs.append((f"score_dynamics (stride {k})", ckpt, None))
+    return runs
+
+
+def cost_inputs(wildcards):
+    files = []
+    for molecule in COST_MOLECULES:
+        files.append(md17_split(molecule))
+        for _, ckpt, armse in cost_runs(molecule):
+            files += [ckpt] + ([armse] if armse else [])
+    return files
+
+
+def cost_manifest(wildcards):
+    molecules = {
+        m: {"split": md17_split(m),
+            "runs": [{"label": lab, "checkpoint": c, "armse_json": a} for lab, c, a in cost_runs(m)]}
+        for m in COST_MOLECULES
+    }
+    return as_json_arg({
+        "molecules": molecules, "xtb": config["data"]["md17"]["xtb"], "md_steps": int(SD_CFG.get("cost_md_steps", 300)),
+        "frames": SD_CFG.get("cost_frames"), "threads": 1, "device": config["train"].get("device", "auto"),
+        "seed": COST_SEED,
+    })
+
+
+def cost_train_params(wildcards):
+    return as_json_arg({**model_params("score_dynamics", "md17"), "stride": int(wildcards.k)})
+
+
+rule cost_train_score_dynamics:
+    input:
+        split=lambda wildcards: md17_split(wildcards.molecule),
+    output:
+        "results/md17/{molecule}/cost/score_dynamics/stride{k}/seed{seed}/model.pt",
+    log:
+        "results/logs/cost/train_score_dynamics_{molecule}_stride{k}_seed{seed}.log",
+    benchmark:
+        "results/benchmarks/cost/train_score_dynamics_{molecule}_stride{k}_seed{seed}.tsv"
+    wildcard_constraints:
+        molecule="|".join(MD17_MOLECULES),
+        k=r"\d+",
+    params:
+        model_params=cost_train_params,
+        train=lambda wildcards: as_json_arg(
+            {**config["train"], "divergence_bound_A": config["rollout"].get("divergence_bound_A", 100.0)}
+        ),
+        out=subpath(output[0], parent=True),
+    resources:
+        gpu=1,
+    threads: 1
+    shell:
+        "python -m diffmd.engine.train --split {input.split} --model score_dynamics --params {params.model_params} --train-config {params.train} --seed {wildcards.seed} --out {params.out} > {log} 2>&1"
+
+
+rule cost_md17:
+    input:
+        cost_inputs,
+    output:
+        csv="results/tables/cost_md17.csv",
+        md="results/tables/cost_md17.md",
+    log:
+        "results/logs/cost/cost_md17.log",
+    benchmark:
+        "results/benchmarks/cost/cost_md17.tsv"
+    params:
+        manifest=cost_manifest,
+    resources:
+        gpu=1,
+    threads: 1
+    shell:
+        "python -m benchmarks.cost --manifest {params.manifest} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
+
+
+if COST_STRIDES or any(m not in COST_EXCLUDED for m in MODELS):
+    ALL_TARGETS.append("results/tables/cost_md17.csv")
