@@ -82,7 +82,7 @@ def cmd_c7o2h10(args: argparse.Namespace) -> None:
 
         xcfg = cfg.get("xtb") or {}
         files = {}
-        for name in xtb_isomer_names(int(xcfg.get("n_isomers", 20))):
+        for name in xtb_isomer_names(int(xcfg.get("n_isomers", 20)), xcfg.get("isomers")):
             path = out_dir / f"{name}.npz"
             if not path.exists():  # parallel jobs normally made it already
                 _xtb_isomer(name, xcfg, path, args.threads)

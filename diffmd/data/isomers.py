@@ -13,6 +13,7 @@ trajectories share atom order and topology.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 
 import numpy as np
@@ -50,10 +51,11 @@ C7H10O2_SMILES: tuple[str, ...] = (
 MD17_MOLECULES = ("aspirin", "benzene", "ethanol", "malonaldehyde", "naphthalene", "salicylic", "toluene", "uracil")
 
 
-def xtb_isomer_names(n: int) -> list[str]:
-    """``["xtb01", "xtb02", ...]``: the first ``n`` simulated isomers."""
-    if not 1 <= n <= len(C7H10O2_SMILES):
-        raise ValueError(f"data.c7o2h10.xtb.n_isomers: {n}, must be between 1 and {len(C7H10O2_SMILES)}")
+def xtb_isomer_names(n: int, smiles: Sequence[str] | None = None) -> list[str]:
+    """``["xtb01", "xtb02", ...]``: the first ``n`` simulated isomers of ``smiles`` (default: the package's)."""
+    available = len(smiles or C7H10O2_SMILES)
+    if not 1 <= n <= available:
+        raise ValueError(f"data.c7o2h10.xtb.n_isomers: {n}, must be between 1 and {available} (isomer SMILES)")
     return [f"xtb{k:02d}" for k in range(1, n + 1)]
 
 

@@ -17,7 +17,8 @@ C7O2H10_CONFIG_TARGETS = list(SPLITS["c7o2h10"].get("targets") or [])
 def _xtb_isomer_names():
     from diffmd.data.isomers import xtb_isomer_names
 
-    return xtb_isomer_names(int(DATA["c7o2h10"].get("xtb", {}).get("n_isomers", 20)))
+    xtb = DATA["c7o2h10"].get("xtb", {})
+    return xtb_isomer_names(int(xtb.get("n_isomers", 20)), xtb.get("isomers"))
 
 
 XTB_ISOMERS = _xtb_isomer_names() if C7O2H10_SOURCE == "xtb" else []
@@ -28,14 +29,14 @@ if XTB_ISOMERS and C7O2H10_CONFIG_TARGETS and not set(C7O2H10_CONFIG_TARGETS) <=
     )
 
 
-def c7o2h10_isomers():
-    """Names of all C7O2H10 isomers: xtb01.. for the xtb source; from index.json for download/local
-    (a checkpoint-free read, so only call it once the index exists, e.g. inside an input function
-    that already depends on C7O2H10_SPLIT)."""
+def c7o2h10_isomers(wildcards=None):
+    """Names of all C7O2H10 isomers: xtb01.. for the xtb source (known at parse time); for the
+    download/local source the iso<ID> names found in the archive, read from the checkpoint
+    split_c7o2h10's split file (call only inside input functions)."""
     if C7O2H10_SOURCE == "xtb":
         return list(XTB_ISOMERS)
-    with open(C7O2H10_INDEX) as fh:
-        return list(json.load(fh)["isomers"])
+    with open(checkpoints.split_c7o2h10.get().output[0]) as fh:
+        return list(json.load(fh)["trajectories"])
 
 
 def c7o2h10_targets(wildcards=None):
