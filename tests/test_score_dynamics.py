@@ -194,6 +194,19 @@ def test_bond_check_fires_and_is_counted():
     assert loose.rollout_stats() == {"score_evals": 3, "resamples": 0, "bond_check_failures": 0}
 
 
+def test_bond_check_accepts_real_geometries():
+    model = small_model()
+    for with_index in (True, False):
+        batch = toy_batch(3)
+        if not with_index:
+            batch.pop(B.BOND_INDEX)
+        bonds = model.bonds(batch)
+        assert bonds[0].shape[1] == toy_batch(3)[B.BOND_INDEX].shape[1]
+        assert not model.bad_molecules(batch, batch[B.POSITIONS], bonds).any()
+        stretched = batch[B.POSITIONS] * 1.5  # every bond 50 % too long
+        assert model.bad_molecules(batch, stretched, bonds).all()
+
+
 def test_scale_is_estimated_from_data_and_saved():
     torch.manual_seed(0)
     model = build_model("score_dynamics", {"hidden": 8, "layers": 1, "time_features": 2}).double()

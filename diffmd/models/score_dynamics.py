@@ -18,11 +18,14 @@ the radius graph of the current frame:
 Training: noise-prediction MSE with lambda = log(alpha/sigma) drawn uniformly between the schedule's
 bounds (:mod:`diffmd.models.score_dynamics_sampling`). Rollout: start from N(0, I), third-order DPM-Solver
 (``sampler: dpm3``) or ancestral sampling, then x(t+k) = x(t) + s z0. An optional bond-length check
-resamples a molecule whose covalent bonds change by more than ``bond_tolerance`` (relative); each
-resample and each molecule still failing after ``max_resamples`` is counted in :meth:`rollout_stats`.
+resamples a molecule with a covalent bond off its nominal length r_cov,i + r_cov,j by more than
+``bond_tolerance`` (relative); each resample and each molecule still failing after ``max_resamples``
+is counted in :meth:`rollout_stats`.
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 from torch import nn
@@ -34,6 +37,8 @@ from diffmd.models.score_dynamics_sampling import VPSchedule, ancestral, dpm_sol
 from diffmd.registry import TrajectoryModel, register_model
 
 SAMPLERS = ("dpm3", "ancestral")
+LOG = logging.getLogger(__name__)
+MAX_BOND_WARNINGS = 10  # the bond check logs its first firings; rollout_stats counts all of them
 
 
 def mlp(n_in: int, hidden: int, n_out: int, layer_norm: bool = False) -> nn.Sequential:
@@ -163,6 +168,7 @@ class ScoreDynamics(TrajectoryModel):
         # Å; 0 = not yet set: estimated from the first training batch unless displacement_scale is given.
         self.register_buffer("dx_scale", torch.tensor(float(displacement_scale or 0.0)))
         self._stats = {"score_evals": 0, "resamples": 0, "bond_check_failures": 0}
+        self._bond_warnings = 0
 
     # --- pieces -----------------------------------------------------------------------------------
     def scale(self) -> torch.Tensor:
@@ -231,23 +237,30 @@ class ScoreDynamics(TrajectoryModel):
         self._stats["score_evals"] += evals
         return z0 * self.scale()
 
-    def bonds(self, batch: B.Batch) -> torch.Tensor:
-        """Covalent bonds (2, n_bonds): ``BOND_INDEX`` when present, else d < 1.2 (r_i + r_j) now."""
-        if B.BOND_INDEX in batch:
-            return batch[B.BOND_INDEX]
-        pos, z = batch[B.POSITIONS], batch[B.ATOMIC_NUMBERS]
-        edges = radius_edge_index(pos, batch[B.NUM_ATOMS], 3.5)
-        radii = pos.new_tensor([covalent_radius(int(k)) for k in range(int(z.max()) + 1)])[z]
-        d = (pos[edges[0]] - pos[edges[1]]).norm(dim=-1)
-        return edges[:, d < BOND_SCALE * (radii[edges[0]] + radii[edges[1]])]
+    def bonds(self, batch: B.Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Covalent bonds (2, n_bonds) and their nominal lengths r_cov,i + r_cov,j (n_bonds,), Å.
 
-    def bad_molecules(self, batch: B.Batch, new_pos: torch.Tensor, bonds: torch.Tensor) -> torch.Tensor:
-        """(n_molecules,) bool: some bond length changed by more than ``bond_tolerance`` (relative)."""
-        pos = batch[B.POSITIONS]
-        old = (pos[bonds[0]] - pos[bonds[1]]).norm(dim=-1)
-        new = (new_pos[bonds[0]] - new_pos[bonds[1]]).norm(dim=-1)
-        bad_bond = ((new - old).abs() / old > self.bond_tolerance).to(pos.dtype)
-        per_mol = scatter_sum(bad_bond, batch[B.BATCH][bonds[0]], B.num_molecules(batch))
+        Bonds: ``BOND_INDEX`` when present (the first frame's topology), else d < 1.2 (r_i + r_j) now.
+        """
+        pos, z = batch[B.POSITIONS], batch[B.ATOMIC_NUMBERS]
+        radii = pos.new_tensor([covalent_radius(int(k)) for k in z.tolist()])
+        if B.BOND_INDEX in batch:
+            bonds = batch[B.BOND_INDEX]
+        else:
+            edges = radius_edge_index(pos, batch[B.NUM_ATOMS], 3.5)
+            d = (pos[edges[0]] - pos[edges[1]]).norm(dim=-1)
+            bonds = edges[:, d < BOND_SCALE * (radii[edges[0]] + radii[edges[1]])]
+        return bonds, radii[bonds[0]] + radii[bonds[1]]
+
+    def bad_molecules(self, batch: B.Batch, new_pos: torch.Tensor, bonds: tuple[torch.Tensor, torch.Tensor]):
+        """(n_molecules,) bool: some bond is off its nominal length by more than ``bond_tolerance`` (relative).
+
+        An absolute check (not relative to the current frame), so a rollout cannot drift step by step.
+        """
+        index, nominal = bonds
+        new = (new_pos[index[0]] - new_pos[index[1]]).norm(dim=-1)
+        bad_bond = ((new - nominal).abs() / nominal > self.bond_tolerance).to(new_pos.dtype)
+        per_mol = scatter_sum(bad_bond, batch[B.BATCH][index[0]], B.num_molecules(batch))
         return per_mol > 0
 
     @torch.no_grad()
@@ -269,6 +282,10 @@ class ScoreDynamics(TrajectoryModel):
             new = torch.where(redo, again, new)
             bad = bad & self.bad_molecules(batch, again, bonds)
         self._stats["bond_check_failures"] += int(bad.sum())
+        if tries and self._bond_warnings < MAX_BOND_WARNINGS:
+            self._bond_warnings += 1
+            LOG.warning("score_dynamics bond check: %d resample(s), %d molecule(s) still failing after %d tries",
+                        self._stats["resamples"], int(bad.sum()), tries)
         return new
 
     def forward(self, batch: B.Batch) -> torch.Tensor:
