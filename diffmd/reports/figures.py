@@ -54,11 +54,12 @@ def view_axes(frame: np.ndarray, tilt_deg: tuple[float, float] = (25.0, 20.0)) -
 
 
 def draw_molecule(
-    ax, frame: np.ndarray, numbers: np.ndarray, axes: np.ndarray, centre: np.ndarray, half_width: float
+    ax, frame: np.ndarray, numbers: np.ndarray, axes: np.ndarray, centre: np.ndarray, half: tuple[float, float]
 ) -> None:
-    """Ball-and-stick drawing of one frame (atoms, 3) Å, projected on ``axes`` (3, 3) around ``centre``."""
-    ax.set_xlim(-half_width, half_width)
-    ax.set_ylim(-half_width, half_width)
+    """Ball-and-stick drawing of one frame (atoms, 3) Å, projected on ``axes`` (3, 3) around ``centre``;
+    ``half`` = (half width, half height) of the panel in Å (atoms outside are clipped)."""
+    ax.set_xlim(-half[0], half[0])
+    ax.set_ylim(-half[1], half[1])
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -126,9 +127,12 @@ def snapshot_figure(rollouts: list[Rollout], every: int, title: str, models: lis
     cols = snapshot_columns(span, every)
     axes3 = view_axes(start)
     centre = start.mean(axis=0)
-    half = float(np.abs((start - centre) @ axes3.T)[:, :2].max()) + 0.7
+    extent = np.abs((start - centre) @ axes3.T)[:, :2].max(axis=0) + 0.7
+    half = (float(extent[0]), float(max(extent[1], 0.55 * extent[0])))  # Å; panels follow the molecule's shape
+    panel = (1.9, 1.9 * half[1] / half[0])
     rows = [("ground truth", truth_ro, True)] + [(m, r, False) for m, r in named]
-    fig, axs = plt.subplots(len(rows), len(cols), figsize=(1.6 * len(cols) + 1.2, 1.6 * len(rows) + 0.6), squeeze=False)
+    size = (panel[0] * len(cols) + 1.4, panel[1] * len(rows) + 0.2 * (title.count("\n") + 1))
+    fig, axs = plt.subplots(len(rows), len(cols), figsize=size, squeeze=False)
     for r, (label, ro, truth) in enumerate(rows):
         for c, offset in enumerate(cols):
             ax = axs[r, c]
@@ -145,7 +149,7 @@ def snapshot_figure(rollouts: list[Rollout], every: int, title: str, models: lis
         axs[r, 0].set_ylabel(label + suffix, fontsize=8, rotation=0, ha="right", va="center")
     fig.suptitle(title, fontsize=10)
     height = fig.get_size_inches()[1]
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.18 * (title.count("\n") + 1) / height))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.16 * (title.count("\n") + 1) / height))
     return fig
 
 
