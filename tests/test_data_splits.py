@@ -80,3 +80,21 @@ def test_o2o_config_targets_and_errors(tmp_path):
         c7o2h10_split(index, {"targets": ["iso1004"]})
     with pytest.raises(SplitError, match="leave no training isomer"):
         c7o2h10_split(index, {"targets": [], "n_targets": 2, "n_val_isomers": 2})
+
+
+@pytest.mark.parametrize("overlay", [None, "config/quick.yaml"])
+def test_config_xtb_frames_fit_the_md17_split(overlay):
+    """A simulated MD17 trajectory must be long enough for the configured S2L split."""
+    from pathlib import Path
+
+    import yaml
+
+    from diffmd.config import deep_update
+
+    root = Path(__file__).resolve().parent.parent
+    cfg = yaml.safe_load((root / "config.yaml").read_text())
+    if overlay:
+        cfg = deep_update(cfg, yaml.safe_load((root / overlay).read_text()))
+    s, x = cfg["splits"]["md17"], cfg["data"]["md17"]["xtb"]
+    k = int(s.get("stride", 1))
+    assert x["n_frames"] >= 2 * k + s["n_train"] + s["n_val"] + s["n_test"] + k

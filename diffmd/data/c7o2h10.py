@@ -98,10 +98,15 @@ def convert_isomer(xyz_path: Path, out_path: Path, source: str, archive: dict[st
     return name
 
 
-def safe_extract(archive: Path, dest_dir: Path) -> Path:
-    """Unpack the archive (tarfile's 'data' filter: no absolute paths, no links out) -> folder of xyz."""
+def safe_extract(archive: Path, dest_dir: Path, tag: str = "") -> Path:
+    """Unpack the archive (tarfile's 'data' filter: no absolute paths, no links out) -> folder of xyz.
+
+    An earlier extraction is reused only if its marker holds the same ``tag`` (the archive's SHA-256).
+    """
     target = dest_dir / "c7o2h10_md"
-    if target.is_dir() and any(target.glob("*.xyz")) and (dest_dir / ".complete").exists():
+    marker = dest_dir / ".complete"
+    stamp = f"{archive.name} {tag}\n"
+    if target.is_dir() and marker.exists() and marker.read_text() == stamp:
         return target
     tmp = dest_dir / ".extracting"
     if tmp.exists():
@@ -116,10 +121,12 @@ def safe_extract(archive: Path, dest_dir: Path) -> Path:
     if not found:
         raise TrajectoryFormatError(f"{archive}: no .xyz files inside")
     folder = found[0].parent
+    marker.unlink(missing_ok=True)
     if target.exists():
         shutil.rmtree(target)
     os.replace(folder, target)
-    (dest_dir / ".complete").write_text(archive.name + "\n")
+    shutil.rmtree(tmp, ignore_errors=True)
+    marker.write_text(stamp)
     return target
 
 
@@ -151,7 +158,7 @@ def obtain_c7o2h10(source: str, cfg: dict[str, Any], raw_dir: Path, lock_path: P
     pinned = dl.get("sha256")
     if pinned and fetched.sha256 != pinned:
         raise DownloadError(f"{fetched.path}: SHA-256 {fetched.sha256} != data.c7o2h10.download.sha256 {pinned}")
-    return safe_extract(fetched.path, raw_dir), fetched.provenance()
+    return safe_extract(fetched.path, raw_dir, fetched.sha256), fetched.provenance()
 
 
 def convert_folder(folder: Path, out_dir: Path, source: str, archive: dict[str, Any]) -> dict[str, str]:
