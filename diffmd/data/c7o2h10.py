@@ -134,7 +134,8 @@ def obtain_c7o2h10(source: str, cfg: dict[str, Any], raw_dir: Path, lock_path: P
     """Folder of ``<ID>.xyz`` files and the archive's provenance (``download`` or ``local`` source).
 
     ``cfg`` is ``data.c7o2h10``; ``download.local_dir`` may hold the archive or its unpacked
-    ``c7o2h10_md/`` folder. ``download.sha256`` pins the archive's checksum when known.
+    ``c7o2h10_md/`` folder; ``download.url`` (or a mirror ``download.url_base``) says where to fetch
+    it; ``download.sha256`` pins the archive's checksum when known.
     """
     dl = cfg.get("download") or {}
     lock = ChecksumLock(lock_path)
@@ -152,7 +153,8 @@ def obtain_c7o2h10(source: str, cfg: dict[str, Any], raw_dir: Path, lock_path: P
             raise DownloadError(
                 f"data.c7o2h10.download.local_dir={local_dir}: neither {C7O2H10_ARCHIVE} nor c7o2h10_md/*.xyz there"
             )
-        url = str(dl.get("url", C7O2H10_URL))
+        mirror = f"{str(dl['url_base']).rstrip('/')}/{C7O2H10_ARCHIVE}" if dl.get("url_base") else None
+        url = mirror or dl.get("url") or C7O2H10_URL  # a mirror given by url_base wins over the default url
         fetched = fetch(url, raw_dir / C7O2H10_ARCHIVE, lock=lock, retries=int(dl.get("retries", 5)),
                         timeout_s=float(dl.get("timeout_s", 60)), config_key="data.c7o2h10")
     pinned = dl.get("sha256")
