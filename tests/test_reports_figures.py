@@ -92,3 +92,23 @@ def test_costs_from_benchmarks(results):
         "seed": "3",
     }
     assert costs.benchmark_identity("results/benchmarks/aggregate/table1_md17.tsv") is None
+
+
+def test_diffmd_training_cost_is_the_sum_over_grid_points(results):
+    records = load_records(sorted(results.glob("md17/ethanol/*/seed1/armse.json")))
+    found = costs.find_benchmarks(results / "benchmarks")
+    found = [p for p in found if "/train/" not in p or "/diffmd/" not in p]
+    for point, seconds in (("p0", 10.0), ("p1", 30.0)):
+        path = results / f"benchmarks/diffmd_train_point/md17/ethanol/seed1/{point}.tsv"
+        write_benchmark(path, seconds, 900.0)
+        found.append(str(path))
+    assert costs.benchmark_identity(found[-1]) == {
+        "rule": "diffmd_train_point",
+        "dataset": "md17",
+        "molecule": "ethanol",
+        "model": "diffmd",
+        "seed": "1",
+    }
+    rows = {r["model"]: r for r in costs.cost_rows(records, found)}
+    assert rows["diffmd"]["train_seconds"] == 40.0 and rows["diffmd"]["peak_memory_MB"] == 900.0
+    assert rows["egnn"]["train_seconds"] == 12.5

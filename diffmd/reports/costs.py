@@ -17,9 +17,12 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-from diffmd.reports.results import RunRecord, source_label
+from diffmd.reports.results import PROPOSED_MODEL, RunRecord, source_label
 
 TRAINED_ONCE = "trained"
+#: Rules whose wall time is a model's training cost: the engine's ``train`` and DiffMD's grid
+#: points (one training per hyper-parameter point; DiffMD's cost is their sum per seed).
+TRAIN_RULES = ("train", f"{PROPOSED_MODEL}_train_point")
 
 
 def read_benchmark(path: str | os.PathLike) -> dict[str, float]:
@@ -50,16 +53,19 @@ def benchmark_identity(path: str | os.PathLike) -> dict[str, str] | None:
 
     Reads ``.../benchmarks/<rule>/<dataset>/<molecule>/<model>/seed<n>[.tsv | /<anything>.tsv]``:
     the first folder after ``benchmarks`` is the rule, then the dataset (md17 or c7o2h10), the
-    molecule (or ``trained`` for O2O training), the model and ``seed<n>``.
+    molecule (or ``trained`` for O2O training), the model and ``seed<n>``. DiffMD's grid rules
+    (``diffmd_*``) have no model folder: ``<rule>/<dataset>/<molecule>/seed<n>/<point>.tsv``.
     """
     parts = Path(path).with_suffix("").parts
     if "benchmarks" not in parts:
         return None
-    rest = parts[parts.index("benchmarks") + 1 :]
+    rest = list(parts[parts.index("benchmarks") + 1 :])
     datasets = [i for i, p in enumerate(rest) if p in ("md17", "c7o2h10")]
-    if len(rest) < 5 or not datasets:
+    if len(rest) < 4 or not datasets:
         return None
     i = datasets[0]
+    if rest[0].startswith(f"{PROPOSED_MODEL}_") and len(rest) > i + 2 and rest[i + 2].startswith("seed"):
+        rest.insert(i + 2, PROPOSED_MODEL)
     if len(rest) < i + 4 or not rest[i + 3].startswith("seed") or not rest[i + 3][4:].isdigit():
         return None
     return {"rule": rest[0], "dataset": rest[i], "molecule": rest[i + 1], "model": rest[i + 2], "seed": rest[i + 3][4:]}
@@ -75,26 +81,34 @@ def _mean(values: list[float]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+def _per_seed_sum(entries: list[tuple[str, dict[str, float]]]) -> float | None:
+    """Mean over seeds of the summed wall time (s) of that seed's jobs."""
+    per_seed: dict[str, float] = defaultdict(float)
+    for seed, bench in entries:
+        per_seed[seed] += bench.get("s", 0.0)
+    return _mean(list(per_seed.values()))
+
+
 def cost_rows(
-    records: list[RunRecord], benchmarks: list[str], train_rule: str = "train", rollout_rule: str = "rollout"
+    records: list[RunRecord], benchmarks: list[str], rollout_rule: str = "rollout"
 ) -> list[dict[str, object]]:
     """One row per (dataset, molecule, model), seeds averaged; ``benchmarks`` are TSV paths."""
-    bench: dict[tuple, list[dict[str, float]]] = defaultdict(list)
+    bench: dict[tuple, list[tuple[str, dict[str, float]]]] = defaultdict(list)
     for path in benchmarks:
         ident = benchmark_identity(path)
         if ident is None:
             raise ValueError(f"{path}: cannot tell rule/dataset/molecule/model/seed from this benchmark path")
-        key = (ident["rule"], ident["dataset"], ident["molecule"], ident["model"])
-        bench[key].append(read_benchmark(path))
+        rule = "train" if ident["rule"] in TRAIN_RULES else ident["rule"]
+        bench[(rule, ident["dataset"], ident["molecule"], ident["model"])].append((ident["seed"], read_benchmark(path)))
     groups: dict[tuple, list[RunRecord]] = defaultdict(list)
     for rec in records:
         groups[(rec.dataset, rec.molecule, rec.model)].append(rec)
     rows = []
     for (dataset, molecule, model), recs in groups.items():
-        train = bench.get((train_rule, dataset, molecule, model))
-        train = train or bench.get((train_rule, dataset, TRAINED_ONCE, model))
+        own = ("train", dataset, molecule, model) in bench
+        train = bench.get(("train", dataset, molecule if own else TRAINED_ONCE, model), [])
         roll = bench.get((rollout_rule, dataset, molecule, model), [])
-        rss = [b.get("max_rss") for b in (train or []) + roll]
+        rss = [b.get("max_rss") for _, b in train + roll]
         rows.append(
             {
                 "dataset": dataset,
@@ -102,8 +116,8 @@ def cost_rows(
                 "model": model,
                 "seeds": len(recs),
                 "data_source": source_label(dataset, recs[0].source),
-                "train_seconds": _mean([b.get("s") for b in train or []]),
-                "train_shared_across_targets": (train_rule, dataset, molecule, model) not in bench if train else None,
+                "train_seconds": _per_seed_sum(train),
+                "train_shared_across_targets": (not own) if train else None,
                 "rollout_seconds": _mean([r.rollout_seconds for r in recs]),
                 "rollout_frames_per_second": _mean([r.frames_per_second for r in recs]),
                 "peak_memory_MB": max([v for v in rss if v is not None], default=None),
@@ -160,7 +174,8 @@ def render_costs_md(rows: list[dict[str, object]]) -> str:
     out += [
         "",
         *(f"- Data: {s}" for s in sources),
-        "- train_seconds: wall time of the training job (`s` column); O2O models are trained once for all "
+        "- train_seconds: wall time of the training job (`s` column), per seed; for DiffMD the sum over its "
+        "hyper-parameter grid points; O2O models are trained once for all "
         "targets (train_shared_across_targets = yes).",
         "- peak_memory_MB: the largest `max_rss` of the training and rollout jobs (CPU resident memory).",
         "- score_evals_per_frame: score-network evaluations per generated frame (diffusion models; 0 "
