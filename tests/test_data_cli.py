@@ -74,6 +74,18 @@ def test_download_without_network_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "u.npz").exists()
 
 
+def _fake_isomer_xyz(n_frames: int, seed: int) -> str:
+    """A C7O2H10-shaped xyz text (19 atoms drifting 0.01 Å per frame)."""
+    rng = np.random.default_rng(seed)
+    symbols = ["C"] * 7 + ["O"] * 2 + ["H"] * 10
+    base = rng.normal(scale=1.5, size=(19, 3))
+    out = []
+    for f in range(n_frames):
+        pos = base + 0.01 * f
+        out += ["19", f"frame {f}"] + [f"{s} {p[0]:.6f} {p[1]:.6f} {p[2]:.6f}" for s, p in zip(symbols, pos)]
+    return "\n".join(out) + "\n"
+
+
 @pytest.fixture()
 def served(tmp_path):
     """A folder served over HTTP on 127.0.0.1."""
@@ -90,8 +102,6 @@ def served(tmp_path):
 
 def test_c7o2h10_download_and_split(served, tmp_path, capsys, monkeypatch):
     root, url = served
-    from test_data_loaders import _fake_isomer_xyz
-
     with tarfile.open(root / "c7o2h10_md.tar.gz", "w:gz") as tar:
         for k, file_id in enumerate(("1004", "1007", "2126", "3001")):
             data = _fake_isomer_xyz(12 + k, k).encode()
