@@ -24,6 +24,12 @@ def resolve_device(name: str | None) -> torch.device:
     return torch.device(name)
 
 
+def set_threads(n: int) -> None:
+    """Use ``n`` CPU threads in torch (the job's share of the machine); 0 keeps torch's default."""
+    if n > 0:
+        torch.set_num_threads(n)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))

@@ -31,7 +31,7 @@ import torch
 
 from diffmd import batch as B
 from diffmd.data.pairs import Segment, history_inputs, load_split, split_segments
-from diffmd.engine.common import load_checkpoint, resolve_device, seed_everything
+from diffmd.engine.common import load_checkpoint, resolve_device, seed_everything, set_threads
 from diffmd.io import atomic_path, save_npz
 from diffmd.provenance import write_provenance
 from diffmd.registry import TrajectoryModel
@@ -172,7 +172,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rollout-config", default="{}", help="JSON: horizon, divergence_bound_A, device")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", required=True, help="run directory")
-    run(p.parse_args(argv))
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    args = p.parse_args(argv)
+    set_threads(args.threads)
+    run(args)
 
 
 if __name__ == "__main__":

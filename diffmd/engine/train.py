@@ -36,7 +36,15 @@ from tqdm import tqdm
 from diffmd import batch as B
 from diffmd.config import deep_update, split_train_overrides
 from diffmd.data.pairs import PairDataset, Segment, load_split, split_segments
-from diffmd.engine.common import load_torch, resolve_device, rng_state, save_torch, seed_everything, set_rng_state
+from diffmd.engine.common import (
+    load_torch,
+    resolve_device,
+    rng_state,
+    save_torch,
+    seed_everything,
+    set_rng_state,
+    set_threads,
+)
 from diffmd.engine.rollout import n_steps_for, rollout
 from diffmd.io import write_text
 from diffmd.metrics import armse
@@ -220,7 +228,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train-config", default="{}", help="JSON: the config's train section")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     a = p.parse_args(argv)
+    set_threads(a.threads)
     info = train(a.split, a.model, json.loads(a.params), json.loads(a.train_config), a.seed, a.out)
     print(json.dumps(info))
 
