@@ -85,7 +85,7 @@ rule cost_train_score_dynamics:
         gpu=1,
     threads: 1
     shell:
-        "python -m diffmd.engine.train --split {input.split} --model score_dynamics --params {params.model_params} --train-config {params.train} --seed {wildcards.seed} --out {params.out} > {log} 2>&1"
+        "python -m diffmd.engine.train --split {input.split} --model score_dynamics --params {params.model_params} --train-config {params.train} --seed {wildcards.seed} --threads {threads} --out {params.out} > {log} 2>&1"
 
 
 rule cost_md17:
