@@ -29,6 +29,14 @@ if XTB_ISOMERS and C7O2H10_CONFIG_TARGETS and not set(C7O2H10_CONFIG_TARGETS) <=
     )
 
 
+def source_settings(dataset):
+    """Only the config a dataset's source reads (so adding a molecule or editing the other source's
+    settings does not trigger a rerun): {"xtb": ...} or {"download": ...}."""
+    section = DATA[dataset]
+    key = "xtb" if section["source"] == "xtb" else "download"
+    return as_json_arg({key: section.get(key, {})})
+
+
 def c7o2h10_isomers(wildcards=None):
     """Names of all C7O2H10 isomers: xtb01.. for the xtb source (known at parse time); for the
     download/local source the iso<ID> names found in the archive, read from the checkpoint
@@ -68,7 +76,7 @@ rule md17_trajectory:
         molecule="|".join(MD17_MOLECULES),
     params:
         source=MD17_SOURCE,
-        cfg=as_json_arg(DATA["md17"]),
+        cfg=source_settings("md17"),
     threads: 1
     shell:
         "python -m diffmd.data md17 --molecule {wildcards.molecule} --source {params.source} --config-json {params.cfg} --threads {threads} --out {output} > {log} 2>&1"
@@ -84,7 +92,7 @@ rule xtb_isomer:
     wildcard_constraints:
         isomer=r"xtb\d\d",
     params:
-        cfg=as_json_arg(DATA["c7o2h10"]),
+        cfg=source_settings("c7o2h10"),
     threads: 1
     shell:
         "python -m diffmd.data xtb-isomer --name {wildcards.isomer} --config-json {params.cfg} --threads {threads} --out {output} > {log} 2>&1"
@@ -101,7 +109,7 @@ rule c7o2h10_index:
         "results/benchmarks/c7o2h10_index/c7o2h10.tsv"
     params:
         source=C7O2H10_SOURCE,
-        cfg=as_json_arg(DATA["c7o2h10"]),
+        cfg=source_settings("c7o2h10"),
     threads: 1
     shell:
         "python -m diffmd.data c7o2h10 --source {params.source} --config-json {params.cfg} --out-dir data/c7o2h10 > {log} 2>&1"
