@@ -92,3 +92,41 @@ def test_train_overrides_and_unknown_keys(tmp_path):
     assert info["epochs"] == 1
     with pytest.raises(ValueError, match="unknown key"):
         T.train(str(split), "egnn", PARAMS, {"epochz": 3}, seed=1, out=tmp_path / "x")
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_matches_uninterrupted_run(tmp_path):
+    """A real SIGKILL of the CLI mid-training; the rerun resumes from last.pt to the same model.pt."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    split = toy_md17(tmp_path)
+    cfg = {**CFG, "epochs": 8, "max_train_pairs": None}
+
+    def cmd(out):
+        return [sys.executable, "-m", "diffmd.engine.train", "--split", str(split), "--model", "egnn", "--params",
+                json.dumps(PARAMS), "--train-config", json.dumps(cfg), "--seed", "3", "--threads", "1",
+                "--out", str(out)]  # fmt: skip
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(cmd(tmp_path / "full"), check=True, capture_output=True, env=env)
+    proc = subprocess.Popen(cmd(tmp_path / "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    last = tmp_path / "killed" / "last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and load_torch(last)["epoch"] >= 2:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (tmp_path / "killed" / "model.pt").exists()
+    done = subprocess.run(cmd(tmp_path / "killed"), check=True, capture_output=True, text=True, env=env)
+    assert "resuming from" in done.stdout
+    a, b = load_torch(tmp_path / "full" / "model.pt"), load_torch(tmp_path / "killed" / "model.pt")
+    assert a["epoch"] == b["epoch"] and a["val_armse"] == b["val_armse"]
+    for key in a["state_dict"]:
+        assert torch.equal(a["state_dict"][key], b["state_dict"][key]), key
