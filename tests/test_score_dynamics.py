@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -205,6 +207,19 @@ def test_bond_check_accepts_real_geometries():
         assert not model.bad_molecules(batch, batch[B.POSITIONS], bonds).any()
         stretched = batch[B.POSITIONS] * 1.5  # every bond 50 % too long
         assert model.bad_molecules(batch, stretched, bonds).all()
+
+
+def test_bond_check_passes_real_md17_frames():
+    """All 200 rMD17 ethanol frames (DFT, 500 K) pass the default 30 % check against nominal lengths."""
+    data = np.load(Path(__file__).parent / "data" / "rmd17_ethanol_sample200.npz")
+    pos = torch.as_tensor(data["coords"], dtype=torch.float64)
+    z = torch.as_tensor(data["nuclear_charges"], dtype=torch.long)
+    model = small_model()
+    batch = {B.POSITIONS: pos[0], B.ATOMIC_NUMBERS: z, B.BATCH: torch.zeros(len(z), dtype=torch.long),
+             B.NUM_ATOMS: torch.tensor([len(z)])}  # fmt: skip
+    bonds = model.bonds(batch)
+    assert bonds[0].shape[1] == 16  # 8 bonds, both directions
+    assert not any(bool(model.bad_molecules(batch, x, bonds).any()) for x in pos)
 
 
 def test_scale_is_estimated_from_data_and_saved():
