@@ -64,13 +64,16 @@ class EdgeEmbedding(nn.Module):
         return sh, torch.cat([basis * math.sqrt(self.n_basis), edge_scalars(batch)], dim=1)
 
 
-class TensorFieldConv(nn.Module):
-    """One TFN convolution: node features ``irreps_in`` -> ``irreps_out`` (gate applied outside)."""
+class EdgeTensorProduct(nn.Module):
+    """Per-edge TFN filter: W_2 TP_{R(|r_ij|, e_ij)}(W_1 f_j, Y(r_ij)), (E, irreps_out.dim).
 
-    def __init__(self, irreps_in, irreps_sh, irreps_out, edge_dim: int, radial_hidden: int, avg_deg: float):  # noqa: ANN001
+    TP is a ``uvu`` (channel-wise) tensor product whose path weights come per edge from a radial
+    MLP R on the invariant edge scalars; W_1, W_2 are equivariant linear maps (self-interactions).
+    """
+
+    def __init__(self, irreps_in, irreps_sh, irreps_out, edge_dim: int, radial_hidden: int):  # noqa: ANN001
         super().__init__()
         self.irreps_in, self.irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
-        self.sc = o3.Linear(self.irreps_in, self.irreps_out)
         self.lin1 = o3.Linear(self.irreps_in, self.irreps_in)
         mid, instructions = [], []
         for a, (mul, ir_in) in enumerate(self.irreps_in):
@@ -84,14 +87,25 @@ class TensorFieldConv(nn.Module):
         )
         self.radial = FullyConnectedNet([edge_dim, radial_hidden, self.tp.weight_numel], torch.nn.functional.silu)
         self.lin2 = o3.Linear(self.tp.irreps_out, self.irreps_out)
+
+    def forward(self, f: torch.Tensor, j: torch.Tensor, sh: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
+        """f (n, irreps_in.dim), neighbour index j (E,), sh (E, sh_dim), scalars (E, edge_dim)."""
+        return self.lin2(self.tp(self.lin1(f)[j], sh, self.radial(scalars)))
+
+
+class TensorFieldConv(nn.Module):
+    """One TFN convolution: node features ``irreps_in`` -> ``irreps_out`` (gate applied outside)."""
+
+    def __init__(self, irreps_in, irreps_sh, irreps_out, edge_dim: int, radial_hidden: int, avg_deg: float):  # noqa: ANN001
+        super().__init__()
+        self.sc = o3.Linear(irreps_in, irreps_out)
+        self.filter = EdgeTensorProduct(irreps_in, irreps_sh, irreps_out, edge_dim, radial_hidden)
         self.norm = 1.0 / math.sqrt(avg_deg)
 
     def forward(self, f: torch.Tensor, edge_index: torch.Tensor, sh: torch.Tensor, scalars: torch.Tensor):  # noqa: ANN201
         """f (n, irreps_in.dim), edge_index (2, E), sh (E, sh_dim), scalars (E, edge_dim) -> (n, irreps_out.dim)."""
         i, j = edge_index
-        msg = self.tp(self.lin1(f)[j], sh, self.radial(scalars))
-        agg = scatter_sum(msg, i, f.shape[0]) * self.norm
-        return self.sc(f) + self.lin2(agg)
+        return self.sc(f) + scatter_sum(self.filter(f, j, sh, scalars), i, f.shape[0]) * self.norm
 
 
 def node_input(embed: AtomEmbedding, batch: B.Batch) -> tuple[torch.Tensor, o3.Irreps]:
@@ -101,10 +115,10 @@ def node_input(embed: AtomEmbedding, batch: B.Batch) -> tuple[torch.Tensor, o3.I
     return f, o3.Irreps(f"{embed.embedding_dim + 1}x0e + 1x1o")
 
 
-def shrink_output(conv: nn.Module, factor: float = 1e-3) -> None:
-    """Scale the output layer's linear weights so the initial displacement is ~1e-3 of its natural size."""
+def shrink_output(linears: list[o3.Linear], factor: float = 1e-2) -> None:
+    """Scale the output ``o3.Linear`` weights so the initial displacement is ~``factor`` of its natural size."""
     with torch.no_grad():
-        for lin in (conv.sc, conv.lin2):
+        for lin in linears:
             lin.weight.mul_(factor)
 
 
@@ -139,7 +153,7 @@ class TFN(TrajectoryModel):
             self.gates.append(gate)
             irreps = gate.irreps_out
         self.out = TensorFieldConv(irreps, self.edges.irreps_sh, "1x1o", self.edges.dim, radial_hidden, avg_degree)
-        shrink_output(self.out)
+        shrink_output([self.out.sc, self.out.filter.lin2])
 
     def forward(self, batch: B.Batch) -> torch.Tensor:
         require(batch, (B.POSITIONS, B.VELOCITIES, B.EDGE_INDEX, B.EDGE_ATTR), "tfn")

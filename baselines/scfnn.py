@@ -1,0 +1,184 @@
+"""SCFNN (Gao and Remsing, Nat. Commun. 2022; public code andy90/SCFNN) as a trajectory predictor.
+
+SCFNN was built for liquid water: Behler-Parrinello symmetry functions in per-atom local frames
+feed networks that predict forces, plus a *field-response* part (Wannier-centre response to an
+electric field, iterated to self-consistency). For an isolated neutral molecule with no applied
+field the response part has nothing to act on (no field, no periodic polarisation), so it is left
+out; what remains is adapted faithfully:
+
+1. per-atom local frame from the two nearest atoms of the same molecule (Gram-Schmidt):
+   e1 = (x_j1 - x_i)/|.|, e2 = the part of (x_j2 - x_i) orthogonal to e1, normalised, e3 = e1 x e2.
+   Degenerate cases: if j2 is collinear with e1 the third-nearest atom is used; if that fails too
+   (linear molecule, or fewer than three atoms) e2 = e3 = 0, so only the e1 component is predicted;
+2. invariant descriptors: Behler-Parrinello G2 (radial, Gaussian shells) and G4 (angular,
+   zeta in {1, 4}, lambda = +-1), resolved by the neighbours' species (Behler 2011, Eqs. 6 and 9),
+   with the cosine cutoff f_c(r) = (cos(pi r / r_c) + 1) / 2, plus the atom's own species one-hot;
+3. an MLP maps the descriptors to the acceleration's components (a1, a2, a3) in the local frame,
+   rotated back: a = accel_scale * (a1 e1 + a2 e2 + a3 e3) (Å/step²);
+4. a Verlet step x(t+1) = 2 x(t) - x(t-1) + a(t) with x(t-1) = x(t) - v(t).
+
+Training (:meth:`SCFNN.loss`) fits a(t) to the finite-difference acceleration
+x(t+1) - 2 x(t) + x(t-1) from positions only; numerically this MSE equals the MSE of x(t+1).
+The frame uses the right-handed e3 = e1 x e2, so the model is SO(3)- (not O(3)-) equivariant:
+a reflection flips e3 relative to the reflected frame. Translation- and permutation-equivariant.
+No bonded graph is used: SCFNN has its own all-pairs neighbour list within each molecule.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from baselines.common import mlp, require
+from diffmd import batch as B
+from diffmd.graph import full_edge_index, scatter_sum
+from diffmd.registry import TrajectoryModel, register_model
+
+SPECIES = (1, 6, 7, 8)  # H, C, N, O; any other element shares one extra species channel
+N_SPECIES = len(SPECIES) + 1
+PAIRS = [(a, b) for a in range(N_SPECIES) for b in range(a, N_SPECIES)]
+G4_PARAMS = ((1.0, 1.0), (1.0, -1.0), (4.0, 1.0), (4.0, -1.0))  # (zeta, lambda)
+
+
+def species_index(z: torch.Tensor) -> torch.Tensor:
+    """Atomic numbers (n,) -> species channel (n,) in [0, N_SPECIES)."""
+    out = torch.full_like(z, len(SPECIES))
+    for k, zk in enumerate(SPECIES):
+        out[z == zk] = k
+    return out
+
+
+def triplets(edge_index: torch.Tensor, n_atoms: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs of edges (i, j), (i, k) with j != k sharing the receiver i: two (T,) edge-index tensors."""
+    i = edge_index[0]
+    deg = torch.bincount(i, minlength=n_atoms)
+    start = torch.cumsum(deg, 0) - deg
+    order = torch.argsort(i, stable=True)
+    reps = deg[i[order]]
+    e1 = torch.repeat_interleave(order, reps)
+    first = torch.repeat_interleave(torch.cumsum(reps, 0) - reps, reps)
+    e2 = order[start[i[e1]] + torch.arange(len(e1), device=i.device) - first]
+    keep = e1 != e2
+    return e1[keep], e2[keep]
+
+
+def cosine_cutoff(r: torch.Tensor, r_c: float) -> torch.Tensor:
+    return torch.where(r < r_c, 0.5 * (torch.cos(math.pi * r / r_c) + 1.0), torch.zeros_like(r))
+
+
+def nearest_ranks(edge_index: torch.Tensor, dist: torch.Tensor, n_atoms: int, k: int) -> torch.Tensor:
+    """Neighbour of each atom at distance rank 0..k-1: (n_atoms, k) atom indices, -1 where missing."""
+    order = torch.argsort(dist, stable=True)
+    order = order[torch.argsort(edge_index[0][order], stable=True)]
+    recv = edge_index[0][order]
+    deg = torch.bincount(recv, minlength=n_atoms)
+    rank = torch.arange(len(order), device=dist.device) - (torch.cumsum(deg, 0) - deg)[recv]
+    out = torch.full((n_atoms, k), -1, dtype=torch.long, device=dist.device)
+    sel = rank < k
+    out[recv[sel], rank[sel]] = edge_index[1][order][sel]
+    return out
+
+
+def local_frames(pos: torch.Tensor, near: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Frames (n, 3, 3), rows e1, e2, e3, from the nearest atoms ``near`` (n, 3) (see module docstring)."""
+    have = near >= 0
+    rel = torch.where(have[..., None], pos[near.clamp_min(0)] - pos[:, None, :], torch.zeros_like(pos)[:, None])
+    e1 = rel[:, 0] / rel[:, 0].norm(dim=1, keepdim=True).clamp_min(eps)
+    e2 = torch.zeros_like(e1)
+    for c in (2, 1):  # prefer the second-nearest atom; fall back to the third
+        u = rel[:, c] - (rel[:, c] * e1).sum(1, keepdim=True) * e1
+        norm = u.norm(dim=1, keepdim=True)
+        ok = have[:, c : c + 1] & (norm > eps * rel[:, c].norm(dim=1, keepdim=True).clamp_min(eps))
+        e2 = torch.where(ok, u / norm.clamp_min(eps), e2)
+    e3 = torch.cross(e1, e2, dim=1)
+    return torch.stack([e1, e2, e3], dim=1)
+
+
+class SymmetryFunctions(nn.Module):
+    """Behler-Parrinello G2 and G4 descriptors, species-resolved: (n_atoms, n_features), invariant."""
+
+    def __init__(self, r_cut: float, n_radial: int, eta_angular: float) -> None:
+        super().__init__()
+        self.r_cut, self.eta_a = r_cut, eta_angular
+        self.register_buffer("mu", torch.linspace(0.8, r_cut - 0.5, n_radial), persistent=False)
+        self.eta_r = 1.0 / (2.0 * (float(self.mu[1] - self.mu[0]) if n_radial > 1 else 1.0) ** 2)
+        self.dim = N_SPECIES * n_radial + len(PAIRS) * len(G4_PARAMS) + N_SPECIES
+
+    def forward(self, pos: torch.Tensor, spec: torch.Tensor, edge_index: torch.Tensor, trip) -> torch.Tensor:  # noqa: ANN001
+        n = pos.shape[0]
+        i, j = edge_index
+        vec = pos[j] - pos[i]
+        r = vec.norm(dim=1)
+        fc = cosine_cutoff(r, self.r_cut)
+        g2 = torch.exp(-self.eta_r * (r[:, None] - self.mu.to(r.dtype)) ** 2) * fc[:, None]  # (E, R)
+        g2 = scatter_sum(g2[:, None, :] * nn.functional.one_hot(spec[j], N_SPECIES)[:, :, None].to(r.dtype), i, n)
+        a, b = trip
+        k = j[b]
+        r_jk = (pos[j[a]] - pos[k]).norm(dim=1)
+        cos = (vec[a] * vec[b]).sum(1) / (r[a] * r[b])
+        radial = torch.exp(-self.eta_a * (r[a] ** 2 + r[b] ** 2 + r_jk**2)) * fc[a] * fc[b] * cosine_cutoff(r_jk, self.r_cut)
+        terms = torch.stack([2 ** (1 - z) * (1 + lam * cos) ** z * radial for z, lam in G4_PARAMS], dim=1)  # (T, 4)
+        sj, sk = spec[j[a]], spec[k]
+        lo, hi = torch.minimum(sj, sk), torch.maximum(sj, sk)
+        pair = lo * N_SPECIES - lo * (lo - 1) // 2 + (hi - lo)  # index into PAIRS
+        g4 = scatter_sum(terms[:, None, :] * nn.functional.one_hot(pair, len(PAIRS))[:, :, None].to(r.dtype), i[a], n)
+        own = nn.functional.one_hot(spec, N_SPECIES).to(r.dtype)
+        return torch.cat([g2.reshape(n, -1), 0.5 * g4.reshape(n, -1), own], dim=1)
+
+
+@register_model("scfnn")
+class SCFNN(TrajectoryModel):
+    """SCFNN force part as a Verlet integrator; ``forward(batch)`` -> x(t+1) (n_atoms, 3) Å."""
+
+    def __init__(
+        self,
+        n_layers: int = 4,
+        hidden: int = 64,
+        r_cut: float = 6.0,
+        n_radial: int = 8,
+        eta_angular: float = 0.05,
+        accel_scale: float = 1e-3,
+    ) -> None:
+        super().__init__()
+        if n_layers < 1 or hidden < 1 or r_cut <= 0 or accel_scale <= 0:
+            raise ValueError("scfnn: n_layers, hidden, r_cut and accel_scale must be positive")
+        self.descriptors = SymmetryFunctions(r_cut, n_radial, eta_angular)
+        self.net = mlp([self.descriptors.dim] + [hidden] * n_layers + [3])
+        self.accel_scale = accel_scale
+        self._triplet_cache: dict[bytes, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def _graph(self, num_atoms: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        key = num_atoms.cpu().numpy().tobytes()
+        if key not in self._triplet_cache:
+            if len(self._triplet_cache) > 64:
+                self._triplet_cache.clear()
+            edges = full_edge_index(num_atoms)
+            self._triplet_cache[key] = (edges, *triplets(edges, int(num_atoms.sum())))
+        edges, a, b = self._triplet_cache[key]
+        return edges, (a, b)
+
+    def acceleration(self, batch: B.Batch) -> torch.Tensor:
+        """a(t) (n_atoms, 3) Å/step² from positions only (Verlet acceleration, one model step)."""
+        require(batch, (B.POSITIONS, B.ATOMIC_NUMBERS, B.NUM_ATOMS), "scfnn")
+        pos = batch[B.POSITIONS]
+        edges, trip = self._graph(batch[B.NUM_ATOMS])
+        spec = species_index(batch[B.ATOMIC_NUMBERS])
+        feats = self.descriptors(pos, spec, edges, trip)
+        near = nearest_ranks(edges, (pos[edges[1]] - pos[edges[0]]).norm(dim=1), pos.shape[0], 3)
+        frames = local_frames(pos, near)  # (n, 3, 3), rows e1, e2, e3
+        coeff = self.net(feats) * self.accel_scale  # (n, 3), local-frame components
+        return torch.einsum("nk,nkd->nd", coeff, frames)
+
+    def forward(self, batch: B.Batch) -> torch.Tensor:
+        require(batch, (B.VELOCITIES,), "scfnn")
+        x = batch[B.POSITIONS]
+        x_prev = x - batch[B.VELOCITIES]
+        return 2.0 * x - x_prev + self.acceleration(batch)
+
+    def loss(self, batch: B.Batch) -> torch.Tensor:
+        """MSE (Å²/step⁴) of a(t) against the finite difference x(t+1) - 2 x(t) + x(t-1)."""
+        x = batch[B.POSITIONS]
+        target = batch[B.TARGET_POSITIONS] - 2.0 * x + (x - batch[B.VELOCITIES])
+        return ((self.acceleration(batch) - target) ** 2).mean()
