@@ -214,6 +214,7 @@ class ScoreDynamics(TrajectoryModel):
         return (self.eps(batch, z_t, t_mol) - noise).pow(2).mean()
 
     # --- sampling ---------------------------------------------------------------------------------
+    @torch.no_grad()
     def sample_displacement(
         self, batch: B.Batch, noise: torch.Tensor | None = None, sampler: str | None = None
     ) -> torch.Tensor:
