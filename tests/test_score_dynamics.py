@@ -135,8 +135,9 @@ def test_batching(equivariant):
     assert_batching(lambda b: model.sample_displacement(b, noise=b[B.VELOCITIES] * 50), samples, atol=1e-12 * size)
 
 
-def test_equivariant_denoiser_and_dpm_step():
-    model = small_model(equivariant=True)
+@pytest.mark.parametrize("use_velocities", [False, True])
+def test_equivariant_denoiser_and_dpm_step(use_velocities):
+    model = small_model(equivariant=True, use_velocities=use_velocities)
     batch = toy_batch(3)
     t = torch.tensor(0.3, dtype=torch.float64)
     assert_equivariant(lambda b: model.eps(b, noise_of(b), t), batch, kind="vector", atol=1e-10)
