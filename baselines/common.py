@@ -20,7 +20,7 @@ _Z_SCALE = 10.0  # atomic numbers enter the networks as Z / 10 (H 0.1, C 0.6, O 
 
 
 def edge_scalars(batch: B.Batch) -> torch.Tensor:
-    """Invariant edge features from ``EDGE_ATTR`` [hop, Z_i, Z_j, type]: (E, 4) as [hop - 1, Z_i/10, Z_j/10, type]."""
+    """Edge scalars (E, 4) from ``EDGE_ATTR`` [hop, Z_i, Z_j, type]: [hop-1, Z_i/10, Z_j/10, type]."""
     attr = batch[B.EDGE_ATTR]
     return torch.stack([attr[:, 0] - 1.0, attr[:, 1] / _Z_SCALE, attr[:, 2] / _Z_SCALE, attr[:, 3]], dim=1)
 

@@ -34,7 +34,12 @@ class RadialFieldLayer(nn.Module):
         self.psi = nn.Sequential(nn.Linear(1, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
 
     def forward(
-        self, x: torch.Tensor, vel: torch.Tensor, vel_norm: torch.Tensor, edge_index: torch.Tensor, e: torch.Tensor
+        self,
+        x: torch.Tensor,
+        vel: torch.Tensor,
+        vel_norm: torch.Tensor,
+        edge_index: torch.Tensor,
+        e: torch.Tensor,
     ) -> torch.Tensor:
         i, j = edge_index
         diff = x[i] - x[j]

@@ -84,7 +84,9 @@ def nearest_ranks(edge_index: torch.Tensor, dist: torch.Tensor, n_atoms: int, k:
 def local_frames(pos: torch.Tensor, near: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Frames (n, 3, 3), rows e1, e2, e3, from the nearest atoms ``near`` (n, 3) (see module docstring)."""
     have = near >= 0
-    rel = torch.where(have[..., None], pos[near.clamp_min(0)] - pos[:, None, :], torch.zeros_like(pos)[:, None])
+    rel = torch.where(
+        have[..., None], pos[near.clamp_min(0)] - pos[:, None, :], torch.zeros_like(pos)[:, None]
+    )
     e1 = rel[:, 0] / rel[:, 0].norm(dim=1, keepdim=True).clamp_min(eps)
     e2 = torch.zeros_like(e1)
     for c in (2, 1):  # prefer the second-nearest atom; fall back to the third
@@ -113,17 +115,24 @@ class SymmetryFunctions(nn.Module):
         r = vec.norm(dim=1)
         fc = cosine_cutoff(r, self.r_cut)
         g2 = torch.exp(-self.eta_r * (r[:, None] - self.mu.to(r.dtype)) ** 2) * fc[:, None]  # (E, R)
-        g2 = scatter_sum(g2[:, None, :] * nn.functional.one_hot(spec[j], N_SPECIES)[:, :, None].to(r.dtype), i, n)
+        g2 = scatter_sum(
+            g2[:, None, :] * nn.functional.one_hot(spec[j], N_SPECIES)[:, :, None].to(r.dtype), i, n
+        )
         a, b = trip
         k = j[b]
         r_jk = (pos[j[a]] - pos[k]).norm(dim=1)
         cos = (vec[a] * vec[b]).sum(1) / (r[a] * r[b])
-        radial = torch.exp(-self.eta_a * (r[a] ** 2 + r[b] ** 2 + r_jk**2)) * fc[a] * fc[b] * cosine_cutoff(r_jk, self.r_cut)
-        terms = torch.stack([2 ** (1 - z) * (1 + lam * cos) ** z * radial for z, lam in G4_PARAMS], dim=1)  # (T, 4)
+        radial = torch.exp(-self.eta_a * (r[a] ** 2 + r[b] ** 2 + r_jk**2))
+        radial = radial * fc[a] * fc[b] * cosine_cutoff(r_jk, self.r_cut)
+        terms = torch.stack(
+            [2 ** (1 - z) * (1 + lam * cos) ** z * radial for z, lam in G4_PARAMS], dim=1
+        )  # (T, 4)
         sj, sk = spec[j[a]], spec[k]
         lo, hi = torch.minimum(sj, sk), torch.maximum(sj, sk)
         pair = lo * N_SPECIES - lo * (lo - 1) // 2 + (hi - lo)  # index into PAIRS
-        g4 = scatter_sum(terms[:, None, :] * nn.functional.one_hot(pair, len(PAIRS))[:, :, None].to(r.dtype), i[a], n)
+        g4 = scatter_sum(
+            terms[:, None, :] * nn.functional.one_hot(pair, len(PAIRS))[:, :, None].to(r.dtype), i[a], n
+        )
         own = nn.functional.one_hot(spec, N_SPECIES).to(r.dtype)
         return torch.cat([g2.reshape(n, -1), 0.5 * g4.reshape(n, -1), own], dim=1)
 

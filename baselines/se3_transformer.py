@@ -36,7 +36,9 @@ from diffmd.registry import TrajectoryModel, register_model
 class EquivariantAttention(nn.Module):
     """One multi-head attention block: (n, irreps_in.dim) -> (n, irreps_out.dim) (before the gate)."""
 
-    def __init__(self, irreps_in, irreps_sh, irreps_out, irreps_key, edge_dim: int, radial_hidden: int, heads: int):  # noqa: ANN001
+    def __init__(
+        self, irreps_in, irreps_sh, irreps_out, irreps_key, edge_dim: int, radial_hidden: int, heads: int
+    ):  # noqa: ANN001
         super().__init__()
         self.irreps_out = o3.Irreps(irreps_out)
         for mul, ir in self.irreps_out:
@@ -87,8 +89,10 @@ class SE3Transformer(TrajectoryModel):
     ) -> None:
         super().__init__()
         if n_layers < 1 or hidden < 1 or lmax < 1 or n_heads < 1:
-            raise ValueError(f"se3_transformer: n_layers, hidden, lmax, n_heads must be >= 1, got {n_layers}, "
-                             f"{hidden}, {lmax}, {n_heads}")
+            raise ValueError(
+                f"se3_transformer: n_layers, hidden, lmax, n_heads must be >= 1, got {n_layers}, "
+                f"{hidden}, {lmax}, {n_heads}"
+            )
         self.velocity_residual = velocity_residual
         self.embed = AtomEmbedding(hidden)
         self.edges = EdgeEmbedding(lmax, n_basis, r_max)
@@ -99,7 +103,13 @@ class SE3Transformer(TrajectoryModel):
             gate = gate_for(hidden_irreps(hidden, lmax))
             self.blocks.append(
                 EquivariantAttention(
-                    irreps, self.edges.irreps_sh, gate.irreps_in, irreps_key, self.edges.dim, radial_hidden, n_heads
+                    irreps,
+                    self.edges.irreps_sh,
+                    gate.irreps_in,
+                    irreps_key,
+                    self.edges.dim,
+                    radial_hidden,
+                    n_heads,
                 )
             )
             self.gates.append(gate)

@@ -5,7 +5,7 @@ Node features are e3nn irreps up to l = 2 with parities chosen so reflections ac
 the velocity v(t) as one ``1o``. Each of ``n_layers`` layers is a TFN convolution (Thomas et al.,
 Eqs. 3-5; laid out as e3nn's ``gate_points_2101.Convolution``):
 
-    out_i = W_self f_i + W_2 [ sum_{j in N(i)} TP_{R(|r_ij|, e_ij)}( W_1 f_j , Y(r_ij / |r_ij|) ) ] / sqrt(<deg>)
+    out_i = W_self f_i + W_2 [ sum_{j in N(i)} TP_{R(|r_ij|, e_ij)}(W_1 f_j, Y(r_ij)) ] / sqrt(<deg>)
 
 with Y the spherical harmonics of the edge direction r_ij = x_j - x_i (l <= 2), TP a ``uvu`` tensor
 product whose path weights come per edge from a radial MLP R on a Gaussian basis of |r_ij| and the
@@ -83,12 +83,21 @@ class EdgeTensorProduct(nn.Module):
                         instructions.append((a, b, len(mid), "uvu", True))
                         mid.append((mul, ir_out))
         self.tp = o3.TensorProduct(
-            self.irreps_in, irreps_sh, o3.Irreps(mid), instructions, shared_weights=False, internal_weights=False
+            self.irreps_in,
+            irreps_sh,
+            o3.Irreps(mid),
+            instructions,
+            shared_weights=False,
+            internal_weights=False,
         )
-        self.radial = FullyConnectedNet([edge_dim, radial_hidden, self.tp.weight_numel], torch.nn.functional.silu)
+        self.radial = FullyConnectedNet(
+            [edge_dim, radial_hidden, self.tp.weight_numel], torch.nn.functional.silu
+        )
         self.lin2 = o3.Linear(self.tp.irreps_out, self.irreps_out)
 
-    def forward(self, f: torch.Tensor, j: torch.Tensor, sh: torch.Tensor, scalars: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, f: torch.Tensor, j: torch.Tensor, sh: torch.Tensor, scalars: torch.Tensor
+    ) -> torch.Tensor:
         """f (n, irreps_in.dim), neighbour index j (E,), sh (E, sh_dim), scalars (E, edge_dim)."""
         return self.lin2(self.tp(self.lin1(f)[j], sh, self.radial(scalars)))
 
@@ -103,7 +112,7 @@ class TensorFieldConv(nn.Module):
         self.norm = 1.0 / math.sqrt(avg_deg)
 
     def forward(self, f: torch.Tensor, edge_index: torch.Tensor, sh: torch.Tensor, scalars: torch.Tensor):  # noqa: ANN201
-        """f (n, irreps_in.dim), edge_index (2, E), sh (E, sh_dim), scalars (E, edge_dim) -> (n, irreps_out.dim)."""
+        """f (n, irreps_in.dim), edge_index (2, E), sh (E, sh_dim), scalars (E, edge_dim) -> (n, out.dim)."""
         i, j = edge_index
         return self.sc(f) + scatter_sum(self.filter(f, j, sh, scalars), i, f.shape[0]) * self.norm
 
@@ -116,7 +125,7 @@ def node_input(embed: AtomEmbedding, batch: B.Batch) -> tuple[torch.Tensor, o3.I
 
 
 def shrink_output(linears: list[o3.Linear], factor: float = 1e-2) -> None:
-    """Scale the output ``o3.Linear`` weights so the initial displacement is ~``factor`` of its natural size."""
+    """Scale the output ``o3.Linear`` weights: the initial displacement is ~``factor`` of its natural size."""
     with torch.no_grad():
         for lin in linears:
             lin.weight.mul_(factor)
@@ -148,11 +157,15 @@ class TFN(TrajectoryModel):
         for _ in range(n_layers):
             gate = gate_for(hidden_irreps(hidden, lmax))
             self.convs.append(
-                TensorFieldConv(irreps, self.edges.irreps_sh, gate.irreps_in, self.edges.dim, radial_hidden, avg_degree)
+                TensorFieldConv(
+                    irreps, self.edges.irreps_sh, gate.irreps_in, self.edges.dim, radial_hidden, avg_degree
+                )
             )
             self.gates.append(gate)
             irreps = gate.irreps_out
-        self.out = TensorFieldConv(irreps, self.edges.irreps_sh, "1x1o", self.edges.dim, radial_hidden, avg_degree)
+        self.out = TensorFieldConv(
+            irreps, self.edges.irreps_sh, "1x1o", self.edges.dim, radial_hidden, avg_degree
+        )
         shrink_output([self.out.sc, self.out.filter.lin2])
 
     def forward(self, batch: B.Batch) -> torch.Tensor:

@@ -43,12 +43,17 @@ def test_sticks_are_a_matching_and_follow_permutation():
 def test_rotation_keeps_length_and_handles_zero_angle():
     g = torch.Generator().manual_seed(0)
     r = torch.randn(6, 3, generator=g, dtype=torch.float64)
-    w = torch.randn(6, 3, generator=g, dtype=torch.float64) * torch.tensor([[3.0], [1e-9], [0.0], [1.0], [2.0], [0.5]])
+    w = torch.randn(6, 3, generator=g, dtype=torch.float64) * torch.tensor(
+        [[3.0], [1e-9], [0.0], [1.0], [2.0], [0.5]]
+    )
     out = _rotate(w, r)
     torch.testing.assert_close(out.norm(dim=1), r.norm(dim=1), rtol=0, atol=1e-12)
     torch.testing.assert_close(out[2], r[2])  # w = 0: identity
     # about the z axis by pi/2
-    z = _rotate(torch.tensor([[0.0, 0.0, torch.pi / 2]], dtype=torch.float64), torch.tensor([[1.0, 0.0, 0.0]]).double())
+    z = _rotate(
+        torch.tensor([[0.0, 0.0, torch.pi / 2]], dtype=torch.float64),
+        torch.tensor([[1.0, 0.0, 0.0]]).double(),
+    )
     torch.testing.assert_close(z, torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64), atol=1e-12, rtol=0)
 
 
