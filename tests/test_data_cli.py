@@ -137,3 +137,21 @@ def test_split_md17_too_short_is_one_line(tmp_path, capsys):
                      json.dumps({"n_train": 10, "n_val": 1, "n_test": 1}), "--out", str(tmp_path / "s.json"))
     assert code == 1 and err.count("\n") == 1 and "ethanol.npz: 3 frames, the split needs 15" in err
     assert not (tmp_path / "s.json").exists()
+
+
+def test_md17_download_records_checksum_then_uses_verified_cache(served, tmp_path, capsys, monkeypatch):
+    from diffmd.data import download
+
+    root, url = served
+    _md17_file(root / "md17_ethanol.npz")
+    monkeypatch.setitem(download.MD17_FRAMES, "ethanol", 3)  # the served file holds 3 real frames
+    cfg = json.dumps({"download": {"url_base": url, "retries": 1}})
+    argv = ["md17", "--molecule", "ethanol", "--source", "download", "--config-json", cfg,
+            "--cache-dir", str(tmp_path / "raw"), "--lock", str(tmp_path / "lock.json")]
+    assert _run(capsys, *argv, "--out", str(tmp_path / "a.npz"))[0] == 0
+    first = load_trajectory(tmp_path / "a.npz").provenance
+    assert first["url"] == f"{url}/md17_ethanol.npz" and first["verified_by"] == "recorded"
+    assert json.loads((tmp_path / "lock.json").read_text())["md17_ethanol.npz"]["sha256"] == first["sha256"]
+    (root / "md17_ethanol.npz").unlink()  # the second run must not need the server
+    assert _run(capsys, *argv, "--out", str(tmp_path / "b.npz"))[0] == 0
+    assert load_trajectory(tmp_path / "b.npz").provenance["verified_by"] == "lock"
