@@ -52,7 +52,9 @@ def test_kernel_matches_monte_carlo(sigma):
     for k in range(n_steps):
         s_mid = (k + 0.5) * ds
         x = x + sigma**s_mid * math.sqrt(ds) * torch.randn(n_paths, generator=g, dtype=F64)
-    expected = float(ConditionalVESDE.marginal_var(torch.tensor(s_end, dtype=F64), torch.tensor(sigma, dtype=F64)))
+    expected = float(
+        ConditionalVESDE.marginal_var(torch.tensor(s_end, dtype=F64), torch.tensor(sigma, dtype=F64))
+    )
     assert abs(float(x.var()) / expected - 1) < 0.04
     assert abs(float(x.mean())) < 4 * math.sqrt(expected / n_paths)
 
@@ -84,8 +86,15 @@ def test_sampler_lands_on_gaussian_marginal(name, options, tol, sigma_value):
     # 'molecules' of 30 atoms: the Langevin step uses per-molecule norms (concentrated in 90 dims)
     x_init = mu + torch.sqrt(c2 + var1) * torch.randn(n, 3, generator=g, dtype=F64)
     sampler = get_sampler(name)
-    x, nfe = sampler(gaussian_score(mu, c2, sigma), x_init, sigma, eps, batch_index=torch.arange(n) // 30,
-                     generator=g, **options)
+    x, nfe = sampler(
+        gaussian_score(mu, c2, sigma),
+        x_init,
+        sigma,
+        eps,
+        batch_index=torch.arange(n) // 30,
+        generator=g,
+        **options,
+    )
     target_var = c2 + float(ConditionalVESDE.marginal_var(torch.tensor(eps, dtype=F64), sigma[:1]))
     assert nfe > 0
     assert abs(float(x.mean()) - mu) < 0.05 * math.sqrt(target_var) + 4 * math.sqrt(target_var / x.numel())

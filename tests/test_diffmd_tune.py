@@ -43,24 +43,33 @@ def _fake_run(tmp_path, values):
         torch.save({"model": "diffmd", "params": {**point, "eps": 0.2}, "state_dict": {}, "epoch": 1,
                     "val_armse": 0.0}, ckpt)  # fmt: skip
         for eps, val in zip(GRID["eps"], eps_vals):
-            write_json(grid_dir / name / f"val_eps{tune.fmt(eps)}.json",
-                       {"point": name, **point, "eps": eps, "val_armse": val, "checkpoint": str(ckpt)})
+            write_json(
+                grid_dir / name / f"val_eps{tune.fmt(eps)}.json",
+                {"point": name, **point, "eps": eps, "val_armse": val, "checkpoint": str(ckpt)},
+            )
     return grid_dir
 
 
 def test_select_picks_lowest_finite(tmp_path):
     grid_dir = _fake_run(tmp_path, [[0.5, None], [0.3, 0.7]])
-    summary = tune.write_selection(str(grid_dir), GRID, str(tmp_path / "model.pt"), str(tmp_path / "sel.json"))
+    summary = tune.write_selection(
+        str(grid_dir), GRID, str(tmp_path / "model.pt"), str(tmp_path / "sel.json")
+    )
     assert summary["best"]["point"] == "s1_a1_h1" and summary["best"]["eps"] == 0.5
     ckpt = load_torch(tmp_path / "model.pt")
     assert ckpt["params"]["eps"] == 0.5 and ckpt["params"]["sigma_s"] == 1.0 and ckpt["val_armse"] == 0.3
     sel = json.loads((tmp_path / "sel.json").read_text())
-    assert sel["val_armse"] == [0.5, None, 0.3, 0.7] and sel["best_val_armse_by_eps"] == {"0.5": 0.3, "0.9": 0.7}
+    assert sel["val_armse"] == [0.5, None, 0.3, 0.7] and sel["best_val_armse_by_eps"] == {
+        "0.5": 0.3,
+        "0.9": 0.7,
+    }
 
 
 def test_select_all_diverged_flags(tmp_path):
     grid_dir = _fake_run(tmp_path, [[None, None], [None, None]])
-    summary = tune.write_selection(str(grid_dir), GRID, str(tmp_path / "model.pt"), str(tmp_path / "sel.json"))
+    summary = tune.write_selection(
+        str(grid_dir), GRID, str(tmp_path / "model.pt"), str(tmp_path / "sel.json")
+    )
     assert summary["all_diverged"] and math.isinf(load_torch(tmp_path / "model.pt")["val_armse"])
 
 
@@ -93,7 +102,9 @@ def test_train_validate_select_end_to_end(tmp_path):
             assert row["point"] == name and row["eps"] == eps and row["score_evals"] > 0
             assert row["val_armse"] is None or row["val_armse"] > 0
             write_json(tmp_path / "grid" / name / f"val_eps{tune.fmt(eps)}.json", row)
-    summary = tune.write_selection(str(tmp_path / "grid"), GRID, str(tmp_path / "model.pt"), str(tmp_path / "s.json"))
+    summary = tune.write_selection(
+        str(tmp_path / "grid"), GRID, str(tmp_path / "model.pt"), str(tmp_path / "s.json")
+    )
     finite = [r["val_armse"] for r in summary["points"] if r["val_armse"] is not None]
     assert finite and summary["best"]["val_armse"] == min(finite)
     assert load_torch(tmp_path / "model.pt")["params"]["eps"] == summary["best"]["eps"]

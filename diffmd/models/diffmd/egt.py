@@ -55,8 +55,15 @@ class EquivariantGeometricLayer(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, v: torch.Tensor, h: torch.Tensor, edge_index: torch.Tensor,
-                e1: torch.Tensor, e2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        v: torch.Tensor,
+        h: torch.Tensor,
+        edge_index: torch.Tensor,
+        e1: torch.Tensor,
+        e2: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x, v (N, 3) Å, Å/step; h (N, d); e1, e2 (E, n_basis) -> updated (x, v, h)."""
         n, (i, j) = x.shape[0], edge_index
         hn = self.norm1(h)
@@ -88,12 +95,26 @@ class EGT(nn.Module):
     not say how s enters the network; this is our choice).
     """
 
-    def __init__(self, n_layers: int = 6, n_heads: int = 8, d_model: int = 128, d_ffn: int = 2048,
-                 dropout: float = 0.1, cutoff: float = 1.6, n_degree: int = 2, n_root: int = 2,
-                 n_order: int = 2, attention_graph: str = "full", angle_eps: float = 1e-4, n_time_freq: int = 8):
+    def __init__(
+        self,
+        n_layers: int = 6,
+        n_heads: int = 8,
+        d_model: int = 128,
+        d_ffn: int = 2048,
+        dropout: float = 0.1,
+        cutoff: float = 1.6,
+        n_degree: int = 2,
+        n_root: int = 2,
+        n_order: int = 2,
+        attention_graph: str = "full",
+        angle_eps: float = 1e-4,
+        n_time_freq: int = 8,
+    ):
         super().__init__()
         if attention_graph not in ATTENTION_GRAPHS:
-            raise ValueError(f"diffmd attention_graph must be one of {ATTENTION_GRAPHS}, got {attention_graph!r}")
+            raise ValueError(
+                f"diffmd attention_graph must be one of {ATTENTION_GRAPHS}, got {attention_graph!r}"
+            )
         if n_layers < 1:
             raise ValueError(f"diffmd n_layers must be >= 1, got {n_layers}")
         self.attention_graph, self.cutoff, self.n_time_freq = attention_graph, cutoff, n_time_freq
@@ -111,11 +132,20 @@ class EGT(nn.Module):
             return full_edge_index(num_atoms)
         return radius_edge_index(x, num_atoms, self.cutoff)
 
-    def forward(self, x: torch.Tensor, v: torch.Tensor, z: torch.Tensor, num_atoms: torch.Tensor,
-                s: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        v: torch.Tensor,
+        z: torch.Tensor,
+        num_atoms: torch.Tensor,
+        s: torch.Tensor,
+        log_std: torch.Tensor,
+    ) -> torch.Tensor:
         """x (N, 3) Å noised positions, v (N, 3) Å/step, z (N,) atomic numbers, s and log_std (N,)."""
         if int(z.max()) >= MAX_Z or int(z.min()) < 0:
-            raise ValueError(f"diffmd EGT: atomic numbers must lie in [0, {MAX_Z}), got {int(z.min())}..{int(z.max())}")
+            raise ValueError(
+                f"diffmd EGT: atomic numbers must lie in [0, {MAX_Z}), got {int(z.min())}..{int(z.max())}"
+            )
         edge_index = self.edges(x, num_atoms)
         speed = safe_norm(v, self.angle_eps)
         feats = torch.cat([speed[:, None], log_std[:, None], time_features(s, self.n_time_freq)], -1)

@@ -31,20 +31,50 @@ SCORE_SCALINGS = ("inverse_std", "none")
 class DiffMD(TrajectoryModel):
     """See the module docstring; every argument is a key of ``config/models/diffmd.yaml``."""
 
-    def __init__(self, n_layers: int = 6, n_heads: int = 8, d_model: int = 128, d_ffn: int = 2048,
-                 dropout: float = 0.1, cutoff: float = 1.6, n_degree: int = 2, n_root: int = 2,
-                 n_order: int = 2, attention_graph: str = "full", angle_eps: float = 1e-4,
-                 n_time_freq: int = 8, sigma_s: float = 1e-2, a_bar: float = 1.0, eta_sigma: float = 1.0,
-                 accel_norm: str = "atom", sigma_floor: float = 1e-6, train_eps: float = 0.1,
-                 eps: float = 0.2, sampler: str = "ode", sampler_options: dict[str, Any] | None = None,
-                 score_scaling: str = "inverse_std"):
+    def __init__(
+        self,
+        n_layers: int = 6,
+        n_heads: int = 8,
+        d_model: int = 128,
+        d_ffn: int = 2048,
+        dropout: float = 0.1,
+        cutoff: float = 1.6,
+        n_degree: int = 2,
+        n_root: int = 2,
+        n_order: int = 2,
+        attention_graph: str = "full",
+        angle_eps: float = 1e-4,
+        n_time_freq: int = 8,
+        sigma_s: float = 1e-2,
+        a_bar: float = 1.0,
+        eta_sigma: float = 1.0,
+        accel_norm: str = "atom",
+        sigma_floor: float = 1e-6,
+        train_eps: float = 0.1,
+        eps: float = 0.2,
+        sampler: str = "ode",
+        sampler_options: dict[str, Any] | None = None,
+        score_scaling: str = "inverse_std",
+    ):
         super().__init__()
         if score_scaling not in SCORE_SCALINGS:
             raise ValueError(f"diffmd score_scaling must be one of {SCORE_SCALINGS}, got {score_scaling!r}")
         if not 0 < eps < 1:
             raise ValueError(f"diffmd eps must lie in (0, 1), got {eps}")
-        self.egt = EGT(n_layers, n_heads, d_model, d_ffn, dropout, cutoff, n_degree, n_root, n_order,
-                       attention_graph, angle_eps, n_time_freq)
+        self.egt = EGT(
+            n_layers,
+            n_heads,
+            d_model,
+            d_ffn,
+            dropout,
+            cutoff,
+            n_degree,
+            n_root,
+            n_order,
+            attention_graph,
+            angle_eps,
+            n_time_freq,
+        )
         self.sde = ConditionalVESDE(sigma_s, a_bar, eta_sigma, accel_norm, sigma_floor)
         self.loss_fn = get_loss_fn(self.sde, train_eps)
         self.sampler_name, self.eps, self.score_scaling = sampler, float(eps), score_scaling
@@ -52,34 +82,49 @@ class DiffMD(TrajectoryModel):
         self.sampler = get_sampler(sampler)
         self._score_evals = 0
 
-    def score(self, batch: B.Batch, x: torch.Tensor, s_atom: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def score(
+        self, batch: B.Batch, x: torch.Tensor, s_atom: torch.Tensor, sigma: torch.Tensor
+    ) -> torch.Tensor:
         """Score of x(t+1) at diffusion time s: x (N, 3) Å, s_atom and sigma (N,) -> (N, 3) 1/Å."""
         std = self.sde.marginal_std(s_atom, sigma)
-        disp = self.egt(x, batch[B.VELOCITIES], batch[B.ATOMIC_NUMBERS], batch[B.NUM_ATOMS], s_atom, torch.log(std))
+        disp = self.egt(
+            x, batch[B.VELOCITIES], batch[B.ATOMIC_NUMBERS], batch[B.NUM_ATOMS], s_atom, torch.log(std)
+        )
         if self.score_scaling == "inverse_std":
             return disp / std[:, None]
         return disp
 
-    def forward(self, batch: B.Batch, x: torch.Tensor | None = None, s: float | torch.Tensor = 1.0) -> torch.Tensor:
+    def forward(
+        self, batch: B.Batch, x: torch.Tensor | None = None, s: float | torch.Tensor = 1.0
+    ) -> torch.Tensor:
         """The score at positions ``x`` (default: x(t)) and diffusion time ``s``, (N, 3) 1/Å."""
         x = batch[B.POSITIONS] if x is None else x
         s_atom = torch.as_tensor(s, dtype=x.dtype, device=x.device).expand(x.shape[0])
         return self.score(batch, x, s_atom, self.sde.sigma_from_batch(batch))
 
-    def loss(self, batch: B.Batch, s: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def loss(
+        self, batch: B.Batch, s: torch.Tensor | None = None, noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Eq. 8 with lambda(s) = var(s); ``s`` (n_molecules,) and ``noise`` (N, 3) may be fixed."""
         return self.loss_fn(self.score, batch, s=s, noise=noise)
 
     def sample(self, batch: B.Batch, generator: torch.Generator | None = None) -> tuple[torch.Tensor, int]:
-        """x(t+1) from the reverse process started at x(t); returns (positions (N, 3) Å, score evaluations)."""
+        """x(t+1) by the reverse process from x(t): (positions (N, 3) Å, score evaluations)."""
         sigma = self.sde.sigma_from_batch(batch)
         n = batch[B.POSITIONS].shape[0]
 
         def score_fn(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
             return self.score(batch, x, s.expand(n), sigma)
 
-        return self.sampler(score_fn, batch[B.POSITIONS], sigma, self.eps, batch_index=batch[B.BATCH],
-                            generator=generator, **self.sampler_options)
+        return self.sampler(
+            score_fn,
+            batch[B.POSITIONS],
+            sigma,
+            self.eps,
+            batch_index=batch[B.BATCH],
+            generator=generator,
+            **self.sampler_options,
+        )
 
     @torch.no_grad()
     def predict(self, batch: B.Batch) -> torch.Tensor:

@@ -51,10 +51,18 @@ def _time(value: float, like: torch.Tensor) -> torch.Tensor:
 
 
 @register_sampler("ode")
-def ode_sampler(score_fn: ScoreFn, x_init: torch.Tensor, sigma: torch.Tensor, eps: float,
-                batch_index: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                rtol: float = 1e-5, atol: float = 1e-5, method: str = "dopri5",
-                step_size: float | None = None) -> tuple[torch.Tensor, int]:
+def ode_sampler(
+    score_fn: ScoreFn,
+    x_init: torch.Tensor,
+    sigma: torch.Tensor,
+    eps: float,
+    batch_index: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    method: str = "dopri5",
+    step_size: float | None = None,
+) -> tuple[torch.Tensor, int]:
     """Probability-flow ODE from s = 1 to ``eps`` (deterministic; ``generator`` unused).
 
     Stage times outside [eps, 1] are clamped into it (dopri5's first-step probe otherwise evaluates
@@ -83,8 +91,15 @@ def _noise(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
 
 
-def _reverse_step(score_fn: ScoreFn, x: torch.Tensor, s: float, ds: float, log_sigma: torch.Tensor,
-                  generator: torch.Generator | None, add_noise: bool) -> torch.Tensor:
+def _reverse_step(
+    score_fn: ScoreFn,
+    x: torch.Tensor,
+    s: float,
+    ds: float,
+    log_sigma: torch.Tensor,
+    generator: torch.Generator | None,
+    add_noise: bool,
+) -> torch.Tensor:
     """One Euler-Maruyama step of the reverse SDE from s to s - ds."""
     g2 = torch.exp(2 * s * log_sigma)
     x_mean = x + g2 * score_fn(x, _time(s, x)) * ds
@@ -94,9 +109,15 @@ def _reverse_step(score_fn: ScoreFn, x: torch.Tensor, s: float, ds: float, log_s
 
 
 @register_sampler("euler_maruyama")
-def euler_maruyama_sampler(score_fn: ScoreFn, x_init: torch.Tensor, sigma: torch.Tensor, eps: float,
-                           batch_index: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                           n_steps: int = 100) -> tuple[torch.Tensor, int]:
+def euler_maruyama_sampler(
+    score_fn: ScoreFn,
+    x_init: torch.Tensor,
+    sigma: torch.Tensor,
+    eps: float,
+    batch_index: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    n_steps: int = 100,
+) -> tuple[torch.Tensor, int]:
     """Reverse SDE with ``n_steps`` uniform steps on [eps, 1]; the last step is noise-free."""
     log_sigma = torch.log(sigma)[:, None]
     ds = (1.0 - eps) / n_steps
@@ -106,8 +127,14 @@ def euler_maruyama_sampler(score_fn: ScoreFn, x_init: torch.Tensor, sigma: torch
     return x, n_steps
 
 
-def _langevin_step(score_fn: ScoreFn, x: torch.Tensor, s: float, snr: float, batch_index: torch.Tensor,
-                   generator: torch.Generator | None) -> torch.Tensor:
+def _langevin_step(
+    score_fn: ScoreFn,
+    x: torch.Tensor,
+    s: float,
+    snr: float,
+    batch_index: torch.Tensor,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     """Annealed Langevin corrector; step 2 (snr |z| / |score|)^2 with norms per molecule."""
     score = score_fn(x, _time(s, x))
     z = _noise(x, generator)
@@ -119,9 +146,17 @@ def _langevin_step(score_fn: ScoreFn, x: torch.Tensor, s: float, snr: float, bat
 
 
 @register_sampler("pc")
-def pc_sampler(score_fn: ScoreFn, x_init: torch.Tensor, sigma: torch.Tensor, eps: float,
-               batch_index: torch.Tensor | None = None, generator: torch.Generator | None = None,
-               n_steps: int = 100, n_corrector: int = 1, snr: float = 0.16) -> tuple[torch.Tensor, int]:
+def pc_sampler(
+    score_fn: ScoreFn,
+    x_init: torch.Tensor,
+    sigma: torch.Tensor,
+    eps: float,
+    batch_index: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    n_steps: int = 100,
+    n_corrector: int = 1,
+    snr: float = 0.16,
+) -> tuple[torch.Tensor, int]:
     """Algorithm 1: ``n_steps`` (N_P) predictor steps, each followed by ``n_corrector`` corrector steps."""
     if batch_index is None:
         batch_index = torch.zeros(x_init.shape[0], dtype=torch.long, device=x_init.device)

@@ -62,7 +62,9 @@ def spherical_bessel(o_max: int, x: torch.Tensor) -> list[torch.Tensor]:
     return [torch.where(small, s, j) for s, j in zip(series, out)]
 
 
-def associated_legendre(o_max: int, cos: torch.Tensor, sin: torch.Tensor) -> dict[tuple[int, int], torch.Tensor]:
+def associated_legendre(
+    o_max: int, cos: torch.Tensor, sin: torch.Tensor
+) -> dict[tuple[int, int], torch.Tensor]:
     """P_o^m(cos phi) (Condon-Shortley phase) for 0 <= m <= o <= o_max, from cos and sin of phi."""
     p: dict[tuple[int, int], torch.Tensor] = {}
     for m in range(o_max + 1):
@@ -137,7 +139,9 @@ def pair_geometry(
 class SphericalFourierBessel(nn.Module):
     """e_SBF1 and e_SBF2 of Eq. 10-11 for every edge: two (E, n_basis) tensors."""
 
-    def __init__(self, cutoff: float, n_degree: int = 2, n_root: int = 2, n_order: int = 2, eps: float = 1e-4):
+    def __init__(
+        self, cutoff: float, n_degree: int = 2, n_root: int = 2, n_order: int = 2, eps: float = 1e-4
+    ):
         super().__init__()
         if cutoff <= 0 or min(n_degree, n_root, n_order) < 1:
             raise ValueError("SBF: cutoff must be > 0 and the degree/root/order counts >= 1")

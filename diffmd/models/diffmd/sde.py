@@ -94,8 +94,12 @@ def get_loss_fn(sde: ConditionalVESDE, train_eps: float = 0.1) -> Callable:
     if not 0 < train_eps < 1:
         raise ValueError(f"diffmd train_eps must lie in (0, 1), got {train_eps}")
 
-    def loss_fn(score_model: ScoreModel, batch: B.Batch, s: torch.Tensor | None = None,
-                noise: torch.Tensor | None = None) -> torch.Tensor:
+    def loss_fn(
+        score_model: ScoreModel,
+        batch: B.Batch,
+        s: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         x0 = batch[B.TARGET_POSITIONS]
         n_mol = B.num_molecules(batch)
         if s is None:

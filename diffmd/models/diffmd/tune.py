@@ -81,10 +81,15 @@ def validate(split: str, checkpoint: str, eps: float, train_cfg: dict[str, Any],
     params = ckpt["params"]
     return {
         "point": point_name(params["sigma_s"], params["a_bar"], params["eta_sigma"]),
-        **{k: params[k] for k in TRAIN_KEYS}, "eps": float(eps),
-        "val_armse": val if math.isfinite(val) else None, "epoch": ckpt.get("epoch"),
-        "checkpoint": str(checkpoint), "val_horizon": cfg["val_horizon"], "seconds": seconds,
-        "frames": counts["frames"], "score_evals": counts["score_evals"],
+        **{k: params[k] for k in TRAIN_KEYS},
+        "eps": float(eps),
+        "val_armse": val if math.isfinite(val) else None,
+        "epoch": ckpt.get("epoch"),
+        "checkpoint": str(checkpoint),
+        "val_horizon": cfg["val_horizon"],
+        "seconds": seconds,
+        "frames": counts["frames"],
+        "score_evals": counts["score_evals"],
         "score_evals_per_frame": counts["score_evals"] / max(counts["frames"], 1),
     }
 
@@ -117,7 +122,9 @@ def select(grid_dir: str | Path, grid: dict[str, list[float]]) -> tuple[dict[str
     return best, rows
 
 
-def write_selection(grid_dir: str, grid: dict[str, Any], out_model: str, out_selection: str) -> dict[str, Any]:
+def write_selection(
+    grid_dir: str, grid: dict[str, Any], out_model: str, out_selection: str
+) -> dict[str, Any]:
     from diffmd.engine.common import load_torch, save_torch
     from diffmd.io import write_json
 
@@ -140,7 +147,9 @@ def _best_for(rows: list[dict[str, Any]], eps: float) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="DiffMD grid search: validate one (point, eps), or select the best.")
+    p = argparse.ArgumentParser(
+        description="DiffMD grid search: validate one (point, eps), or select the best."
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
     v = sub.add_parser("validate")
     v.add_argument("--split", required=True)
