@@ -1,12 +1,18 @@
 # Shared helpers for every rule file: config validation, the experiment's axes, wildcard
 # constraints and the target registry behind `rule all`.
 import json
+import os
 import shlex
+import sys
 
 from snakemake.utils import validate
 
 
 validate(config, schema="../schemas/config.schema.yaml")
+
+# Rules call `python -m diffmd...`: make that the interpreter running Snakemake (the project's
+# venv), also when the venv is not activated (`.venv/bin/snakemake ...`). Jobs inherit PATH.
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 SEEDS = [int(s) for s in config["seeds"]]
 MODELS = list(config["models"])
