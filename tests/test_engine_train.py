@@ -7,10 +7,12 @@ import json
 
 import pytest
 import torch
-from test_engine_pairs import toy_c7o2h10, toy_md17
+from test_engine_pairs import toy_c7o2h10, toy_md17, toy_positions
 
+from diffmd.data.trajectory import Trajectory, save_trajectory
 from diffmd.engine import train as T
 from diffmd.engine.common import load_torch
+from diffmd.testing import ETHANOL_Z
 
 PARAMS = {"hidden": 8, "layers": 2}
 CFG = {"epochs": 5, "val_every": 2, "val_horizon": 20, "batch_size": 32, "device": "cpu",
@@ -60,12 +62,19 @@ def test_resume_is_bitwise_identical(tmp_path, monkeypatch):
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])
 
 
-def test_another_configuration_starts_afresh(tmp_path):
+def test_another_configuration_or_data_starts_afresh(tmp_path, capsys):
     split = toy_md17(tmp_path)
     cfg = {**CFG, "epochs": 1, "val_every": 1}
     T.train(str(split), "egnn", PARAMS, cfg, seed=1, out=tmp_path / "run")
     T.train(str(split), "egnn", PARAMS, {**cfg, "lr": 1e-3}, seed=1, out=tmp_path / "run")
+    assert capsys.readouterr().out.count("starting afresh") == 1
     assert len(log_rows(tmp_path / "run" / "train_log.csv")) == 1
+    T.train(str(split), "egnn", PARAMS, {**cfg, "lr": 1e-3}, seed=1, out=tmp_path / "run")
+    assert "resuming from" in capsys.readouterr().out
+    traj = json.loads(split.read_text())["trajectory"]
+    save_trajectory(traj, Trajectory(toy_positions(300, seed=5), ETHANOL_Z, 0.5, 300.0, "ethanol", "md17", "xtb"))
+    T.train(str(split), "egnn", PARAMS, {**cfg, "lr": 1e-3}, seed=1, out=tmp_path / "run")
+    assert "starting afresh" in capsys.readouterr().out
 
 
 def test_reference_model_writes_checkpoint_without_training(tmp_path):

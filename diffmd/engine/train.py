@@ -48,7 +48,7 @@ from diffmd.engine.common import (
 from diffmd.engine.rollout import n_steps_for, rollout
 from diffmd.io import write_text
 from diffmd.metrics import armse
-from diffmd.provenance import write_provenance
+from diffmd.provenance import sha256_file, write_provenance
 from diffmd.registry import TrajectoryModel, build_model
 
 DEFAULTS: dict[str, Any] = {
@@ -127,14 +127,18 @@ def _log(row: dict[str, Any]) -> None:
 
 
 def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_segs: list[Segment],
-        seed: int, out: Path, device: torch.device) -> dict[str, Any]:  # fmt: skip
-    """Train (resuming from ``out/last.pt`` when present) and write ``out/model.pt``."""
+        seed: int, out: Path, device: torch.device, inputs: list[str]) -> dict[str, Any]:  # fmt: skip
+    """Train (resuming from ``out/last.pt`` when present) and write ``out/model.pt``.
+
+    ``last.pt`` is only resumed when it was written for the same model, parameters, training
+    settings, seed and input files (by SHA-256); otherwise training starts afresh.
+    """
     sch = cfg["scheduler"]
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=sch["factor"], patience=sch["patience"], min_lr=sch["min_lr"]
     )
-    key = json.dumps({"model": model.name, "params": params, "seed": seed,
+    key = json.dumps({"model": model.name, "params": params, "seed": seed, "inputs": [sha256_file(p) for p in inputs],
                       "train": {k: v for k, v in cfg.items() if k != "device"}}, sort_keys=True)  # fmt: skip
     state = {"epoch": 0, "best_val": math.inf, "best_epoch": -1, "rows": [], "key": key}
     last = load_torch(out / "last.pt") if (out / "last.pt").exists() else None
@@ -210,11 +214,11 @@ def train(split_path: str, model_name: str, params: dict, train_cfg: dict, seed:
     val_segs = split_segments(split, "val", stride=model.stride)
     print(f"{model_name}: {len(data)} training pairs, {len(val_segs)} validation segment(s), device {device}",
           flush=True)  # fmt: skip
+    inputs = [split_path] + sorted({s.path for s in data.segments + val_segs})
     if model.trainable:
-        info = fit(model, params, cfg, data, val_segs, seed, out, device)
+        info = fit(model, params, cfg, data, val_segs, seed, out, device, inputs)
     else:
         info = reference_only(model, params, cfg, data, val_segs, out, device)
-    inputs = [split_path] + sorted({s.path for s in data.segments + val_segs})
     write_provenance(out, config={"model": model_name, "params": params, "train": cfg, "seed": seed},
                      inputs=inputs, device=str(device), extra=info)  # fmt: skip
     return info
