@@ -68,7 +68,7 @@ def test_score_equivariant(graph):
 
 
 def test_ode_sampling_step_equivariant():
-    model = tiny_model(sampler_options={"method": "rk4", "step_size": 0.2}, eps=0.2)
+    model = tiny_model(sampler_options={"ode": {"method": "rk4", "step_size": 0.2}}, eps=0.2)
     assert_equivariant(lambda b: model.sample(b)[0], toy_batch(2), kind="position", atol=1e-9)
 
 
@@ -102,7 +102,7 @@ def test_batching():
     assert_batching(lambda b: model(b, s=0.3), toy_samples(3), atol=1e-10)
     # a fixed-grid solver: the adaptive dopri5 error norm is taken over the whole batch, so its steps
     # (and its results, at the tolerance level) depend on what else is in the batch
-    fixed = tiny_model(sampler_options={"method": "rk4", "step_size": 0.2}, eps=0.2)
+    fixed = tiny_model(sampler_options={"ode": {"method": "rk4", "step_size": 0.2}}, eps=0.2)
     assert_batching(lambda b: fixed.sample(b)[0], toy_samples(2), atol=1e-10)
 
 
@@ -137,3 +137,20 @@ def test_bad_config_names_key():
         tiny_model(attention_graph="knn")
     with pytest.raises(KeyError, match="sampler"):
         tiny_model(sampler="ddim")
+    with pytest.raises(ValueError, match="sampler_options.ode: unknown option"):
+        tiny_model(sampler_options={"ode": {"n_steps": 3}})
+
+
+@pytest.mark.parametrize(
+    "sampler,options,evals",
+    [("euler_maruyama", {"n_steps": 5}, 5), ("pc", {"n_steps": 4, "n_corrector": 2}, 12)],
+)
+def test_predict_with_each_sampler(sampler, options, evals):
+    model = tiny_model(sampler=sampler, sampler_options={sampler: options}, eps=0.3)
+    batch = toy_batch(2)
+    torch.manual_seed(0)
+    x = model.predict(batch)
+    assert x.shape == batch[B.POSITIONS].shape and torch.isfinite(x).all()
+    assert model.rollout_stats()["score_evals"] == evals
+    torch.manual_seed(0)
+    assert torch.equal(model.predict(batch), x)  # seeded: reproducible

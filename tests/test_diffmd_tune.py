@@ -17,7 +17,7 @@ from diffmd.testing import ETHANOL_X, ETHANOL_Z
 
 GRID = {"sigma_s": [1e-2, 1.0], "a_bar": [1.0], "eta_sigma": [1.0], "eps": [0.5, 0.9]}
 TINY = {"n_layers": 1, "n_heads": 2, "d_model": 8, "d_ffn": 16, "n_time_freq": 2,
-        "sampler_options": {"rtol": 1e-3, "atol": 1e-3}}  # fmt: skip
+        "sampler_options": {"ode": {"rtol": 1e-3, "atol": 1e-3}}}  # fmt: skip
 
 
 def test_grid_points_and_params():

@@ -14,17 +14,35 @@ displacement x^L - x^0 is the score, divided by the kernel std when ``score_scal
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
 
 from diffmd import batch as B
 from diffmd.models.diffmd.egt import EGT
-from diffmd.models.diffmd.samplers import get_sampler
+from diffmd.models.diffmd.samplers import available_samplers, get_sampler
 from diffmd.models.diffmd.sde import ConditionalVESDE, get_loss_fn
 from diffmd.registry import TrajectoryModel, register_model
 
 SCORE_SCALINGS = ("inverse_std", "none")
+
+
+def sampler_kwargs(name: str, options: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
+    """Keyword arguments of sampler ``name``: ``sampler_options.<name>``, checked against its signature."""
+    options = options or {}
+    unknown = sorted(set(options) - set(available_samplers()))
+    if unknown:
+        raise ValueError(f"diffmd sampler_options: unknown sampler(s) {', '.join(unknown)}")
+    kwargs = dict(options.get(name) or {})
+    fixed = {"score_fn", "x_init", "sigma", "eps", "batch_index", "generator"}
+    allowed = set(inspect.signature(get_sampler(name)).parameters) - fixed
+    bad = sorted(set(kwargs) - allowed)
+    if bad:
+        raise ValueError(
+            f"diffmd sampler_options.{name}: unknown option(s) {', '.join(bad)}; allowed: {sorted(allowed)}"
+        )
+    return kwargs
 
 
 @register_model("diffmd")
@@ -78,8 +96,8 @@ class DiffMD(TrajectoryModel):
         self.sde = ConditionalVESDE(sigma_s, a_bar, eta_sigma, accel_norm, sigma_floor)
         self.loss_fn = get_loss_fn(self.sde, train_eps)
         self.sampler_name, self.eps, self.score_scaling = sampler, float(eps), score_scaling
-        self.sampler_options = dict(sampler_options or {})
         self.sampler = get_sampler(sampler)
+        self.sampler_options = sampler_kwargs(sampler, sampler_options)
         self._score_evals = 0
 
     def score(
