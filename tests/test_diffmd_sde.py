@@ -59,11 +59,11 @@ def test_kernel_matches_monte_carlo(sigma):
     assert abs(float(x.mean())) < 4 * math.sqrt(expected / n_paths)
 
 
-def gaussian_score(mu: float, c2: float, sigma: torch.Tensor):
-    """Score of N(mu, (c^2 + var(s)) I): data N(mu, c^2 I) pushed through the forward SDE."""
+def gaussian_score(mu: float, c2: float, sigma: torch.Tensor, scale: float = 1.0):
+    """Score of N(mu, (c^2 + scale^2 var(s)) I): data N(mu, c^2 I) pushed through the forward SDE."""
 
     def score_fn(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        var = ConditionalVESDE.marginal_var(s, sigma)[:, None]
+        var = scale**2 * ConditionalVESDE.marginal_var(s, sigma)[:, None]
         return -(x - mu) / (c2 + var)
 
     return score_fn
@@ -77,25 +77,26 @@ def gaussian_score(mu: float, c2: float, sigma: torch.Tensor):
         ("pc", {"n_steps": 100, "n_corrector": 1, "snr": 0.16}, 0.08),
     ],
 )
-@pytest.mark.parametrize("sigma_value", [0.05, 3.0])
-def test_sampler_lands_on_gaussian_marginal(name, options, tol, sigma_value):
+@pytest.mark.parametrize("sigma_value,scale", [(0.05, 1.0), (3.0, 0.1)])
+def test_sampler_lands_on_gaussian_marginal(name, options, tol, sigma_value, scale):
     n, mu, c2, eps = 3000, 1.5, 0.04, 0.1
     sigma = torch.full((n,), sigma_value, dtype=F64)
     g = torch.Generator().manual_seed(1)
-    var1 = ConditionalVESDE.marginal_var(torch.tensor(1.0, dtype=F64), sigma)[:, None]
+    var1 = scale**2 * ConditionalVESDE.marginal_var(torch.tensor(1.0, dtype=F64), sigma)[:, None]
     # 'molecules' of 30 atoms: the Langevin step uses per-molecule norms (concentrated in 90 dims)
     x_init = mu + torch.sqrt(c2 + var1) * torch.randn(n, 3, generator=g, dtype=F64)
     sampler = get_sampler(name)
     x, nfe = sampler(
-        gaussian_score(mu, c2, sigma),
+        gaussian_score(mu, c2, sigma, scale),
         x_init,
         sigma,
         eps,
         batch_index=torch.arange(n) // 30,
         generator=g,
+        noise_scale=scale,
         **options,
     )
-    target_var = c2 + float(ConditionalVESDE.marginal_var(torch.tensor(eps, dtype=F64), sigma[:1]))
+    target_var = c2 + scale**2 * float(ConditionalVESDE.marginal_var(torch.tensor(eps, dtype=F64), sigma[:1]))
     assert nfe > 0
     assert abs(float(x.mean()) - mu) < 0.05 * math.sqrt(target_var) + 4 * math.sqrt(target_var / x.numel())
     assert abs(float(x.var()) / target_var - 1) < tol, (float(x.var()), target_var)

@@ -35,7 +35,7 @@ def sampler_kwargs(name: str, options: dict[str, dict[str, Any]] | None) -> dict
     if unknown:
         raise ValueError(f"diffmd sampler_options: unknown sampler(s) {', '.join(unknown)}")
     kwargs = dict(options.get(name) or {})
-    fixed = {"score_fn", "x_init", "sigma", "eps", "batch_index", "generator"}
+    fixed = {"score_fn", "x_init", "sigma", "eps", "batch_index", "generator", "noise_scale"}
     allowed = set(inspect.signature(get_sampler(name)).parameters) - fixed
     bad = sorted(set(kwargs) - allowed)
     if bad:
@@ -68,6 +68,7 @@ class DiffMD(TrajectoryModel):
         eta_sigma: float = 1.0,
         accel_norm: str = "atom",
         sigma_floor: float = 1e-6,
+        noise_scale: float = 1.0,
         train_eps: float = 0.1,
         eps: float = 0.2,
         sampler: str = "ode",
@@ -93,7 +94,7 @@ class DiffMD(TrajectoryModel):
             angle_eps,
             n_time_freq,
         )
-        self.sde = ConditionalVESDE(sigma_s, a_bar, eta_sigma, accel_norm, sigma_floor)
+        self.sde = ConditionalVESDE(sigma_s, a_bar, eta_sigma, accel_norm, sigma_floor, noise_scale)
         self.loss_fn = get_loss_fn(self.sde, train_eps)
         self.sampler_name, self.eps, self.score_scaling = sampler, float(eps), score_scaling
         self.sampler = get_sampler(sampler)
@@ -104,7 +105,7 @@ class DiffMD(TrajectoryModel):
         self, batch: B.Batch, x: torch.Tensor, s_atom: torch.Tensor, sigma: torch.Tensor
     ) -> torch.Tensor:
         """Score of x(t+1) at diffusion time s: x (N, 3) Å, s_atom and sigma (N,) -> (N, 3) 1/Å."""
-        std = self.sde.marginal_std(s_atom, sigma)
+        std = self.sde.kernel_std(s_atom, sigma)
         disp = self.egt(
             x, batch[B.VELOCITIES], batch[B.ATOMIC_NUMBERS], batch[B.NUM_ATOMS], s_atom, torch.log(std)
         )
@@ -141,6 +142,7 @@ class DiffMD(TrajectoryModel):
             self.eps,
             batch_index=batch[B.BATCH],
             generator=generator,
+            noise_scale=self.sde.noise_scale,
             **self.sampler_options,
         )
 

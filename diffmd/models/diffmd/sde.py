@@ -44,12 +44,14 @@ class ConditionalVESDE:
     eta_sigma: float = 1.0
     accel_norm: str = "atom"
     sigma_floor: float = 1e-6
+    #: Å per unit of the SDE: x = noise_scale * y with dy = sigma^s dw (1.0 = the paper as written)
+    noise_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.accel_norm not in ACCEL_NORMS:
             raise ValueError(f"diffmd accel_norm must be one of {ACCEL_NORMS}, got {self.accel_norm!r}")
-        if self.sigma_s <= 0 or self.eta_sigma <= 0 or self.sigma_floor <= 0:
-            raise ValueError("diffmd sigma_s, eta_sigma and sigma_floor must be > 0")
+        if min(self.sigma_s, self.eta_sigma, self.sigma_floor, self.noise_scale) <= 0:
+            raise ValueError("diffmd sigma_s, eta_sigma, sigma_floor and noise_scale must be > 0")
 
     def sigma_from_accel(self, acc: torch.Tensor, batch_index: torch.Tensor, n_mol: int) -> torch.Tensor:
         """Eq. 6: per-atom sigma (n_atoms,) from a(t-1) (n_atoms, 3); per molecule uses the mean |a|^2."""
@@ -73,6 +75,10 @@ class ConditionalVESDE:
     @classmethod
     def marginal_std(cls, s: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return torch.sqrt(cls.marginal_var(s, sigma))
+
+    def kernel_std(self, s: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Standard deviation of the transition kernel in Å: noise_scale * sqrt(Eq. 9 variance)."""
+        return self.noise_scale * self.marginal_std(s, sigma)
 
     @staticmethod
     def diffusion_sq(s: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -108,7 +114,7 @@ def get_loss_fn(sde: ConditionalVESDE, train_eps: float = 0.1) -> Callable:
             noise = torch.randn_like(x0)
         s_atom = s[batch[B.BATCH]]
         sigma = sde.sigma_from_batch(batch)
-        std = sde.marginal_std(s_atom, sigma)[:, None]
+        std = sde.kernel_std(s_atom, sigma)[:, None]
         x_noisy = x0 + std * noise
         score = score_model(batch, x_noisy, s_atom, sigma)
         return ((std * score + noise) ** 2).sum(-1).mean()
