@@ -39,7 +39,7 @@ def test_sigma_from_acceleration_eq6():
     per_mol = ConditionalVESDE(sigma_s=0.1, a_bar=1.0, eta_sigma=2.0, accel_norm="molecule")
     sig_m = per_mol.sigma_from_accel(acc[:2], torch.zeros(2, dtype=torch.long), 1)
     assert torch.allclose(sig_m, torch.full((2,), 0.1, dtype=F64))  # mean |a|^2 = 2.125 >= 1
-    low = ConditionalVESDE(sigma_s=0.1, a_bar=0.25 + 1e-9, eta_sigma=2.0)  # just below threshold: ~0
+    low = ConditionalVESDE(sigma_s=0.1, a_bar=0.25 + 1e-9, eta_sigma=2.0, sigma_floor=1e-6)  # sigma ~ 2e-19
     assert float(low.sigma_from_accel(acc[:1], torch.zeros(1, dtype=torch.long), 1)[0]) == low.sigma_floor
 
 

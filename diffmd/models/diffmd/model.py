@@ -67,7 +67,7 @@ class DiffMD(TrajectoryModel):
         a_bar: float = 1.0,
         eta_sigma: float = 1.0,
         accel_norm: str = "atom",
-        sigma_floor: float = 1e-6,
+        sigma_floor: float = 1e-30,
         noise_scale: float = 1.0,
         train_eps: float = 0.1,
         eps: float = 0.2,

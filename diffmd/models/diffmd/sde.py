@@ -43,7 +43,7 @@ class ConditionalVESDE:
     a_bar: float = 1.0
     eta_sigma: float = 1.0
     accel_norm: str = "atom"
-    sigma_floor: float = 1e-6
+    sigma_floor: float = 1e-30
     #: Å per unit of the SDE: x = noise_scale * y with dy = sigma^s dw (1.0 = the paper as written)
     noise_scale: float = 1.0
 
