@@ -159,7 +159,7 @@ class SCFNN(TrajectoryModel):
         self._triplet_cache: dict[bytes, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def _graph(self, num_atoms: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        key = num_atoms.cpu().numpy().tobytes()
+        key = num_atoms.cpu().numpy().tobytes() + str(num_atoms.device).encode()
         if key not in self._triplet_cache:
             if len(self._triplet_cache) > 64:
                 self._triplet_cache.clear()

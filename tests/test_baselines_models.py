@@ -86,3 +86,14 @@ def test_unknown_yaml_key_is_rejected():
 def test_se3_transformer_trains_with_batch_100():
     _, train = split_train_overrides(resolve_model_config("se3_transformer"))
     assert train == {"batch_size": 100}
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", BASELINES)
+def test_runs_on_cuda_like_on_cpu(name):
+    model = small_model(name)
+    batch = toy_batch(3)
+    cpu = model(batch)
+    gpu = model.to("cuda")(B.to_device(batch, "cuda"))
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-9, rtol=0)
