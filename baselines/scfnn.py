@@ -115,9 +115,7 @@ class SymmetryFunctions(nn.Module):
         r = vec.norm(dim=1)
         fc = cosine_cutoff(r, self.r_cut)
         g2 = torch.exp(-self.eta_r * (r[:, None] - self.mu.to(r.dtype)) ** 2) * fc[:, None]  # (E, R)
-        g2 = scatter_sum(
-            g2[:, None, :] * nn.functional.one_hot(spec[j], N_SPECIES)[:, :, None].to(r.dtype), i, n
-        )
+        g2 = scatter_sum(g2, i * N_SPECIES + spec[j], n * N_SPECIES)  # (n * species, R)
         a, b = trip
         k = j[b]
         r_jk = (pos[j[a]] - pos[k]).norm(dim=1)
@@ -130,9 +128,7 @@ class SymmetryFunctions(nn.Module):
         sj, sk = spec[j[a]], spec[k]
         lo, hi = torch.minimum(sj, sk), torch.maximum(sj, sk)
         pair = lo * N_SPECIES - lo * (lo - 1) // 2 + (hi - lo)  # index into PAIRS
-        g4 = scatter_sum(
-            terms[:, None, :] * nn.functional.one_hot(pair, len(PAIRS))[:, :, None].to(r.dtype), i[a], n
-        )
+        g4 = scatter_sum(terms, i[a] * len(PAIRS) + pair, n * len(PAIRS))  # (n * pairs, 4)
         own = nn.functional.one_hot(spec, N_SPECIES).to(r.dtype)
         return torch.cat([g2.reshape(n, -1), 0.5 * g4.reshape(n, -1), own], dim=1)
 
