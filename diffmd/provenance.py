@@ -156,6 +156,40 @@ def write_provenance(
     return path
 
 
+def read_provenance(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """The record in ``<directory>/provenance.json``, or None when there is none."""
+    path = Path(directory) / PROVENANCE_NAME
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def provenance_markdown(result_files: Iterable[str | os.PathLike]) -> str:
+    """A Markdown section citing the provenance of each run behind a table.
+
+    ``result_files`` are the runs' files (``.../seed1/armse.json``); each row names the run
+    directory's ``provenance.json`` with its git commit, config hash, device and input checksums
+    (first 12 hex digits), or says that the file is missing.
+    """
+    lines = ["", "Provenance: `provenance.json` in each run directory (package versions, git commit, "
+             "config hash, data checksums, device).", "",
+             "| run | git commit | config hash | device | inputs (SHA-256) |", "|---|---|---|---|---|"]
+    for run in sorted({Path(f).parent for f in result_files}):
+        rec = read_provenance(run)
+        if rec is None:
+            lines.append(f"| `{run}` | provenance.json missing | | | |")
+            continue
+        git = rec.get("git")
+        commit = f"{git['commit'][:12]}{' (dirty)' if git.get('dirty') else ''}" if git else "no git checkout"
+        chash = (rec.get("config_hash") or "")[:12]
+        inputs = ", ".join(f"{Path(k).name} {v['sha256'][:12]}" for k, v in (rec.get("inputs") or {}).items())
+        lines.append(f"| `{run / PROVENANCE_NAME}` | {commit} | {chash} | {rec.get('device', '')} | {inputs} |")
+    return "\n".join(lines) + "\n"
+
+
 def _default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)

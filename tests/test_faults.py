@@ -163,3 +163,9 @@ def test_every_result_directory_has_provenance(tmp_path, shared_data):
         inputs = {Path(k).as_posix(): v["sha256"] for k, v in rec["inputs"].items()}
         assert inputs[SPLIT] == sha256_file(wd / SPLIT)
         assert trajectory_sha in inputs.values()
+    # the table cites every run's provenance file with its config hash
+    table = (wd / "results/tables/table1_md17.md").read_text()
+    for d in run_dirs:
+        rec = json.loads((d / "provenance.json").read_text())
+        row = next(line for line in table.splitlines() if f"{d.relative_to(wd)}/provenance.json" in line)
+        assert rec["config_hash"][:12] in row

@@ -107,3 +107,20 @@ def test_write_provenance_missing_input_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.npz"):
         write_provenance(tmp_path, inputs=[tmp_path / "nope.npz"])
     assert not (tmp_path / "provenance.json").exists()
+
+
+def test_provenance_markdown_cites_each_run(tmp_path):
+    data = tmp_path / "split.json"
+    data.write_text("{}")
+    run_a = tmp_path / "results/md17/ethanol/egnn/seed1"
+    run_b = tmp_path / "results/md17/ethanol/static/seed1"
+    write_provenance(run_a, config={"a": 1}, inputs=[data])
+    run_b.mkdir(parents=True)
+    md = provenance.provenance_markdown([run_a / "armse.json", run_b / "armse.json"])
+    row_a = next(line for line in md.splitlines() if str(run_a) in line)
+    assert f"`{run_a / 'provenance.json'}`" in row_a and config_hash({"a": 1})[:12] in row_a
+    assert f"split.json {sha256_file(data)[:12]}" in row_a
+    assert any(str(run_b) in line and "provenance.json missing" in line for line in md.splitlines())
+    (run_b / "provenance.json").write_text("{broken")
+    with pytest.raises(ValueError, match="provenance.json"):
+        provenance.provenance_markdown([run_b / "armse.json"])

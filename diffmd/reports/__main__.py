@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from diffmd.io import write_text
+from diffmd.provenance import provenance_markdown
 from diffmd.reports import costs, paper, tables, validity
 from diffmd.reports.html import markdown_to_html
 from diffmd.reports.results import load_record, load_records, load_rollout, single_source, source_label
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "tables":
         tab = tables.make_table(load_records(args.inputs), args.models, args.columns)
-        _write_table(args, tables.render_csv(tab), tables.render_markdown(tab))
+        md = tables.render_markdown(tab) + provenance_markdown(args.inputs)  # cite each run's provenance
+        _write_table(args, tables.render_csv(tab), md)
     elif args.command == "paper":
         sbs = paper.side_by_side(load_records(args.inputs), args.dataset, args.models, args.columns)
         _write_table(args, paper.render_side_by_side_csv(sbs), paper.render_side_by_side_md(sbs))
