@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from workflow_copy import TINY_CONFIG, job_logs, make_workdir, run_snakemake, snakemake_cmd, workflow_env
 
 from diffmd.data.trajectory import load_trajectory, save_trajectory
 from diffmd.provenance import sha256_file
-from tests.workflow_copy import TINY_CONFIG, job_logs, make_workdir, run_snakemake, snakemake_cmd, workflow_env
 
 pytestmark = pytest.mark.slow
 

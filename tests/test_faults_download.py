@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from workflow_copy import TINY_CONFIG, make_workdir, run_snakemake
 
 from diffmd.data.trajectory import load_trajectory
-from tests.workflow_copy import TINY_CONFIG, make_workdir, run_snakemake
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,7 @@ import subprocess
 import sys
 
 import pytest
-
-from tests.workflow_copy import make_workdir, workflow_env
+from workflow_copy import make_workdir, workflow_env
 
 pytestmark = pytest.mark.slow
 

@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from tests.workflow_copy import REPO, job_logs, make_workdir, run_snakemake, workflow_env
+from workflow_copy import REPO, job_logs, make_workdir, run_snakemake, workflow_env
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
