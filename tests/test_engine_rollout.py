@@ -106,3 +106,15 @@ def test_stride_and_horizon_cover_the_same_time():
     np.testing.assert_array_equal(res.frame_indices, 200 + 5 * np.arange(19))
     expected = 2 * seg.positions[200] - seg.positions[195]
     np.testing.assert_allclose(res.positions[1], expected, atol=1e-12)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_train_and_rollout_on_cuda(tmp_path):
+    split = toy_md17(tmp_path)
+    run = tmp_path / "egnn"
+    T.train(str(split), "egnn", {"hidden": 8, "layers": 2}, {**CFG, "device": "cuda"}, seed=1, out=run)
+    R.main(["--split", str(split), "--checkpoint", str(run / "model.pt"), "--rollout-config",
+            json.dumps({"horizon": 20, "device": "cuda"}), "--out", str(run)])  # fmt: skip
+    roll = np.load(run / "rollout.npz")
+    assert roll["positions"].shape == (21, 9, 3) and np.isfinite(roll["positions"]).all()
