@@ -143,5 +143,7 @@ def test_profile_runs_a_chain_on_a_local_slurm_cluster(slurm_cluster, tmp_path):
         assert info.get("JobState") == "COMPLETED", lines[-1]
         asks_gpu = "gpu" in info.get("TresPerJob", "")
         assert asks_gpu == (rule in GPU_RULES), lines[-1]
-    print("\nSLURM jobs (scontrol):\n" + "\n".join(lines))
+    squeue = subprocess.run(["squeue", "--states=all", "-o", "%i|%j|%T|%M|%N"], env=workflow_env(slurm_cluster),
+                            capture_output=True, text=True, timeout=30).stdout
+    print("\nSLURM jobs (scontrol):\n" + "\n".join(lines) + "\nsqueue --states=all:\n" + squeue)
     _assert_same_results(local, cluster)

@@ -65,6 +65,9 @@ export SLURM_CONF="$dir/etc/slurm.conf"
 # configuration at the system path: link it there (removed again by stop_cluster.sh), but never
 # replace a real cluster's configuration.
 sys_conf=/etc/slurm/slurm.conf
+if [ -L "$sys_conf" ] && [ ! -e "$sys_conf" ]; then
+  rm -f "$sys_conf"  # dangling link left by an earlier, killed test run
+fi
 if [ -e "$sys_conf" ] || [ -L "$sys_conf" ]; then
   if [ "$(readlink "$sys_conf")" != "$SLURM_CONF" ]; then
     echo "start_cluster.sh: $sys_conf already exists (a real SLURM install?); not replacing it" >&2
