@@ -23,6 +23,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -144,16 +145,33 @@ def write_provenance(
     inputs: Iterable[str | os.PathLike] = (),
     device: str = "cpu",
     extra: dict | None = None,
+    stage: str | None = None,
 ) -> Path:
     """Write ``<directory>/provenance.json`` atomically and return its path.
 
     ``config`` is the configuration the run used (hashed with :func:`config_hash` and stored);
     ``inputs`` are the data files it read (each checksummed); ``device`` the torch device string.
+    Several stages share one run directory (train, then rollout): the top level is the latest
+    stage's record and ``stages`` keeps every stage's record by name, so the training config hash
+    survives the rollout. ``stage`` defaults to the running script's name (``train``, ``rollout``).
     """
+    stage = stage or _default_stage()
     record = collect_provenance(config=config, inputs=inputs, device=device, extra=extra)
     path = Path(directory) / PROVENANCE_NAME
-    write_json(path, record)
+    try:
+        previous = read_provenance(directory) or {}
+    except ValueError:  # a damaged earlier record is replaced, not trusted
+        previous = {}
+    stages = dict(previous.get("stages") or {})
+    stages[stage] = record
+    write_json(path, {**record, "stage": stage, "stages": stages})
     return path
+
+
+def _default_stage() -> str:
+    """``train`` for ``python -m diffmd.engine.train`` etc.; ``run`` when there is no script."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    return script.stem if script is not None and script.suffix == ".py" and script.stem != "__main__" else "run"
 
 
 def read_provenance(directory: str | os.PathLike) -> dict[str, Any] | None:

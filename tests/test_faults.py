@@ -163,6 +163,9 @@ def test_every_result_directory_has_provenance(tmp_path, shared_data):
         inputs = {Path(k).as_posix(): v["sha256"] for k, v in rec["inputs"].items()}
         assert inputs[SPLIT] == sha256_file(wd / SPLIT)
         assert trajectory_sha in inputs.values()
+        # train and rollout share the directory: both stages' records are kept
+        assert {"train", "rollout"} <= set(rec["stages"]), sorted(rec["stages"])
+        assert rec["stages"]["train"]["config"]["model"] == d.parts[-2]
     # the table cites every run's provenance file with its config hash
     table = (wd / "results/tables/table1_md17.md").read_text()
     for d in run_dirs:

@@ -96,6 +96,7 @@ def test_write_provenance_record(tmp_path):
     assert "git" in rec
     # no temporary files left beside it
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["provenance.json"]
+    assert rec["stage"] and set(rec["stages"]) == {rec["stage"]}
 
 
 def test_write_provenance_without_config_or_inputs(tmp_path):
@@ -124,3 +125,16 @@ def test_provenance_markdown_cites_each_run(tmp_path):
     (run_b / "provenance.json").write_text("{broken")
     with pytest.raises(ValueError, match="provenance.json"):
         provenance.provenance_markdown([run_b / "armse.json"])
+
+
+def test_stages_sharing_a_directory_keep_their_records(tmp_path):
+    write_provenance(tmp_path, config={"train": 1}, stage="train")
+    write_provenance(tmp_path, config={"rollout": 2}, stage="rollout")
+    rec = json.loads((tmp_path / "provenance.json").read_text())
+    assert rec["stage"] == "rollout" and rec["config_hash"] == config_hash({"rollout": 2})
+    assert rec["stages"]["train"]["config_hash"] == config_hash({"train": 1})
+    write_provenance(tmp_path, config={"train": 3}, stage="train")  # a rerun replaces its own stage only
+    rec = json.loads((tmp_path / "provenance.json").read_text())
+    assert rec["stages"]["train"]["config_hash"] == config_hash({"train": 3})
+    assert rec["stages"]["rollout"]["config_hash"] == config_hash({"rollout": 2})
+    assert "stages" not in rec["stages"]["train"]
