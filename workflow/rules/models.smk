@@ -11,6 +11,9 @@ TRAIN_MODELS = [m for m in MODELS if m != "diffmd"]
 O2O_TRAINED = "trained"
 # C7O2H10 isomer names (docs/ARCHITECTURE.md): iso<ID> downloaded, xtb<NN> simulated; never "trained".
 ISOMER_PATTERN = r"iso\d+|xtb\d+"
+#: the {molecule} of a training run (an MD17 molecule or "trained") and of a test run
+TRAIN_RUN_NAMES = "|".join([*MD17_MOLECULES, O2O_TRAINED])
+TEST_RUN_NAMES = "|".join([*MD17_MOLECULES, ISOMER_PATTERN])
 
 
 def engine_split(wildcards):
@@ -86,7 +89,7 @@ rule train:
     benchmark:
         "results/benchmarks/train/{dataset}/{molecule}/{model}/seed{seed}.tsv"
     wildcard_constraints:
-        molecule="|".join(MD17_MOLECULES + [O2O_TRAINED]),
+        molecule=TRAIN_RUN_NAMES,
         model="|".join(TRAIN_MODELS),
     params:
         model_params=train_model_params,
@@ -110,7 +113,7 @@ rule rollout:
     benchmark:
         "results/benchmarks/rollout/{dataset}/{molecule}/{model}/seed{seed}.tsv"
     wildcard_constraints:
-        molecule="|".join(MD17_MOLECULES) + "|" + ISOMER_PATTERN,
+        molecule=TEST_RUN_NAMES,
     params:
         target=rollout_target,
         cfg=rollout_config,
@@ -132,7 +135,7 @@ rule evaluate:
     benchmark:
         "results/benchmarks/evaluate/{dataset}/{molecule}/{model}/seed{seed}.tsv"
     wildcard_constraints:
-        molecule="|".join(MD17_MOLECULES) + "|" + ISOMER_PATTERN,
+        molecule=TEST_RUN_NAMES,
     params:
         meta=run_meta,
     threads: 1
