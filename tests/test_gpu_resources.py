@@ -67,3 +67,21 @@ def test_every_train_and_rollout_job_and_nothing_else_asks_for_the_gpu(tmp_path,
     assert {"train", "rollout", "evaluate"} <= rules, sorted(rules)
     assert sum(r == "train" for r, _ in jobs) >= 2 and sum(r == "rollout" for r, _ in jobs) >= 2
     assert check_gpu_requests(jobs) == []
+
+
+def test_slurm_profile_sizes_every_job(tmp_path):
+    """Dry run through profiles/slurm (no cluster needed): its set-resources reach the jobs, every job
+    has a runtime and memory request, and the GPU requests are unchanged."""
+    workdir = make_workdir(tmp_path / "wf")
+    jobs = dry_run_jobs(_dry_run(workdir, "--profile", "profiles/slurm", "--configfile", "config/quick.yaml"))
+    assert check_gpu_requests(jobs) == []
+    by_rule = {}
+    for rule, res in jobs:
+        if rule == "all":
+            continue
+        assert res.get("runtime") and res.get("mem_mb"), f"{rule}: {res}"
+        by_rule.setdefault(rule, res)
+    assert (by_rule["train"]["runtime"], by_rule["train"]["mem_mb"], by_rule["train"]["cpus_per_task"]) == \
+        ("1440", "32000", "4")
+    assert (by_rule["rollout"]["runtime"], by_rule["rollout"]["mem_mb"]) == ("360", "16000")
+    assert (by_rule["evaluate"]["runtime"], by_rule["evaluate"]["mem_mb"]) == ("60", "4000")
