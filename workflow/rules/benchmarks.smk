@@ -16,54 +16,9 @@ for _m in COST_MOLECULES:
         raise ValueError(f"config score_dynamics.cost_molecules: {_m!r} is not in data.md17.molecules")
 
 
-def cost_extra_strides():
-    """Cost strides that need their own Score Dynamics model (not the table's score_dynamics run)."""
-    reuse = SD_MAIN_STRIDE if "score_dynamics" in MODELS else None
-    return [k for k in COST_STRIDES if k != reuse]
-
-
-def cost_runs(molecule):
-    """[(label, checkpoint, armse.json or None)] of one molecule, in table order."""
-    runs = []
-    for model in MODELS:
-        if model in COST_EXCLUDED:
-            continue
-        run = f"results/md17/{molecule}/{model}/seed{COST_SEED}"
-        label = f"{model} (stride {SD_MAIN_STRIDE})" if model == "score_dynamics" else model
-        runs.append((label, f"{run}/model.pt", f"{run}/armse.json"))
-    for k in cost_extra_strides():
-        ckpt = f"results/md17/{molecule}/cost/score_dynamics/stride{k}/seed{COST_SEED}/model.pt"
-        runs.append((f"score_dynamics (stride {k})", ckpt, None))
-    return runs
-
-
-def cost_inputs(wildcards):
-    files = []
-    for molecule in COST_MOLECULES:
-        files.append(md17_split(molecule))
-        for _, ckpt, armse in cost_runs(molecule):
-            files += [ckpt] + ([armse] if armse else [])
-    return files
-
-
-def cost_manifest(wildcards):
-    molecules = {
-        m: {"split": md17_split(m),
-            "runs": [{"label": lab, "checkpoint": c, "armse_json": a} for lab, c, a in cost_runs(m)]}
-        for m in COST_MOLECULES
-    }
-    return as_json_arg({
-        "molecules": molecules, "xtb": config["data"]["md17"]["xtb"], "md_steps": int(SD_CFG.get("cost_md_steps", 300)),
-        "frames": SD_CFG.get("cost_frames"), "threads": 1, "device": config["train"].get("device", "auto"),
-        "seed": COST_SEED,
-    })
-
-
-def cost_train_params(wildcards):
-    return as_json_arg({**model_params("score_dynamics", "md17"), "stride": int(wildcards.k)})
-
-
 rule cost_train_score_dynamics:
+    conda:
+        "../../envs/workflow.yaml"
     input:
         split=lambda wildcards: md17_split(wildcards.molecule),
     output:
@@ -89,6 +44,8 @@ rule cost_train_score_dynamics:
 
 
 rule cost_md17:
+    conda:
+        "../../envs/workflow.yaml"
     input:
         cost_inputs,
     output:

@@ -14,13 +14,6 @@ C7O2H10_SPLIT = "data/splits/c7o2h10.json"
 C7O2H10_CONFIG_TARGETS = list(SPLITS["c7o2h10"].get("targets") or [])
 
 
-def _xtb_isomer_names():
-    from diffmd.data.isomers import xtb_isomer_names
-
-    xtb = DATA["c7o2h10"].get("xtb", {})
-    return xtb_isomer_names(int(xtb.get("n_isomers", 20)), xtb.get("isomers"))
-
-
 XTB_ISOMERS = _xtb_isomer_names() if C7O2H10_SOURCE == "xtb" else []
 if XTB_ISOMERS and C7O2H10_CONFIG_TARGETS and not set(C7O2H10_CONFIG_TARGETS) <= set(XTB_ISOMERS):
     raise ValueError(
@@ -29,43 +22,9 @@ if XTB_ISOMERS and C7O2H10_CONFIG_TARGETS and not set(C7O2H10_CONFIG_TARGETS) <=
     )
 
 
-def source_settings(dataset):
-    """Only the config a dataset's source reads (so adding a molecule or editing the other source's
-    settings does not trigger a rerun): {"xtb": ...} or {"download": ...}."""
-    section = DATA[dataset]
-    key = "xtb" if section["source"] == "xtb" else "download"
-    return as_json_arg({key: section.get(key, {})})
-
-
-def c7o2h10_isomers(wildcards=None):
-    """Names of all C7O2H10 isomers: xtb01.. for the xtb source (known at parse time); for the
-    download/local source the iso<ID> names found in the archive, read from the checkpoint
-    split_c7o2h10's split file (call only inside input functions)."""
-    if C7O2H10_SOURCE == "xtb":
-        return list(XTB_ISOMERS)
-    with open(checkpoints.split_c7o2h10.get().output[0]) as fh:
-        return list(json.load(fh)["trajectories"])
-
-
-def c7o2h10_targets(wildcards=None):
-    """The O2O target isomers: splits.c7o2h10.targets when given (known at parse time), otherwise
-    the ones the checkpoint split_c7o2h10 chose (call only inside input functions)."""
-    if C7O2H10_CONFIG_TARGETS:
-        return list(C7O2H10_CONFIG_TARGETS)
-    with open(checkpoints.split_c7o2h10.get().output[0]) as fh:
-        return list(json.load(fh)["targets"])
-
-
-def md17_split(molecule):
-    """Path of the S2L split file of an MD17 molecule."""
-    return f"data/splits/md17/{molecule}.json"
-
-
-def xtb_isomer_trajectories(wildcards):
-    return expand("data/c7o2h10/{isomer}.npz", isomer=XTB_ISOMERS)
-
-
 rule md17_trajectory:
+    conda:
+        "../../envs/workflow.yaml"
     output:
         "data/md17/{molecule}.npz",
     log:
@@ -83,6 +42,8 @@ rule md17_trajectory:
 
 
 rule xtb_isomer:
+    conda:
+        "../../envs/workflow.yaml"
     output:
         "data/c7o2h10/{isomer}.npz",
     log:
@@ -99,6 +60,8 @@ rule xtb_isomer:
 
 
 rule c7o2h10_index:
+    conda:
+        "../../envs/workflow.yaml"
     input:
         xtb_isomer_trajectories,
     output:
@@ -116,6 +79,8 @@ rule c7o2h10_index:
 
 
 rule split_md17:
+    conda:
+        "../../envs/workflow.yaml"
     input:
         "data/md17/{molecule}.npz",
     output:
@@ -133,6 +98,8 @@ rule split_md17:
 
 
 checkpoint split_c7o2h10:
+    conda:
+        "../../envs/workflow.yaml"
     input:
         C7O2H10_INDEX,
     output:

@@ -15,25 +15,9 @@ DIFFMD_RUNS = "|".join(MD17_MOLECULES + ["trained"])
 DIFFMD_POINT_PATTERN = r"s[0-9.e+-]+_a[0-9.e+-]+_h[0-9.e+-]+"
 
 
-def diffmd_split(wildcards):
-    return engine_split(wildcards)
-
-
-def diffmd_point_model_params(wildcards):
-    base = model_params("diffmd", wildcards.dataset)
-    return as_json_arg(diffmd_point_params(base, DIFFMD_GRID, wildcards.point))
-
-
-def diffmd_validations(wildcards):
-    run = diffmd_grid_dir(wildcards)
-    return [f"{run}/{p}/val_eps{e}.json" for p in DIFFMD_POINTS for e in DIFFMD_EPS]
-
-
-def diffmd_grid_dir(wildcards):
-    return f"results/{wildcards.dataset}/{wildcards.molecule}/diffmd/seed{wildcards.seed}/grid"
-
-
 rule diffmd_train_point:
+    conda:
+        "../../envs/workflow.yaml"
     input:
         split=diffmd_split,
     output:
@@ -57,6 +41,8 @@ rule diffmd_train_point:
 
 
 rule diffmd_validate:
+    conda:
+        "../../envs/workflow.yaml"
     input:
         split=diffmd_split,
         checkpoint="results/{dataset}/{molecule}/diffmd/seed{seed}/grid/{point}/model.pt",
@@ -80,6 +66,8 @@ rule diffmd_validate:
 
 
 rule diffmd_select:
+    conda:
+        "../../envs/workflow.yaml"
     input:
         diffmd_validations,
     output:

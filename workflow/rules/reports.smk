@@ -12,54 +12,9 @@ FIGURE_SEED = min(SEEDS)
 TABLE_NUMBER = {"md17": "1", "c7o2h10": "2"}
 
 
-def run_files(dataset, filename, seeds=None, molecules=None):
-    """`filename` in every run directory of `dataset` the config implies (molecules x models x seeds)."""
-    if molecules is None:
-        molecules = MD17_MOLECULES if dataset == "md17" else c7o2h10_targets()
-    return expand(
-        "results/{dataset}/{molecule}/{model}/seed{seed}/{filename}",
-        dataset=dataset,
-        molecule=molecules,
-        model=MODELS,
-        seed=SEEDS if seeds is None else seeds,
-        filename=filename,
-    )
-
-
-def column_order(dataset):
-    return " ".join(MD17_MOLECULES if dataset == "md17" else c7o2h10_targets())
-
-
-def dataset_armse(wildcards):
-    return run_files(wildcards.dataset, "armse.json")
-
-
-def dataset_rollouts(wildcards):
-    return run_files(wildcards.dataset, "rollout.npz")
-
-
-def molecule_rollouts(wildcards):
-    return run_files(wildcards.dataset, "rollout.npz", [FIGURE_SEED], [wildcards.molecule])
-
-
-def molecule_armse(wildcards):
-    return run_files(wildcards.dataset, "armse.json", [FIGURE_SEED], [wildcards.molecule])
-
-
-def all_armse(wildcards):
-    return run_files("md17", "armse.json") + run_files("c7o2h10", "armse.json")
-
-
-def table_columns(wildcards):
-    return column_order(wildcards.dataset)
-
-
-def c7o2h10_snapshot_figures(wildcards):
-    """Fig. 4 for every C7O2H10 target (a function: the targets may be chosen from the data)."""
-    return expand("results/figures/snapshots_c7o2h10_{molecule}.png", molecule=c7o2h10_targets())
-
-
 rule aggregate:
+    conda:
+        "../../envs/workflow.yaml"
     input:
         dataset_armse,
     output:
@@ -81,6 +36,8 @@ rule aggregate:
 
 
 rule paper_vs_ours:
+    conda:
+        "../../envs/workflow.yaml"
     input:
         dataset_armse,
     output:
@@ -100,6 +57,8 @@ rule paper_vs_ours:
 
 
 rule validity:
+    conda:
+        "../../envs/workflow.yaml"
     input:
         rollouts=dataset_rollouts,
         armse=dataset_armse,
@@ -120,6 +79,8 @@ rule validity:
 
 
 rule snapshots:
+    conda:
+        "../../envs/workflow.yaml"
     input:
         rollouts=molecule_rollouts,
         armse=molecule_armse,
@@ -141,6 +102,8 @@ rule snapshots:
 
 
 rule curves:
+    conda:
+        "../../envs/workflow.yaml"
     input:
         dataset_armse,
     output:
@@ -158,17 +121,12 @@ rule curves:
         "python -m diffmd.reports curves --inputs {input} --models {params.models} --title 'ARMSE and RMSD against rollout time ({wildcards.dataset})' --png {output.png} --pdf {output.pdf} > {log} 2>&1"
 
 
-def rollout_benchmarks(wildcards):
-    """The benchmark TSV of every rollout job, from the rollout rule's own `benchmark:` pattern."""
-    pattern = rules.rollout.benchmark
-    md17 = expand(pattern, dataset="md17", molecule=MD17_MOLECULES, model=MODELS, seed=SEEDS)
-    return md17 + expand(pattern, dataset="c7o2h10", molecule=c7o2h10_targets(), model=MODELS, seed=SEEDS)
-
-
 # The costs table reads the rollout jobs' benchmark TSVs (declared inputs) and the training jobs'
 # TSVs, which it finds under results/benchmarks: training is upstream of every rollout, and which
 # rule trains which model (train, DiffMD's grid rules) is the engine's business, not this file's.
 rule costs:
+    conda:
+        "../../envs/workflow.yaml"
     input:
         armse=all_armse,
         benchmarks=rollout_benchmarks,
