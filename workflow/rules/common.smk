@@ -222,3 +222,76 @@ def rollout_benchmarks(wildcards):
     pattern = rules.rollout.benchmark
     md17 = expand(pattern, dataset="md17", molecule=MD17_MOLECULES, model=MODELS, seed=SEEDS)
     return md17 + expand(pattern, dataset="c7o2h10", molecule=c7o2h10_targets(), model=MODELS, seed=SEEDS)
+
+
+# --- engine (models.smk): train -> rollout -> evaluate ---------------------------------------
+TRAIN_MODELS = [m for m in MODELS if m != "diffmd"]
+O2O_TRAINED = "trained"
+# C7O2H10 isomer names (docs/ARCHITECTURE.md): iso<ID> downloaded, xtb<NN> simulated; never "trained".
+ISOMER_PATTERN = r"iso\d+|xtb\d+"
+#: the {molecule} of a training run (an MD17 molecule or "trained") and of a test run
+TRAIN_RUN_NAMES = "|".join([*MD17_MOLECULES, O2O_TRAINED])
+TEST_RUN_NAMES = "|".join([*MD17_MOLECULES, ISOMER_PATTERN])
+
+
+def engine_split(wildcards):
+    """The split file a run reads: S2L per molecule, O2O one file for every isomer."""
+    if wildcards.dataset == "md17":
+        return md17_split(wildcards.molecule)
+    return C7O2H10_SPLIT
+
+
+def train_inputs(wildcards):
+    if (wildcards.dataset == "md17") != (wildcards.molecule != O2O_TRAINED):
+        raise ValueError(
+            f"no training run results/{wildcards.dataset}/{wildcards.molecule}: "
+            f"use results/md17/<molecule>/... or results/c7o2h10/{O2O_TRAINED}/..."
+        )
+    return {"split": engine_split(wildcards)}
+
+
+def train_model_params(wildcards):
+    return as_json_arg(model_params(wildcards.model, wildcards.dataset))
+
+
+def train_config(wildcards):
+    """The config's train section plus the rollout's divergence bound (used by validation rollouts)."""
+    bound = config["rollout"].get("divergence_bound_A", 100.0)
+    return as_json_arg({**config["train"], "divergence_bound_A": bound})
+
+
+def rollout_inputs(wildcards):
+    run = O2O_TRAINED if wildcards.dataset == "c7o2h10" else wildcards.molecule
+    return {
+        "split": engine_split(wildcards),
+        "checkpoint": f"results/{wildcards.dataset}/{run}/{wildcards.model}/seed{wildcards.seed}/model.pt",
+    }
+
+
+def rollout_target(wildcards):
+    return f"--target {wildcards.molecule}" if wildcards.dataset == "c7o2h10" else ""
+
+
+def rollout_config(wildcards):
+    return as_json_arg({**config["rollout"], "device": config["train"].get("device", "auto")})
+
+
+def run_meta(wildcards):
+    return as_json_arg(
+        {"dataset": wildcards.dataset, "molecule": wildcards.molecule, "model": wildcards.model,
+         "seed": int(wildcards.seed)}
+    )
+
+
+def molecule_runs(wildcards):
+    return expand(
+        "results/md17/{molecule}/{model}/seed{seed}/armse.json",
+        molecule=wildcards.molecule, model=MODELS, seed=SEEDS,
+    )
+
+
+def c7o2h10_armse(wildcards):
+    return expand(
+        "results/c7o2h10/{molecule}/{model}/seed{seed}/armse.json",
+        molecule=c7o2h10_targets(), model=MODELS, seed=SEEDS,
+    )

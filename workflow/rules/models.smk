@@ -6,80 +6,12 @@
 # Single target:   snakemake --cores 2 results/md17/aspirin/egnn/seed1/armse.json
 # One molecule:    snakemake --cores 2 results/md17/aspirin/summary.json
 # The DiffMD checkpoint comes from its grid-tuning rules (diffmd.smk), hence TRAIN_MODELS.
-
-TRAIN_MODELS = [m for m in MODELS if m != "diffmd"]
-O2O_TRAINED = "trained"
-# C7O2H10 isomer names (docs/ARCHITECTURE.md): iso<ID> downloaded, xtb<NN> simulated; never "trained".
-ISOMER_PATTERN = r"iso\d+|xtb\d+"
-#: the {molecule} of a training run (an MD17 molecule or "trained") and of a test run
-TRAIN_RUN_NAMES = "|".join([*MD17_MOLECULES, O2O_TRAINED])
-TEST_RUN_NAMES = "|".join([*MD17_MOLECULES, ISOMER_PATTERN])
-
-
-def engine_split(wildcards):
-    """The split file a run reads: S2L per molecule, O2O one file for every isomer."""
-    if wildcards.dataset == "md17":
-        return md17_split(wildcards.molecule)
-    return C7O2H10_SPLIT
-
-
-def train_inputs(wildcards):
-    if (wildcards.dataset == "md17") != (wildcards.molecule != O2O_TRAINED):
-        raise ValueError(
-            f"no training run results/{wildcards.dataset}/{wildcards.molecule}: "
-            f"use results/md17/<molecule>/... or results/c7o2h10/{O2O_TRAINED}/..."
-        )
-    return {"split": engine_split(wildcards)}
-
-
-def train_model_params(wildcards):
-    return as_json_arg(model_params(wildcards.model, wildcards.dataset))
-
-
-def train_config(wildcards):
-    """The config's train section plus the rollout's divergence bound (used by validation rollouts)."""
-    bound = config["rollout"].get("divergence_bound_A", 100.0)
-    return as_json_arg({**config["train"], "divergence_bound_A": bound})
-
-
-def rollout_inputs(wildcards):
-    run = O2O_TRAINED if wildcards.dataset == "c7o2h10" else wildcards.molecule
-    return {
-        "split": engine_split(wildcards),
-        "checkpoint": f"results/{wildcards.dataset}/{run}/{wildcards.model}/seed{wildcards.seed}/model.pt",
-    }
-
-
-def rollout_target(wildcards):
-    return f"--target {wildcards.molecule}" if wildcards.dataset == "c7o2h10" else ""
-
-
-def rollout_config(wildcards):
-    return as_json_arg({**config["rollout"], "device": config["train"].get("device", "auto")})
-
-
-def run_meta(wildcards):
-    return as_json_arg(
-        {"dataset": wildcards.dataset, "molecule": wildcards.molecule, "model": wildcards.model,
-         "seed": int(wildcards.seed)}
-    )
-
-
-def molecule_runs(wildcards):
-    return expand(
-        "results/md17/{molecule}/{model}/seed{seed}/armse.json",
-        molecule=wildcards.molecule, model=MODELS, seed=SEEDS,
-    )
-
-
-def c7o2h10_armse(wildcards):
-    return expand(
-        "results/c7o2h10/{molecule}/{model}/seed{seed}/armse.json",
-        molecule=c7o2h10_targets(), model=MODELS, seed=SEEDS,
-    )
+# Helpers (TRAIN_MODELS, engine_split, rollout_inputs, ...) live in common.smk.
 
 
 rule train:
+    conda:
+        "../../envs/workflow.yaml"
     input:
         unpack(train_inputs),
     output:
@@ -103,6 +35,8 @@ rule train:
 
 
 rule rollout:
+    conda:
+        "../../envs/workflow.yaml"
     input:
         unpack(rollout_inputs),
     output:
@@ -126,6 +60,8 @@ rule rollout:
 
 
 rule evaluate:
+    conda:
+        "../../envs/workflow.yaml"
     input:
         "results/{dataset}/{molecule}/{model}/seed{seed}/rollout.npz",
     output:
@@ -144,6 +80,8 @@ rule evaluate:
 
 
 rule md17_molecule:
+    conda:
+        "../../envs/workflow.yaml"
     input:
         molecule_runs,
     output:
