@@ -76,6 +76,9 @@ def test_o2o_config_targets_and_errors(tmp_path):
     split = c7o2h10_split(index, {"targets": ["xtb01"], "n_val_isomers": 1, "stride": 2, "max_frames": 40})
     assert split["selection"] == "config" and split["targets"] == ["xtb01"]
     assert split["frames"]["xtb02"] == {"start": 4, "stop": 38}
+    # history for the experiment's largest stride (e.g. Score Dynamics k = 5): every model starts at frame 10
+    wide = c7o2h10_split(index, {"targets": ["xtb01"], "n_val_isomers": 1, "stride": 1, "history_frames": 10})
+    assert all(f["start"] == 10 for f in wide["frames"].values())
     with pytest.raises(SplitError, match="splits.c7o2h10.targets: iso1004 not in"):
         c7o2h10_split(index, {"targets": ["iso1004"]})
     with pytest.raises(SplitError, match="leave no training isomer"):

@@ -34,7 +34,7 @@ class Exploding(TrajectoryModel):
         return x + (x - x.mean(0))
 
     def rollout_stats(self):
-        out, self.evals = {"score_evals": float(self.evals)}, 0
+        out, self.evals = {"score_evals": float(self.evals), "resamples": 1.0}, 0
         return out
 
 
@@ -80,6 +80,8 @@ def test_divergence_is_recorded_and_armse_is_null():
     assert res.diverged and 5 <= res.diverged_at <= 8
     assert np.isnan(res.positions[res.diverged_at :]).all() and np.isfinite(res.positions[: res.diverged_at]).all()
     assert res.score_evals[0] == 3
+    # other counters (e.g. Score Dynamics' bond-check resamples) are summed over the steps taken
+    assert res.stats == {"resamples": float(res.diverged_at)}
     roll = {
         "positions": res.positions,
         "reference": seg.positions[res.frame_indices],

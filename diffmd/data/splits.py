@@ -70,9 +70,14 @@ def constant_prediction_armse(positions: np.ndarray, start: int, stop: int, stri
     return armse(pred, ref, align=True)
 
 
-def _frames_range(n_frames: int, stride: int, max_frames: int | None, origin: str) -> dict[str, int]:
+def _frames_range(
+    n_frames: int, stride: int, max_frames: int | None, origin: str, history: int = 0
+) -> dict[str, int]:
+    """Current frames of an isomer: from ``max(2*stride, history)`` (so every model of the experiment,
+    the largest stride included, has its v and a history and starts at the same frame) to the last
+    frame whose target exists."""
     n_use = min(n_frames, max_frames) if max_frames else n_frames
-    start, stop = 2 * stride, n_use - stride
+    start, stop = max(2 * stride, int(history)), n_use - stride
     if stop <= start:
         raise SplitError(f"{origin}: {n_use} usable frames, need at least {3 * stride + 1} for stride {stride}")
     return _range(start, stop)
@@ -92,7 +97,9 @@ def c7o2h10_split(index: dict[str, Any], cfg: dict[str, Any], index_path: str = 
     frames, armse, shas, n_frames = {}, {}, {}, {}
     for name in names:
         traj = load_trajectory(files[name])
-        frames[name] = _frames_range(traj.n_frames, stride, cfg.get("max_frames"), files[name])
+        frames[name] = _frames_range(
+            traj.n_frames, stride, cfg.get("max_frames"), files[name], cfg.get("history_frames", 0)
+        )
         armse[name] = constant_prediction_armse(traj.positions, frames[name]["start"], frames[name]["stop"], stride)
         shas[name], n_frames[name] = sha256_file(files[name]), traj.n_frames
     ranked = sorted(names, key=lambda n: -armse[n])

@@ -72,6 +72,9 @@ def evaluate(roll: dict[str, np.ndarray], meta: dict[str, Any]) -> dict[str, Any
         "score_evals_per_frame": float(evals.mean()) if evals.size else 0.0,
         "rollout_seconds": seconds,
         "frames_per_second": done / seconds if seconds > 0 else None,
+        # per source frame (a stride-k model covers k frames per step)
+        "source_frames_per_second": done * int(roll["stride"]) / seconds if seconds > 0 else None,
+        "rollout_stats": json.loads(str(roll["rollout_stats"])) if "rollout_stats" in roll else {},
     }
 
 

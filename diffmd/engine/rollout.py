@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ class RolloutResult:
     diverged_at: int  # step at which the rollout diverged, -1 if it did not
     score_evals: np.ndarray  # (n,) score evaluations per step (0 for non-diffusion models)
     seconds: float
+    #: the model's other rollout counters summed over the steps (e.g. Score Dynamics' bond-check resamples)
+    stats: dict[str, float] = field(default_factory=dict)
 
     @property
     def diverged(self) -> bool:
@@ -91,6 +93,7 @@ def rollout(
     out = np.full((n_steps + 1, seg.n_atoms, 3), np.nan)
     out[0] = seg.positions[start]
     evals = np.zeros(n_steps)
+    totals: dict[str, float] = {}
     diverged_at = -1
     t0 = time.perf_counter()
     for step in range(1, n_steps + 1):
@@ -98,7 +101,10 @@ def rollout(
         batch = dict(const)
         batch.update({B.POSITIONS: hist[2], B.VELOCITIES: vel, B.ACCELERATIONS: acc})
         nxt = model.predict(batch)
-        evals[step - 1] = float(model.rollout_stats().get("score_evals", 0.0))
+        stats = dict(model.rollout_stats())
+        evals[step - 1] = float(stats.pop("score_evals", 0.0))
+        for key, value in stats.items():
+            totals[key] = totals.get(key, 0.0) + float(value)
         if not torch.isfinite(nxt).all() or (nxt - centre).norm(dim=-1).max() > divergence_bound_A:
             diverged_at = step
             break
@@ -106,7 +112,7 @@ def rollout(
         hist = [hist[1], hist[2], nxt]
     seconds = time.perf_counter() - t0
     frames = start + k * np.arange(n_steps + 1, dtype=np.int64)
-    return RolloutResult(out, frames, diverged_at, evals, seconds)
+    return RolloutResult(out, frames, diverged_at, evals, seconds, totals)
 
 
 def n_steps_for(seg: Segment, stride: int, horizon: int | None, start: int) -> int:
@@ -153,7 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         atomic_numbers=seg.atomic_numbers, diverged=np.bool_(res.diverged), diverged_at=np.int64(res.diverged_at),
         stride=np.int64(model.stride), dt_fs=np.float64(seg.dt_fs), seconds=np.float64(res.seconds),
         score_evals=res.score_evals, source=np.str_(seg.source), molecule=np.str_(seg.name),
-        model=np.str_(ckpt["model"]),
+        model=np.str_(ckpt["model"]), rollout_stats=np.str_(json.dumps(res.stats, sort_keys=True)),
     )  # fmt: skip
     write_extxyz(out / "rollout.extxyz", res.positions, seg.atomic_numbers, seg.dt_fs, model.stride)
     info = {"steps": steps, "start": start, "diverged_at": res.diverged_at, "seconds": res.seconds,

@@ -295,3 +295,11 @@ def c7o2h10_armse(wildcards):
         "results/c7o2h10/{molecule}/{model}/seed{seed}/armse.json",
         molecule=c7o2h10_targets(), model=MODELS, seed=SEEDS,
     )
+
+
+def o2o_history_frames():
+    """Frames every C7O2H10 rollout starts after: 2 x the largest stride of any model, so all models
+    (Score Dynamics' stride k included) start from the same frame and have their v and a history."""
+    strides = [int(config["splits"]["c7o2h10"].get("stride", 1))]
+    strides += [int(model_params(m, "c7o2h10").get("stride", 1)) for m in MODELS]
+    return 2 * max(strides)

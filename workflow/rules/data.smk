@@ -109,7 +109,7 @@ checkpoint split_c7o2h10:
     benchmark:
         "results/benchmarks/split_c7o2h10/c7o2h10.tsv"
     params:
-        cfg=as_json_arg(SPLITS["c7o2h10"]),
+        cfg=as_json_arg({**SPLITS["c7o2h10"], "history_frames": o2o_history_frames()}),
     shell:
         "python -m diffmd.data split-c7o2h10 --index {input} --config-json {params.cfg} --out {output} > {log} 2>&1"
 
