@@ -14,21 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from diffmd.io import save_npz, write_json
+from diffmd.testing import ETHANOL_X, ETHANOL_Z
 
-ETHANOL_Z = np.array([6, 6, 8, 1, 1, 1, 1, 1, 1])
-ETHANOL_XYZ = np.array(
-    [
-        [0.0072, -0.5687, 0.0],
-        [-1.2854, 0.2499, 0.0],
-        [1.1304, 0.3147, 0.0],
-        [0.0392, -1.1972, 0.89],
-        [0.0392, -1.1972, -0.89],
-        [-1.3175, 0.8784, 0.89],
-        [-1.3175, 0.8784, -0.89],
-        [-2.1422, -0.4239, 0.0],
-        [1.9857, -0.1365, 0.0],
-    ]
-)
+# the first MD17 ethanol frame, shared with the model tests
+ETHANOL_XYZ = ETHANOL_X
 
 
 def vibrating_truth(n_frames: int, seed: int = 0, amplitude: float = 0.03, period: float = 40.0) -> np.ndarray:
