@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "config", "workflow", "profiles")
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "config", "workflow", "profiles", "envs")
 
 TINY_CONFIG: dict = {
     "seeds": [1],
