@@ -64,11 +64,9 @@ def sha256_file(path: str | os.PathLike) -> str:
     cached = _HASH_CACHE.get(key)
     if cached is not None:
         return cached
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    _HASH_CACHE[key] = digest.hexdigest()
+    from diffmd.data.download import sha256_of
+
+    _HASH_CACHE[key] = sha256_of(path)
     return _HASH_CACHE[key]
 
 

@@ -23,18 +23,18 @@ from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
 
 from diffmd.elements import COLOURS, covalent_radius  # noqa: E402
 from diffmd.io import atomic_path  # noqa: E402
+from diffmd.metrics import kabsch_rotation  # noqa: E402
 from diffmd.reports.results import REFERENCE_MODELS, Rollout, RunRecord, run_identity  # noqa: E402
 from diffmd.reports.validity import find_bonds  # noqa: E402
 
 
 def kabsch_onto(frame: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """``frame`` (atoms, 3) rotated and translated onto ``target`` (atoms, 3), least squares (Kabsch)."""
+    """``frame`` (atoms, 3) rotated and translated onto ``target`` (atoms, 3), least squares (Kabsch,
+    the same proper rotation as the ARMSE of :mod:`diffmd.metrics`)."""
     p = frame - frame.mean(axis=0)
     q = target - target.mean(axis=0)
-    u, _, vt = np.linalg.svd(p.T @ q)
-    d = np.sign(np.linalg.det(u @ vt))
-    rot = u @ np.diag([1.0, 1.0, d]) @ vt
-    return p @ rot + target.mean(axis=0)
+    rot = kabsch_rotation(p[None], q[None])[0]
+    return p @ rot.T + target.mean(axis=0)
 
 
 def principal_axes(frame: np.ndarray) -> np.ndarray:
