@@ -48,7 +48,6 @@ PACKAGES: dict[str, str] = {
     "diffmd-bench": "diffmd-bench",
 }
 
-_CHUNK = 1 << 20
 # (resolved path, mtime_ns, size) -> sha256 hex; files are only re-read when they change.
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
