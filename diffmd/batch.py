@@ -22,6 +22,10 @@ ACCELERATIONS = "accelerations"  # (n_atoms, 3) float | Å/step², a(t-1) = v(t)
 ATOMIC_NUMBERS = "atomic_numbers"  # (n_atoms,) long | nuclear charge Z
 BATCH = "batch"  # (n_atoms,) long | index of the molecule each atom belongs to
 TARGET_POSITIONS = "target_positions"  # (n_atoms, 3) float | Å, x(t+1): training/validation only
+#: (n_atoms, 3) float | Å/step², F(t)·(k·dt)²/m: the data's own force at x(t) as a displacement per
+#: step² (present only where the source stores forces). A floor of the one-step error, never an input
+#: of a learned model (it is not in INPUT_KEYS).
+FORCE_STEP = "force_step"
 
 # --- per molecule ---------------------------------------------------------------------------
 NUM_ATOMS = "num_atoms"  # (n_molecules,) long | atoms per molecule

@@ -43,12 +43,30 @@ MODEL_MODULES: dict[str, str] = {
 
 _REGISTRY: dict[str, type[TrajectoryModel]] = {}
 
+#: What a model is in the tables (never a name list elsewhere): ``reference`` rows (static, constant
+#: velocity) and ``floor`` rows (one-step error floors from the data itself) are shown but not ranked;
+#: ``baseline`` and ``proposed`` rows are the learned models the paper ranks; ``oracle`` rows re-simulate
+#: with the reference potential; ``force_field`` rows are machine-learned force fields trained on forces.
+ROLES = ("reference", "floor", "baseline", "proposed", "oracle", "force_field")
+#: Roles whose rows are ranked (bold / underline) and enter the relative improvement.
+RANKED_ROLES = ("baseline", "proposed")
+
 
 class TrajectoryModel(nn.Module):
     """Base class: predicts x(t+1) from the batch contract (see :mod:`diffmd.batch`)."""
 
     #: False for models with no parameters to learn (static, constant velocity).
     trainable: bool = True
+    #: The row's role in the tables, one of :data:`ROLES`.
+    role: str = "baseline"
+    #: How the model's checkpoint is chosen: ``None`` (the engine's trainer) or the name of a tuning
+    #: procedure the experiment plan knows (``"diffmd_grid"``: one training per grid point, then select).
+    tuning: str | None = None
+    #: True when the frames per step come from the experiment config (``<name>.stride.<dataset>``)
+    #: rather than being 1; the plan resolves it (Score Dynamics).
+    stride_from_config: bool = False
+    #: False for one-step-only models that need data the rollout cannot provide (e.g. the data's forces).
+    can_rollout: bool = True
     #: Frames of the source trajectory per model step; set by :func:`build_model`.
     stride: int = 1
     #: Registry name, set by :func:`register_model`.
@@ -68,6 +86,13 @@ class TrajectoryModel(nn.Module):
         """Counters accumulated since the last call (and reset by it); empty by default."""
         return {}
 
+    def begin_rollout(self, batch: B.Batch) -> None:
+        """Called once with the start frames' batch before a rollout's first step (no-op by default).
+
+        Simulators that keep their own state (the physics oracle, force fields integrated with ASE)
+        initialise it here; every learned model is a pure function of the batch and ignores it.
+        """
+
 
 def register_model(name: str):
     """Class decorator: ``@register_model("egnn")``."""
@@ -77,6 +102,8 @@ def register_model(name: str):
             raise TypeError(f"{cls.__name__} must subclass TrajectoryModel to be registered")
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"model name {name!r} is registered twice")
+        if cls.role not in ROLES:
+            raise ValueError(f"model {name!r}: role {cls.role!r} is not one of {ROLES}")
         cls.name = name
         _REGISTRY[name] = cls
         return cls
@@ -122,6 +149,11 @@ def build_model(name: str, params: dict[str, Any] | None = None, source: str = "
     model = cls(**params)
     model.stride = stride
     return model
+
+
+def model_role(name: str) -> str:
+    """The registered role of model ``name`` (imports its module)."""
+    return get_model_class(name).role
 
 
 def count_parameters(model: nn.Module) -> int:

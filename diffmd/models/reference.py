@@ -18,6 +18,7 @@ class Static(TrajectoryModel):
     """x(t+1) = x(t). Output (n_atoms, 3), Å."""
 
     trainable = False
+    role = "reference"
 
     def forward(self, batch: B.Batch) -> torch.Tensor:
         return batch[B.POSITIONS].clone()
@@ -28,6 +29,7 @@ class ConstantVelocity(TrajectoryModel):
     """x(t+1) = x(t) + v(t). Output (n_atoms, 3), Å."""
 
     trainable = False
+    role = "reference"
 
     def forward(self, batch: B.Batch) -> torch.Tensor:
         return batch[B.POSITIONS] + batch[B.VELOCITIES]

@@ -134,6 +134,8 @@ def random_rotations(n: int, dtype: torch.dtype, device: torch.device) -> torch.
 class ScoreDynamics(TrajectoryModel):
     """Conditional diffusion over x(t+k) - x(t); see the module docstring. Positions in Å."""
 
+    stride_from_config = True
+
     def __init__(
         self,
         hidden: int = 128,

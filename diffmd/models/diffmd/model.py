@@ -49,6 +49,9 @@ def sampler_kwargs(name: str, options: dict[str, dict[str, Any]] | None) -> dict
 class DiffMD(TrajectoryModel):
     """See the module docstring; every argument is a key of ``config/models/diffmd.yaml``."""
 
+    role = "proposed"
+    tuning = "diffmd_grid"
+
     def __init__(
         self,
         n_layers: int = 6,
