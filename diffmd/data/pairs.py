@@ -26,6 +26,7 @@ from diffmd import batch as B
 from diffmd.data.trajectory import Trajectory, load_trajectory
 from diffmd.graph import bonded_graph
 from diffmd.io import read_json
+from diffmd.units import force_step
 
 
 @dataclass
@@ -42,6 +43,10 @@ class Segment:
     source: str = ""
     path: str = ""
     graph: dict[str, np.ndarray] = field(default_factory=dict)
+    #: (frames, atoms, 3) kcal/mol/Å and (frames,) kcal/mol where the source stores them, else None
+    forces: np.ndarray | None = None
+    energies: np.ndarray | None = None
+    temperature_K: float = 0.0
 
     def __post_init__(self) -> None:
         k, n = self.stride, self.positions.shape[0]
@@ -88,7 +93,7 @@ def segment_batch(seg: Segment, frames: np.ndarray, dtype: torch.dtype = torch.f
     def flat(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(a.reshape(m * n, 3), dtype=dtype)
 
-    return {
+    out = {
         B.POSITIONS: flat(x_t),
         B.VELOCITIES: flat(vel),
         B.ACCELERATIONS: flat(acc),
@@ -100,6 +105,9 @@ def segment_batch(seg: Segment, frames: np.ndarray, dtype: torch.dtype = torch.f
         B.EDGE_ATTR: torch.as_tensor(seg.graph["edge_attr"], dtype=dtype).repeat(m, 1),
         B.BOND_INDEX: (bi.unsqueeze(0) + offsets).permute(1, 0, 2).reshape(2, -1),
     }
+    if seg.forces is not None:
+        out[B.FORCE_STEP] = flat(force_step(seg.forces[frames], seg.atomic_numbers, seg.dt_fs, k))
+    return out
 
 
 def concat_batches(batches: list[B.Batch]) -> B.Batch:
@@ -196,6 +204,7 @@ def _segment(traj: Trajectory, rng: dict[str, int], split_stride: int, stride: i
     return Segment(
         name=traj.name, positions=traj.positions, atomic_numbers=traj.atomic_numbers,
         start=start, stop=stop, stride=stride, dt_fs=traj.dt_fs, source=traj.source, path=path,
+        forces=traj.forces, energies=traj.energies, temperature_K=traj.temperature_K,
     )  # fmt: skip
 
 
