@@ -65,6 +65,9 @@ class TrajectoryModel(nn.Module):
     #: True when the frames per step come from the experiment config (``<name>.stride.<dataset>``)
     #: rather than being 1; the plan resolves it (Score Dynamics).
     stride_from_config: bool = False
+    #: ``"engine"``: trained by the engine's loop on ``loss(batch)``; ``"own"``: the model trains itself
+    #: with its package's own trainer through :meth:`fit_own` (machine-learned force fields).
+    trainer: str = "engine"
     #: False for one-step-only models that need data the rollout cannot provide (e.g. the data's forces).
     can_rollout: bool = True
     #: Frames of the source trajectory per model step; set by :func:`build_model`.
@@ -85,6 +88,15 @@ class TrajectoryModel(nn.Module):
     def rollout_stats(self) -> dict[str, float]:
         """Counters accumulated since the last call (and reset by it); empty by default."""
         return {}
+
+    def fit_own(self, train: list, val: list, seed: int, out_dir: str) -> dict[str, Any]:
+        """Train with the model's own trainer on the training and validation segments
+        (:class:`diffmd.data.pairs.Segment`, with ``forces``/``energies`` where the source has them).
+
+        Only for ``trainer = "own"``; afterwards ``state_dict()`` must hold everything needed to predict
+        (tensors only: checkpoints load with ``weights_only=True``). Returns a summary for the log.
+        """
+        raise NotImplementedError(f"model {self.name!r} has trainer {self.trainer!r}: it has no own trainer")
 
     def begin_rollout(self, batch: B.Batch) -> None:
         """Called once with the start frames' batch before a rollout's first step (no-op by default).
