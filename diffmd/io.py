@@ -7,6 +7,7 @@ so a killed job never leaves a half-written result that looks finished.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -61,6 +62,15 @@ def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
     """``np.savez_compressed`` through a temporary file (numpy would append .npz to the name)."""
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
+
+
+def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file, read in ``chunk``-byte pieces (no cache; see diffmd.provenance)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _json_default(obj: Any) -> Any:

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from diffmd.io import write_json
+from diffmd.io import sha256_of, write_json
 
 PROVENANCE_NAME = "provenance.json"
 SCHEMA_VERSION = 1
@@ -63,8 +63,6 @@ def sha256_file(path: str | os.PathLike) -> str:
     cached = _HASH_CACHE.get(key)
     if cached is not None:
         return cached
-    from diffmd.data.download import sha256_of
-
     _HASH_CACHE[key] = sha256_of(path)
     return _HASH_CACHE[key]
 
@@ -177,9 +175,13 @@ def read_provenance(directory: str | os.PathLike) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        why = f"{exc.msg} at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+        raise ValueError(f"{path}: not valid JSON ({why})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: a provenance record must be a JSON object, got {type(record).__name__}")
+    return record
 
 
 def provenance_markdown(result_files: Iterable[str | os.PathLike]) -> str:

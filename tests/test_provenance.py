@@ -138,3 +138,29 @@ def test_stages_sharing_a_directory_keep_their_records(tmp_path):
     assert rec["stages"]["train"]["config_hash"] == config_hash({"train": 3})
     assert rec["stages"]["rollout"]["config_hash"] == config_hash({"rollout": 2})
     assert "stages" not in rec["stages"]["train"]
+
+
+def test_provenance_imports_nothing_from_the_data_layer(tmp_path):
+    import subprocess
+    import sys
+
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"abc")
+    code = ("import sys; import diffmd.provenance as p; p.sha256_file(sys.argv[1]); "
+            "print(sorted(m for m in sys.modules if m.startswith('diffmd.data')))")
+    out = subprocess.run([sys.executable, "-c", code, str(f)], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
+    from diffmd.io import sha256_of
+
+    assert sha256_of(f) == sha256_file(f) == hashlib.sha256(b"abc").hexdigest()
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "{broken", "\udcff"])
+def test_damaged_provenance_file_names_the_file(tmp_path, text):
+    path = tmp_path / "provenance.json"
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(ValueError) as info:
+        provenance.read_provenance(tmp_path)
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+    write_provenance(tmp_path, stage="train")  # a damaged earlier record is replaced
+    assert json.loads(path.read_text())["stage"] == "train"

@@ -15,7 +15,6 @@ public loaders of MD17 (quantum-machine.org); only the aspirin checksum is known
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import json
 import os
@@ -31,7 +30,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from diffmd.io import atomic_path
+from diffmd.io import atomic_path, sha256_of
 
 try:  # POSIX advisory locks keep parallel jobs from clobbering the checksum lock file
     import fcntl
@@ -101,14 +100,6 @@ class Fetched:
     def provenance(self) -> dict[str, Any]:
         return {"url": self.url, "file": self.path.name, "sha256": self.sha256, "bytes": self.bytes,
                 "verified_by": self.verified_by}
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ChecksumLock:
