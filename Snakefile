@@ -20,4 +20,4 @@ include: "workflow/rules/reports.smk"
 rule all:
     default_target: True
     input:
-        all_targets(),
+        all_final_targets,

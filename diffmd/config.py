@@ -1,20 +1,27 @@
-"""Model hyper-parameters: ``config/models/<model>.yaml`` merged with ``model_params.<model>``.
+"""Configuration: the experiment schema (with every default), and each model's hyper-parameters.
 
-The YAML file gives the paper's settings for the model; the experiment config may override any
-key (the quick profile shrinks the models). A model file may carry a ``train:`` mapping that
-overrides the global ``train`` section for that model (e.g. batch 100 for the SE(3)-Transformer).
+* The experiment config (``config.yaml`` + profiles) is validated against ``diffmd/config.schema.yaml``
+  (JSON Schema), which is also the one home of every default: :func:`fill_defaults` writes them into a
+  config, :func:`section_defaults` returns one section's (the engine's trainer and rollout read theirs
+  from here, so a default is never repeated in code).
+* A model's hyper-parameters: ``diffmd/models/configs/<model>.yaml`` (the paper's settings, shipped with
+  the package) merged key by key with ``model_params.<model>`` of the experiment. A model file may carry
+  a ``train:`` mapping that overrides the global ``train`` section for that model.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MODEL_CONFIG_DIR = REPO_ROOT / "config" / "models"
+PACKAGE_DIR = Path(__file__).resolve().parent
+SCHEMA_PATH = PACKAGE_DIR / "config.schema.yaml"
+MODEL_CONFIG_DIR = PACKAGE_DIR / "models" / "configs"
 
 
 def deep_update(base: dict[str, Any], override: dict[str, Any] | None) -> dict[str, Any]:
@@ -26,6 +33,58 @@ def deep_update(base: dict[str, Any], override: dict[str, Any] | None) -> dict[s
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+# --- the experiment schema ----------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_text() -> str:
+    return resources.files("diffmd").joinpath("config.schema.yaml").read_text()
+
+
+def load_schema() -> dict[str, Any]:
+    """The experiment config schema (a fresh copy)."""
+    return yaml.safe_load(_schema_text())
+
+
+def _fill(instance: dict[str, Any], schema: dict[str, Any]) -> None:
+    for key, sub in (schema.get("properties") or {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if isinstance(instance.get(key), dict) and "properties" in sub:
+            _fill(instance[key], sub)
+
+
+def fill_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` with every missing key that has a schema default filled in (recursively)."""
+    out = copy.deepcopy(config)
+    _fill(out, load_schema())
+    return out
+
+
+def section_defaults(*path: str) -> dict[str, Any]:
+    """The defaults of one config section, e.g. ``section_defaults("train")``: ``{key: default}``."""
+    schema = load_schema()
+    for key in path:
+        schema = schema["properties"][key]
+    out: dict[str, Any] = {}
+    _fill(out, schema)
+    return out
+
+
+def validate_config(config: dict[str, Any], origin: str = "config") -> None:
+    """Validate against the schema; a failure raises ``ValueError`` naming the key path (one line)."""
+    import jsonschema
+
+    try:
+        jsonschema.validate(config, load_schema())
+    except jsonschema.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise ValueError(f"{origin}: {where}: {exc.message}") from None
+
+
+# --- model hyper-parameters ---------------------------------------------------------------------
 
 
 def model_config_path(name: str, config_dir: Path | None = None) -> Path:

@@ -148,16 +148,7 @@ def build_model(name: str, params: dict[str, Any] | None = None, source: str = "
     stride = int(params.pop("stride", 1))
     if stride < 1:
         raise ValueError(f"{source}: stride must be >= 1, got {stride}")
-    sig = inspect.signature(cls.__init__)
-    accepts_kwargs = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
-    if not accepts_kwargs:
-        allowed = [p for p in sig.parameters if p != "self"]
-        for key in params:
-            if key not in allowed:
-                raise ValueError(
-                    f"{source}: unknown parameter {key!r} for model {name!r}; "
-                    f"allowed: {', '.join(allowed) or '(none)'}"
-                )
+    check_params(name, params, source)
     model = cls(**params)
     model.stride = stride
     return model
@@ -166,6 +157,33 @@ def build_model(name: str, params: dict[str, Any] | None = None, source: str = "
 def model_role(name: str) -> str:
     """The registered role of model ``name`` (imports its module)."""
     return get_model_class(name).role
+
+
+def check_params(name: str, params: dict[str, Any], source: str = "model parameters") -> None:
+    """Check constructor parameters against the model's signature without building it: an unknown key,
+    or a value whose type cannot be the parameter's (a string for a number, ...), raises a one-line
+    ``ValueError`` naming ``source`` and the key. ``stride`` is the engine's and always allowed."""
+    cls = get_model_class(name)
+    sig = inspect.signature(cls.__init__)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    allowed = {k: p for k, p in sig.parameters.items() if k != "self"}
+    for key, value in params.items():
+        if key == "stride":
+            continue
+        if key not in allowed:
+            raise ValueError(
+                f"{source}: unknown parameter {key!r} for model {name!r}; allowed: {', '.join(allowed) or '(none)'}"
+            )
+        default = allowed[key].default
+        if value is None or default is inspect.Parameter.empty or default is None:
+            continue
+        ok = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(type(default))
+        if ok is not None and (not isinstance(value, ok) or (type(default) is not bool and isinstance(value, bool))):
+            raise ValueError(
+                f"{source}: parameter {key!r} of model {name!r} must be {type(default).__name__}, "
+                f"got {type(value).__name__} {value!r}"
+            )
 
 
 def count_parameters(model: nn.Module) -> int:

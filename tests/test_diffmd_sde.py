@@ -89,11 +89,11 @@ def test_sampler_lands_on_gaussian_marginal(name, options, tol, sigma_value, sca
     x, nfe = sampler(
         gaussian_score(mu, c2, sigma, scale),
         x_init,
+        ConditionalVESDE(noise_scale=scale),
         sigma,
         eps,
         batch_index=torch.arange(n) // 30,
         generator=g,
-        noise_scale=scale,
         **options,
     )
     target_var = c2 + scale**2 * float(ConditionalVESDE.marginal_var(torch.tensor(eps, dtype=F64), sigma[:1]))

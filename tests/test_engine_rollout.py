@@ -16,6 +16,7 @@ from diffmd.engine import evaluate as E
 from diffmd.engine import rollout as R
 from diffmd.engine import train as T
 from diffmd.registry import TrajectoryModel, build_model
+from diffmd.rundir import Rollout
 from diffmd.testing import ETHANOL_Z
 
 CFG = {"epochs": 1, "val_every": 1, "val_horizon": 10, "batch_size": 64, "device": "cpu"}
@@ -82,15 +83,10 @@ def test_divergence_is_recorded_and_armse_is_null():
     assert res.score_evals[0] == 3
     # other counters (e.g. Score Dynamics' bond-check resamples) are summed over the steps taken
     assert res.stats == {"resamples": float(res.diverged_at)}
-    roll = {
-        "positions": res.positions,
-        "reference": seg.positions[res.frame_indices],
-        "diverged": True,
-        "diverged_at": res.diverged_at,
-        "stride": 1,
-        "seconds": res.seconds,
-        "score_evals": res.score_evals,
-    }
+    roll = Rollout(path="rollout.npz", positions=res.positions, reference=seg.positions[res.frame_indices],
+                   atomic_numbers=seg.atomic_numbers, frame_indices=res.frame_indices, stride=1, dt_fs=0.5,
+                   diverged=True, diverged_at=res.diverged_at, seconds=res.seconds,
+                   score_evals=res.score_evals)  # fmt: skip
     rec = E.evaluate(roll, {"dataset": "md17", "molecule": "ethanol", "model": "x", "seed": 1})
     assert rec["armse"] is None and rec["armse_unaligned"] is None and rec["diverged"]
     assert len(rec["rmsd_per_frame"]) == res.diverged_at - 1

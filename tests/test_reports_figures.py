@@ -8,7 +8,7 @@ import pytest
 from diffmd.reports import costs, figures
 from diffmd.reports.__main__ import main
 from diffmd.reports.results import load_records, load_rollout
-from diffmd.reports.synthetic import vibrating_truth, write_benchmark, write_run
+from diffmd.testing.synthetic import vibrating_truth, write_benchmark, write_run
 
 MODELS = ["static", "egnn", "score_dynamics", "diffmd"]
 
@@ -99,7 +99,7 @@ def test_diffmd_training_cost_is_the_sum_over_grid_points(results):
     found = costs.find_benchmarks(results / "benchmarks")
     found = [p for p in found if "/train/" not in p or "/diffmd/" not in p]
     for point, seconds in (("p0", 10.0), ("p1", 30.0)):
-        path = results / f"benchmarks/diffmd_train_point/md17/ethanol/seed1/{point}.tsv"
+        path = results / f"benchmarks/diffmd_train_point/md17/ethanol/diffmd/seed1/{point}.tsv"
         write_benchmark(path, seconds, 900.0)
         found.append(str(path))
     assert costs.benchmark_identity(found[-1]) == {

@@ -16,65 +16,48 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import zipfile
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from diffmd.io import read_json, write_json
 from diffmd.metrics import armse_curve, rmsd_per_frame
-
-ROLLOUT_KEYS = ("positions", "reference", "frame_indices", "diverged", "diverged_at", "stride", "seconds",
-                "score_evals")  # fmt: skip
+from diffmd.rundir import Rollout, load_rollout, role_of, write_record
 
 
-def load_rollout(path: str | Path) -> dict[str, np.ndarray]:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: rollout not found")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
-        raise ValueError(f"{path}: corrupt or truncated npz ({exc})") from None
-    missing = [k for k in ROLLOUT_KEYS if k not in data]
-    if missing:
-        raise ValueError(f"{path}: missing key(s) {', '.join(missing)}")
-    return data
-
-
-def evaluate(roll: dict[str, np.ndarray], meta: dict[str, Any]) -> dict[str, Any]:
-    """The ``armse.json`` record of one rollout."""
-    pos, ref = roll["positions"], roll["reference"]
-    diverged = bool(roll["diverged"])
+def evaluate(roll: Rollout, meta: dict[str, Any]) -> dict[str, Any]:
+    """The ``armse.json`` record of one rollout (:class:`diffmd.rundir.Rollout`)."""
+    pos, ref = roll.positions, roll.reference
+    diverged = bool(roll.diverged)
     n = len(pos) - 1
-    done = int(roll["diverged_at"]) - 1 if diverged else n
+    done = int(roll.diverged_at) - 1 if diverged else n
     rmsd = rmsd_per_frame(pos[1 : done + 1], ref[1 : done + 1]) if done > 0 else np.zeros(0)
     raw = rmsd_per_frame(pos[1 : done + 1], ref[1 : done + 1], align=False) if done > 0 else np.zeros(0)
     curve = armse_curve(rmsd)
-    seconds = float(roll["seconds"])
-    evals = np.asarray(roll["score_evals"], dtype=np.float64)[:done]
+    seconds = float(roll.seconds or 0.0)
+    evals = np.asarray(roll.score_evals, dtype=np.float64)[:done]
+    model = meta.get("model", roll.model)
     return {
         "dataset": meta.get("dataset"),
-        "molecule": meta.get("molecule", str(roll.get("molecule", ""))),
-        "model": meta.get("model", str(roll.get("model", ""))),
+        "molecule": meta.get("molecule", roll.molecule),
+        "model": model,
+        "role": role_of(model),
         "seed": meta.get("seed"),
-        "source": str(roll["source"]) if "source" in roll else meta.get("source"),
-        "stride": int(roll["stride"]),
+        "source": roll.source if roll.source is not None else meta.get("source"),
+        "stride": int(roll.stride),
         "n_frames": n,
         "armse": None if diverged or done == 0 else float(curve[-1]),
         "armse_unaligned": None if diverged or done == 0 else float(np.sqrt(np.mean(raw**2))),
         "diverged": diverged,
-        "diverged_at": int(roll["diverged_at"]),
+        "diverged_at": int(roll.diverged_at),
         "rmsd_per_frame": rmsd.tolist(),
         "armse_curve": curve.tolist(),
         "score_evals_per_frame": float(evals.mean()) if evals.size else 0.0,
         "rollout_seconds": seconds,
         "frames_per_second": done / seconds if seconds > 0 else None,
         # per source frame (a stride-k model covers k frames per step)
-        "source_frames_per_second": done * int(roll["stride"]) / seconds if seconds > 0 else None,
-        "rollout_stats": json.loads(str(roll["rollout_stats"])) if "rollout_stats" in roll else {},
+        "source_frames_per_second": done * int(roll.stride) / seconds if seconds > 0 else None,
+        "rollout_stats": dict(roll.rollout_stats),
     }
 
 
@@ -103,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, help="RUNDIR/armse.json")
     a = p.parse_args(argv)
     rec = evaluate(load_rollout(a.rollout), json.loads(a.meta))
-    write_json(a.out, rec)
+    write_record(a.out, rec)
     print(json.dumps({k: rec[k] for k in ("molecule", "model", "armse", "armse_unaligned", "diverged")}))
 
 

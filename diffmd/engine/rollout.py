@@ -30,11 +30,15 @@ import numpy as np
 import torch
 
 from diffmd import batch as B
+from diffmd.config import section_defaults
 from diffmd.data.pairs import Segment, history_inputs, load_split, split_segments
 from diffmd.engine.common import load_checkpoint, resolve_device, seed_everything, set_threads
-from diffmd.io import atomic_path, save_npz
 from diffmd.provenance import write_provenance
 from diffmd.registry import TrajectoryModel
+from diffmd.rundir import write_rollout
+
+#: Default divergence bound (Å), from the config schema (rollout.divergence_bound_A).
+DIVERGENCE_BOUND_A = float(section_defaults("rollout")["divergence_bound_A"])
 
 
 @dataclass
@@ -76,7 +80,7 @@ def rollout(
     seg: Segment,
     start: int,
     n_steps: int,
-    divergence_bound_A: float = 100.0,
+    divergence_bound_A: float = DIVERGENCE_BOUND_A,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> RolloutResult:
@@ -90,6 +94,8 @@ def rollout(
     const = graph_tensors(seg, device, dtype)
     hist = [torch.as_tensor(seg.positions[start - j * k], dtype=dtype, device=device) for j in (2, 1, 0)]
     centre = hist[-1].mean(dim=0)
+    vel0, acc0 = history_inputs(hist[2], hist[1], hist[0])
+    model.begin_rollout({**const, B.POSITIONS: hist[2], B.VELOCITIES: vel0, B.ACCELERATIONS: acc0})
     out = np.full((n_steps + 1, seg.n_atoms, 3), np.nan)
     out[0] = seg.positions[start]
     evals = np.zeros(n_steps)
@@ -124,23 +130,6 @@ def n_steps_for(seg: Segment, stride: int, horizon: int | None, start: int) -> i
     return steps
 
 
-def write_extxyz(path: str | Path, positions: np.ndarray, numbers: np.ndarray, dt_fs: float, stride: int) -> None:
-    """The finite predicted frames as extended XYZ (ASE / OVITO / VMD), atomically."""
-    from ase import Atoms
-    from ase.io import write
-
-    frames = []
-    for i, x in enumerate(positions):
-        if not np.isfinite(x).all():
-            break
-        atoms = Atoms(numbers=numbers, positions=x)
-        atoms.info["step"] = i
-        atoms.info["time_fs"] = i * stride * dt_fs
-        frames.append(atoms)
-    with atomic_path(path) as tmp:
-        write(str(tmp), frames, format="extxyz")
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = json.loads(args.rollout_config)
     device = resolve_device(cfg.get("device", "auto"))
@@ -150,18 +139,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     start = seg.start
     steps = n_steps_for(seg, model.stride, cfg.get("horizon"), start)
     seed_everything(args.seed)
-    res = rollout(model, seg, start, steps, float(cfg.get("divergence_bound_A", 100.0)), device)
+    res = rollout(model, seg, start, steps, float(cfg.get("divergence_bound_A", DIVERGENCE_BOUND_A)), device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_npz(
-        out / "rollout.npz",
-        positions=res.positions, reference=seg.positions[res.frame_indices], frame_indices=res.frame_indices,
-        atomic_numbers=seg.atomic_numbers, diverged=np.bool_(res.diverged), diverged_at=np.int64(res.diverged_at),
-        stride=np.int64(model.stride), dt_fs=np.float64(seg.dt_fs), seconds=np.float64(res.seconds),
-        score_evals=res.score_evals, source=np.str_(seg.source), molecule=np.str_(seg.name),
-        model=np.str_(ckpt["model"]), rollout_stats=np.str_(json.dumps(res.stats, sort_keys=True)),
+    write_rollout(
+        out, positions=res.positions, reference=seg.positions[res.frame_indices], frame_indices=res.frame_indices,
+        atomic_numbers=seg.atomic_numbers, diverged_at=res.diverged_at, stride=model.stride, dt_fs=seg.dt_fs,
+        seconds=res.seconds, score_evals=res.score_evals, source=seg.source, molecule=seg.name,
+        model=ckpt["model"], rollout_stats=res.stats,
     )  # fmt: skip
-    write_extxyz(out / "rollout.extxyz", res.positions, seg.atomic_numbers, seg.dt_fs, model.stride)
     info = {"steps": steps, "start": start, "diverged_at": res.diverged_at, "seconds": res.seconds,
             "frames_per_second": res.n_done / max(res.seconds, 1e-12)}  # fmt: skip
     write_provenance(out, config={"rollout": cfg, "seed": args.seed, "checkpoint": str(args.checkpoint)},

@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from diffmd import batch as B
-from diffmd.config import deep_update, split_train_overrides
+from diffmd.config import deep_update, section_defaults, split_train_overrides
 from diffmd.data.pairs import PairDataset, Segment, load_split, split_segments
 from diffmd.engine.common import (
     load_torch,
@@ -45,46 +45,57 @@ from diffmd.engine.common import (
     set_rng_state,
     set_threads,
 )
-from diffmd.engine.rollout import n_steps_for, rollout
+from diffmd.engine.rollout import DIVERGENCE_BOUND_A, n_steps_for, rollout
 from diffmd.io import write_text
 from diffmd.metrics import armse
 from diffmd.provenance import sha256_file, write_provenance
 from diffmd.registry import TrajectoryModel, build_model
 
-DEFAULTS: dict[str, Any] = {
-    "optimizer": "adam",
-    "lr": 5.0e-4,
-    "weight_decay": 1.0e-10,
-    "scheduler": {"patience": 5, "factor": 0.5, "min_lr": 1.0e-7},
-    "batch_size": 200,
-    "epochs": 200,
-    "val_every": 5,
-    "val_horizon": 1000,
-    "max_train_pairs": None,
-    "device": "auto",
-    "divergence_bound_A": 100.0,
-}
+#: The trainer's settings when the config gives none: the schema's ``train`` defaults (the one home of
+#: every default, diffmd/config.schema.yaml) plus the rollout's divergence bound for validation rollouts.
+DEFAULTS: dict[str, Any] = {**section_defaults("train"), "divergence_bound_A": DIVERGENCE_BOUND_A}
 LOG_FIELDS = ("epoch", "loss", "val_armse", "lr", "seconds")
+
+
+def validation_rollouts(
+    model: TrajectoryModel, segs: list[Segment], horizon: int, bound: float, device: torch.device
+) -> dict[str, float]:
+    """Rollouts of ``horizon`` frames from each segment's start: ``{"armse"`` (mean aligned ARMSE, Å; inf if
+    any diverged), ``"frames"`` (model steps taken), ``"score_evals"`` (summed)``}``."""
+    values, frames, evals = [], 0, 0.0
+    for seg in segs:
+        steps = n_steps_for(seg, model.stride, horizon, seg.start)
+        res = rollout(model, seg, seg.start, steps, bound, device)
+        frames += max(res.n_done, 0) + (1 if res.diverged else 0)
+        evals += float(res.score_evals.sum())
+        if res.diverged:
+            return {"armse": math.inf, "frames": frames, "score_evals": evals}
+        values.append(armse(res.positions, seg.positions[res.frame_indices]))
+    return {"armse": float(np.mean(values)), "frames": frames, "score_evals": evals}
 
 
 def validation_armse(
     model: TrajectoryModel, segs: list[Segment], horizon: int, bound: float, device: torch.device
 ) -> float:
     """Mean aligned ARMSE (Å) of rollouts of ``horizon`` frames from each segment's start; inf if any diverged."""
-    values = []
-    for seg in segs:
-        steps = n_steps_for(seg, model.stride, horizon, seg.start)
-        res = rollout(model, seg, seg.start, steps, bound, device)
-        if res.diverged:
-            return math.inf
-        values.append(armse(res.positions, seg.positions[res.frame_indices]))
-    return float(np.mean(values))
+    return validation_rollouts(model, segs, horizon, bound, device)["armse"]
 
 
-def checkpoint(model: TrajectoryModel, params: dict, epoch: int, val: float) -> dict[str, Any]:
-    """The ``model.pt`` payload (docs/ARCHITECTURE.md)."""
+def resolve_train_config(train_cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The trainer's settings: :data:`DEFAULTS` <- the config's ``train`` <- the model's own ``train:``."""
+    cfg = deep_update(deep_update(DEFAULTS, train_cfg), overrides or {})
+    unknown = sorted(set(cfg) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"train config: unknown key(s) {', '.join(unknown)}")
+    return cfg
+
+
+def checkpoint(model: TrajectoryModel, params: dict, epoch: int, val: float,
+               train_overrides: dict | None = None) -> dict[str, Any]:  # fmt: skip
+    """The ``model.pt`` payload (docs/ARCHITECTURE.md); ``train_overrides``: the model's own ``train:``."""
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return {"model": model.name, "params": params, "state_dict": state, "epoch": epoch, "val_armse": val}
+    return {"model": model.name, "params": params, "state_dict": state, "epoch": epoch, "val_armse": val,
+            "train_overrides": dict(train_overrides or {})}  # fmt: skip
 
 
 def train_epoch(
@@ -127,7 +138,8 @@ def _log(row: dict[str, Any]) -> None:
 
 
 def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_segs: list[Segment],
-        seed: int, out: Path, device: torch.device, inputs: list[str]) -> dict[str, Any]:  # fmt: skip
+        seed: int, out: Path, device: torch.device, inputs: list[str],
+        overrides: dict | None = None) -> dict[str, Any]:  # fmt: skip
     """Train (resuming from ``out/last.pt`` when present) and write ``out/model.pt``.
 
     ``last.pt`` is only resumed when it was written for the same model, parameters, training
@@ -164,7 +176,7 @@ def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_
             sched.step(val)
             if val < state["best_val"]:
                 state["best_val"], state["best_epoch"] = val, epoch
-                save_torch(out / "best.pt", checkpoint(model, params, epoch, val))
+                save_torch(out / "best.pt", checkpoint(model, params, epoch, val, overrides))
         row = {"epoch": epoch, "loss": loss, "val_armse": val, "lr": opt.param_groups[0]["lr"],
                "seconds": time.perf_counter() - t0}  # fmt: skip
         state["rows"].append(row)
@@ -175,14 +187,14 @@ def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_
                                      "scheduler": sched.state_dict(), "rng": rng_state()})  # fmt: skip
     if not (out / "best.pt").exists():  # no finite validation: keep the final model
         val = validation_armse(model, val_segs, cfg["val_horizon"], cfg["divergence_bound_A"], device)
-        save_torch(out / "best.pt", checkpoint(model, params, state["epoch"], val))
+        save_torch(out / "best.pt", checkpoint(model, params, state["epoch"], val, overrides))
     best = load_torch(out / "best.pt")
     save_torch(out / "model.pt", best)
     return {"best_epoch": best["epoch"], "best_val_armse": best["val_armse"], "epochs": state["epoch"]}
 
 
 def reference_only(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_segs: list[Segment],
-                   out: Path, device: torch.device) -> dict[str, Any]:  # fmt: skip
+                   out: Path, device: torch.device, overrides: dict | None = None) -> dict[str, Any]:  # fmt: skip
     """Models with nothing to learn: one log row (training loss, validation ARMSE) and model.pt."""
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -192,17 +204,14 @@ def reference_only(model: TrajectoryModel, params: dict, cfg: dict, data: PairDa
            "seconds": time.perf_counter() - t0}  # fmt: skip
     _log(row)
     _write_log(out, [row])
-    save_torch(out / "model.pt", checkpoint(model, params, 0, val))
+    save_torch(out / "model.pt", checkpoint(model, params, 0, val, overrides))
     return {"best_epoch": 0, "best_val_armse": val, "epochs": 0}
 
 
 def train(split_path: str, model_name: str, params: dict, train_cfg: dict, seed: int, out: str | Path) -> dict:
     """Build the model and data, then train (or only evaluate a reference model); see module docstring."""
     params, overrides = split_train_overrides(params)
-    cfg = deep_update(deep_update(DEFAULTS, train_cfg), overrides)
-    unknown = sorted(set(cfg) - set(DEFAULTS))
-    if unknown:
-        raise ValueError(f"train config: unknown key(s) {', '.join(unknown)}")
+    cfg = resolve_train_config(train_cfg, overrides)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg["device"])
@@ -216,9 +225,9 @@ def train(split_path: str, model_name: str, params: dict, train_cfg: dict, seed:
           flush=True)  # fmt: skip
     inputs = [split_path] + sorted({s.path for s in data.segments + val_segs})
     if model.trainable:
-        info = fit(model, params, cfg, data, val_segs, seed, out, device, inputs)
+        info = fit(model, params, cfg, data, val_segs, seed, out, device, inputs, overrides)
     else:
-        info = reference_only(model, params, cfg, data, val_segs, out, device)
+        info = reference_only(model, params, cfg, data, val_segs, out, device, overrides)
     write_provenance(out, config={"model": model_name, "params": params, "train": cfg, "seed": seed},
                      inputs=inputs, device=str(device), extra=info)  # fmt: skip
     return info

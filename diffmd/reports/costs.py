@@ -17,12 +17,12 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-from diffmd.reports.results import PROPOSED_MODEL, RunRecord, source_label
+from diffmd.reports.results import RunRecord, source_label
 
 TRAINED_ONCE = "trained"
 #: Rules whose wall time is a model's training cost: the engine's ``train`` and DiffMD's grid
 #: points (one training per hyper-parameter point; DiffMD's cost is their sum per seed).
-TRAIN_RULES = ("train", f"{PROPOSED_MODEL}_train_point")
+TRAIN_RULES = ("train", "diffmd_train_point")
 
 
 def read_benchmark(path: str | os.PathLike) -> dict[str, float]:
@@ -53,8 +53,8 @@ def benchmark_identity(path: str | os.PathLike) -> dict[str, str] | None:
 
     Reads ``.../benchmarks/<rule>/<dataset>/<molecule>/<model>/seed<n>[.tsv | /<anything>.tsv]``:
     the first folder after ``benchmarks`` is the rule, then the dataset (md17 or c7o2h10), the
-    molecule (or ``trained`` for O2O training), the model and ``seed<n>``. DiffMD's grid rules
-    (``diffmd_*``) have no model folder: ``<rule>/<dataset>/<molecule>/seed<n>/<point>.tsv``.
+    molecule (or ``trained`` for O2O training), the model and ``seed<n>``; the tuning rules add one file
+    per grid point: ``<rule>/<dataset>/<molecule>/<model>/seed<n>/<point>.tsv``.
     """
     parts = Path(path).with_suffix("").parts
     if "benchmarks" not in parts:
@@ -64,8 +64,6 @@ def benchmark_identity(path: str | os.PathLike) -> dict[str, str] | None:
     if len(rest) < 4 or not datasets:
         return None
     i = datasets[0]
-    if rest[0].startswith(f"{PROPOSED_MODEL}_") and len(rest) > i + 2 and rest[i + 2].startswith("seed"):
-        rest.insert(i + 2, PROPOSED_MODEL)
     if len(rest) < i + 4 or not rest[i + 3].startswith("seed") or not rest[i + 3][4:].isdigit():
         return None
     return {"rule": rest[0], "dataset": rest[i], "molecule": rest[i + 1], "model": rest[i + 2], "seed": rest[i + 3][4:]}

@@ -24,8 +24,10 @@ from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
 from diffmd.elements import COLOURS, covalent_radius  # noqa: E402
 from diffmd.io import atomic_path  # noqa: E402
 from diffmd.metrics import kabsch_rotation  # noqa: E402
-from diffmd.reports.results import REFERENCE_MODELS, Rollout, RunRecord, run_identity  # noqa: E402
+from diffmd.registry import MODEL_MODULES  # noqa: E402
+from diffmd.reports.results import Rollout, RunRecord, run_identity  # noqa: E402
 from diffmd.reports.validity import find_bonds  # noqa: E402
+from diffmd.rundir import role_of  # noqa: E402
 
 
 def kabsch_onto(frame: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -145,7 +147,7 @@ def snapshot_figure(rollouts: list[Rollout], every: int, title: str, models: lis
             draw_molecule(ax, aligned, ro.atomic_numbers, axes3, centre, half)
             if r == 0:
                 ax.set_title(f"t0 + {offset * truth_ro.dt_fs:g} fs", fontsize=8)
-        suffix = " (ref.)" if label in REFERENCE_MODELS else ""
+        suffix = " (ref.)" if label in MODEL_MODULES and role_of(label) == "reference" else ""
         axs[r, 0].set_ylabel(label + suffix, fontsize=8, rotation=0, ha="right", va="center")
     fig.suptitle(title, fontsize=10)
     height = fig.get_size_inches()[1]
@@ -172,7 +174,7 @@ def curves_figure(records: list[RunRecord], title: str, models: list[str] | None
                     if y.size == 0:
                         continue
                     t = np.arange(1, y.size + 1) * rec.stride
-                    style = "--" if model in REFERENCE_MODELS else "-"
+                    style = "--" if rec.role == "reference" else "-"
                     ax.plot(
                         t,
                         np.where(y > 0, y, np.nan),

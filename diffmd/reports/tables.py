@@ -7,13 +7,15 @@ standard deviation over seeds when there is more than one.
 
 Choices (also printed under every table):
 
-* ``static`` and ``constant_velocity`` are *reference rows*: kept in the table, never bold or
-  underlined, and never the "best baseline". Baselines are every other model except DiffMD.
+* Rows are ranked by their model's registered role (:data:`diffmd.registry.ROLES`, carried in each
+  ``armse.json``): ``baseline`` and ``proposed`` rows are ranked; reference rows (static, constant
+  velocity), floors, physics oracles and force fields are kept in the table, never bold or underlined,
+  and never the "best baseline".
 * Bold = best, underlined = second best among the ranked rows, per column (ties share a mark).
 * NA = every seed of that cell diverged (``armse`` null). When only some seeds diverged, the cell
   shows the converged seeds and says how many diverged (``2/3 NA``).
-* "Relative improvement" = (best baseline - DiffMD) / best baseline, in %, once DiffMD is present
-  (negative when DiffMD is worse), as in the paper's last row.
+* "Relative improvement" = (best baseline - proposed) / best baseline, in %, for each proposed model
+  (negative when it is worse), as in the paper's last row.
 * A model with ``stride`` k > 1 (Score Dynamics) is evaluated on every k-th frame only; its row
   label says so.
 * A table holds one data set from one data source; mixing raises ``ValueError``.
@@ -26,13 +28,12 @@ import io
 import math
 from dataclasses import dataclass, field
 
-from diffmd.reports.results import (
-    PROPOSED_MODEL,
-    REFERENCE_MODELS,
-    RunRecord,
-    single_source,
-    source_label,
-)
+from diffmd.registry import RANKED_ROLES
+from diffmd.reports.results import RunRecord, single_source, source_label
+
+#: Row-label suffix of the roles that are shown but not ranked.
+ROLE_WORDS = {"reference": "reference", "floor": "floor", "oracle": "physics oracle",
+              "force_field": "force field, trained on forces"}  # fmt: skip
 
 TITLES = {
     "md17": "Table 1 (this run): ARMSE (Å, lower is better) of the test rollouts, MD17 molecules, S2L split",
@@ -99,13 +100,20 @@ def ordered(preferred: list[str] | None, present: list[str]) -> list[str]:
     return seen + [p for p in dict.fromkeys(present) if p not in seen]
 
 
-def ranked_models(models: list[str]) -> list[str]:
-    return [m for m in models if m not in REFERENCE_MODELS]
+Roles = dict[str, str]
 
 
-def column_marks(grid: Grid, models: list[str], column: str) -> dict[str, str]:
+def ranked_models(models: list[str], roles: Roles) -> list[str]:
+    return [m for m in models if roles.get(m, "baseline") in RANKED_ROLES]
+
+
+def proposed_models(models: list[str], roles: Roles) -> list[str]:
+    return [m for m in models if roles.get(m) == "proposed"]
+
+
+def column_marks(grid: Grid, models: list[str], column: str, roles: Roles) -> dict[str, str]:
     """``{model: "best" | "second"}`` for one column among the ranked rows; ties share a mark."""
-    means = {m: grid[(m, column)].mean for m in ranked_models(models) if (m, column) in grid}
+    means = {m: grid[(m, column)].mean for m in ranked_models(models, roles) if (m, column) in grid}
     finite = sorted({v for v in means.values() if v is not None})
     marks: dict[str, str] = {}
     for model, value in means.items():
@@ -118,20 +126,20 @@ def column_marks(grid: Grid, models: list[str], column: str) -> dict[str, str]:
     return marks
 
 
-def relative_improvement(grid: Grid, models: list[str], column: str) -> float | None:
-    """(best baseline - DiffMD) / best baseline x 100 (%); None without DiffMD or a finite baseline."""
-    proposed = grid.get((PROPOSED_MODEL, column))
-    if proposed is None or proposed.mean is None:
+def relative_improvement(grid: Grid, models: list[str], column: str, roles: Roles, proposed: str) -> float | None:
+    """(best baseline - proposed) / best baseline x 100 (%); None without it or a finite baseline."""
+    cell = grid.get((proposed, column))
+    if cell is None or cell.mean is None:
         return None
     baselines = [
         grid[(m, column)].mean
-        for m in ranked_models(models)
-        if m != PROPOSED_MODEL and (m, column) in grid and grid[(m, column)].mean is not None
+        for m in ranked_models(models, roles)
+        if roles.get(m, "baseline") == "baseline" and (m, column) in grid and grid[(m, column)].mean is not None
     ]
     if not baselines or min(baselines) <= 0:
         return None
     best = min(baselines)
-    return 100.0 * (best - proposed.mean) / best
+    return 100.0 * (best - cell.mean) / best
 
 
 def ordinal(k: int) -> str:
@@ -140,11 +148,11 @@ def ordinal(k: int) -> str:
     return f"{k}{suffix}"
 
 
-def row_label(model: str, grid: Grid, columns: list[str]) -> str:
+def row_label(model: str, grid: Grid, columns: list[str], roles: Roles) -> str:
     stride = max((grid[(model, c)].stride for c in columns if (model, c) in grid), default=1)
     label = model
-    if model in REFERENCE_MODELS:
-        label += " (reference)"
+    if roles.get(model, "baseline") in ROLE_WORDS:
+        label += f" ({ROLE_WORDS[roles[model]]})"
     if stride > 1:
         label += f" (every {ordinal(stride)} frame)"
     return label
@@ -159,14 +167,24 @@ class ArmseTable:
     models: list[str]
     columns: list[str]
     grid: Grid
+    roles: Roles = field(default_factory=dict)
+
+    @property
+    def proposed(self) -> list[str]:
+        return proposed_models(self.models, self.roles)
 
     @property
     def has_proposed(self) -> bool:
-        return any(m == PROPOSED_MODEL for m in self.models)
+        return bool(self.proposed)
 
-    def improvement_row(self) -> list[str]:
-        vals = [relative_improvement(self.grid, self.models, c) for c in self.columns]
-        return ["NA" if v is None else f"{v:.1f}%" for v in vals]
+    def improvement_rows(self) -> list[tuple[str, list[str]]]:
+        """(label, cells) per proposed model: "Relative improvement" [+ " (name)" when several]."""
+        rows = []
+        for model in self.proposed:
+            vals = [relative_improvement(self.grid, self.models, c, self.roles, model) for c in self.columns]
+            label = "Relative improvement" + (f" ({model})" if len(self.proposed) > 1 else "")
+            rows.append((label, ["NA" if v is None else f"{v:.1f}%" for v in vals]))
+        return rows
 
 
 def make_table(
@@ -177,20 +195,22 @@ def make_table(
     grid = build_grid(records)
     model_order = ordered(models, [r.model for r in records])
     col_order = ordered(columns, [r.molecule for r in records])
-    return ArmseTable(dataset, source, model_order, col_order, grid)
+    roles = {r.model: r.role for r in records}
+    return ArmseTable(dataset, source, model_order, col_order, grid, roles)
 
 
 def footnotes(table: ArmseTable) -> list[str]:
+    unranked = [m for m in table.models if m not in ranked_models(table.models, table.roles)]
     notes = [
         "Bold: best; underlined: second best, per column, among learned models. "
-        f"Reference rows ({', '.join(REFERENCE_MODELS)}) are shown but not ranked.",
+        f"Reference rows ({', '.join(unranked)}) are shown but not ranked.",
         "NA: the rollout diverged (NaN, inf or atoms beyond the divergence bound). "
         "Several seeds: mean ± sample std over the converged seeds.",
     ]
     if table.has_proposed:
         notes.append(
-            "Relative improvement: (best baseline - DiffMD) / best baseline; baselines are the ranked rows "
-            "other than DiffMD."
+            "Relative improvement: (best baseline - proposed) / best baseline; baselines are the ranked rows "
+            "other than the proposed model(s)."
         )
     strided = sorted({c.stride for c in table.grid.values() if c.stride > 1})
     if strided:
@@ -219,12 +239,12 @@ def render_markdown(table: ArmseTable) -> str:
         "| Model | " + " | ".join(table.columns) + " |",
         "|---|" + "---:|" * len(table.columns),
     ]
-    marks = {c: column_marks(table.grid, table.models, c) for c in table.columns}
+    marks = {c: column_marks(table.grid, table.models, c, table.roles) for c in table.columns}
     for model in table.models:
         cells = [_md_cell(table.grid.get((model, c), Cell()).text(), marks[c].get(model)) for c in table.columns]
-        lines.append(f"| {row_label(model, table.grid, table.columns)} | " + " | ".join(cells) + " |")
-    if table.has_proposed:
-        lines.append("| Relative improvement | " + " | ".join(table.improvement_row()) + " |")
+        lines.append(f"| {row_label(model, table.grid, table.columns, table.roles)} | " + " | ".join(cells) + " |")
+    for label, cells in table.improvement_rows():
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
     lines += [f"- {n}" for n in footnotes(table)]
     return "\n".join(lines) + "\n"
@@ -238,9 +258,9 @@ def render_csv(table: ArmseTable) -> str:
     label = source_label(table.dataset, table.source)
     for model in table.models:
         cells = [table.grid.get((model, c), Cell()).text() for c in table.columns]
-        role = "reference" if model in REFERENCE_MODELS else "proposed" if model == PROPOSED_MODEL else "baseline"
+        role = table.roles.get(model, "baseline")
         stride = max((table.grid[(model, c)].stride for c in table.columns if (model, c) in table.grid), default=1)
         writer.writerow([model, *cells, role, stride, label])
-    if table.has_proposed:
-        writer.writerow(["relative_improvement", *table.improvement_row(), "summary", "", label])
+    for row, cells in table.improvement_rows():
+        writer.writerow([row.lower().replace(" ", "_"), *cells, "summary", "", label])
     return buf.getvalue()

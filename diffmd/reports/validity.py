@@ -26,8 +26,9 @@ import numpy as np
 
 from diffmd.graph import BOND_SCALE
 from diffmd.graph import find_bonds as graph_find_bonds
-from diffmd.reports.results import REFERENCE_MODELS, Rollout, run_identity
+from diffmd.reports.results import Rollout, run_identity
 from diffmd.reports.tables import ordered
+from diffmd.rundir import role_of
 
 DEFAULTS = {"bond_factor": BOND_SCALE, "bond_tolerance": 0.10, "break_factor": 1.5, "clash_A": 0.7}
 GROUND_TRUTH = "ground_truth"
@@ -174,7 +175,7 @@ def render_validity_md(rows: list[ValidityRow], data_label: str, models: list[st
     ):
         out += [f"{title}.", "", "| Model | " + " | ".join(molecules) + " |", "|---|" + "---:|" * len(molecules)]
         for model in model_order:
-            label = model + (" (reference)" if model in REFERENCE_MODELS else "")
+            label = model + (" (reference)" if model != GROUND_TRUTH and role_of(model) == "reference" else "")
             cells = [_mean_cell([r for r in rows if r.model == model and r.molecule == m], kind) for m in molecules]
             out.append(f"| {label} | " + " | ".join(cells) + " |")
         out.append("")

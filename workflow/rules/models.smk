@@ -5,8 +5,8 @@
 #   results/md17/{molecule}/summary.json                       every model and seed of one molecule
 # Single target:   snakemake --cores 2 results/md17/aspirin/egnn/seed1/armse.json
 # One molecule:    snakemake --cores 2 results/md17/aspirin/summary.json
-# The DiffMD checkpoint comes from its grid-tuning rules (diffmd.smk), hence TRAIN_MODELS.
-# Helpers (TRAIN_MODELS, engine_split, rollout_inputs, ...) live in common.smk.
+# Models with a tuning procedure (DiffMD's grid, diffmd.smk) get their checkpoint from its rules:
+# the train rule only matches PLAN.engine_models(). Input functions live in common.smk.
 
 
 rule train:
@@ -21,11 +21,11 @@ rule train:
     benchmark:
         "results/benchmarks/train/{dataset}/{molecule}/{model}/seed{seed}.tsv"
     wildcard_constraints:
-        molecule=TRAIN_RUN_NAMES,
-        model="|".join(TRAIN_MODELS),
+        molecule="|".join(PLAN.train_run_names()),
+        model="|".join(PLAN.engine_models()),
     params:
-        model_params=train_model_params,
-        train=train_config,
+        model_params=model_params_arg,
+        train=arg(PLAN.train_config()),
         out=subpath(output[0], parent=True),
     resources:
         gpu=1,
@@ -47,10 +47,10 @@ rule rollout:
     benchmark:
         "results/benchmarks/rollout/{dataset}/{molecule}/{model}/seed{seed}.tsv"
     wildcard_constraints:
-        molecule=TEST_RUN_NAMES,
+        molecule="|".join([*MD17_MOLECULES, ISOMER_PATTERN]),
     params:
         target=rollout_target,
-        cfg=rollout_config,
+        cfg=arg(PLAN.rollout_config()),
         out=subpath(output.npz, parent=True),
     resources:
         gpu=1,
@@ -71,7 +71,7 @@ rule evaluate:
     benchmark:
         "results/benchmarks/evaluate/{dataset}/{molecule}/{model}/seed{seed}.tsv"
     wildcard_constraints:
-        molecule=TEST_RUN_NAMES,
+        molecule="|".join([*MD17_MOLECULES, ISOMER_PATTERN]),
     params:
         meta=run_meta,
     threads: 1
@@ -83,7 +83,7 @@ rule md17_molecule:
     conda:
         "../../envs/workflow.yaml"
     input:
-        molecule_runs,
+        summary_inputs,
     output:
         "results/md17/{molecule}/summary.json",
     log:
@@ -96,8 +96,3 @@ rule md17_molecule:
     shell:
         "python -m diffmd.engine.evaluate summarize --out {output} {input} > {log} 2>&1"
 
-
-ALL_TARGETS.extend(
-    expand("results/md17/{molecule}/{model}/seed{seed}/armse.json", molecule=MD17_MOLECULES, model=MODELS, seed=SEEDS)
-)
-ALL_TARGETS.append(c7o2h10_armse)

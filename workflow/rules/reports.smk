@@ -5,11 +5,7 @@
 # builds one browsable page. Run paths come from docs/ARCHITECTURE.md ("Result files");
 # the C7O2H10 targets come from c7o2h10_targets() in data.smk.
 
-REPORT = config.get("report", {})
-SNAPSHOT_EVERY = int(REPORT.get("snapshot_every", 800))
-#: seed whose rollouts are drawn in the snapshot figures
-FIGURE_SEED = min(SEEDS)
-TABLE_NUMBER = {"md17": "1", "c7o2h10": "2"}
+SNAPSHOT_EVERY = PLAN.config["report"]["snapshot_every"]
 
 
 rule aggregate:
@@ -69,7 +65,7 @@ rule validity:
                     category="Tables", subcategory="Physical validity"),
     params:
         models=" ".join(MODELS),
-        validity=as_json_arg(REPORT.get("validity", {})),
+        validity=arg(PLAN.config["report"]["validity"]),
     log:
         "results/logs/validity/{dataset}.log",
     benchmark:
@@ -92,7 +88,7 @@ rule snapshots:
     params:
         models=" ".join(MODELS),
         every=SNAPSHOT_EVERY,
-        seed=FIGURE_SEED,
+        seed=PLAN.figure_seed(),
     log:
         "results/logs/snapshots/{dataset}_{molecule}.log",
     benchmark:
@@ -142,17 +138,3 @@ rule costs:
     shell:
         "python -m diffmd.reports costs --inputs {input.armse} --benchmarks {input.benchmarks} --benchmark-dir results/benchmarks --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
 
-
-ALL_TARGETS.extend(
-    expand("results/tables/{name}.{ext}", name=["table1_md17", "table2_c7o2h10"], ext=["csv", "md", "html"])
-    + expand(
-        "results/tables/{kind}_{dataset}.{ext}",
-        kind=["paper_vs_ours", "validity"],
-        dataset=["md17", "c7o2h10"],
-        ext=["csv", "md", "html"],
-    )
-    + expand("results/figures/armse_curves_{dataset}.png", dataset=["md17", "c7o2h10"])
-    + expand("results/figures/snapshots_md17_{molecule}.png", molecule=MD17_MOLECULES)
-    + ["results/tables/costs.csv", "results/tables/costs.md", "results/tables/costs.html"]
-)
-ALL_TARGETS.append(c7o2h10_snapshot_figures)

@@ -35,7 +35,7 @@ def sampler_kwargs(name: str, options: dict[str, dict[str, Any]] | None) -> dict
     if unknown:
         raise ValueError(f"diffmd sampler_options: unknown sampler(s) {', '.join(unknown)}")
     kwargs = dict(options.get(name) or {})
-    fixed = {"score_fn", "x_init", "sigma", "eps", "batch_index", "generator", "noise_scale"}
+    fixed = {"score_fn", "x_init", "sde", "sigma", "eps", "batch_index", "generator"}
     allowed = set(inspect.signature(get_sampler(name)).parameters) - fixed
     bad = sorted(set(kwargs) - allowed)
     if bad:
@@ -141,11 +141,11 @@ class DiffMD(TrajectoryModel):
         return self.sampler(
             score_fn,
             batch[B.POSITIONS],
+            self.sde,
             sigma,
             self.eps,
             batch_index=batch[B.BATCH],
             generator=generator,
-            noise_scale=self.sde.noise_scale,
             **self.sampler_options,
         )
 

@@ -12,19 +12,20 @@ s = eps, starting from the previous frame x(t) as the prior sample of x(t+1) (th
   (Song et al. 2020b, Algorithm 4/5).
 
 ``score_fn(x, s)`` takes positions (n_atoms, 3) Å and a scalar time tensor and returns the score
-(n_atoms, 3) 1/Å. ``noise_scale`` (Å per SDE unit) multiplies the diffusion: g^2 = noise_scale^2
-sigma^(2s). Each sampler returns (x(eps), number of score evaluations).
+(n_atoms, 3) 1/Å. ``sde`` is the SDE object (:class:`diffmd.models.diffmd.sde.ConditionalVESDE`): the
+samplers take the squared diffusion g^2 from ``sde.g2`` and never recompute it (score_sde's shape).
+Each sampler returns (x(eps), number of score evaluations).
 The code shape follows score_sde_pytorch's ``sampling.py`` (a registry of named samplers).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
 
 from diffmd.graph import scatter_sum
+from diffmd.models.diffmd.sde import ConditionalVESDE
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _SAMPLERS: dict[str, Callable] = {}
@@ -56,6 +57,7 @@ def _time(value: float, like: torch.Tensor) -> torch.Tensor:
 def ode_sampler(
     score_fn: ScoreFn,
     x_init: torch.Tensor,
+    sde: ConditionalVESDE,
     sigma: torch.Tensor,
     eps: float,
     batch_index: torch.Tensor | None = None,
@@ -64,7 +66,6 @@ def ode_sampler(
     atol: float = 1e-5,
     method: str = "dopri5",
     step_size: float | None = None,
-    noise_scale: float = 1.0,
 ) -> tuple[torch.Tensor, int]:
     """Probability-flow ODE from s = 1 to ``eps`` (deterministic; ``generator`` unused).
 
@@ -74,7 +75,7 @@ def ode_sampler(
     from torchdiffeq import odeint
 
     nfe = 0
-    log_sigma, log_scale2 = torch.log(sigma)[:, None], 2 * math.log(noise_scale)
+    log_sigma = torch.log(sigma)[:, None]
 
     def drift(s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         nonlocal nfe
@@ -82,7 +83,7 @@ def ode_sampler(
         # adaptive solvers probe stage times outside [eps, 1] (initial step selection, overshoot);
         # sigma^(2s) and the kernel variance are only meaningful inside it
         s = s.clamp(eps, 1.0)
-        return -0.5 * torch.exp(2 * s * log_sigma + log_scale2) * score_fn(x, s)
+        return -0.5 * sde.g2(s, log_sigma) * score_fn(x, s)
 
     times = torch.stack([_time(1.0, x_init), _time(eps, x_init)])
     options = {"step_size": step_size} if step_size is not None else None  # fixed-grid methods (rk4, euler)
@@ -99,13 +100,13 @@ def _reverse_step(
     x: torch.Tensor,
     s: float,
     ds: float,
+    sde: ConditionalVESDE,
     log_sigma: torch.Tensor,
-    log_scale2: float,
     generator: torch.Generator | None,
     add_noise: bool,
 ) -> torch.Tensor:
     """One Euler-Maruyama step of the reverse SDE from s to s - ds."""
-    g2 = torch.exp(2 * s * log_sigma + log_scale2)
+    g2 = sde.g2(s, log_sigma)
     x_mean = x + g2 * score_fn(x, _time(s, x)) * ds
     if not add_noise:
         return x_mean
@@ -116,20 +117,20 @@ def _reverse_step(
 def euler_maruyama_sampler(
     score_fn: ScoreFn,
     x_init: torch.Tensor,
+    sde: ConditionalVESDE,
     sigma: torch.Tensor,
     eps: float,
     batch_index: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     n_steps: int = 100,
-    noise_scale: float = 1.0,
 ) -> tuple[torch.Tensor, int]:
     """Reverse SDE with ``n_steps`` uniform steps on [eps, 1]; the last step is noise-free."""
-    log_sigma, log_scale2 = torch.log(sigma)[:, None], 2 * math.log(noise_scale)
+    log_sigma = torch.log(sigma)[:, None]
     ds = (1.0 - eps) / n_steps
     x = x_init
     for k in range(n_steps):
         x = _reverse_step(
-            score_fn, x, 1.0 - k * ds, ds, log_sigma, log_scale2, generator, add_noise=k < n_steps - 1
+            score_fn, x, 1.0 - k * ds, ds, sde, log_sigma, generator, add_noise=k < n_steps - 1
         )
     return x, n_steps
 
@@ -156,6 +157,7 @@ def _langevin_step(
 def pc_sampler(
     score_fn: ScoreFn,
     x_init: torch.Tensor,
+    sde: ConditionalVESDE,
     sigma: torch.Tensor,
     eps: float,
     batch_index: torch.Tensor | None = None,
@@ -163,18 +165,17 @@ def pc_sampler(
     n_steps: int = 100,
     n_corrector: int = 1,
     snr: float = 0.16,
-    noise_scale: float = 1.0,
 ) -> tuple[torch.Tensor, int]:
     """Algorithm 1: ``n_steps`` (N_P) predictor steps, each followed by ``n_corrector`` corrector steps."""
     if batch_index is None:
         batch_index = torch.zeros(x_init.shape[0], dtype=torch.long, device=x_init.device)
-    log_sigma, log_scale2 = torch.log(sigma)[:, None], 2 * math.log(noise_scale)
+    log_sigma = torch.log(sigma)[:, None]
     ds = (1.0 - eps) / n_steps
     x = x_init
     for k in range(n_steps):
         s_next = 1.0 - (k + 1) * ds
         x = _reverse_step(
-            score_fn, x, 1.0 - k * ds, ds, log_sigma, log_scale2, generator, add_noise=k < n_steps - 1
+            score_fn, x, 1.0 - k * ds, ds, sde, log_sigma, generator, add_noise=k < n_steps - 1
         )
         for _ in range(n_corrector):
             x = _langevin_step(score_fn, x, s_next, snr, batch_index, generator)

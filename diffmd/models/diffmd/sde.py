@@ -17,6 +17,7 @@ score_sde_pytorch's ``sde_lib.py`` and ``losses.py``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -84,6 +85,12 @@ class ConditionalVESDE:
     def diffusion_sq(s: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """g(s)^2 = sigma^(2s) (Eq. 5), the derivative of :meth:`marginal_var` in ``s``."""
         return torch.exp(2 * s * torch.log(sigma))
+
+    def g2(self, s: torch.Tensor | float, log_sigma: torch.Tensor) -> torch.Tensor:
+        """The samplers' squared diffusion in Å² per unit s: noise_scale² sigma^(2s), from ``log_sigma``
+        = ln sigma (n_atoms, 1). The one place the samplers get the noise from (a change of noise, e.g.
+        of ``noise_scale``, lives here)."""
+        return torch.exp(2 * s * log_sigma + 2 * math.log(self.noise_scale))
 
 
 ScoreModel = Callable[[B.Batch, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

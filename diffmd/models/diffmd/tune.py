@@ -17,7 +17,6 @@ CLI::
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import time
@@ -26,58 +25,33 @@ from typing import Any
 
 import numpy as np
 
-TRAIN_KEYS = ("sigma_s", "a_bar", "eta_sigma")
+from diffmd.plan import GRID_TRAIN_KEYS as TRAIN_KEYS
+from diffmd.plan import fmt, grid_points, point_name, point_params
 
-
-def fmt(value: float) -> str:
-    """Compact, file-name-safe number: 0.001 -> 0.001, 1e-05 -> 1e-05, 10.0 -> 10."""
-    return f"{float(value):g}"
-
-
-def point_name(sigma_s: float, a_bar: float, eta_sigma: float) -> str:
-    return f"s{fmt(sigma_s)}_a{fmt(a_bar)}_h{fmt(eta_sigma)}"
-
-
-def grid_points(grid: dict[str, list[float]]) -> dict[str, dict[str, float]]:
-    """Training points of the grid, ``{name: {sigma_s, a_bar, eta_sigma}}`` in grid order."""
-    missing = [k for k in TRAIN_KEYS + ("eps",) if not grid.get(k)]
-    if missing:
-        raise ValueError(f"diffmd.grid: missing or empty key(s) {', '.join(missing)}")
-    bad = [e for e in grid["eps"] if not 0 < float(e) < 1]
-    if bad:
-        raise ValueError(f"diffmd.grid.eps: values must lie in (0, 1), got {bad}")
-    points = {}
-    for combo in itertools.product(*(grid[k] for k in TRAIN_KEYS)):
-        values = dict(zip(TRAIN_KEYS, map(float, combo)))
-        points[point_name(*combo)] = values
-    return points
-
-
-def point_params(base: dict[str, Any], grid: dict[str, list[float]], point: str) -> dict[str, Any]:
-    """Model parameters of one training point: ``base`` + the point's values + train_eps = min(grid eps)."""
-    points = grid_points(grid)
-    if point not in points:
-        raise KeyError(f"diffmd grid point {point!r} is not in diffmd.grid")
-    return {**base, **points[point], "train_eps": float(min(grid["eps"]))}
+__all__ = ["TRAIN_KEYS", "fmt", "grid_points", "point_name", "point_params", "validate", "select", "write_selection"]
 
 
 def validate(split: str, checkpoint: str, eps: float, train_cfg: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Validation ARMSE (Å) of ``checkpoint`` sampled with ``eps``, via the engine's validation rollout."""
+    """Validation ARMSE (Å) of ``checkpoint`` sampled with ``eps``, via the engine's validation rollout.
+
+    The trainer's settings are merged exactly as in training: defaults <- ``train_cfg`` <- the model's
+    own ``train:`` overrides (kept in the checkpoint).
+    """
     from diffmd.data.pairs import load_split, split_segments
     from diffmd.engine.common import load_checkpoint, resolve_device, seed_everything
-    from diffmd.engine.train import DEFAULTS, validation_armse
+    from diffmd.engine.train import resolve_train_config, validation_rollouts
 
-    cfg = {**DEFAULTS, **train_cfg}
-    device = resolve_device(cfg["device"])
+    device = resolve_device(resolve_train_config(train_cfg)["device"])
     model, ckpt = load_checkpoint(checkpoint, device)
+    cfg = resolve_train_config(train_cfg, ckpt.get("train_overrides"))
     model.eval()
     model.eps = float(eps)
     segs = split_segments(load_split(split), "val", stride=model.stride)
     seed_everything(seed)
-    counts = _count_score_evals(model)
     t0 = time.perf_counter()
-    val = validation_armse(model, segs, cfg["val_horizon"], cfg["divergence_bound_A"], device)
+    res = validation_rollouts(model, segs, cfg["val_horizon"], cfg["divergence_bound_A"], device)
     seconds = time.perf_counter() - t0
+    val = res["armse"]
     params = ckpt["params"]
     return {
         "point": point_name(params["sigma_s"], params["a_bar"], params["eta_sigma"]),
@@ -88,25 +62,10 @@ def validate(split: str, checkpoint: str, eps: float, train_cfg: dict[str, Any],
         "checkpoint": str(checkpoint),
         "val_horizon": cfg["val_horizon"],
         "seconds": seconds,
-        "frames": counts["frames"],
-        "score_evals": counts["score_evals"],
-        "score_evals_per_frame": counts["score_evals"] / max(counts["frames"], 1),
+        "frames": int(res["frames"]),
+        "score_evals": int(res["score_evals"]),
+        "score_evals_per_frame": res["score_evals"] / max(res["frames"], 1),
     }
-
-
-def _count_score_evals(model) -> dict[str, int]:
-    """Accumulate what the rollout reads (and resets) from ``model.rollout_stats()`` once per step."""
-    counts = {"frames": 0, "score_evals": 0}
-    read = model.rollout_stats
-
-    def stats() -> dict[str, float]:
-        out = read()
-        counts["frames"] += 1
-        counts["score_evals"] += int(out.get("score_evals", 0))
-        return out
-
-    model.rollout_stats = stats
-    return counts
 
 
 def select(grid_dir: str | Path, grid: dict[str, list[float]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -1,4 +1,5 @@
-"""Synthetic run directories for testing the report layer (tests only; the workflow never uses this).
+"""Synthetic run directories for testing the report layer (tests only; production code never imports
+:mod:`diffmd.testing`). Written through :mod:`diffmd.rundir`, the run files' one writer.
 
 A "ground truth" is the first MD17 ethanol frame (Chmiela et al. 2017, copied from the fixture
 ``md17_ethanol_first3.xyz``) vibrating with small sinusoidal displacements; a fake rollout of a
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from diffmd.io import save_npz, write_json
+from diffmd.rundir import role_of, write_record, write_rollout
 from diffmd.testing import ETHANOL_X, ETHANOL_Z
 
 # the first MD17 ethanol frame, shared with the model tests
@@ -57,25 +58,29 @@ def write_run(
     rmsd = np.sqrt(((pred[1:] - ref[1:]) ** 2).sum(-1).mean(-1))
     curve = np.sqrt(np.cumsum(rmsd**2) / np.arange(1, n + 1))
     armse = None if diverged else float(math.sqrt(float(np.mean(rmsd**2))))
-    save_npz(
-        run / "rollout.npz",
+    write_rollout(
+        run,
         positions=pred,
         reference=ref,
         frame_indices=np.arange(n + 1) * stride,
         atomic_numbers=ETHANOL_Z,
-        diverged=np.bool_(diverged),
-        diverged_at=np.int64(n // 2 if diverged else -1),
-        stride=np.int64(stride),
-        dt_fs=np.float64(dt_fs),
-        seconds=np.float64(0.01 * n),
+        diverged_at=n // 2 if diverged else -1,
+        stride=stride,
+        dt_fs=dt_fs,
+        seconds=0.01 * n,
         score_evals=np.full(n, score_evals, dtype=np.int64),
+        source=source,
+        molecule=molecule,
+        model=model,
+        extxyz=False,
     )
-    write_json(
+    write_record(
         run / "armse.json",
         {
             "dataset": dataset,
             "molecule": molecule,
             "model": model,
+            "role": role_of(model),
             "seed": seed,
             "source": source,
             "stride": stride,

@@ -1,0 +1,364 @@
+"""The experiment plan: what the workflow runs, decided here from the validated config (and tested).
+
+The Snakemake rule files only name file patterns and call the package; every decision with a branch
+lives in :class:`Plan`: the task of each dataset (S2L or O2O), run directories, each model's resolved
+parameters (strides from the config included), the trainer and rollout settings, history frames,
+the tuning points of tuned models, the cost benchmark's runs and the final targets. Models are
+asked for their role, tuning and stride source through the registry (:mod:`diffmd.registry`), never
+by name.
+
+Paths (docs/ARCHITECTURE.md): ``data/md17/{molecule}.npz``, ``data/c7o2h10/{isomer}.npz``, split files
+``data/splits/md17/{molecule}.json`` (S2L) and ``data/splits/c7o2h10.json`` (O2O), run directories
+``results/{dataset}/{molecule}/{model}/seed{seed}``; an O2O model is trained once, under the run name
+``trained``, and rolled out on every target isomer.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from diffmd.config import (
+    deep_update,
+    fill_defaults,
+    load_schema,
+    resolve_model_config,
+    split_train_overrides,
+    validate_config,
+)
+
+#: The paper's two tasks: S2L (short-to-long, one trajectory per molecule) and O2O (one-to-others).
+TASKS = {"md17": "s2l", "c7o2h10": "o2o"}
+#: Run name of O2O models, trained once for every target isomer.
+O2O_TRAINED = "trained"
+#: ``{molecule}`` of C7O2H10 isomers: ``iso<ID>`` downloaded, ``xtb<NN>`` simulated (never "trained").
+ISOMER_PATTERN = r"iso\d+|xtb\d+"
+#: Tuning procedures the plan knows (a model's ``tuning`` attribute names one).
+TUNINGS = ("diffmd_grid",)
+GRID_TRAIN_KEYS = ("sigma_s", "a_bar", "eta_sigma")
+
+
+def fmt(value: float) -> str:
+    """Compact, file-name-safe number: 0.001 -> 0.001, 1e-05 -> 1e-05, 10.0 -> 10."""
+    return f"{float(value):g}"
+
+
+def point_name(sigma_s: float, a_bar: float, eta_sigma: float) -> str:
+    """A DiffMD grid point's directory name, ``s<sigma_s>_a<a_bar>_h<eta_sigma>``."""
+    return f"s{fmt(sigma_s)}_a{fmt(a_bar)}_h{fmt(eta_sigma)}"
+
+
+def grid_points(grid: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    """Training points of a (sigma_s, a_bar, eta_sigma, eps) grid, ``{name: {sigma_s, a_bar, eta_sigma}}``."""
+    missing = [k for k in GRID_TRAIN_KEYS + ("eps",) if not grid.get(k)]
+    if missing:
+        raise ValueError(f"diffmd.grid: missing or empty key(s) {', '.join(missing)}")
+    bad = [e for e in grid["eps"] if not 0 < float(e) < 1]
+    if bad:
+        raise ValueError(f"diffmd.grid.eps: values must lie in (0, 1), got {bad}")
+    points = {}
+    for combo in itertools.product(*(grid[k] for k in GRID_TRAIN_KEYS)):
+        points[point_name(*combo)] = dict(zip(GRID_TRAIN_KEYS, map(float, combo)))
+    return points
+
+
+def point_params(base: dict[str, Any], grid: dict[str, list[float]], point: str) -> dict[str, Any]:
+    """Model parameters of one training point: ``base`` + the point's values + train_eps = min(grid eps)."""
+    points = grid_points(grid)
+    if point not in points:
+        raise KeyError(f"diffmd grid point {point!r} is not in diffmd.grid")
+    return {**base, **points[point], "train_eps": float(min(grid["eps"]))}
+
+
+@dataclass(frozen=True)
+class CostRun:
+    """One simulator of the cost-of-simulated-time benchmark (benchmarks/cost.py)."""
+
+    label: str
+    checkpoint: str
+    armse_json: str | None  # the table run's armse.json, or None for a cost-only checkpoint
+
+
+class Plan:
+    """Everything the workflow needs, from one validated experiment config (defaults filled in)."""
+
+    def __init__(self, config: dict[str, Any], origin: str = "config"):
+        validate_config(config, origin)
+        self.config = fill_defaults(config)
+        self.origin = origin
+        self.seeds: list[int] = [int(s) for s in self.config["seeds"]]
+        self.models: list[str] = list(self.config["models"])
+        self.md17_molecules: list[str] = list(self.config["data"]["md17"]["molecules"])
+        self._classes = {m: _model_class(m) for m in self.models}
+        self._check()
+
+    # --- checks at parse time (before Snakemake deletes anything) --------------------------------
+    def _check(self) -> None:
+        from diffmd.registry import check_params
+
+        train_schema = load_schema()["properties"]["train"]
+        for model in self.models:
+            for dataset in TASKS:
+                params, train = split_train_overrides(self.model_params(model, dataset))
+                source = f"{self.origin}: model_params.{model} (with diffmd/models/configs/{model}.yaml)"
+                check_params(model, params, source)
+                stride = params.get("stride", 1)
+                if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+                    raise ValueError(f"{source}: stride must be an integer >= 1, got {stride!r}")
+                _validate_section(deep_update(self.config["train"], train), train_schema,
+                                  f"{self.origin}: model_params.{model}.train")
+        for model in self.config.get("model_params", {}):
+            if model not in self._classes:
+                _model_class(model)  # an unknown name raises with the known ones
+        for molecule in self.cost_molecules():
+            if molecule not in self.md17_molecules:
+                raise ValueError(
+                    f"{self.origin}: score_dynamics.cost_molecules: {molecule!r} is not in data.md17.molecules"
+                )
+        targets, isomers = self.config_targets(), self.static_isomers()
+        if isomers and targets and not set(targets) <= set(isomers):
+            raise ValueError(
+                f"{self.origin}: splits.c7o2h10.targets {targets} are not simulated isomers "
+                f"({isomers[0]}..{isomers[-1]}) with data.c7o2h10.source: xtb; name xtb isomers or use targets: []"
+            )
+        if self.tuned_models():
+            grid_points(self.grid())
+
+    # --- datasets and tasks ---------------------------------------------------------------------
+    @staticmethod
+    def task(dataset: str) -> str:
+        if dataset not in TASKS:
+            raise KeyError(f"unknown dataset {dataset!r}; known: {', '.join(TASKS)}")
+        return TASKS[dataset]
+
+    def source(self, dataset: str) -> str:
+        return self.config["data"][dataset]["source"]
+
+    def source_settings(self, dataset: str) -> dict[str, Any]:
+        """Only the config a dataset's source reads, ``{"xtb": ...}`` or ``{"download": ...}`` (editing the
+        other source's settings or adding a molecule does not rerun the data rules)."""
+        section = self.config["data"][dataset]
+        key = "xtb" if section["source"] == "xtb" else "download"
+        return {key: section.get(key, {})}
+
+    def static_isomers(self) -> list[str]:
+        """C7O2H10 isomer names known at parse time (simulated ones, ``xtb01``...); [] for downloads,
+        whose names come from the archive (the split checkpoint)."""
+        if self.source("c7o2h10") != "xtb":
+            return []
+        from diffmd.data.isomers import xtb_isomer_names
+
+        xtb = self.config["data"]["c7o2h10"].get("xtb", {})
+        return xtb_isomer_names(int(xtb.get("n_isomers", 20)), xtb.get("isomers"))
+
+    def config_targets(self) -> list[str]:
+        """``splits.c7o2h10.targets`` ([] = chosen from the data by the split rule)."""
+        return list(self.config["splits"]["c7o2h10"].get("targets") or [])
+
+    def split_path(self, dataset: str, molecule: str) -> str:
+        """The split file a run of ``molecule`` reads: per molecule (S2L) or one for every isomer (O2O)."""
+        if self.task(dataset) == "s2l":
+            return f"data/splits/{dataset}/{molecule}.json"
+        return f"data/splits/{dataset}.json"
+
+    def split_config(self, dataset: str) -> dict[str, Any]:
+        """``splits.<dataset>``; O2O adds the history frames every target rollout starts after."""
+        cfg = dict(self.config["splits"][dataset])
+        if self.task(dataset) == "o2o":
+            cfg["history_frames"] = self.history_frames(dataset)
+        return cfg
+
+    def history_frames(self, dataset: str) -> int:
+        """2 x the largest stride of any model (or of the split), so every model starts from the same
+        frame and has its v and a history."""
+        strides = [int(self.config["splits"][dataset].get("stride", 1))]
+        strides += [int(self.model_params(m, dataset).get("stride", 1)) for m in self.models]
+        return 2 * max(strides)
+
+    def train_run(self, dataset: str, molecule: str) -> str:
+        """The run name a test run's model was trained under: the molecule (S2L) or ``trained`` (O2O)."""
+        return molecule if self.task(dataset) == "s2l" else O2O_TRAINED
+
+    def check_train_run(self, dataset: str, run: str) -> None:
+        """Refuse a training run name that does not fit the dataset's task (one line)."""
+        if (self.task(dataset) == "s2l") == (run == O2O_TRAINED):
+            raise ValueError(
+                f"no training run results/{dataset}/{run}: use results/md17/<molecule>/... "
+                f"or results/c7o2h10/{O2O_TRAINED}/..."
+            )
+
+    def train_run_names(self) -> list[str]:
+        return [*self.md17_molecules, O2O_TRAINED]
+
+    # --- models -----------------------------------------------------------------------------------
+    def role(self, model: str) -> str:
+        return _model_class(model).role
+
+    def models_with_role(self, *roles: str) -> list[str]:
+        return [m for m in self.models if self._classes[m].role in roles]
+
+    def engine_models(self) -> list[str]:
+        """Models whose checkpoint the ``train`` rule makes (everything without a tuning procedure)."""
+        return [m for m in self.models if self._classes[m].tuning is None]
+
+    def tuned_models(self, tuning: str | None = None) -> list[str]:
+        return [m for m in self.models if self._classes[m].tuning is not None
+                and (tuning is None or self._classes[m].tuning == tuning)]  # fmt: skip
+
+    def model_params(self, model: str, dataset: str) -> dict[str, Any]:
+        """``diffmd/models/configs/<model>.yaml`` + ``model_params.<model>``, with the stride from
+        ``<model>.stride.<dataset>`` for models whose stride comes from the config."""
+        overrides = copy.deepcopy(self.config.get("model_params", {}).get(model, {}))
+        if _model_class(model).stride_from_config:
+            stride = (self.config.get(model) or {}).get("stride", {}).get(dataset)
+            if stride is not None:
+                overrides.setdefault("stride", int(stride))
+        return resolve_model_config(model, overrides)
+
+    def stride(self, model: str, dataset: str) -> int:
+        return int(self.model_params(model, dataset).get("stride", 1))
+
+    def train_config(self) -> dict[str, Any]:
+        """The ``train`` section plus the rollout's divergence bound (used by validation rollouts)."""
+        return {**self.config["train"], "divergence_bound_A": self.config["rollout"]["divergence_bound_A"]}
+
+    def rollout_config(self) -> dict[str, Any]:
+        return {**self.config["rollout"], "device": self.config["train"]["device"]}
+
+    # --- tuning (DiffMD's Table 3 grid) -------------------------------------------------------------
+    def grid(self) -> dict[str, list[float]]:
+        return dict(self.config.get("diffmd", {}).get("grid", {}))
+
+    def grid_point_names(self) -> list[str]:
+        return list(grid_points(self.grid())) if self.tuned_models("diffmd_grid") else []
+
+    def grid_eps(self) -> list[str]:
+        return [fmt(e) for e in self.grid().get("eps", [])] if self.tuned_models("diffmd_grid") else []
+
+    def point_params(self, model: str, dataset: str, point: str) -> dict[str, Any]:
+        """Model parameters of one training point: the model's + the point's values + train_eps = min(eps)."""
+        return point_params(self.model_params(model, dataset), self.grid(), point)
+
+    # --- runs and targets --------------------------------------------------------------------------
+    @staticmethod
+    def run_dir(dataset: str, molecule: str, model: str, seed: int | str) -> str:
+        return f"results/{dataset}/{molecule}/{model}/seed{seed}"
+
+    def run_files(self, dataset: str, molecules: list[str], filename: str, seeds: list[int] | None = None) -> list[str]:
+        """``filename`` in every run directory of ``dataset`` (molecules x models x seeds), table order."""
+        return [f"{self.run_dir(dataset, mol, model, seed)}/{filename}"
+                for mol in molecules for model in self.models for seed in (seeds or self.seeds)]  # fmt: skip
+
+    def figure_seed(self) -> int:
+        return min(self.seeds)
+
+    # --- cost of simulated time (benchmarks/cost.py) -------------------------------------------------
+    def cost_molecules(self) -> list[str]:
+        chosen = self.config["score_dynamics"].get("cost_molecules")
+        return list(self.md17_molecules[:1] if chosen is None else chosen)
+
+    def cost_models(self) -> list[str]:
+        """Learned simulators of the table whose rollout the cost benchmark times (no reference rows)."""
+        return self.models_with_role("baseline", "proposed", "force_field")
+
+    def cost_strided_model(self) -> str | None:
+        """The model the cost benchmark also trains at ``score_dynamics.cost_strides`` (its stride comes
+        from the config), or None."""
+        strided = [m for m in self.models if self._classes[m].stride_from_config]
+        return strided[0] if strided else None
+
+    def cost_extra_strides(self) -> list[int]:
+        """Cost strides that need their own checkpoint (the one equal to the table run's reuses it)."""
+        model = self.cost_strided_model()
+        strides = [int(k) for k in self.config["score_dynamics"]["cost_strides"]]
+        if model is None:
+            return []
+        reuse = self.stride(model, "md17")
+        return [k for k in strides if k != reuse]
+
+    def cost_runs(self, molecule: str) -> list[CostRun]:
+        seed = self.figure_seed()
+        runs = []
+        for model in self.cost_models():
+            run = self.run_dir("md17", molecule, model, seed)
+            k = self.stride(model, "md17")
+            label = f"{model} (stride {k})" if self._classes[model].stride_from_config else model
+            runs.append(CostRun(label, f"{run}/model.pt", f"{run}/armse.json"))
+        model = self.cost_strided_model()
+        for k in self.cost_extra_strides():
+            ckpt = f"results/md17/{molecule}/cost/{model}/stride{k}/seed{seed}/model.pt"
+            runs.append(CostRun(f"{model} (stride {k})", ckpt, None))
+        return runs
+
+    def cost_inputs(self) -> list[str]:
+        files = []
+        for molecule in self.cost_molecules():
+            files.append(self.split_path("md17", molecule))
+            for run in self.cost_runs(molecule):
+                files += [run.checkpoint] + ([run.armse_json] if run.armse_json else [])
+        return files
+
+    def cost_manifest(self) -> dict[str, Any]:
+        sd = self.config["score_dynamics"]
+        molecules = {m: {"split": self.split_path("md17", m),
+                         "runs": [{"label": r.label, "checkpoint": r.checkpoint, "armse_json": r.armse_json}
+                                  for r in self.cost_runs(m)]}
+                     for m in self.cost_molecules()}  # fmt: skip
+        return {"molecules": molecules, "xtb": self.config["data"]["md17"].get("xtb", {}),
+                "md_steps": int(sd["cost_md_steps"]), "frames": sd["cost_frames"], "threads": 1,
+                "device": self.config["train"]["device"], "seed": self.figure_seed()}  # fmt: skip
+
+    def cost_train_params(self, stride: int) -> dict[str, Any]:
+        model = self.cost_strided_model()
+        return {**self.model_params(model, "md17"), "stride": int(stride)}
+
+    def has_cost_table(self) -> bool:
+        return bool(self.cost_extra_strides() or self.cost_models())
+
+    # --- the final targets (rule all) ------------------------------------------------------------------
+    def static_targets(self) -> list[str]:
+        """Every final output known at parse time (the C7O2H10 targets may come from the split checkpoint:
+        their files are asked for by the workflow's input functions)."""
+        out = [f"data/md17/{m}.npz" for m in self.md17_molecules]
+        out += [self.split_path("md17", m) for m in self.md17_molecules]
+        out += ["data/c7o2h10/index.json", self.split_path("c7o2h10", "")]
+        out += self.run_files("md17", self.md17_molecules, "armse.json")
+        if self.has_cost_table():
+            out.append("results/tables/cost_md17.csv")
+        tables = ["table1_md17", "table2_c7o2h10"] + [f"{k}_{d}" for k in ("paper_vs_ours", "validity") for d in TASKS]
+        out += [f"results/tables/{name}.{ext}" for name in tables for ext in ("csv", "md", "html")]
+        out += [f"results/figures/armse_curves_{d}.png" for d in TASKS]
+        out += [f"results/figures/snapshots_md17_{m}.png" for m in self.md17_molecules]
+        out += [f"results/tables/costs.{ext}" for ext in ("csv", "md", "html")]
+        return out
+
+
+def _validate_section(instance: dict[str, Any], schema: dict[str, Any], origin: str) -> None:
+    import jsonschema
+
+    try:
+        jsonschema.validate(instance, schema)
+    except jsonschema.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.absolute_path) or "(section)"
+        raise ValueError(f"{origin}: {where}: {exc.message}") from None
+
+
+def _model_class(name: str):
+    from diffmd.registry import get_model_class
+
+    try:
+        return get_model_class(name)
+    except KeyError as exc:
+        raise ValueError(str(exc.args[0])) from None
+
+
+def as_json(obj: Any) -> str:
+    """Canonical JSON of a plan value (sorted keys), as the rules pass it on the command line."""
+    return json.dumps(obj, sort_keys=True)
+
+
+__all__ = ["Plan", "CostRun", "TASKS", "O2O_TRAINED", "ISOMER_PATTERN", "grid_points", "point_name", "fmt",
+           "deep_update"]
