@@ -7,7 +7,7 @@ import pytest
 
 from diffmd.reports import validity
 from diffmd.reports.results import Rollout
-from diffmd.reports.synthetic import ETHANOL_XYZ, ETHANOL_Z
+from diffmd.testing.synthetic import ETHANOL_XYZ, ETHANOL_Z
 
 C, O, H_O = 0, 2, 8  # ethanol: first carbon, oxygen, hydroxyl hydrogen
 
