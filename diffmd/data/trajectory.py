@@ -25,8 +25,10 @@ format_version     () i8                   1
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,10 @@ from diffmd.io import save_npz
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("positions", "atomic_numbers", "dt_fs", "temperature_K", "name", "dataset", "source")
 SOURCES = ("download", "local", "xtb")
+#: Keys holding one value, and the dtype kinds allowed for them.
+SCALAR_KEYS = {"dt_fs": "fiu", "temperature_K": "fiu", "format_version": "iu", "name": "U", "dataset": "U",
+               "source": "U", "provenance": "U"}
+ARRAY_KINDS = {"positions": "fiu", "atomic_numbers": "iu", "energies": "fiu", "forces": "fiu"}
 
 
 class TrajectoryFormatError(ValueError):
@@ -113,37 +119,127 @@ def save_trajectory(path: str | os.PathLike, traj: Trajectory) -> None:
     )
 
 
+def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """``{key: (shape, dtype)}`` of every array in an ``.npz``, read from the headers alone.
+
+    Nothing is allocated from what a header claims: a header whose shape needs more bytes than its
+    member holds (a forged or corrupt file that would make numpy allocate gigabytes), an array of
+    Python objects (pickled data) and a file that is not a zip archive are refused with one line
+    naming the file and key (:class:`TrajectoryFormatError`).
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except FileNotFoundError:
+        raise TrajectoryFormatError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise TrajectoryFormatError(f"{path}: cannot read ({exc.strerror})") from None
+    if magic[:2] != b"PK":
+        raise TrajectoryFormatError(f"{path}: corrupt or truncated npz (not a zip archive; starts with {magic!r})")
+    heads: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                key = info.filename[: -len(".npy")]
+                with zf.open(info) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                    else:
+                        shape, _, dtype = np.lib.format._read_array_header(fh, version)  # noqa: SLF001 - v3 header
+                    offset = fh.tell()
+                if dtype.hasobject:
+                    raise TrajectoryFormatError(f"{path}: key {key!r} holds Python objects (pickled data); refused")
+                need = math.prod(int(n) for n in shape) * dtype.itemsize
+                held = info.file_size - offset
+                if need > held:
+                    raise TrajectoryFormatError(
+                        f"{path}: key {key!r} claims shape {tuple(shape)} of {dtype} ({need} bytes) but holds"
+                        f" {held} bytes: corrupt or forged header"
+                    )
+                heads[key] = (tuple(int(n) for n in shape), dtype)
+    except TrajectoryFormatError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, NotImplementedError) as exc:
+        raise TrajectoryFormatError(f"{path}: corrupt or truncated npz ({_one_line(exc)})") from None
+    return heads
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line, with numpy's advice to enable pickle loading left out."""
+    text = " ".join(str(exc).split())
+    if "allow_pickle" in text:
+        text = "holds Python objects (pickled data); refused"
+    return f"{type(exc).__name__}: {text}"
+
+
+def check_npz_keys(path: Path, heads: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    """Single values where one is expected (``dt_fs`` of shape (2,) is refused), arrays of numbers."""
+    for key, kinds in SCALAR_KEYS.items():
+        if key not in heads:
+            continue
+        shape, dtype = heads[key]
+        if math.prod(shape) != 1 or len(shape) > 1:
+            raise TrajectoryFormatError(f"{path}: key {key!r} has shape {shape}, expected a single value")
+        if dtype.kind not in kinds:
+            what = "text" if kinds == "U" else "a number"
+            raise TrajectoryFormatError(f"{path}: key {key!r} has dtype {dtype}, expected {what}")
+    for key, kinds in ARRAY_KINDS.items():
+        if key in heads and heads[key][1].kind not in kinds:
+            raise TrajectoryFormatError(f"{path}: key {key!r} has dtype {heads[key][1]}, expected numbers")
+
+
 def load_trajectory(path: str | os.PathLike, mmap: bool = False) -> Trajectory:
     """Read and validate a canonical trajectory; every failure names the file and key."""
     path = Path(path)
     if not path.exists():
         raise TrajectoryFormatError(f"{path}: file not found")
+    heads = npz_headers(path)
+    missing = [k for k in REQUIRED_KEYS if k not in heads]
+    if missing:
+        raise TrajectoryFormatError(f"{path}: missing key(s) {', '.join(missing)}")
+    check_npz_keys(path, heads)
     try:
         with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in REQUIRED_KEYS if k not in npz.files]
-            if missing:
-                raise TrajectoryFormatError(f"{path}: missing key(s) {', '.join(missing)}")
             data = {k: npz[k] for k in npz.files}
-    except TrajectoryFormatError:
-        raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
-        raise TrajectoryFormatError(f"{path}: corrupt or truncated npz ({type(exc).__name__}: {exc})") from None
-    version = int(data.get("format_version", FORMAT_VERSION))
+    except MemoryError:
+        raise TrajectoryFormatError(f"{path}: too large to load into memory") from None
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError) as exc:
+        raise TrajectoryFormatError(f"{path}: corrupt or truncated npz ({_one_line(exc)})") from None
+    version = int(data["format_version"].reshape(())) if "format_version" in data else FORMAT_VERSION
     if version != FORMAT_VERSION:
         raise TrajectoryFormatError(f"{path}: format_version {version}, this code reads {FORMAT_VERSION}")
     energies = data.get("energies")
     forces = data.get("forces")
+    provenance: dict[str, Any] = {}
+    if "provenance" in data:
+        try:
+            provenance = json.loads(str(data["provenance"].reshape(())))
+        except json.JSONDecodeError as exc:
+            raise TrajectoryFormatError(f"{path}: key 'provenance' is not valid JSON ({exc.msg} at char {exc.pos})"
+                                        ) from None
+        if not isinstance(provenance, dict):
+            raise TrajectoryFormatError(f"{path}: key 'provenance' must hold a JSON object")
+
+    def scalar(key: str) -> Any:
+        return data[key].reshape(()).item()
+
     traj = Trajectory(
         positions=data["positions"].astype(np.float64, copy=False),
         atomic_numbers=data["atomic_numbers"].astype(np.int64, copy=False),
-        dt_fs=float(data["dt_fs"]),
-        temperature_K=float(data["temperature_K"]),
-        name=str(data["name"]),
-        dataset=str(data["dataset"]),
-        source=str(data["source"]),
+        dt_fs=float(scalar("dt_fs")),
+        temperature_K=float(scalar("temperature_K")),
+        name=str(scalar("name")),
+        dataset=str(scalar("dataset")),
+        source=str(scalar("source")),
         energies=None if energies is None or np.isnan(energies).all() else energies,
         forces=None if forces is None or np.isnan(forces).all() else forces,
-        provenance=json.loads(str(data["provenance"])) if "provenance" in data else {},
+        provenance=provenance,
     )
     traj.validate(str(path))
     return traj

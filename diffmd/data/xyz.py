@@ -46,6 +46,8 @@ def parse_xyz(text: str, origin: str = "xyz") -> XYZFrames:
         n_atoms = int(lines[0].split()[0])
     except (ValueError, IndexError):
         raise TrajectoryFormatError(f"{origin}: line 1: expected the atom count, got {lines[0][:40]!r}") from None
+    if n_atoms < 1:
+        raise TrajectoryFormatError(f"{origin}: line 1: atom count {n_atoms}, a frame needs at least one atom")
     block = n_atoms + 2
     n_frames, rest = divmod(len(lines), block)
     if rest or n_frames == 0:
