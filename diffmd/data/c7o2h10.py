@@ -30,13 +30,27 @@ import os
 import re
 import shutil
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from diffmd.data.download import C7O2H10_ARCHIVE, ChecksumLock, DownloadError, Fetched, fetch, use_local
+from diffmd.data.download import (
+    C7O2H10_ARCHIVE,
+    DEFAULT_MAX_EXTRACT_BYTES,
+    DEFAULT_MAX_MEMBERS,
+    ChecksumLock,
+    DiskFullError,
+    DownloadError,
+    Fetched,
+    check_gzip_tar,
+    disk_full,
+    download_settings,
+    fetch,
+    use_local,
+)
 from diffmd.data.trajectory import Trajectory, TrajectoryFormatError, save_trajectory
 from diffmd.data.xyz import read_xyz
 from diffmd.io import write_json
@@ -98,8 +112,15 @@ def convert_isomer(xyz_path: Path, out_path: Path, source: str, archive: dict[st
     return name
 
 
-def safe_extract(archive: Path, dest_dir: Path, tag: str = "") -> Path:
+def safe_extract(archive: Path, dest_dir: Path, tag: str = "", max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
+                 max_members: int = DEFAULT_MAX_MEMBERS) -> Path:
     """Unpack the archive (tarfile's 'data' filter: no absolute paths, no links out) -> folder of xyz.
+
+    Members are unpacked one by one as the stream is read; before each one its header is checked
+    against the caps (``max_members`` entries, ``max_bytes`` in total; config
+    ``data.c7o2h10.download.max_members`` / ``max_extract_bytes``), so a small archive that would
+    unpack to gigabytes stops at the first member too many. ``.extracting/`` is removed on every
+    failure, and a full disk is reported as such, naming the folder.
 
     An earlier extraction is reused only if its marker holds the same ``tag`` (the archive's SHA-256).
     """
@@ -112,22 +133,51 @@ def safe_extract(archive: Path, dest_dir: Path, tag: str = "") -> Path:
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
+    key = "data.c7o2h10.download"
     try:
-        with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(tmp, filter="data")
-    except (tarfile.TarError, EOFError, OSError) as exc:
+        count, total = 0, 0
+        with tarfile.open(archive, "r|gz") as tar:
+            for member in tar:
+                count += 1
+                total += max(int(member.size), 0)
+                if count > max_members:
+                    raise TrajectoryFormatError(f"{archive}: more than {max_members} entries ({key}.max_members)")
+                if total > max_bytes:
+                    raise TrajectoryFormatError(
+                        f"{archive}: unpacks to more than {max_bytes} bytes (member {member.name!r};"
+                        f" {key}.max_extract_bytes)"
+                    )
+                tar.extract(member, tmp, filter="data")
+        found = sorted(tmp.rglob("*.xyz"))
+        if not found:
+            raise TrajectoryFormatError(f"{archive}: no .xyz files inside")
+        folder = found[0].parent
+        marker.unlink(missing_ok=True)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(folder, target)
+        marker.write_text(stamp)
+    except TrajectoryFormatError:
+        raise
+    except (tarfile.TarError, EOFError, OSError, zlib.error, TypeError, ValueError) as exc:  # TypeError: cut header
+        if disk_full(exc):
+            raise DiskFullError(f"{tmp}: disk full (no space left on device) while unpacking {archive}") from None
         raise TrajectoryFormatError(f"{archive}: corrupt or truncated archive ({type(exc).__name__}: {exc})") from None
-    found = sorted(tmp.rglob("*.xyz"))
-    if not found:
-        raise TrajectoryFormatError(f"{archive}: no .xyz files inside")
-    folder = found[0].parent
-    marker.unlink(missing_ok=True)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(folder, target)
-    shutil.rmtree(tmp, ignore_errors=True)
-    marker.write_text(stamp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def archive_check(max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES, max_members: int = DEFAULT_MAX_MEMBERS):
+    """Content check of a downloaded archive before its checksum is recorded: gzip, a tar listing
+    within the caps, and at least one ``<ID>.xyz`` member."""
+
+    def check(path: Path) -> None:
+        names = check_gzip_tar(path, max_members, max_bytes, "data.c7o2h10.download")
+        if not any(_ID.match(Path(n).name) for n in names):
+            raise TrajectoryFormatError(f"{path}: no <ID>.xyz member in the archive ({len(names)} entries)")
+
+    return check
 
 
 def obtain_c7o2h10(source: str, cfg: dict[str, Any], raw_dir: Path, lock_path: Path) -> tuple[Path, dict[str, Any]]:
@@ -135,11 +185,16 @@ def obtain_c7o2h10(source: str, cfg: dict[str, Any], raw_dir: Path, lock_path: P
 
     ``cfg`` is ``data.c7o2h10``; ``download.local_dir`` may hold the archive or its unpacked
     ``c7o2h10_md/`` folder; ``download.url`` (or a mirror ``download.url_base``) says where to fetch
-    it; ``download.sha256`` pins the archive's checksum when known.
+    it; ``download.sha256`` pins the archive's checksum when known (checked before the file is
+    cached or recorded); ``download.max_extract_bytes`` / ``max_members`` cap what it may unpack to.
     """
     dl = cfg.get("download") or {}
     lock = ChecksumLock(lock_path)
     local_dir = dl.get("local_dir")
+    caps = {"max_bytes": int(dl.get("max_extract_bytes", DEFAULT_MAX_EXTRACT_BYTES)),
+            "max_members": int(dl.get("max_members", DEFAULT_MAX_MEMBERS))}
+    check = archive_check(**caps)
+    pinned = dl.get("sha256")
     fetched: Fetched | None = None
     if local_dir:
         folder = Path(local_dir)
@@ -147,7 +202,8 @@ def obtain_c7o2h10(source: str, cfg: dict[str, Any], raw_dir: Path, lock_path: P
             if cand.is_dir() and any(cand.glob("*.xyz")):
                 return cand, {"local_dir": str(cand)}
         if (folder / C7O2H10_ARCHIVE).is_file():
-            fetched = use_local(folder / C7O2H10_ARCHIVE, lock)
+            fetched = use_local(folder / C7O2H10_ARCHIVE, lock, sha256=pinned, check=check,
+                                config_key="data.c7o2h10")
     if fetched is None:
         if source == "local":
             raise DownloadError(
@@ -155,12 +211,9 @@ def obtain_c7o2h10(source: str, cfg: dict[str, Any], raw_dir: Path, lock_path: P
             )
         mirror = f"{str(dl['url_base']).rstrip('/')}/{C7O2H10_ARCHIVE}" if dl.get("url_base") else None
         url = mirror or dl.get("url") or C7O2H10_URL  # a mirror given by url_base wins over the default url
-        fetched = fetch(url, raw_dir / C7O2H10_ARCHIVE, lock=lock, retries=int(dl.get("retries", 5)),
-                        timeout_s=float(dl.get("timeout_s", 60)), config_key="data.c7o2h10")
-    pinned = dl.get("sha256")
-    if pinned and fetched.sha256 != pinned:
-        raise DownloadError(f"{fetched.path}: SHA-256 {fetched.sha256} != data.c7o2h10.download.sha256 {pinned}")
-    return safe_extract(fetched.path, raw_dir, fetched.sha256), fetched.provenance()
+        fetched = fetch(url, raw_dir / C7O2H10_ARCHIVE, lock=lock, config_key="data.c7o2h10", sha256=pinned,
+                        check=check, **download_settings(dl))
+    return safe_extract(fetched.path, raw_dir, fetched.sha256, **caps), fetched.provenance()
 
 
 def convert_folder(folder: Path, out_dir: Path, source: str, archive: dict[str, Any]) -> dict[str, str]:

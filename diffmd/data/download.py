@@ -1,12 +1,18 @@
 """Robust downloads of the upstream data files: resume, retry, verify, rename atomically.
 
 :func:`fetch` streams a URL into ``<dest>.part``. A broken connection is resumed with an HTTP
-``Range`` request (the download restarts from zero when the server ignores ``Range``), every
-failure is retried with exponential backoff, and the finished file is checked against its known
-size and SHA-256 before it is renamed onto ``dest``. Files whose checksum we do not know are
-recorded in a lock file (``data/checksums.lock.json``) on their first download and verified
-against that record on every later use, so a silently changed upstream file or a damaged cache
-is caught. A cached file that fails verification is removed and fetched again; it is never used.
+``Range`` request guarded by ``If-Range`` (the server's ETag or Last-Modified, kept beside the
+partial file in ``<dest>.part.json``), so a changed upstream file is fetched from zero instead of
+spliced onto an old beginning; a partial file with no such record (left by something else) is
+discarded. The body must match ``Content-Length`` / ``Content-Range``; every failure is retried with
+exponential backoff within an overall deadline per file (``download.deadline_s``), and the finished
+file is checked against its pinned (``download.sha256``) or known size and SHA-256 before it is
+renamed onto ``dest``. Files whose checksum we do not know have their *content* checked (a gzip
+archive that lists as tar, an npz with the expected arrays; an HTML error page served with status
+200 is refused) and are then recorded in a lock file (``data/checksums.lock.json``) and verified
+against that record on every later use, so a silently changed upstream file or a damaged cache is
+caught. A cached file that fails verification is removed and fetched again; it is never used.
+Redirects to another host are returned in :class:`Fetched` and end up in the provenance.
 
 Facts about the upstream files (``MD17_FILES``, ``MD17_FRAMES``, ``KNOWN_FILES``) come from the
 public loaders of MD17 (quantum-machine.org); only the aspirin checksum is known in advance.
@@ -15,16 +21,19 @@ public loaders of MD17 (quantum-machine.org); only the aspirin checksum is known
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.client
 import json
 import os
 import socket
+import tarfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +45,8 @@ try:  # POSIX advisory locks keep parallel jobs from clobbering the checksum loc
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
+
+__all__ = ["sha256_of"]  # re-exported: the hash itself lives in diffmd.io
 
 #: Molecule name in the config -> file name on quantum-machine.org/gdml/data/npz (benzene: the
 #: 2017 re-run; the older files were named ``<molecule>_dft.npz`` and ``benzene_old_dft.npz``).
@@ -65,13 +76,29 @@ MD17_FRAMES: dict[str, int] = {
     "uracil": 133_770,
 }
 #: File name -> (bytes, SHA-256) known in advance; all other files go through the lock file.
+#: Sources: aspirin's size and SHA-256 are those published with the ConfAna project's
+#: ``scripts/md17_to_xyz.py`` (MD17_ASPIRIN_SHA256). For the other seven files no public loader
+#: we could search states a checksum: torch_geometric's ``datasets/md17.py``, torchmd-net's
+#: ``datasets/md17.py``/``md22.py`` and schnetpack's ``datasets/md17.py`` list only URLs and file
+#: names, and the upstream npz files carry only an internal ``md5`` key of their arrays (not of the
+#: file). Those files are therefore verified through the lock file (first download recorded after
+#: its content was checked: keys, shapes, frame count).
 KNOWN_FILES: dict[str, tuple[int, str]] = {
     "md17_aspirin.npz": (202_398_748, "af4ce531bf8cf07610c0bd876cb5b321f3c301d2365720967d98d45e1db1f748"),
 }
 C7O2H10_ARCHIVE = "c7o2h10_md.tar.gz"
 
+#: Defaults of the ``download`` config keys (workflow schema, ``definitions: download``).
+DEFAULT_RETRIES = 5
+DEFAULT_TIMEOUT_S = 60.0  # one socket operation
+DEFAULT_DEADLINE_S = 6 * 3600.0  # the whole file, all retries included
+DEFAULT_MAX_EXTRACT_BYTES = 16 * 2**30  # total bytes an archive may unpack to
+DEFAULT_MAX_MEMBERS = 100_000  # entries an archive may hold
+
 _CHUNK = 1 << 20
 _RETRY_HTTP = {408, 429, 500, 502, 503, 504}
+#: A content check: raises :class:`ContentError` (or any ValueError) when ``path`` is not the expected file.
+ContentCheck = Callable[[Path], None]
 
 
 class DownloadError(RuntimeError):
@@ -86,6 +113,14 @@ class ChecksumError(DownloadError):
     """A file's size or SHA-256 does not match the known or recorded value."""
 
 
+class ContentError(DownloadError):
+    """A file is not what it claims to be (an HTML page instead of an archive, an npz without its arrays)."""
+
+
+class DiskFullError(DownloadError):
+    """No space left on the device while writing ``path`` (the message names it)."""
+
+
 @dataclass
 class Fetched:
     """Where a file came from and what it is (goes into the trajectory's provenance)."""
@@ -94,12 +129,20 @@ class Fetched:
     url: str | None
     sha256: str
     bytes: int
-    verified_by: str  # "known" | "lock" | "recorded" (first download, now in the lock file)
+    verified_by: str  # "known" | "pinned" | "lock" | "recorded" (first download, now in the lock file)
     from_cache: bool
+    redirects: list[dict[str, Any]] = field(default_factory=list)  # hops to another host
 
     def provenance(self) -> dict[str, Any]:
-        return {"url": self.url, "file": self.path.name, "sha256": self.sha256, "bytes": self.bytes,
-                "verified_by": self.verified_by}
+        record = {"url": self.url, "file": self.path.name, "sha256": self.sha256, "bytes": self.bytes,
+                  "verified_by": self.verified_by}
+        if self.redirects:
+            record["redirects"] = list(self.redirects)
+        return record
+
+
+def disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
 
 class ChecksumLock:
@@ -126,14 +169,24 @@ class ChecksumLock:
             return {}
         try:
             data = json.loads(self.path.read_text())
-        except json.JSONDecodeError as exc:
-            raise DownloadError(f"{self.path}: checksum lock file is not valid JSON ({exc.msg})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            why = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+            raise DownloadError(f"{self.path}: checksum lock file is not valid JSON ({why})") from None
         if not isinstance(data, dict):
             raise DownloadError(f"{self.path}: checksum lock file must hold a JSON object")
         return data
 
     def get(self, name: str) -> dict[str, Any] | None:
-        return self._read().get(name)
+        entry = self._read().get(name)
+        if entry is None:
+            return None
+        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+                and isinstance(entry.get("bytes"), int)):
+            raise DownloadError(f"{self.path}: entry {name!r} is damaged; {self.clear_hint(name)}")
+        return entry
+
+    def clear_hint(self, name: str) -> str:
+        return f"to accept a changed upstream file, delete the entry {name!r} from {self.path} (or delete that file)"
 
     def record(self, name: str, sha256: str, size: int, url: str | None) -> None:
         with self._mutex():
@@ -143,18 +196,36 @@ class ChecksumLock:
                 tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def expected_for(name: str, lock: ChecksumLock | None) -> tuple[int | None, str | None, str | None]:
-    """(bytes, sha256, origin) known for a file name: built-in facts first, then the lock file."""
+@dataclass
+class Expected:
+    """What a file must be: size and SHA-256 (None when unknown), where that came from, how to clear it."""
+
+    size: int | None
+    sha256: str | None
+    origin: str | None  # "known" | "pinned" | "lock" | None
+    where: str = ""  # human-readable source of the value, for messages
+    hint: str = ""  # how to get past a mismatch that is not a damaged file
+
+
+def expected_for(name: str, lock: ChecksumLock | None, sha256: str | None = None,
+                 config_key: str = "data.md17") -> Expected:
+    """What is known about a file: a pinned ``sha256`` first, then built-in facts, then the lock file."""
+    if sha256:
+        size = KNOWN_FILES[name][0] if name in KNOWN_FILES and KNOWN_FILES[name][1] == sha256 else None
+        return Expected(size, str(sha256).lower(), "pinned", f"{config_key}.download.sha256",
+                        f"check {config_key}.download.sha256")
     if name in KNOWN_FILES:
         size, sha = KNOWN_FILES[name]
-        return size, sha, "known"
+        return Expected(size, sha, "known", "the checksum built into diffmd.data.download",
+                        f"or pin another file with {config_key}.download.sha256")
     entry = lock.get(name) if lock is not None else None
-    if entry:
-        return int(entry["bytes"]), str(entry["sha256"]), "lock"
-    return None, None, None
+    if entry and lock is not None:
+        return Expected(int(entry["bytes"]), str(entry["sha256"]), "lock", f"recorded in {lock.path}",
+                        lock.clear_hint(name))
+    return Expected(None, None, None)
 
 
-def verify_file(path: Path, size: int | None, sha256: str | None, origin: str | None) -> str:
+def verify_file(path: Path, size: int | None, sha256: str | None = None, origin: str | None = None) -> str:
     """Check size and SHA-256 of ``path``; returns the actual SHA-256; raises :class:`ChecksumError`."""
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
@@ -165,12 +236,108 @@ def verify_file(path: Path, size: int | None, sha256: str | None, origin: str | 
     return actual
 
 
-def _open(url: str, start: int, timeout_s: float) -> http.client.HTTPResponse:
+def _verify(path: Path, exp: Expected) -> str:
+    return verify_file(path, exp.size, exp.sha256, exp.where or exp.origin)
+
+
+# ---------------------------------------------------------------------------------------------- content
+
+
+def check_gzip_tar(path: Path, max_members: int = DEFAULT_MAX_MEMBERS,
+                   max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES, config_key: str = "download") -> list[str]:
+    """The member names of a ``.tar.gz``, read header by header (no data is written).
+
+    Raises :class:`ContentError` when the file is not gzip (an HTML page, say), not a tar inside,
+    truncated, or holds more than ``max_members`` entries or ``max_bytes`` of data in total.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(64)
+    if head[:2] != b"\x1f\x8b":
+        raise ContentError(f"{path}: not a gzip archive (starts with {head[:24]!r}; an error page?)")
+    names: list[str] = []
+    total = 0
+    try:
+        with tarfile.open(path, "r|gz") as tar:
+            for member in tar:
+                names.append(member.name)
+                total += max(int(member.size), 0)
+                if len(names) > max_members:
+                    raise ContentError(f"{path}: more than {max_members} entries ({config_key}.max_members)")
+                if total > max_bytes:
+                    raise ContentError(
+                        f"{path}: unpacks to more than {max_bytes} bytes ({config_key}.max_extract_bytes)")
+    except ContentError:
+        raise
+    except (tarfile.TarError, EOFError, OSError, zlib.error, TypeError, ValueError) as exc:  # TypeError: a cut header
+        if disk_full(exc):
+            raise DiskFullError(f"{path}: disk full while reading the archive ({exc.strerror})") from None
+        raise ContentError(f"{path}: corrupt or truncated archive ({type(exc).__name__}: {exc})") from None
+    if not names:
+        raise ContentError(f"{path}: empty archive")
+    return names
+
+
+def check_npz(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """``{key: (shape, dtype)}`` of an npz from its headers alone; :class:`ContentError` when it is not one."""
+    from diffmd.data.trajectory import TrajectoryFormatError, npz_headers
+
+    try:
+        return npz_headers(path)
+    except TrajectoryFormatError as exc:
+        raise ContentError(str(exc)) from None
+
+
+def default_check(name: str) -> ContentCheck | None:
+    """The content check a file's name implies (``.tar.gz``/``.tgz``: a tar listing; ``.npz``: npz headers)."""
+    if name.endswith((".tar.gz", ".tgz")):
+        return lambda p: (check_gzip_tar(p), None)[1]
+    if name.endswith(".npz"):
+        return lambda p: (check_npz(p), None)[1]
+    return None
+
+
+def _run_check(check: ContentCheck | None, path: Path) -> None:
+    if check is None:
+        return
+    try:
+        check(path)
+    except DownloadError:
+        raise
+    except (ValueError, KeyError) as exc:  # TrajectoryFormatError and friends
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise ContentError(message) from None
+
+
+# ---------------------------------------------------------------------------------------------- HTTP
+
+
+class _RecordRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows redirects like urllib does and notes every hop to another host."""
+
+    def __init__(self, hops: list[dict[str, Any]]) -> None:
+        self.hops = hops
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib API
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None:
+            src, dst = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(new.full_url)
+            hop = {"from": req.full_url, "to": new.full_url, "status": int(code)}
+            if src.hostname != dst.hostname and hop not in self.hops:
+                self.hops.append(hop)
+        return new
+
+
+def _open(url: str, start: int, timeout_s: float, validator: str | None = None,
+          hops: list[dict[str, Any]] | None = None) -> http.client.HTTPResponse:
     headers = {"User-Agent": "diffmd-bench"}
     if start > 0:
         headers["Range"] = f"bytes={start}-"
+        if validator:
+            headers["If-Range"] = validator
     host = urllib.parse.urlsplit(url).hostname or ""
-    handlers = [urllib.request.ProxyHandler({})] if host in ("127.0.0.1", "localhost", "::1") else []
+    handlers: list[urllib.request.BaseHandler] = [_RecordRedirects(hops if hops is not None else [])]
+    if host in ("127.0.0.1", "localhost", "::1"):
+        handlers.append(urllib.request.ProxyHandler({}))
     opener = urllib.request.build_opener(*handlers)
     return opener.open(urllib.request.Request(url, headers=headers), timeout=timeout_s)
 
@@ -183,70 +350,158 @@ def _is_unreachable(exc: BaseException) -> bool:
     return isinstance(reason, OSError) and reason.errno in (101, 113)  # ENETUNREACH, EHOSTUNREACH
 
 
-def _stream_once(url: str, part: Path, timeout_s: float, bars: dict[str, tqdm]) -> tuple[int, int | None]:
-    """One HTTP request appending to ``part``; returns (bytes on disk, total expected or None).
+def _validator(resp: http.client.HTTPResponse) -> str | None:
+    """A strong ETag, else Last-Modified: what ``If-Range`` may carry (RFC 9110 13.1.5)."""
+    etag = resp.headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return resp.headers.get("Last-Modified")
+
+
+class _Partial:
+    """``<dest>.part`` and its record ``<dest>.part.json`` (URL and validator of the bytes in it)."""
+
+    def __init__(self, part: Path, url: str) -> None:
+        self.part, self.meta, self.url = part, part.with_name(part.name + ".json"), url
+        self.validator: str | None = None
+        self.trusted = False  # bytes in ``part`` were written by this call (resumable without a validator)
+
+    def adopt(self) -> None:
+        """Keep a partial file from an earlier run only if it records this URL and a validator."""
+        if not self.part.exists():
+            self.meta.unlink(missing_ok=True)
+            return
+        try:
+            record = json.loads(self.meta.read_text())
+        except (OSError, ValueError):
+            record = None
+        if isinstance(record, dict) and record.get("url") == self.url and record.get("validator"):
+            self.validator = str(record["validator"])
+            return
+        tqdm.write(f"{self.part}: partial file of unknown origin, starting the download from zero")
+        self.discard()
+
+    def size(self) -> int:
+        return self.part.stat().st_size if self.part.exists() else 0
+
+    def resumable(self) -> bool:
+        return self.size() > 0 and (self.trusted or self.validator is not None)
+
+    def start_fresh(self, validator: str | None) -> None:
+        self.validator, self.trusted = validator, True
+        if validator:
+            self.meta.write_text(json.dumps({"url": self.url, "validator": validator}) + "\n")
+        else:
+            self.meta.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        self.part.unlink(missing_ok=True)
+        self.meta.unlink(missing_ok=True)
+        self.validator, self.trusted = None, False
+
+
+class _DeadlineExceeded(Exception):
+    pass
+
+
+def _append(fh: Any, chunk: bytes) -> None:
+    fh.write(chunk)
+
+
+def _stream_once(url: str, partial: _Partial, timeout_s: float, bars: dict[str, tqdm], deadline: float,
+                 hops: list[dict[str, Any]]) -> tuple[int, int | None]:
+    """One HTTP request appending to the partial file; returns (bytes on disk, total expected or None).
 
     The progress bar is created on the first response, so a failed connection prints nothing.
     """
-    start = part.stat().st_size if part.exists() else 0
-    with _open(url, start, timeout_s) as resp:
+    start = partial.size() if partial.resumable() else 0
+    if start == 0:
+        partial.discard()
+    with _open(url, start, min(timeout_s, max(deadline - time.monotonic(), 0.001)), partial.validator, hops) as resp:
         status = resp.status
         length = resp.headers.get("Content-Length")
-        if start > 0 and status != 206:  # the server ignored Range: restart from zero
-            start = 0
+        validator = _validator(resp)
         total = None
-        if status == 206:
+        if status == 206 and start > 0:
             crange = resp.headers.get("Content-Range", "")
+            unit_range = crange.split(" ", 1)[-1]
+            first = unit_range.split("-", 1)[0]
+            changed = partial.validator is not None and validator is not None and validator != partial.validator
+            if not first.isdigit() or int(first) != start or changed:  # not the continuation we asked for
+                partial.discard()
+                raise ConnectionError(f"server answered Range {start}- with {crange!r}: restarting")
             total = int(crange.rsplit("/", 1)[1]) if "/" in crange and not crange.endswith("*") else None
-        elif length is not None:
-            total = int(length)
+        else:
+            if status == 206:
+                raise ConnectionError("unexpected 206 for a request without Range")
+            start = 0  # a full body: the server ignored Range or If-Range did not match
+            partial.start_fresh(validator)
+            if length is not None and length.strip().isdigit():
+                total = int(length)
         if "bar" not in bars:
-            bars["bar"] = tqdm(desc=part.name.removesuffix(".part"), unit="B", unit_scale=True, mininterval=2.0)
+            bars["bar"] = tqdm(desc=partial.part.name.removesuffix(".part"), unit="B", unit_scale=True,
+                               mininterval=2.0)
         bar = bars["bar"]
         bar.reset(total=total)
         bar.update(start)
-        with part.open("ab" if start else "wb") as fh:
-            for chunk in iter(lambda: resp.read(_CHUNK), b""):
-                fh.write(chunk)
+        with partial.part.open("ab" if start else "wb") as fh:
+            while True:
+                if time.monotonic() > deadline:
+                    raise _DeadlineExceeded
+                chunk = resp.read1(_CHUNK)  # at most one socket read: a trickle cannot outlast the deadline
+                if not chunk:
+                    break
+                _append(fh, chunk)
                 bar.update(len(chunk))
-    return part.stat().st_size, total
+    return partial.size(), total
 
 
-def _download(url: str, part: Path, retries: int, timeout_s: float, backoff_s: float, config_key: str) -> None:
-    """Fill ``part`` with the whole body of ``url``, resuming after broken connections."""
-    bars: dict[str, tqdm] = {}
-    try:
-        _retry_loop(url, part, retries, timeout_s, backoff_s, config_key, bars)
-    finally:
-        if "bar" in bars:
-            bars["bar"].close()
-
-
-def _retry_loop(url: str, part: Path, retries: int, timeout_s: float, backoff_s: float, config_key: str,
-                bars: dict[str, tqdm]) -> None:
+def _retry_loop(url: str, partial: _Partial, retries: int, timeout_s: float, backoff_s: float, config_key: str,
+                bars: dict[str, tqdm], deadline_s: float, hops: list[dict[str, Any]]) -> None:
+    deadline = time.monotonic() + deadline_s
     attempt = 0
+
+    def too_late() -> DownloadError:
+        return DownloadError(
+            f"{url}: not finished within {deadline_s:g} s ({partial.size()} bytes so far, kept for a resume);"
+            f" raise {config_key}.download.deadline_s or use a faster mirror ({config_key}.download.url_base)"
+        )
+
     while True:
         try:
-            have, total = _stream_once(url, part, timeout_s, bars)
+            have, total = _stream_once(url, partial, timeout_s, bars, deadline, hops)
             if total is None or have == total:
                 return
-            if have > total:  # a stale partial file longer than the resource: start over
-                part.unlink()
+            if have > total:  # more bytes than announced: the file on disk is not this resource
+                partial.discard()
+                raise ConnectionError(f"got {have} bytes, the server announced {total}")
             raise ConnectionError(f"connection closed after {have} of {total} bytes")
+        except _DeadlineExceeded:
+            raise too_late() from None
         except urllib.error.HTTPError as exc:
             if exc.code == 416:  # range not satisfiable: our partial file is stale
-                part.unlink(missing_ok=True)
+                partial.discard()
             elif exc.code not in _RETRY_HTTP:
                 raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
             err: BaseException = exc
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            reason = getattr(exc, "reason", exc)
+            if disk_full(exc) or disk_full(reason):
+                partial.discard()
+                raise DiskFullError(f"{partial.part}: disk full (no space left on device) while downloading {url}"
+                                    ) from None
             if _is_unreachable(exc):
                 raise NoNetworkError(no_network_message(url, exc, config_key)) from None
+            if isinstance(reason, (TimeoutError, socket.timeout)) and time.monotonic() >= deadline:
+                raise too_late() from None
             err = exc
         attempt += 1
         if attempt > retries:
             raise DownloadError(f"{url}: failed after {retries} retries ({type(err).__name__}: {err})")
-        time.sleep(backoff_s * 2 ** (attempt - 1))
+        pause = backoff_s * 2 ** (attempt - 1)
+        if time.monotonic() + pause >= deadline:
+            raise too_late()
+        time.sleep(pause)
 
 
 def no_network_message(url: str, exc: BaseException, config_key: str) -> str:
@@ -263,50 +518,83 @@ def fetch(
     dest: str | os.PathLike,
     *,
     lock: ChecksumLock | None = None,
-    retries: int = 5,
-    timeout_s: float = 60.0,
+    retries: int = DEFAULT_RETRIES,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
     backoff_s: float = 1.0,
     config_key: str = "data.md17",
+    sha256: str | None = None,
+    check: ContentCheck | None = None,
+    deadline_s: float = DEFAULT_DEADLINE_S,
 ) -> Fetched:
     """Download ``url`` to ``dest`` unless a verified copy is already there.
 
-    A cached ``dest`` is verified (known checksum or lock file); if it fails it is deleted and
+    ``sha256`` pins the file's checksum (config ``download.sha256``); otherwise a built-in or
+    locked checksum is used. A cached ``dest`` is verified; if it fails it is deleted and
     downloaded again. A fresh download that fails verification raises :class:`ChecksumError`
-    and leaves nothing behind. Files with no known checksum are recorded in ``lock``.
+    (naming the lock file and how to clear it when the lock holds the other value) and leaves
+    nothing behind. A file with no checksum anywhere has its content checked (``check``, default
+    by its name) and only then is recorded in ``lock``.
     """
     dest = Path(dest)
-    size, sha, origin = expected_for(dest.name, lock)
+    exp = expected_for(dest.name, lock, sha256, config_key)
+    check = check if check is not None else default_check(dest.name)
     if dest.exists():
         try:
-            actual = verify_file(dest, size, sha, origin)
-            if sha is None and lock is not None:
-                lock.record(dest.name, actual, dest.stat().st_size, url)
-            return Fetched(dest, url, actual, dest.stat().st_size, origin or "recorded", True)
-        except ChecksumError as exc:
+            actual = _verify(dest, exp)
+            if exp.sha256 is None:
+                _run_check(check, dest)
+                if lock is not None:
+                    lock.record(dest.name, actual, dest.stat().st_size, url)
+            return Fetched(dest, url, actual, dest.stat().st_size, exp.origin or "recorded", True)
+        except (ChecksumError, ContentError) as exc:
             tqdm.write(f"cached file fails verification, fetching it again: {exc}")
             dest.unlink()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    _download(url, part, retries, timeout_s, backoff_s, config_key)
+    partial = _Partial(dest.with_name(dest.name + ".part"), url)
+    partial.adopt()
+    hops: list[dict[str, Any]] = []
+    bars: dict[str, tqdm] = {}
     try:
-        actual = verify_file(part, size, sha, origin)
+        _retry_loop(url, partial, retries, timeout_s, backoff_s, config_key, bars, deadline_s, hops)
+    finally:
+        if "bar" in bars:
+            bars["bar"].close()
+    part = partial.part
+    try:
+        actual = _verify(part, exp)
+        if exp.sha256 is None:
+            _run_check(check, part)
     except ChecksumError as exc:
-        part.unlink(missing_ok=True)
-        raise ChecksumError(f"{url}: download does not match ({str(exc).split(': ', 1)[1]}); removed it") from None
+        partial.discard()
+        detail = str(exc).split(": ", 1)[1]
+        raise ChecksumError(f"{url}: download does not match ({detail}); removed it; {exp.hint}") from None
+    except ContentError as exc:
+        partial.discard()
+        detail = str(exc).split(": ", 1)[1] if str(exc).startswith(str(part)) else str(exc)
+        raise ContentError(f"{url}: the download is not the expected file ({detail}); removed it, nothing recorded"
+                           ) from None
     os.replace(part, dest)
-    if sha is None and lock is not None:
+    partial.meta.unlink(missing_ok=True)
+    if exp.sha256 is None and lock is not None:
         lock.record(dest.name, actual, dest.stat().st_size, url)
-    return Fetched(dest, url, actual, dest.stat().st_size, origin or "recorded", False)
+    return Fetched(dest, url, actual, dest.stat().st_size, exp.origin or "recorded", False, hops)
 
 
-def use_local(path: str | os.PathLike, lock: ChecksumLock | None = None) -> Fetched:
-    """A file the user already has: verified against a known or locked checksum when there is one."""
+def use_local(path: str | os.PathLike, lock: ChecksumLock | None = None, *, sha256: str | None = None,
+              check: ContentCheck | None = None, config_key: str = "data.md17") -> Fetched:
+    """A file the user already has: verified against a pinned, known or locked checksum when there is one,
+    otherwise its content is checked (it is never recorded: only downloads are)."""
     path = Path(path)
     if not path.is_file():
         raise DownloadError(f"{path}: file not found")
-    size, sha, origin = expected_for(path.name, lock)
-    actual = verify_file(path, size, sha, origin)
-    return Fetched(path, None, actual, path.stat().st_size, origin or "unverified", True)
+    exp = expected_for(path.name, lock, sha256, config_key)
+    try:
+        actual = _verify(path, exp)
+    except ChecksumError as exc:
+        raise ChecksumError(f"{exc}; {exp.hint}") from None
+    if exp.sha256 is None:
+        _run_check(check if check is not None else default_check(path.name), path)
+    return Fetched(path, None, actual, path.stat().st_size, exp.origin or "unverified", True)
 
 
 def find_local(local_dir: str | os.PathLike, names: tuple[str, ...], config_key: str) -> Path:
@@ -317,3 +605,9 @@ def find_local(local_dir: str | os.PathLike, names: tuple[str, ...], config_key:
             return folder / name
     raise DownloadError(f"{config_key}.download.local_dir={folder}: none of {', '.join(names)} found there")
 
+
+def download_settings(dl: dict[str, Any]) -> dict[str, Any]:
+    """``fetch`` keyword arguments from a config ``download`` section (defaults for absent keys)."""
+    return {"retries": int(dl.get("retries", DEFAULT_RETRIES)),
+            "timeout_s": float(dl.get("timeout_s", DEFAULT_TIMEOUT_S)),
+            "deadline_s": float(dl.get("deadline_s", DEFAULT_DEADLINE_S))}
