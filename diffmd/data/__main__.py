@@ -99,6 +99,16 @@ def cmd_c7o2h10(args: argparse.Namespace) -> None:
     write_index(out_dir / "index.json", args.source, files, {"archive": archive})
 
 
+def _md17_molecule(args: argparse.Namespace) -> str | None:
+    """``--molecule``, else the workflow's file name ``data/md17/<molecule>.npz`` when it names an MD17 molecule."""
+    from diffmd.data.download import MD17_FILES
+
+    if args.molecule:
+        return str(args.molecule)
+    stem = Path(args.trajectory).stem
+    return stem if stem in MD17_FILES else None
+
+
 def cmd_split_md17(args: argparse.Namespace) -> None:
     from diffmd.data.splits import md17_split
 
@@ -107,7 +117,7 @@ def cmd_split_md17(args: argparse.Namespace) -> None:
         if key not in cfg:
             raise KeyError(f"splits.md17.{key}: missing")
     split = md17_split(args.trajectory, int(cfg["n_train"]), int(cfg["n_val"]), int(cfg["n_test"]),
-                       int(cfg.get("stride", 1)))
+                       int(cfg.get("stride", 1)), molecule=_md17_molecule(args))
     write_json(args.out, split)
 
 
@@ -153,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("split-md17", help="S2L split of one MD17 trajectory")
     p.add_argument("--trajectory", required=True)
+    p.add_argument("--molecule", default=None,
+                   help="the MD17 molecule the trajectory must hold (default: its file name, when that names one)")
     p.add_argument("--config-json", required=True, help="config section splits.md17 as JSON")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_split_md17)

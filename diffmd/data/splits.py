@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from diffmd.data.trajectory import load_trajectory
+from diffmd.data.trajectory import Trajectory, load_trajectory
 from diffmd.metrics import armse
 from diffmd.provenance import sha256_file
 
@@ -34,9 +34,28 @@ def _range(start: int, stop: int) -> dict[str, int]:
     return {"start": int(start), "stop": int(stop)}
 
 
-def md17_split(traj_path: str | os.PathLike, n_train: int, n_val: int, n_test: int, stride: int = 1) -> dict[str, Any]:
-    """The S2L split of one MD17 trajectory (ranges of current frames ``t``)."""
+def check_md17_identity(traj: Trajectory, molecule: str, origin: str | os.PathLike) -> None:
+    """The trajectory must be the requested MD17 molecule (its recorded name, dataset and atoms)."""
+    if traj.name != molecule or traj.dataset != "md17":
+        raise SplitError(f"{origin}: holds {traj.dataset} {traj.name!r}, expected MD17 {molecule!r}"
+                         " (a file of another molecule copied over it?)")
+    from diffmd.data.md17 import check_composition
+
+    check_composition(origin, molecule, traj.atomic_numbers)
+
+
+def md17_split(traj_path: str | os.PathLike, n_train: int, n_val: int, n_test: int, stride: int = 1,
+               molecule: str | None = None) -> dict[str, Any]:
+    """The S2L split of one MD17 trajectory (ranges of current frames ``t``); with ``molecule``, the
+    trajectory must hold that molecule."""
+    if stride < 1:
+        raise SplitError(f"splits.md17.stride: must be >= 1, got {stride}")
+    for key, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
+        if value < 1:
+            raise SplitError(f"splits.md17.{key}: must be >= 1, got {value}")
     traj = load_trajectory(traj_path)
+    if molecule is not None:
+        check_md17_identity(traj, molecule, traj_path)
     n_frames = traj.n_frames
     start = 2 * stride
     train_stop = start + n_train
@@ -92,11 +111,19 @@ def _spread(names: list[str], k: int) -> list[str]:
 def c7o2h10_split(index: dict[str, Any], cfg: dict[str, Any], index_path: str = "index.json") -> dict[str, Any]:
     """The O2O split from ``index.json``'s content and config ``splits.c7o2h10``."""
     stride = int(cfg.get("stride", 1))
+    if stride < 1:
+        raise SplitError(f"splits.c7o2h10.stride: must be >= 1, got {stride}")
     files: dict[str, str] = dict(index["files"])
     names = list(index.get("isomers", files))
+    unlisted = [n for n in names if n not in files]
+    if unlisted:
+        raise SplitError(f"{index_path}: isomer(s) {', '.join(unlisted)} listed without a file in 'files'")
     frames, armse, shas, n_frames = {}, {}, {}, {}
     for name in names:
         traj = load_trajectory(files[name])
+        if traj.name != name or traj.dataset != "c7o2h10":
+            raise SplitError(f"{files[name]}: holds {traj.dataset} {traj.name!r}, but {index_path} lists it as"
+                             f" c7o2h10 {name!r}")
         frames[name] = _frames_range(
             traj.n_frames, stride, cfg.get("max_frames"), files[name], cfg.get("history_frames", 0)
         )
