@@ -298,7 +298,7 @@ def test_trickling_server_hits_the_overall_deadline(site, tmp_path):
     assert time.monotonic() - t0 < 3.0
     msg = str(info.value)
     assert "not finished within 0.6 s" in msg and "deadline_s" in msg and "\n" not in msg
-    assert not (tmp_path / "slow.bin").exists()
+    assert not (tmp_path / "slow.bin").exists() and not (tmp_path / "slow.bin.part").exists()  # no validator
 
 
 def test_cross_host_redirect_is_recorded(site, tmp_path):

@@ -462,8 +462,12 @@ def _retry_loop(url: str, partial: _Partial, retries: int, timeout_s: float, bac
     attempt = 0
 
     def too_late() -> DownloadError:
+        have = partial.size()
+        if partial.validator is None:  # without an ETag/Last-Modified a later run could not resume it safely
+            partial.discard()
+        kept = ", kept for a resume" if partial.size() else ""
         return DownloadError(
-            f"{url}: not finished within {deadline_s:g} s ({partial.size()} bytes so far, kept for a resume);"
+            f"{url}: not finished within {deadline_s:g} s ({have} bytes so far{kept});"
             f" raise {config_key}.download.deadline_s or use a faster mirror ({config_key}.download.url_base)"
         )
 
