@@ -137,6 +137,8 @@ class SymmetryFunctions(nn.Module):
 class SCFNN(TrajectoryModel):
     """SCFNN force part as a Verlet integrator; ``forward(batch)`` -> x(t+1) (n_atoms, 3) Å."""
 
+    symmetry = "SO3"  # right-handed local frames e3 = e1 x e2
+
     def __init__(
         self,
         n_layers: int = 4,

@@ -65,6 +65,14 @@ class TrajectoryModel(nn.Module):
     #: True when the frames per step come from the experiment config (``<name>.stride.<dataset>``)
     #: rather than being 1; the plan resolves it (Score Dynamics).
     stride_from_config: bool = False
+    #: The symmetry the model's prediction has by construction, checked by the tests over every
+    #: registered model: ``"O3"`` (rotations, reflections, translations, atom permutations), ``"SO3"``
+    #: (rotations only, e.g. right-handed local frames) or ``"none"`` (learned from augmentation).
+    symmetry: str = "O3"
+    #: True when predictions come from an adaptive solver whose step control reads the coordinates'
+    #: components over the whole batch: symmetry and batching then hold to the solver's tolerance only,
+    #: and the generic tests check the model's exact pieces in its own test file instead.
+    adaptive_solver: bool = False
     #: ``"engine"``: trained by the engine's loop on ``loss(batch)``; ``"own"``: the model trains itself
     #: with its package's own trainer through :meth:`fit_own` (machine-learned force fields).
     trainer: str = "engine"

@@ -162,6 +162,7 @@ class ScoreDynamics(TrajectoryModel):
             raise ValueError(f"score_dynamics: unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
         if cutoff <= 0 or hidden < 1 or layers < 0:
             raise ValueError(f"score_dynamics: bad size hidden={hidden}, layers={layers}, cutoff={cutoff}")
+        self.symmetry = "O3" if equivariant else "none"  # the original denoiser learns it by augmentation
         self.schedule = VPSchedule(beta_min, beta_max, t_min)
         self.cutoff, self.sampler, self.sampling_steps = float(cutoff), sampler, int(sampling_steps)
         self.ancestral_steps, self.random_rotation = int(ancestral_steps), bool(random_rotation and not equivariant)

@@ -96,8 +96,9 @@ def transform_batch(
     for key in (B.POSITIONS, B.TARGET_POSITIONS):
         if key in batch:
             out[key] = (batch[key] @ q.T + shift)[perm]
-    for key in (B.VELOCITIES, B.ACCELERATIONS):
-        out[key] = (batch[key] @ q.T)[perm]
+    for key in (B.VELOCITIES, B.ACCELERATIONS, B.FORCE_STEP):
+        if key in batch:
+            out[key] = (batch[key] @ q.T)[perm]
     for key in (B.ATOMIC_NUMBERS, B.BATCH):
         out[key] = batch[key][perm]
     for key in (B.EDGE_INDEX, B.BOND_INDEX):

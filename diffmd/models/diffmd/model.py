@@ -26,6 +26,7 @@ from diffmd.models.diffmd.sde import ConditionalVESDE, get_loss_fn
 from diffmd.registry import TrajectoryModel, register_model
 
 SCORE_SCALINGS = ("inverse_std", "none")
+ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun", "tsit5")
 
 
 def sampler_kwargs(name: str, options: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
@@ -102,6 +103,9 @@ class DiffMD(TrajectoryModel):
         self.sampler_name, self.eps, self.score_scaling = sampler, float(eps), score_scaling
         self.sampler = get_sampler(sampler)
         self.sampler_options = sampler_kwargs(sampler, sampler_options)
+        # dopri5's error norm reads coordinate components over the batch: samples are equivariant and
+        # batch-independent to the ODE tolerance only (the score network and fixed-step sampling are exact)
+        self.adaptive_solver = sampler == "ode" and self.sampler_options.get("method", "dopri5") in ADAPTIVE
         self._score_evals = 0
 
     def score(
