@@ -1,4 +1,4 @@
-"""Offline molecular dynamics with GFN2-xTB (tblite's ASE calculator) and a Langevin thermostat.
+"""Offline molecular dynamics with GFN2-xTB (tblite's ASE calculator) and a Langevin thermostat (default).
 
 Protocol (one trajectory per molecule or isomer, fully determined by the settings and the seed):
 
@@ -9,6 +9,19 @@ Protocol (one trajectory per molecule or isomer, fully determined by the setting
 4. Langevin dynamics (ASE, centre of mass fixed) with step ``dt_fs`` and ``friction_per_fs``;
    the first ``equilibration_steps`` steps are discarded, then ``n_frames`` consecutive frames are
    recorded with potential energies and forces (converted to kcal/mol and kcal/mol/Å).
+
+``xtb.thermostat`` chooses the dynamics of step 4 (:data:`THERMOSTATS`):
+
+* ``langevin`` (default): as above, equilibration and recorded frames alike;
+* ``nose_hoover``: ASE's Nosé-Hoover chain NVT (``ase.md.nose_hoover_chain.NoseHooverChainNVT``,
+  chain of 3, ``tdamp`` = 100 steps) for equilibration and recording: deterministic, so the next
+  frame is a function of the state, as in AIMD with a Nosé-Hoover thermostat (MD17's protocol). The
+  chain thermostats 3N - 6 degrees of freedom (the centre of mass is fixed, the zero angular momentum
+  of step 3 is conserved), so ``get_temperature`` (3N - 3) reads T·(3N - 6)/(3N - 3);
+* ``nve``: the Langevin equilibration, then velocity Verlet (``ase.md.verlet.VelocityVerlet``) for the
+  recorded frames: microcanonical, energy-conserving, deterministic.
+
+The default path is exactly the original protocol, so existing ``langevin`` data stays bit-identical.
 
 tblite runs one OpenMP thread per job (``OMP_NUM_THREADS``, set before tblite is imported) so
 Snakemake can run many simulations side by side under ``--cores``.
@@ -34,6 +47,9 @@ METHOD = "GFN2-xTB"
 OPT_FMAX_EV_A = 0.01  # eV/Å, convergence of the pre-MD geometry optimisation
 OPT_MAX_STEPS = 1000
 BOND_TOLERANCE = 1.25  # a bond: distance < 1.25 x sum of covalent radii (topology check only)
+THERMOSTATS = ("langevin", "nose_hoover", "nve")
+NOSE_HOOVER_TDAMP_STEPS = 100.0  # thermostat time scale in MD steps (ASE's suggestion: 100 x timestep)
+NOSE_HOOVER_CHAIN = 3
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,12 @@ class XTBSettings:
     friction_per_fs: float
     seed: int
     accuracy: float = 1.0
+    #: dynamics of the run, one of THERMOSTATS (``friction_per_fs`` is used by the Langevin parts only)
+    thermostat: str = "langevin"
+
+    def __post_init__(self) -> None:
+        if self.thermostat not in THERMOSTATS:
+            raise ValueError(f"xtb.thermostat must be one of {', '.join(THERMOSTATS)}, got {self.thermostat!r}")
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], key: str) -> XTBSettings:
@@ -54,7 +76,8 @@ class XTBSettings:
         missing = [f for f in fields if f not in cfg]
         if missing:
             raise KeyError(f"{key}: missing {', '.join(missing)}")
-        return cls(**{f: cfg[f] for f in fields}, accuracy=float(cfg.get("accuracy", 1.0)))
+        return cls(**{f: cfg[f] for f in fields}, accuracy=float(cfg.get("accuracy", 1.0)),
+                   thermostat=str(cfg.get("thermostat", "langevin")))  # fmt: skip
 
 
 def set_threads(threads: int = 1) -> None:
@@ -93,8 +116,33 @@ def optimise(z: np.ndarray, pos: np.ndarray, accuracy: float):
     return atoms
 
 
-def langevin(atoms, settings: XTBSettings, seed_words: list[int], desc: str) -> dict[str, np.ndarray]:
-    """Run the thermostatted MD; returns positions (F, N, 3) Å, energies (F,) eV, forces (F, N, 3) eV/Å."""
+def _nose_hoover(atoms, settings: XTBSettings):
+    """ASE's Nosé-Hoover chain NVT on ``atoms`` (FixCom set), thermostatting 3N - 6 degrees of freedom.
+
+    ASE's chain counts 3N (``3 * num_atoms_global``); with the centre of mass fixed and the angular
+    momentum zero (and conserved by the deterministic dynamics in vacuum) 3N - 6 carry kinetic energy,
+    so the thermostat is rebuilt with that count (its only use of ``num_atoms_global``).
+    """
+    from ase import units
+
+    try:
+        from ase.md.nose_hoover_chain import NoseHooverChainNVT, NoseHooverChainThermostat
+    except ImportError as exc:  # ASE < 3.25
+        raise RuntimeError(f"xtb.thermostat nose_hoover needs ase.md.nose_hoover_chain (ASE >= 3.25): {exc}") from None
+    dt = settings.dt_fs * units.fs
+    tdamp = NOSE_HOOVER_TDAMP_STEPS * dt
+    dyn = NoseHooverChainNVT(atoms, timestep=dt, temperature_K=settings.temperature_K, tdamp=tdamp,
+                             tchain=NOSE_HOOVER_CHAIN)  # fmt: skip
+    dof = 3 * len(atoms) - 6 if len(atoms) > 2 else 3 * len(atoms) - 5
+    dyn._thermostat = NoseHooverChainThermostat(num_atoms_global=dof / 3.0, masses=dyn.masses,
+                                                temperature_K=settings.temperature_K, tdamp=tdamp,
+                                                tchain=NOSE_HOOVER_CHAIN)  # fmt: skip
+    return dyn
+
+
+def run_md(atoms, settings: XTBSettings, seed_words: list[int], desc: str) -> dict[str, np.ndarray]:
+    """Run the MD of ``settings.thermostat``; returns positions (F, N, 3) Å, energies (F,) eV, forces
+    (F, N, 3) eV/Å, temperature (F,) K (3N - 3 degrees of freedom) and kinetic_energy (F,) eV."""
     from ase import units
     from ase.constraints import FixCom
     from ase.md import velocitydistribution as vd
@@ -108,11 +156,10 @@ def langevin(atoms, settings: XTBSettings, seed_words: list[int], desc: str) -> 
     vd.Stationary(atoms)
     vd.ZeroRotation(atoms)
     atoms.set_constraint(FixCom())  # centre of mass fixed; the temperature counts 3N - 3 degrees of freedom
-    dyn = Langevin(atoms, timestep=settings.dt_fs * units.fs, temperature_K=settings.temperature_K,
-                   friction=settings.friction_per_fs / units.fs, fixcm=False, rng=rng)
     n_atoms, n_frames = len(atoms), settings.n_frames
     out = {"positions": np.empty((n_frames, n_atoms, 3)), "energies": np.empty(n_frames),
-           "forces": np.empty((n_frames, n_atoms, 3)), "temperature": np.empty(n_frames)}
+           "forces": np.empty((n_frames, n_atoms, 3)), "temperature": np.empty(n_frames),
+           "kinetic_energy": np.empty(n_frames)}  # fmt: skip
     total = settings.equilibration_steps + n_frames - 1
     bar = tqdm(total=total, desc=desc, unit="step", mininterval=5.0)
     state = {"step": 0}
@@ -124,14 +171,46 @@ def langevin(atoms, settings: XTBSettings, seed_words: list[int], desc: str) -> 
             out["energies"][k] = atoms.get_potential_energy()
             out["forces"][k] = atoms.get_forces(apply_constraint=False)  # physical forces, net force kept
             out["temperature"][k] = atoms.get_temperature()
+            out["kinetic_energy"][k] = atoms.get_kinetic_energy()
         if state["step"] > 0:
             bar.update(1)
         state["step"] += 1
 
-    dyn.attach(record, interval=1)
-    dyn.run(total)  # the observer also fires once before the first step
+    def bath():
+        return Langevin(atoms, timestep=settings.dt_fs * units.fs, temperature_K=settings.temperature_K,
+                        friction=settings.friction_per_fs / units.fs, fixcm=False, rng=rng)  # fmt: skip
+
+    if settings.thermostat == "langevin":  # the original protocol, unchanged
+        dyn = bath()
+        dyn.attach(record, interval=1)
+        dyn.run(total)  # the observer also fires once before the first step
+    else:
+        if settings.thermostat == "nve":
+            from ase.md.verlet import VelocityVerlet
+
+            equilibrate = bath()
+            production = VelocityVerlet(atoms, timestep=settings.dt_fs * units.fs)
+        else:
+            equilibrate = production = _nose_hoover(atoms, settings)
+        record()
+        for i in range(total):
+            (equilibrate if i < settings.equilibration_steps else production).step()
+            record()
     bar.close()
     return out
+
+
+def langevin(atoms, settings: XTBSettings, seed_words: list[int], desc: str) -> dict[str, np.ndarray]:
+    """The data's MD (the name predates ``xtb.thermostat``): :func:`run_md`."""
+    return run_md(atoms, settings, seed_words, desc)
+
+
+INTEGRATORS = {
+    "langevin": "ase.md.langevin.Langevin + FixCom",
+    "nose_hoover": f"ase.md.nose_hoover_chain.NoseHooverChainNVT (chain {NOSE_HOOVER_CHAIN}, tdamp "
+                   f"{NOSE_HOOVER_TDAMP_STEPS:g} steps, 3N - 6 degrees of freedom) + FixCom",
+    "nve": "ase.md.langevin.Langevin + FixCom (equilibration), then ase.md.verlet.VelocityVerlet + FixCom",
+}  # fmt: skip
 
 
 def simulate(z: np.ndarray, pos: np.ndarray, settings: XTBSettings, *, name: str, dataset: str,
@@ -142,13 +221,13 @@ def simulate(z: np.ndarray, pos: np.ndarray, settings: XTBSettings, *, name: str
     t0 = time.perf_counter()
     atoms = optimise(z, pos, settings.accuracy)
     t1 = time.perf_counter()
-    raw = langevin(atoms, settings, seed_words, desc=f"xtb {name}")
+    raw = run_md(atoms, settings, seed_words, desc=f"xtb {name}")
     seconds = time.perf_counter() - t1
     steps = settings.equilibration_steps + settings.n_frames - 1
     ev_to_kcal = units.mol / units.kcal
     topology_kept = bonds(z, raw["positions"][0]) == bonds(z, raw["positions"][-1])
     provenance = {
-        "method": METHOD, "calculator": "tblite.ase.TBLite", "integrator": "ase.md.langevin.Langevin + FixCom",
+        "method": METHOD, "calculator": "tblite.ase.TBLite", "integrator": INTEGRATORS[settings.thermostat],
         "settings": asdict(settings), "seed_sequence": seed_words, "start": start,
         "optimisation": {"optimizer": "BFGS", "fmax_eV_per_A": OPT_FMAX_EV_A, "seconds": round(t1 - t0, 3)},
         "md_seconds": round(seconds, 3), "ms_per_step": round(1e3 * seconds / max(steps, 1), 4),
