@@ -7,11 +7,10 @@ Reused from :mod:`diffmd.graph`: ``scatter_sum`` / ``scatter_softmax`` and the e
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from diffmd import batch as B
-from diffmd.elements import MAX_Z
 from diffmd.graph import scatter_sum
+from diffmd.nn import AtomEmbedding, mlp  # noqa: F401  (re-exported for the baselines)
 
 #: Number of invariant edge scalars made from ``EDGE_ATTR`` by :func:`edge_scalars`.
 EDGE_SCALARS = B.EDGE_ATTR_DIM
@@ -23,28 +22,6 @@ def edge_scalars(batch: B.Batch) -> torch.Tensor:
     """Edge scalars (E, 4) from ``EDGE_ATTR`` [hop, Z_i, Z_j, type]: [hop-1, Z_i/10, Z_j/10, type]."""
     attr = batch[B.EDGE_ATTR]
     return torch.stack([attr[:, 0] - 1.0, attr[:, 1] / _Z_SCALE, attr[:, 2] / _Z_SCALE, attr[:, 3]], dim=1)
-
-
-def mlp(sizes: list[int], act: type[nn.Module] = nn.SiLU, last_act: bool = False) -> nn.Sequential:
-    """Linear layers of the given widths with ``act`` between them (and after the last if ``last_act``)."""
-    layers: list[nn.Module] = []
-    for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if k < len(sizes) - 2 or last_act:
-            layers.append(act())
-    return nn.Sequential(*layers)
-
-
-class AtomEmbedding(nn.Embedding):
-    """Learned embedding of the atomic number: (n_atoms,) long -> (n_atoms, dim)."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__(MAX_Z + 1, dim)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        if z.numel() and int(z.max()) > MAX_Z:
-            raise ValueError(f"batch[{B.ATOMIC_NUMBERS!r}] holds Z = {int(z.max())} > MAX_Z = {MAX_Z}")
-        return super().forward(z)
 
 
 def scatter_mean(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> torch.Tensor:

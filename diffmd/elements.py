@@ -21,8 +21,8 @@ COLOURS = {
     16: "#FFFF30",
     17: "#1FF01F",
 }
-#: Largest atomic number the models' embeddings must accept.
-MAX_Z = 20
+#: Largest atomic number anything accepts (the trajectory format's 1..118); every embedding has MAX_Z + 1 rows.
+MAX_Z = 118
 
 
 def symbol(z: int) -> str:

@@ -115,7 +115,7 @@ def test_overfit_fixed_noise():
     noise = torch.randn(batch[B.POSITIONS].shape, generator=g, dtype=torch.float64)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(150):
+    for _ in range(200):
         opt.zero_grad()
         loss = model.loss(batch, s=s, noise=noise)
         loss.backward()

@@ -21,9 +21,8 @@ from torch import nn
 
 from diffmd import batch as B
 from diffmd.graph import scatter_sum
+from diffmd.nn import AtomEmbedding
 from diffmd.registry import TrajectoryModel, register_model
-
-MAX_Z = 119
 
 
 class EGCLVel(nn.Module):
@@ -63,7 +62,7 @@ class EGNN(TrajectoryModel):
 
     def __init__(self, hidden: int = 64, layers: int = 4, coords_weight: float = 1.0):
         super().__init__()
-        self.embedding = nn.Embedding(MAX_Z, hidden)
+        self.embedding = AtomEmbedding(hidden)
         self.node_in = nn.Linear(hidden + 1, hidden)
         self.layers = nn.ModuleList(EGCLVel(hidden, B.EDGE_ATTR_DIM, coords_weight) for _ in range(layers))
 

@@ -34,6 +34,7 @@ from diffmd import batch as B
 from diffmd.elements import covalent_radius
 from diffmd.graph import BOND_SCALE, radius_edge_index, scatter_sum
 from diffmd.models.score_dynamics_sampling import VPSchedule, ancestral, dpm_solver3, fourier_features
+from diffmd.nn import AtomEmbedding, mlp
 from diffmd.registry import TrajectoryModel, register_model
 
 SAMPLERS = ("dpm3", "ancestral")
@@ -41,12 +42,9 @@ LOG = logging.getLogger(__name__)
 MAX_BOND_WARNINGS = 10  # the bond check logs its first firings; rollout_stats counts all of them
 
 
-def mlp(n_in: int, hidden: int, n_out: int, layer_norm: bool = False) -> nn.Sequential:
-    """Linear-SiLU-Linear(-LayerNorm)."""
-    layers: list[nn.Module] = [nn.Linear(n_in, hidden), nn.SiLU(), nn.Linear(hidden, n_out)]
-    if layer_norm:
-        layers.append(nn.LayerNorm(n_out))
-    return nn.Sequential(*layers)
+def _mlp(n_in: int, hidden: int, n_out: int, layer_norm: bool = False) -> nn.Sequential:
+    """Linear-SiLU-Linear(-LayerNorm), :func:`diffmd.nn.mlp`."""
+    return mlp([n_in, hidden, n_out], layer_norm=layer_norm)
 
 
 class MGNLayer(nn.Module):
@@ -54,8 +52,8 @@ class MGNLayer(nn.Module):
 
     def __init__(self, hidden: int):
         super().__init__()
-        self.edge = mlp(3 * hidden, hidden, hidden, layer_norm=True)
-        self.node = mlp(2 * hidden, hidden, hidden, layer_norm=True)
+        self.edge = _mlp(3 * hidden, hidden, hidden, layer_norm=True)
+        self.node = _mlp(2 * hidden, hidden, hidden, layer_norm=True)
 
     def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         i, j = edge_index
@@ -68,25 +66,25 @@ class Denoiser(nn.Module):
     """eps_theta(z_t, t | x, Z [, v]): per-atom noise prediction (n_atoms, 3) on a radius graph."""
 
     def __init__(
-        self, hidden: int, layers: int, time_features: int, equivariant: bool, use_velocities: bool, max_z: int
+        self, hidden: int, layers: int, time_features: int, equivariant: bool, use_velocities: bool
     ):
         super().__init__()
         self.equivariant, self.use_velocities = equivariant, use_velocities
-        self.embed = nn.Embedding(max_z + 1, hidden)
+        self.embed = AtomEmbedding(hidden)
         gen = torch.Generator().manual_seed(0)
         self.register_buffer("freqs", 16.0 * torch.randn(time_features, generator=gen))
         if equivariant:
             n_node, n_edge = 1 + (2 if use_velocities else 0), 7
         else:
             n_node, n_edge = 3 + (3 if use_velocities else 0), 8
-        self.node_in = mlp(hidden + 2 * time_features + n_node, hidden, hidden, layer_norm=True)
-        self.edge_in = mlp(n_edge, hidden, hidden, layer_norm=True)
+        self.node_in = _mlp(hidden + 2 * time_features + n_node, hidden, hidden, layer_norm=True)
+        self.edge_in = _mlp(n_edge, hidden, hidden, layer_norm=True)
         self.blocks = nn.ModuleList(MGNLayer(hidden) for _ in range(layers))
         if equivariant:
-            self.self_weight = mlp(hidden, hidden, 1 + (1 if use_velocities else 0))
-            self.edge_weight = mlp(hidden, hidden, 2)
+            self.self_weight = _mlp(hidden, hidden, 1 + (1 if use_velocities else 0))
+            self.edge_weight = _mlp(hidden, hidden, 2)
         else:
-            self.out = mlp(hidden, hidden, 3)
+            self.out = _mlp(hidden, hidden, 3)
 
     def forward(self, batch: B.Batch, z: torch.Tensor, t: torch.Tensor, scale: torch.Tensor,
                 edge_index: torch.Tensor) -> torch.Tensor:
@@ -155,7 +153,6 @@ class ScoreDynamics(TrajectoryModel):
         bond_check: bool = True,
         bond_tolerance: float = 0.3,
         max_resamples: int = 3,
-        max_z: int = 100,
     ):
         super().__init__()
         if sampler not in SAMPLERS:
@@ -167,7 +164,7 @@ class ScoreDynamics(TrajectoryModel):
         self.cutoff, self.sampler, self.sampling_steps = float(cutoff), sampler, int(sampling_steps)
         self.ancestral_steps, self.random_rotation = int(ancestral_steps), bool(random_rotation and not equivariant)
         self.bond_check, self.bond_tolerance, self.max_resamples = bond_check, float(bond_tolerance), int(max_resamples)
-        self.denoiser = Denoiser(hidden, layers, time_features, equivariant, use_velocities, max_z)
+        self.denoiser = Denoiser(hidden, layers, time_features, equivariant, use_velocities)
         # Å; 0 = not yet set: estimated from the first training batch unless displacement_scale is given.
         self.register_buffer("dx_scale", torch.tensor(float(displacement_scale or 0.0)))
         self._stats = {"score_evals": 0, "resamples": 0, "bond_check_failures": 0}

@@ -30,9 +30,9 @@ from torch import nn
 
 from diffmd.graph import full_edge_index, radius_edge_index, scatter_softmax, scatter_sum
 from diffmd.models.diffmd.sbf import SphericalFourierBessel, safe_norm
+from diffmd.nn import AtomEmbedding
 
 ATTENTION_GRAPHS = ("full", "radius")
-MAX_Z = 100
 
 
 class EquivariantGeometricLayer(nn.Module):
@@ -120,7 +120,7 @@ class EGT(nn.Module):
         self.attention_graph, self.cutoff, self.n_time_freq = attention_graph, cutoff, n_time_freq
         self.angle_eps = angle_eps
         self.sbf = SphericalFourierBessel(cutoff, n_degree, n_root, n_order, eps=angle_eps)
-        self.embed = nn.Embedding(MAX_Z, d_model)
+        self.embed = AtomEmbedding(d_model)
         self.scalars = nn.Linear(2 + 2 * n_time_freq, d_model)
         self.layers = nn.ModuleList(
             EquivariantGeometricLayer(d_model, n_heads, d_ffn, dropout, self.sbf.n_basis, n_layers)
@@ -142,10 +142,6 @@ class EGT(nn.Module):
         log_std: torch.Tensor,
     ) -> torch.Tensor:
         """x (N, 3) Å noised positions, v (N, 3) Å/step, z (N,) atomic numbers, s and log_std (N,)."""
-        if int(z.max()) >= MAX_Z or int(z.min()) < 0:
-            raise ValueError(
-                f"diffmd EGT: atomic numbers must lie in [0, {MAX_Z}), got {int(z.min())}..{int(z.max())}"
-            )
         edge_index = self.edges(x, num_atoms)
         speed = safe_norm(v, self.angle_eps)
         feats = torch.cat([speed[:, None], log_std[:, None], time_features(s, self.n_time_freq)], -1)
