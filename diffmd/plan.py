@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,12 +194,46 @@ class Plan:
     def train_run_names(self) -> list[str]:
         return [*self.md17_molecules, O2O_TRAINED]
 
+    # --- what each dataset offers, and which models it can run -------------------------------------
+    def offers(self, dataset: str) -> dict[str, str | None]:
+        """Each requirement a model may declare (``requires``) -> None when the dataset's data offers it,
+        else the reason it does not (printed by the tables beside NA)."""
+        source = self.source(dataset)
+        no_forces = None if source == "xtb" or self.task(dataset) == "s2l" else (
+            f"the {dataset} {source} data has no force labels")
+        return {
+            "forces": no_forces,
+            "reference_potential": None if source == "xtb" else f"no reference potential for source {source!r}",
+            "one_molecule": None if self.task(dataset) == "s2l" else "a single-molecule model (no transfer to O2O)",
+        }
+
+    def unavailable(self, model: str, dataset: str) -> str | None:
+        """Why ``model`` cannot run on ``dataset`` (None when it can)."""
+        offers = self.offers(dataset)
+        for need in _model_class(model).requires:
+            if need not in offers:
+                raise ValueError(f"model {model!r} requires {need!r}, which the plan does not know")
+            if offers[need] is not None:
+                return offers[need]
+        return None
+
+    def models_for(self, dataset: str) -> list[str]:
+        """The models that run on ``dataset`` (config order); the others are NA in its tables."""
+        return [m for m in self.models if self.unavailable(m, dataset) is None]
+
+    def na_reasons(self, dataset: str) -> dict[str, str]:
+        return {m: r for m in self.models if (r := self.unavailable(m, dataset)) is not None}
+
     # --- models -----------------------------------------------------------------------------------
     def role(self, model: str) -> str:
         return _model_class(model).role
 
     def models_with_role(self, *roles: str) -> list[str]:
         return [m for m in self.models if self._classes[m].role in roles]
+
+    def train_models(self, dataset: str) -> list[str]:
+        """Models the ``train`` rule makes a checkpoint for on ``dataset``."""
+        return [m for m in self.engine_models() if m in self.models_for(dataset)]
 
     def engine_models(self) -> list[str]:
         """Models whose checkpoint the ``train`` rule makes (everything without a tuning procedure)."""
@@ -212,6 +247,10 @@ class Plan:
         """``diffmd/models/configs/<model>.yaml`` + ``model_params.<model>``, with the stride from
         ``<model>.stride.<dataset>`` for models whose stride comes from the config."""
         overrides = copy.deepcopy(self.config.get("model_params", {}).get(model, {}))
+        source = self.config["data"][dataset].get("xtb", {})
+        for key in _model_class(model).source_params:
+            if key in source:
+                overrides.setdefault(key, source[key])
         if _model_class(model).stride_from_config:
             stride = (self.config.get(model) or {}).get("stride", {}).get(dataset)
             if stride is not None:
@@ -249,8 +288,9 @@ class Plan:
 
     def run_files(self, dataset: str, molecules: list[str], filename: str, seeds: list[int] | None = None) -> list[str]:
         """``filename`` in every run directory of ``dataset`` (molecules x models x seeds), table order."""
+        models = self.models_for(dataset)
         return [f"{self.run_dir(dataset, mol, model, seed)}/{filename}"
-                for mol in molecules for model in self.models for seed in (seeds or self.seeds)]  # fmt: skip
+                for mol in molecules for model in models for seed in (seeds or self.seeds)]  # fmt: skip
 
     def figure_seed(self) -> int:
         return min(self.seeds)
@@ -262,7 +302,7 @@ class Plan:
 
     def cost_models(self) -> list[str]:
         """Learned simulators of the table whose rollout the cost benchmark times (no reference rows)."""
-        return self.models_with_role("baseline", "proposed", "force_field")
+        return [m for m in self.models_with_role("baseline", "proposed", "force_field") if m in self.models_for("md17")]
 
     def cost_strided_model(self) -> str | None:
         """The model the cost benchmark also trains at ``score_dynamics.cost_strides`` (its stride comes
@@ -318,6 +358,42 @@ class Plan:
     def has_cost_table(self) -> bool:
         return bool(self.cost_extra_strides() or self.cost_models())
 
+    # --- input functions of the rules: Snakemake calls them with the job's wildcards -------------------
+    def split_of(self, w: Any) -> str:
+        return self.split_path(w.dataset, w.molecule)
+
+    def train_inputs(self, w: Any) -> dict[str, str]:
+        self.check_train_run(w.dataset, w.molecule)
+        return {"split": self.split_of(w)}
+
+    def rollout_inputs(self, w: Any) -> dict[str, str]:
+        run = self.run_dir(w.dataset, self.train_run(w.dataset, w.molecule), w.model, w.seed)
+        return {"split": self.split_of(w), "checkpoint": f"{run}/model.pt"}
+
+    def rollout_target(self, w: Any) -> str:
+        return "" if self.task(w.dataset) == "s2l" else f"--target {w.molecule}"
+
+    def model_params_arg(self, w: Any) -> str:
+        return shell_arg(self.model_params(w.model, w.dataset))
+
+    def run_meta(self, w: Any) -> str:
+        return shell_arg({"dataset": w.dataset, "molecule": w.molecule, "model": w.model, "seed": int(w.seed)})
+
+    def grid_point_arg(self, w: Any) -> str:
+        return shell_arg(self.point_params(w.model, w.dataset, w.point))
+
+    def grid_dir(self, w: Any) -> str:
+        return f"{self.run_dir(w.dataset, w.molecule, w.model, w.seed)}/grid"
+
+    def grid_validations(self, w: Any) -> list[str]:
+        return [f"{self.grid_dir(w)}/{p}/val_eps{e}.json" for p in self.grid_point_names() for e in self.grid_eps()]
+
+    def cost_inputs_of(self, w: Any) -> list[str]:
+        return self.cost_inputs()
+
+    def cost_train_arg(self, w: Any) -> str:
+        return shell_arg(self.cost_train_params(int(w.k)))
+
     # --- the final targets (rule all) ------------------------------------------------------------------
     def static_targets(self) -> list[str]:
         """Every final output known at parse time (the C7O2H10 targets may come from the split checkpoint:
@@ -358,6 +434,11 @@ def _model_class(name: str):
 def as_json(obj: Any) -> str:
     """Canonical JSON of a plan value (sorted keys), as the rules pass it on the command line."""
     return json.dumps(obj, sort_keys=True)
+
+
+def shell_arg(obj: Any) -> str:
+    """A plan value as one shell-quoted JSON argument for the package's entry points."""
+    return shlex.quote(as_json(obj))
 
 
 __all__ = ["Plan", "CostRun", "TASKS", "O2O_TRAINED", "ISOMER_PATTERN", "grid_points", "point_name", "fmt",

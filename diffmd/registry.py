@@ -39,6 +39,10 @@ MODEL_MODULES: dict[str, str] = {
     "se3_transformer": "baselines.se3_transformer",
     "gmn": "baselines.gmn",
     "scfnn": "baselines.scfnn",
+    "force_verlet": "diffmd.models.physics",
+    "xtb_nve": "diffmd.models.physics",
+    "xtb_langevin": "diffmd.models.physics",
+    "sgdml": "diffmd.models.forcefield",
 }
 
 _REGISTRY: dict[str, type[TrajectoryModel]] = {}
@@ -76,6 +80,14 @@ class TrajectoryModel(nn.Module):
     #: ``"engine"``: trained by the engine's loop on ``loss(batch)``; ``"own"``: the model trains itself
     #: with its package's own trainer through :meth:`fit_own` (machine-learned force fields).
     trainer: str = "engine"
+    #: What the data must offer for the model to run: ``"forces"`` (force labels in the trajectory),
+    #: ``"reference_potential"`` (a potential the pipeline can call: the ``xtb`` source), ``"one_molecule"``
+    #: (a single-molecule model: S2L only). The plan leaves the model out where one is missing and the
+    #: tables print NA with the reason.
+    requires: tuple[str, ...] = ()
+    #: Constructor parameters the plan fills from the simulated source's settings ``data.<dataset>.xtb``
+    #: (time step, bath temperature, friction), so a re-simulation uses the data's own conditions.
+    source_params: tuple[str, ...] = ()
     #: False for one-step-only models that need data the rollout cannot provide (e.g. the data's forces).
     can_rollout: bool = True
     #: Frames of the source trajectory per model step; set by :func:`build_model`.

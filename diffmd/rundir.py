@@ -55,6 +55,11 @@ class RunRecord:
     rollout_seconds: float | None = None
     frames_per_second: float | None = None
     role: str = "baseline"  # the model's registered role (diffmd.registry.ROLES)
+    rollout_applicable: bool = True  # False for one-step-only models (no ARMSE: "-", not NA)
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # the yardstick's rows (diffmd.engine.yardstick)
+    dt_fs: float | None = None
+    curve: dict[str, Any] | None = None
+    hr: dict[str, Any] | None = None
 
 
 def _opt_float(value: object, path: str, key: str) -> float | None:
@@ -78,7 +83,8 @@ def load_record(path: str | os.PathLike) -> RunRecord:
         raise ValueError(f"{path}: missing key(s) {', '.join(missing)}")
     armse = _opt_float(data["armse"], path, "armse")
     diverged = bool(data["diverged"])
-    if armse is None and not diverged:
+    applicable = bool(data.get("rollout_applicable", True))
+    if armse is None and not diverged and applicable:
         raise ValueError(f"{path}: key 'armse' is null but 'diverged' is false")
     return RunRecord(
         path=path,
@@ -99,6 +105,11 @@ def load_record(path: str | os.PathLike) -> RunRecord:
         rollout_seconds=_opt_float(data.get("rollout_seconds"), path, "rollout_seconds"),
         frames_per_second=_opt_float(data.get("frames_per_second"), path, "frames_per_second"),
         role=str(data.get("role") or role_of(str(data["model"]))),
+        rollout_applicable=applicable,
+        metrics=list(data.get("metrics") or []),
+        dt_fs=_opt_float(data.get("dt_fs"), path, "dt_fs"),
+        curve=data.get("curve"),
+        hr=data.get("hr"),
     )
 
 
@@ -124,6 +135,37 @@ def write_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
     write_json(path, record)
 
 @dataclass
+class MultiStart:
+    """The multi-start rollouts of one run (``ms_*`` keys of ``rollout.npz``)."""
+
+    starts: np.ndarray  # (M,) start frames
+    positions: np.ndarray  # (M, n+1, atoms, 3) Å predicted, NaN after a start's divergence
+    reference: np.ndarray  # (M, n+1, atoms, 3) Å
+    frame_indices: np.ndarray  # (M, n+1)
+    diverged_at: np.ndarray  # (M,) -1 if none
+    seconds: float
+    score_evals: np.ndarray  # (n,) per batched step
+
+
+@dataclass
+class OneStep:
+    """Teacher-forced one-step predictions on test frames (``os_*`` keys of ``rollout.npz``)."""
+
+    frames: np.ndarray  # (F,) current frames t
+    predicted: np.ndarray  # (F, atoms, 3) Å, x̂(t+k)
+    target: np.ndarray  # (F, atoms, 3) Å, x(t+k)
+    current: np.ndarray  # (F, atoms, 3) Å, x(t)
+    previous: np.ndarray  # (F, atoms, 3) Å, x(t-k)
+
+
+MULTI_KEYS = {"starts": "ms_starts", "positions": "ms_positions", "reference": "ms_reference",
+              "frame_indices": "ms_frame_indices", "diverged_at": "ms_diverged_at", "seconds": "ms_seconds",
+              "score_evals": "ms_score_evals"}  # fmt: skip
+ONE_STEP_KEYS = {"frames": "os_frames", "predicted": "os_predicted", "target": "os_target",
+                 "current": "os_current", "previous": "os_previous"}  # fmt: skip
+
+
+@dataclass
 class Rollout:
     """One ``rollout.npz``: predicted and reference frames of one run."""
 
@@ -142,6 +184,9 @@ class Rollout:
     molecule: str = ""
     model: str = ""
     rollout_stats: dict[str, float] = field(default_factory=dict)  # the model's other counters, summed
+    applicable: bool = True  # False for one-step-only models: positions hold the start frame only
+    multi: MultiStart | None = None
+    one_step: OneStep | None = None
 
 
 ROLLOUT_REQUIRED = ("positions", "reference", "atomic_numbers")
@@ -187,7 +232,23 @@ def load_rollout(path: str | os.PathLike) -> Rollout:
         molecule=str(data.get("molecule", "")),
         model=str(data.get("model", "")),
         rollout_stats=json.loads(str(data["rollout_stats"])) if "rollout_stats" in data else {},
+        applicable=bool(data.get("applicable", True)),
+        multi=_part(data, MULTI_KEYS, MultiStart, path),
+        one_step=_part(data, ONE_STEP_KEYS, OneStep, path),
     )
+
+
+def _part(data: dict[str, np.ndarray], keys: dict[str, str], cls: type, path: str):
+    present = [k for k in keys.values() if k in data]
+    if not present:
+        return None
+    missing = [k for k in keys.values() if k not in data]
+    if missing:
+        raise ValueError(f"{path}: missing key(s) {', '.join(missing)}")
+    values = {name: data[key] for name, key in keys.items()}
+    if "seconds" in values:
+        values["seconds"] = float(values["seconds"])
+    return cls(**values)
 
 
 def run_identity(path: str | os.PathLike) -> dict[str, str]:
@@ -215,16 +276,23 @@ def write_rollout(
     model: str,
     rollout_stats: dict[str, float] | None = None,
     extxyz: bool = True,
+    applicable: bool = True,
+    multi: MultiStart | None = None,
+    one_step: OneStep | None = None,
 ) -> None:
     """Write ``rollout.npz`` (and ``rollout.extxyz``) of one run into ``out_dir``, atomically."""
     out = Path(out_dir)
+    extra: dict[str, Any] = {"applicable": np.bool_(applicable)}
+    for part, keys in ((multi, MULTI_KEYS), (one_step, ONE_STEP_KEYS)):
+        if part is not None:
+            extra.update({key: np.asarray(getattr(part, name)) for name, key in keys.items()})
     save_npz(
         out / ROLLOUT_NAME,
         positions=positions, reference=reference, frame_indices=frame_indices, atomic_numbers=atomic_numbers,
         diverged=np.bool_(diverged_at >= 0), diverged_at=np.int64(diverged_at), stride=np.int64(stride),
         dt_fs=np.float64(dt_fs), seconds=np.float64(seconds), score_evals=score_evals, source=np.str_(source),
         molecule=np.str_(molecule), model=np.str_(model),
-        rollout_stats=np.str_(json.dumps(rollout_stats or {}, sort_keys=True)),
+        rollout_stats=np.str_(json.dumps(rollout_stats or {}, sort_keys=True)), **extra,
     )  # fmt: skip
     if extxyz:
         write_extxyz(out / EXTXYZ_NAME, positions, atomic_numbers, dt_fs, stride)

@@ -29,9 +29,12 @@ Snakemake can run many simulations side by side under ``--cores``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -84,6 +87,22 @@ def set_threads(threads: int = 1) -> None:
     """Pin tblite's OpenMP threads; must run before tblite is first imported in this process."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ.setdefault("OMP_STACKSIZE", "256M")
+
+
+@contextlib.contextmanager
+def torch_openmp_pinned() -> Iterator[None]:
+    """One OpenMP thread for the block when torch is loaded: tblite then shares torch's OpenMP runtime,
+    which ignores OMP_NUM_THREADS set after torch's import (several threads make GFN2-xTB slow and its
+    results not bitwise repeatable); torch's thread count is restored afterwards."""
+    torch = sys.modules.get("torch")
+    n = torch.get_num_threads() if torch is not None else 1
+    if n != 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if n != 1:
+            torch.set_num_threads(n)
 
 
 def _calculator(accuracy: float):
@@ -218,11 +237,12 @@ def simulate(z: np.ndarray, pos: np.ndarray, settings: XTBSettings, *, name: str
     """Optimise, thermalise and run one trajectory; returns it in the canonical format."""
     from ase import units
 
-    t0 = time.perf_counter()
-    atoms = optimise(z, pos, settings.accuracy)
-    t1 = time.perf_counter()
-    raw = run_md(atoms, settings, seed_words, desc=f"xtb {name}")
-    seconds = time.perf_counter() - t1
+    with torch_openmp_pinned():
+        t0 = time.perf_counter()
+        atoms = optimise(z, pos, settings.accuracy)
+        t1 = time.perf_counter()
+        raw = run_md(atoms, settings, seed_words, desc=f"xtb {name}")
+        seconds = time.perf_counter() - t1
     steps = settings.equilibration_steps + settings.n_frames - 1
     ev_to_kcal = units.mol / units.kcal
     topology_kept = bonds(z, raw["positions"][0]) == bonds(z, raw["positions"][-1])

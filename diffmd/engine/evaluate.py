@@ -61,6 +61,33 @@ def evaluate(roll: Rollout, meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def yardstick(roll: Rollout, cfg: dict[str, Any]) -> dict[str, Any]:
+    """The yardstick's keys of ``armse.json``: ``metrics`` rows, the multi-start ``curve`` and ``hr``
+    (see :mod:`diffmd.engine.yardstick`); ``cfg`` is the config's ``rollout`` section."""
+    from diffmd.config import section_defaults
+    from diffmd.engine import yardstick as Y
+
+    cfg = {**section_defaults("rollout"), **cfg}
+    step_fs = float(roll.dt_fs) * int(roll.stride)
+    out: dict[str, Any] = {"dt_fs": float(roll.dt_fs), "step_fs": step_fs, "rollout_applicable": roll.applicable,
+                           "metrics": [], "curve": None, "hr": None}  # fmt: skip
+    if roll.one_step is not None:
+        out["metrics"] += Y.one_step_rows(roll.one_step, step_fs)
+    if roll.multi is not None:
+        rows, curve = Y.horizon_rows(roll.multi, step_fs, list(cfg["horizons_fs"]))
+        horizon = step_fs * (roll.multi.positions.shape[1] - 1)
+        energies = Y.energy_samples(roll.multi, roll.atomic_numbers, int(cfg["energy_frames"])) \
+            if roll.source == "xtb" else None  # fmt: skip
+        dist, hr = Y.distribution_rows(roll.multi, roll.atomic_numbers, float(roll.dt_fs), int(roll.stride),
+                                       horizon, energies)  # fmt: skip
+        out["metrics"] += rows + dist
+        out["curve"], out["hr"] = curve, hr
+        out["n_starts"] = int(len(roll.multi.starts))
+        out["starts"] = [int(s) for s in roll.multi.starts]
+        out["starts_seconds"] = float(roll.multi.seconds)
+    return out
+
+
 def summarize(paths: list[str]) -> dict[str, Any]:
     """``{"runs": [{model, seed, armse, armse_unaligned, diverged, path}, ...]}`` of several armse.json."""
     runs = []
@@ -83,9 +110,14 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="ARMSE of a rollout -> armse.json")
     p.add_argument("--rollout", required=True, help="RUNDIR/rollout.npz")
     p.add_argument("--meta", default="{}", help='JSON: {"dataset", "molecule", "model", "seed"}')
+    p.add_argument("--rollout-config", default="{}", help="JSON: the config's rollout section (horizons_fs, ...)")
     p.add_argument("--out", required=True, help="RUNDIR/armse.json")
     a = p.parse_args(argv)
-    rec = evaluate(load_rollout(a.rollout), json.loads(a.meta))
+    roll = load_rollout(a.rollout)
+    rec = evaluate(roll, json.loads(a.meta))
+    rec.update(yardstick(roll, json.loads(a.rollout_config)))
+    if not roll.applicable:  # one-step only: no rollout, no ARMSE (the tables print "-", not NA)
+        rec.update(armse=None, armse_unaligned=None, diverged=False, n_frames=0)
     write_record(a.out, rec)
     print(json.dumps({k: rec[k] for k in ("molecule", "model", "armse", "armse_unaligned", "diverged")}))
 

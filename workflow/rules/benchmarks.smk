@@ -22,7 +22,7 @@ rule cost_train_strided:
         model=PLAN.cost_strided_model() or "^$",
         k=r"\d+",
     params:
-        model_params=cost_train_params,
+        model_params=PLAN.cost_train_arg,
         train=arg(PLAN.train_config()),
         out=subpath(output[0], parent=True),
     resources:
@@ -36,7 +36,7 @@ rule cost_md17:
     conda:
         "../../envs/workflow.yaml"
     input:
-        cost_inputs,
+        PLAN.cost_inputs_of,
     output:
         csv="results/tables/cost_md17.csv",
         md="results/tables/cost_md17.md",

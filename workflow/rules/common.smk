@@ -2,13 +2,12 @@
 # input functions the rules call. No model or dataset is named here: the plan asks the registry.
 import json
 import os
-import shlex
 import sys
 
 from snakemake.utils import validate
 
 from diffmd.config import SCHEMA_PATH
-from diffmd.plan import ISOMER_PATTERN, Plan
+from diffmd.plan import ISOMER_PATTERN, Plan, shell_arg
 
 validate(config, schema=str(SCHEMA_PATH))
 
@@ -33,9 +32,7 @@ wildcard_constraints:
     dataset="md17|c7o2h10",
 
 
-def arg(obj):
-    """A plan value as one shell-quoted JSON argument for the package's entry points."""
-    return shlex.quote(json.dumps(obj, sort_keys=True))
+arg = shell_arg  # a plan value as one shell-quoted JSON argument
 
 
 def split_file(key):
@@ -56,25 +53,6 @@ def c7o2h10_targets(wildcards=None):
 def test_columns(dataset):
     """The molecules (S2L) or target isomers (O2O) of a dataset's table."""
     return MD17_MOLECULES if PLAN.task(dataset) == "s2l" else c7o2h10_targets()
-
-
-def split_of(wildcards):
-    return PLAN.split_path(wildcards.dataset, wildcards.molecule)
-
-
-def train_inputs(wildcards):
-    PLAN.check_train_run(wildcards.dataset, wildcards.molecule)
-    return {"split": split_of(wildcards)}
-
-
-def rollout_inputs(wildcards):
-    run = PLAN.train_run(wildcards.dataset, wildcards.molecule)
-    return {"split": split_of(wildcards),
-            "checkpoint": f"{PLAN.run_dir(wildcards.dataset, run, wildcards.model, wildcards.seed)}/model.pt"}
-
-
-def rollout_target(wildcards):
-    return "" if PLAN.task(wildcards.dataset) == "s2l" else f"--target {wildcards.molecule}"
 
 
 def run_files(dataset, filename, seeds=None, molecules=None):
@@ -101,15 +79,6 @@ def molecule_rollouts(wildcards):
     return run_files(wildcards.dataset, "rollout.npz", [PLAN.figure_seed()], [wildcards.molecule])
 
 
-def model_params_arg(wildcards):
-    return arg(PLAN.model_params(wildcards.model, wildcards.dataset))
-
-
-def run_meta(wildcards):
-    return arg({"dataset": wildcards.dataset, "molecule": wildcards.molecule, "model": wildcards.model,
-                "seed": int(wildcards.seed)})
-
-
 def table_columns(wildcards):
     return " ".join(test_columns(wildcards.dataset))
 
@@ -120,28 +89,8 @@ def all_armse(wildcards):
 
 def rollout_benchmarks(wildcards):
     """The benchmark TSV of every rollout job, from the rollout rule's own `benchmark:` pattern."""
-    return sum((expand(rules.rollout.benchmark, dataset=d, molecule=test_columns(d), model=MODELS, seed=SEEDS)
-                for d in ("md17", "c7o2h10")), [])
-
-
-def grid_point_params(wildcards):
-    return arg(PLAN.point_params(wildcards.model, wildcards.dataset, wildcards.point))
-
-
-def grid_dir(wildcards):
-    return f"{PLAN.run_dir(wildcards.dataset, wildcards.molecule, wildcards.model, wildcards.seed)}/grid"
-
-
-def grid_validations(wildcards):
-    return [f"{grid_dir(wildcards)}/{p}/val_eps{e}.json" for p in PLAN.grid_point_names() for e in PLAN.grid_eps()]
-
-
-def cost_inputs(wildcards):
-    return PLAN.cost_inputs()
-
-
-def cost_train_params(wildcards):
-    return arg(PLAN.cost_train_params(int(wildcards.k)))
+    return sum((expand(rules.rollout.benchmark, dataset=d, molecule=test_columns(d), model=PLAN.models_for(d),
+                       seed=SEEDS) for d in ("md17", "c7o2h10")), [])
 
 
 def all_final_targets(wildcards):

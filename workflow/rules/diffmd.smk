@@ -13,7 +13,7 @@ rule diffmd_train_point:
     conda:
         "../../envs/workflow.yaml"
     input:
-        split=split_of,
+        split=PLAN.split_of,
     output:
         "results/{dataset}/{molecule}/{model}/seed{seed}/grid/{point}/model.pt",
     log:
@@ -25,7 +25,7 @@ rule diffmd_train_point:
         model="|".join(GRID_MODELS) or "^$",
         point=DIFFMD_POINT_PATTERN,
     params:
-        model_params=grid_point_params,
+        model_params=PLAN.grid_point_arg,
         train=arg(PLAN.train_config()),
         out=subpath(output[0], parent=True),
     resources:
@@ -39,7 +39,7 @@ rule diffmd_validate:
     conda:
         "../../envs/workflow.yaml"
     input:
-        split=split_of,
+        split=PLAN.split_of,
         checkpoint="results/{dataset}/{molecule}/{model}/seed{seed}/grid/{point}/model.pt",
     output:
         "results/{dataset}/{molecule}/{model}/seed{seed}/grid/{point}/val_eps{eps}.json",
@@ -65,7 +65,7 @@ rule diffmd_select:
     conda:
         "../../envs/workflow.yaml"
     input:
-        grid_validations,
+        PLAN.grid_validations,
     output:
         model="results/{dataset}/{molecule}/{model}/seed{seed}/model.pt",
         selection="results/{dataset}/{molecule}/{model}/seed{seed}/selection.json",
@@ -78,7 +78,7 @@ rule diffmd_select:
         model="|".join(GRID_MODELS) or "^$",
     params:
         grid=arg(PLAN.grid()),
-        grid_dir=grid_dir,
+        grid_dir=PLAN.grid_dir,
     threads: 1
     shell:
         "python -m diffmd.models.diffmd.tune select --grid-dir {params.grid_dir} --grid {params.grid} --out-model {output.model} --out-selection {output.selection} > {log} 2>&1"

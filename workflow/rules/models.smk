@@ -13,7 +13,7 @@ rule train:
     conda:
         "../../envs/workflow.yaml"
     input:
-        unpack(train_inputs),
+        unpack(PLAN.train_inputs),
     output:
         "results/{dataset}/{molecule}/{model}/seed{seed}/model.pt",
     log:
@@ -24,7 +24,7 @@ rule train:
         molecule="|".join(PLAN.train_run_names()),
         model="|".join(PLAN.engine_models()),
     params:
-        model_params=model_params_arg,
+        model_params=PLAN.model_params_arg,
         train=arg(PLAN.train_config()),
         out=subpath(output[0], parent=True),
     resources:
@@ -38,7 +38,7 @@ rule rollout:
     conda:
         "../../envs/workflow.yaml"
     input:
-        unpack(rollout_inputs),
+        unpack(PLAN.rollout_inputs),
     output:
         npz="results/{dataset}/{molecule}/{model}/seed{seed}/rollout.npz",
         xyz="results/{dataset}/{molecule}/{model}/seed{seed}/rollout.extxyz",
@@ -49,7 +49,7 @@ rule rollout:
     wildcard_constraints:
         molecule="|".join([*MD17_MOLECULES, ISOMER_PATTERN]),
     params:
-        target=rollout_target,
+        target=PLAN.rollout_target,
         cfg=arg(PLAN.rollout_config()),
         out=subpath(output.npz, parent=True),
     resources:
@@ -73,10 +73,11 @@ rule evaluate:
     wildcard_constraints:
         molecule="|".join([*MD17_MOLECULES, ISOMER_PATTERN]),
     params:
-        meta=run_meta,
+        meta=PLAN.run_meta,
+        cfg=arg(PLAN.rollout_config()),
     threads: 1
     shell:
-        "python -m diffmd.engine.evaluate --rollout {input} --meta {params.meta} --out {output} > {log} 2>&1"
+        "python -m diffmd.engine.evaluate --rollout {input} --meta {params.meta} --rollout-config {params.cfg} --out {output} > {log} 2>&1"
 
 
 rule md17_molecule:
