@@ -1,7 +1,11 @@
-"""ARMSE tables on synthetic armse.json files with known values (diffmd.reports.tables)."""
+"""ARMSE tables on synthetic armse.json files with known values (diffmd.reports.tables): the paper
+layout of the paper column (the ``armse`` key; files without the issue-12 keys), rendered with pandas."""
 
 from __future__ import annotations
 
+import io
+
+import pandas as pd
 import pytest
 
 from diffmd.io import write_json
@@ -49,36 +53,42 @@ def runs(tmp_path):
 
 
 def _md_row(md, label):
-    return next(line for line in md.splitlines() if line.startswith(f"| {label}"))
+    """The stripped cells (label first) of the Markdown table row whose label starts with ``label``."""
+    line = next(line for line in md.splitlines() if line.startswith("| ") and line[2:].startswith(label))
+    return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
 def test_bold_second_na_and_improvement(runs):
     table = tables.make_table(load_records(runs), MODELS, ["ethanol", "uracil"])
     md = tables.render_markdown(table)
-    assert "| diffmd | **0.300** |" in md  # best learned model, not static (0.05)
-    assert "| egnn | <u>0.400</u> |" in md
-    assert "| static (reference) | 0.050 |" in md
-    assert _md_row(md, "rf").split("|")[2].strip() == "NA"
-    assert "score_dynamics (every 5th frame) | 0.450 |" in md
+    assert _md_row(md, "diffmd")[1] == "**0.300**"  # best learned model, not static (0.05)
+    assert _md_row(md, "egnn")[1] == "<u>0.400</u>"
+    assert _md_row(md, "static")[:2] == ["static (reference)", "0.050"]
+    assert _md_row(md, "rf")[1] == "NA"
+    assert _md_row(md, "score_dynamics")[:2] == ["score_dynamics (every 5th frame)", "0.450"]
     # uracil: gmn best (0.2), ties at 1.0 all second, diffmd is not better than the best baseline
-    assert "**0.200**" in _md_row(md, "gmn")
-    assert "<u>1.000</u>" in _md_row(md, "diffmd")
-    improvement = _md_row(md, "Relative improvement").split("|")[2:4]
-    assert improvement[0].strip() == "25.0%"  # (0.40 - 0.30) / 0.40
-    assert improvement[1].strip() == "-400.0%"  # (0.2 - 1.0) / 0.2
+    assert _md_row(md, "gmn")[2] == "**0.200**"
+    assert _md_row(md, "diffmd")[2] == "<u>1.000</u>"
+    assert _md_row(md, "static")[2] == "1.000"  # a reference row ties but is never marked
+    assert _md_row(md, "Relative improvement")[1:3] == ["25.0%", "-400.0%"]  # (0.40-0.30)/0.40, (0.2-1.0)/0.2
     assert md.startswith("Data source: GFN2-xTB simulation")
-    csv_text = tables.render_csv(table)
-    assert csv_text.splitlines()[0] == "model,ethanol,uracil,role,stride,data_source"
-    assert "rf,NA,1.000,baseline,1," in csv_text
-    assert "score_dynamics,0.450,1.000,baseline,5," in csv_text
-    assert csv_text.splitlines()[-1].startswith("relative_improvement,25.0%,-400.0%,summary")
+    assert "| Model" in md and "|:--" in md  # tabulate's pipe table (left-aligned label column)
+    frame = pd.read_csv(io.StringIO(tables.render_csv(table)), keep_default_na=False)
+    paper = frame[frame["metric"] == "armse_paper"].set_index(["model", "molecule"])
+    assert paper.loc[("rf", "ethanol"), "value"] == "" and paper.loc[("rf", "ethanol"), "n_diverged"] == "1"
+    assert float(paper.loc[("score_dynamics", "uracil"), "value"]) == 1.0
+    assert paper.loc[("score_dynamics", "ethanol"), "role"] == "baseline"
+    improvement = frame[frame["metric"] == "relative_improvement"].set_index("molecule")
+    assert float(improvement.loc["ethanol", "value"]) == pytest.approx(25.0)
+    assert float(improvement.loc["uracil", "value"]) == pytest.approx(-400.0)
+    assert set(improvement["unit"]) == {"%"} and set(improvement["model"]) == {"diffmd"}
 
 
 def test_no_improvement_row_without_diffmd(runs):
     records = [r for r in load_records(runs) if r.model != "diffmd"]
     md = tables.render_markdown(tables.make_table(records, MODELS))
     assert "Relative improvement" not in md
-    assert "**0.400**" in _md_row(md, "egnn") and "<u>0.450</u>" in _md_row(md, "score_dynamics")
+    assert _md_row(md, "egnn")[1] == "**0.400**" and _md_row(md, "score_dynamics")[1] == "<u>0.450</u>"
 
 
 def test_seeds_mean_std_and_partial_divergence(tmp_path):
@@ -110,13 +120,13 @@ def test_cli_writes_both_files(runs, tmp_path):
         main(["tables", "--inputs", *map(str, runs), "--models", *MODELS, "--csv", str(out_csv), "--md", str(out_md)])
         == 0
     )
-    assert "**0.300**" in out_md.read_text() and out_csv.read_text().startswith("model,ethanol")
+    assert "**0.300**" in out_md.read_text() and out_csv.read_text().startswith("dataset,molecule,model,role,")
 
 
 def test_html_twin_keeps_marks_and_escapes(runs, tmp_path):
     from diffmd.reports.html import markdown_to_html
 
-    page = markdown_to_html(tables.render_markdown(tables.make_table(load_records(runs), MODELS)), "t")
+    page = tables.render_html(tables.make_table(load_records(runs), MODELS))
     assert "<td><b>0.300</b></td>" in page and "<td><u>0.400</u></td>" in page
-    assert "<th>Model</th><th>ethanol</th><th>uracil</th>" in page and "---" not in page
+    assert "<th>Model</th>" in page and "<th>ethanol</th>" in page and "---" not in page
     assert "&lt;script&gt;" in markdown_to_html("| a |\n|---|\n| <script> |", "t")

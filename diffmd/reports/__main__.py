@@ -2,14 +2,20 @@
 
 Commands::
 
-    tables    --inputs armse.json... [--models M...] [--columns C...] --csv F --md F [--html F]
+    tables        --inputs armse.json... [--models M...] [--columns C...] --csv F --md F [--html F]
+                  (Table 1 / 2: paper column + horizon-resolved ARMSE; long-format CSV)
+    one-step      --inputs armse.json... [--models M...] [--columns C...] --csv F --md F [--html F]
+    distributions --inputs armse.json... [--models M...] [--columns C...] --csv F --md F [--html F]
+    hr            --inputs armse.json... [--models M...] [--title T] --png F --pdf F
     paper     --dataset {md17,c7o2h10} --inputs armse.json... [--models M...] --csv F --md F [--html F]
     validity  --rollouts rollout.npz... [--params JSON] [--models M...] --csv F --md F [--html F]
     snapshots --rollouts rollout.npz... --every N [--models M...] [--title T] --png F --pdf F
-    curves    --inputs armse.json... [--models M...] [--title T] --png F --pdf F
+    curves    --inputs armse.json... [--models M...] [--title T] --png F --pdf F   (time in fs)
     costs     --inputs armse.json... [--benchmarks tsv...] [--benchmark-dir D] --csv F --md F [--html F]
 
-Every table is written as CSV and Markdown; every figure as PNG and PDF; all atomically.
+Every table is written as CSV and Markdown (and HTML with --html); every figure as PNG and PDF; all
+atomically. The yardstick tables (tables, one-step, distributions) write a long-format CSV and render
+their Markdown and HTML from it with pandas + tabulate.
 """
 
 from __future__ import annotations
@@ -21,9 +27,9 @@ from pathlib import Path
 
 from diffmd.io import write_text
 from diffmd.provenance import provenance_markdown
-from diffmd.reports import costs, paper, tables, validity
-from diffmd.reports.html import markdown_to_html
-from diffmd.reports.results import load_record, load_records, load_rollout, single_source, source_label
+from diffmd.reports import costs, paper, tables, validity, yardstick
+from diffmd.reports.html import markdown_fragment, markdown_to_html
+from diffmd.reports.results import load_record, load_rollout, single_source, source_label
 
 
 def _common(p: argparse.ArgumentParser, inputs: str = "--inputs", outputs: tuple[str, str] = ("--csv", "--md")):
@@ -41,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tables", help="ARMSE table (Table 1 / Table 2 shape)")
     _common(p)
     p.add_argument("--columns", nargs="*", default=None, help="column order (molecules or targets)")
+    for name, what in (("one-step", "one-step (teacher-forced) error and acceleration R², floors as rows"),
+                       ("distributions", "h(r), bond/angle W1, temperature, energy excess, stability")):  # fmt: skip
+        p = sub.add_parser(name, help=what)
+        _common(p)
+        p.add_argument("--columns", nargs="*", default=None, help="column order (molecules or targets)")
+    p = sub.add_parser("hr", help="h(r) of the ground truth against each model")
+    _common(p, "--inputs", ("--png", "--pdf"))
+    p.add_argument("--title", default="")
     p = sub.add_parser("paper", help="the paper's table beside ours")
     _common(p)
     p.add_argument("--dataset", choices=["md17", "c7o2h10"], required=True)
@@ -70,6 +84,20 @@ def _write_table(args: argparse.Namespace, csv_text: str, md_text: str) -> None:
         write_text(args.html, markdown_to_html(md_text, Path(args.md).stem))
 
 
+def _write_report(args: argparse.Namespace, rep: yardstick.Report, provenance: bool = True) -> None:
+    """CSV (long format), Markdown and (with --html) HTML of a yardstick report, with the runs' provenance."""
+    prov = provenance_markdown(args.inputs) if provenance else ""
+    write_text(args.csv, rep.csv())
+    write_text(args.md, rep.markdown() + prov)
+    if args.html:
+        write_text(args.html, rep.html(markdown_fragment(prov) if prov else ""))
+
+
+def _records(paths: list[str]) -> list:
+    """The paper-protocol records of ``paths`` (one-step-only models included, their ARMSE null)."""
+    return [y.record for y in yardstick.load_yardsticks(paths)]
+
+
 def _sibling_source(rollout_paths: list[str]) -> str:
     """Data-source label of rollouts, from the armse.json beside each one (one source only)."""
     recs = [load_record(Path(p).with_name("armse.json")) for p in rollout_paths]
@@ -80,11 +108,20 @@ def _sibling_source(rollout_paths: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "tables":
-        tab = tables.make_table(load_records(args.inputs), args.models, args.columns)
-        md = tables.render_markdown(tab) + provenance_markdown(args.inputs)  # cite each run's provenance
-        _write_table(args, tables.render_csv(tab), md)
+        tab = tables.make_table(yardstick.load_yardsticks(args.inputs), args.models, args.columns)
+        _write_report(args, tables.report(tab))  # cites each run's provenance
+    elif args.command in ("one-step", "distributions"):
+        build = yardstick.one_step_report if args.command == "one-step" else yardstick.distributions_report
+        _write_report(args, build(yardstick.load_yardsticks(args.inputs), args.models, args.columns))
+    elif args.command == "hr":
+        from diffmd.reports import figures
+
+        ys = yardstick.load_yardsticks(args.inputs)
+        dataset, source = single_source([y.record for y in ys], "h(r) figure")
+        fig = figures.hr_figure(ys, f"{args.title}\n{source_label(dataset, source)}".strip(), args.models)
+        figures.save_figure(fig, args.png, args.pdf)
     elif args.command == "paper":
-        sbs = paper.side_by_side(load_records(args.inputs), args.dataset, args.models, args.columns)
+        sbs = paper.side_by_side(yardstick.load_yardsticks(args.inputs), args.dataset, args.models, args.columns)
         _write_table(args, paper.render_side_by_side_csv(sbs), paper.render_side_by_side_md(sbs))
     elif args.command == "validity":
         params = json.loads(args.params)
@@ -103,13 +140,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "curves":
         from diffmd.reports import figures
 
-        recs = load_records(args.inputs)
-        dataset, source = single_source(recs, "curves figure")
-        fig = figures.curves_figure(recs, f"{args.title}\n{source_label(dataset, source)}".strip(), args.models)
+        ys = yardstick.load_yardsticks(args.inputs)
+        dataset, source = single_source([y.record for y in ys], "curves figure")
+        fig = figures.curves_figure(ys, f"{args.title}\n{source_label(dataset, source)}".strip(), args.models)
         figures.save_figure(fig, args.png, args.pdf)
     elif args.command == "costs":
         found = costs.find_benchmarks(args.benchmark_dir) if args.benchmark_dir else []
-        rows = costs.cost_rows(load_records(args.inputs), sorted(set(args.benchmarks) | set(found)))
+        rows = costs.cost_rows(_records(args.inputs), sorted(set(args.benchmarks) | set(found)))
         _write_table(args, costs.render_costs_csv(rows), costs.render_costs_md(rows))
     return 0
 

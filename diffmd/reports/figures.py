@@ -1,4 +1,6 @@
-"""Figures: the paper's Fig. 4 (trajectory snapshots per method) and ARMSE / RMSD curves.
+"""Figures: the paper's Fig. 4 (trajectory snapshots per method), ARMSE / RMSD curves against time in
+fs (multi-start means, the physics oracle's 2.5-97.5% band shaded) and h(r) of the ground truth
+against each model.
 
 Snapshots: one row per method with the ground truth on top, one column per snapshot time (every
 ``snapshot_every`` source frames), ball-and-stick drawings coloured by element (CPK/Jmol colours
@@ -25,8 +27,9 @@ from diffmd.elements import COLOURS, covalent_radius  # noqa: E402
 from diffmd.io import atomic_path  # noqa: E402
 from diffmd.metrics import kabsch_rotation  # noqa: E402
 from diffmd.registry import MODEL_MODULES  # noqa: E402
-from diffmd.reports.results import Rollout, RunRecord, run_identity  # noqa: E402
+from diffmd.reports.results import Rollout, run_identity  # noqa: E402
 from diffmd.reports.validity import find_bonds  # noqa: E402
+from diffmd.reports.yardstick import Yardstick, missing_oracles, ordered  # noqa: E402
 from diffmd.rundir import role_of  # noqa: E402
 
 
@@ -155,49 +158,130 @@ def snapshot_figure(rollouts: list[Rollout], every: int, title: str, models: lis
     return fig
 
 
-def curves_figure(records: list[RunRecord], title: str, models: list[str] | None = None):
-    """ARMSE (top) and per-frame RMSD (bottom) against rollout time: one column per molecule."""
+#: Line style per role: reference rows dashed (drawn on top), force fields dash-dotted, the rest solid.
+ROLE_STYLE = {"reference": "--", "force_field": "-."}
+
+
+def _curves_of(y: Yardstick) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(t_fs, ARMSE mean, RMSD mean, RMSD lo, RMSD hi) of one run: its multi-start ``curve`` or, for an
+    older file, the single rollout's curves at t = i x step_fs (no band)."""
+    if y.curve is not None:
+        c = y.curve
+        return c["t_fs"], c["armse_mean"], c["rmsd_mean"], c["rmsd_lo"], c["rmsd_hi"]
+    rec = y.record
+    n = len(rec.armse_curve)
+    if n and y.step_fs is None:
+        raise ValueError(f"{rec.path}: no 'dt_fs'/'step_fs' (and no rollout.npz beside it): time in fs unknown")
+    t = np.arange(1, n + 1) * (y.step_fs or 1.0)
+    return t, np.asarray(rec.armse_curve, float), np.asarray(rec.rmsd_per_frame, float), None, None
+
+
+def _positive(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y, dtype=float)
+    return np.where(np.isfinite(y) & (y > 0), y, np.nan)
+
+
+def curves_figure(records: list[Yardstick], title: str, models: list[str] | None = None):
+    """ARMSE up to t (top) and RMSD at t (bottom) against rollout time in fs, one column per molecule.
+
+    Lines: the mean over rollout starts of each run (``curve``); the oracle rows' RMSD band (2.5-97.5%
+    across starts) is shaded; reference rows (static, constant velocity) are dashed and drawn on top;
+    one-step-only models (floors) have no curve. Dotted vertical lines mark the ARMSE horizons of the
+    tables; an x marks where a diverged rollout's curve stops. Both axes are logarithmic.
+    """
     if not records:
         raise ValueError("curves figure: no armse.json records given")
-    molecules = list(dict.fromkeys(r.molecule for r in records))
-    model_order = list(
-        dict.fromkeys([m for m in (models or []) if any(r.model == m for r in records)] + [r.model for r in records])
-    )
+    molecules = list(dict.fromkeys(y.record.molecule for y in records))
+    model_order = ordered(models, [y.model for y in records])
     colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(model_order)}
-    fig, axs = plt.subplots(2, len(molecules), figsize=(3.6 * len(molecules) + 1.5, 6.0), squeeze=False, sharex="col")
+    horizons = sorted({m["horizon_fs"] for y in records for m in y.metrics
+                       if m["metric"] == "armse" and m["horizon_fs"]})  # fmt: skip
+    width = 3.8 * len(molecules) + 1.8
+    fig, axs = plt.subplots(2, len(molecules), figsize=(width, 6.2), squeeze=False, sharex="col")
+    labelled: set[str] = set()
     for c, mol in enumerate(molecules):
-        for r, key in enumerate(("armse_curve", "rmsd_per_frame")):
+        for model in model_order:
+            for y in (x for x in records if x.record.molecule == mol and x.model == model):
+                if not y.rollout_applicable:
+                    continue
+                t, armse, rmsd, lo, hi = _curves_of(y)
+                if t.size == 0:
+                    continue
+                style = ROLE_STYLE.get(y.role, "-")
+                z = 5 if y.role == "reference" else 3
+                label = None
+                if model not in labelled:
+                    label = model + (" (oracle, band: 2.5-97.5% of starts)" if y.role == "oracle" else "")
+                    labelled.add(model)
+                for r, values in enumerate((armse, rmsd)):
+                    ax = axs[r, c]
+                    yv = _positive(values)
+                    ax.plot(t, yv, style, color=colours[model], lw=1.6 if z == 5 else 1.2, zorder=z,
+                            label=label if r == 0 else None)  # fmt: skip
+                    finite = np.nonzero(np.isfinite(yv))[0]
+                    if y.record.diverged and finite.size and finite[-1] < t.size - 1:
+                        ax.plot(t[finite[-1]], yv[finite[-1]], "x", color=colours[model], ms=7, mew=2, zorder=z)
+                if y.role == "oracle" and lo is not None and hi is not None:
+                    axs[1, c].fill_between(t, _positive(lo), _positive(hi), color=colours[model], alpha=0.2,
+                                           lw=0, zorder=1)  # fmt: skip
+        for r in range(2):
             ax = axs[r, c]
-            for model in model_order:
-                for i, rec in enumerate(x for x in records if x.molecule == mol and x.model == model):
-                    y = np.asarray(getattr(rec, key), dtype=float)
-                    if y.size == 0:
-                        continue
-                    t = np.arange(1, y.size + 1) * rec.stride
-                    style = "--" if rec.role == "reference" else "-"
-                    ax.plot(
-                        t,
-                        np.where(y > 0, y, np.nan),
-                        style,
-                        color=colours[model],
-                        lw=1.2,
-                        label=model if (i == 0 and c == 0 and r == 0) else None,
-                    )
-                    finite = np.nonzero(np.isfinite(y) & (y > 0))[0]
-                    if rec.diverged and finite.size:  # mark where a diverged rollout stops
-                        ax.plot(t[finite[-1]], y[finite[-1]], "x", color=colours[model], ms=7, mew=2)
+            for h in horizons:
+                ax.axvline(h, color="0.6", lw=0.6, ls=":", zorder=0)
+            ax.set_xscale("log")
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
             ax.yaxis.set_minor_formatter(NullFormatter())
             ax.grid(alpha=0.3, which="both", lw=0.4)
-            if r == 0:
-                ax.set_title(mol, fontsize=10)
             ax.set_ylabel("ARMSE up to t (Å)" if r == 0 else "RMSD at t (Å)")
-            if r == 1:
-                ax.set_xlabel("rollout time (source frames)")
-    fig.legend(loc="center right", fontsize=8, frameon=False, title="x = diverged", title_fontsize=7)
+        axs[0, c].set_title(mol, fontsize=10)
+        axs[1, c].set_xlabel("rollout time t (fs)")
+    fig.legend(loc="center right", fontsize=8, frameon=False, title="x = diverged; dotted: table horizons",
+               title_fontsize=7)  # fmt: skip
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1 - 1.3 / (3.6 * len(molecules) + 1.5), 1))
+    fig.tight_layout(rect=(0, 0, 1 - 2.6 / width, 1))
+    return fig
+
+
+def hr_figure(records: list[Yardstick], title: str, models: list[str] | None = None):
+    """h(r) of the ground truth (grey, filled) against each model (line): one row per model, one column
+    per molecule, from each run's ``hr`` (common bins). An oracle named in ``models`` without runs gets
+    a panel with the reason; a model without h(r) for a molecule a "no h(r)" panel."""
+    with_hr = [y for y in records if y.hr is not None and y.rollout_applicable]
+    if not with_hr:
+        raise ValueError("h(r) figure: no armse.json with an 'hr' key given")
+    molecules = list(dict.fromkeys(y.record.molecule for y in with_hr))
+    source = with_hr[0].record.source
+    missing = missing_oracles(records, models, source)
+    rows = ordered(models, [y.model for y in with_hr] + list(missing))
+    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(ordered(models, [y.model for y in records]))}
+    fig, axs = plt.subplots(len(rows), len(molecules), figsize=(3.0 * len(molecules) + 0.8, 1.5 * len(rows) + 0.8),
+                            squeeze=False, sharex="col")  # fmt: skip
+    for c, mol in enumerate(molecules):
+        for r, model in enumerate(rows):
+            ax = axs[r, c]
+            ax.tick_params(labelsize=7)
+            hit = next((y for y in with_hr if y.model == model and y.record.molecule == mol), None)
+            if hit is None:
+                why = f"NA: {missing[model]}" if model in missing else "no h(r)"
+                ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", fontsize=7, color="0.4")
+                ax.set_yticks([])
+            else:
+                edges, pred, ref = hit.hr["edges"], hit.hr["pred"], hit.hr["ref"]
+                ax.stairs(np.nan_to_num(ref), edges, fill=True, color="0.8", label="ground truth")
+                ax.stairs(np.nan_to_num(pred), edges, color=colours[model], lw=1.1, label=model)
+                used = np.nonzero((np.nan_to_num(ref) > 0) | (np.nan_to_num(pred) > 0))[0]
+                if used.size:
+                    ax.set_xlim(edges[max(used[0] - 2, 0)], edges[min(used[-1] + 3, edges.size - 1)])
+            if c == 0:
+                ax.set_ylabel(model, fontsize=8, rotation=0, ha="right", va="center")
+            if r == 0:
+                ax.set_title(mol, fontsize=9)
+            if r == len(rows) - 1:
+                ax.set_xlabel("r (Å)", fontsize=8)
+    fig.suptitle(f"{title}\nh(r) (Å⁻¹): ground truth (grey, filled) against each model (line)".strip(), fontsize=10)
+    fig.tight_layout()
     return fig
 
 

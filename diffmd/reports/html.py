@@ -1,14 +1,20 @@
-"""A self-contained HTML twin of the Markdown tables, for the Snakemake report (which shows HTML
-files inline but offers CSV and Markdown only as downloads).
+"""HTML pages for the Snakemake report (which shows HTML files inline but offers CSV and Markdown only
+as downloads).
 
-Handles exactly what the report writers emit: pipe tables, ``- `` bullet lines, plain paragraphs,
-``**bold**`` and ``<u>underline</u>``; everything else is escaped.
+* :func:`html_page`: one page from blocks; the yardstick tables (Tables 1-2, one-step, distributions)
+  put their pandas ``DataFrame.to_html`` tables in it, rendered from the same long-format frame as
+  their CSV and Markdown.
+* :func:`markdown_to_html`: the HTML twin of the older Markdown-only reports (validity, costs, paper
+  vs ours) and of the provenance section. Handles exactly what those writers emit: pipe tables,
+  ``- `` bullet lines, plain paragraphs, ``**bold**`` and ``<u>underline</u>``; everything else is escaped.
 """
 
 from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
+from typing import Any
 
 STYLE = (
     "body{font-family:sans-serif;font-size:14px;margin:1em}"
@@ -30,8 +36,40 @@ def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
+def _page(title: str, body: list[str]) -> str:
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def html_page(title: str, blocks: Sequence[tuple[str, Any]]) -> str:
+    """One HTML page from ``(kind, content)`` blocks: ``("p", text)`` and ``("h3", text)`` (escaped),
+    ``("ul", [text, ...])`` (escaped items), ``("html", fragment)`` (inserted as is, e.g. the output of
+    ``DataFrame.to_html``) and ``("md", markdown)`` (through :func:`markdown_fragment`)."""
+    body: list[str] = []
+    for kind, content in blocks:
+        if kind in ("p", "h3"):
+            body.append(f"<{kind}>{html.escape(str(content), quote=False)}</{kind}>")
+        elif kind == "ul":
+            if content:
+                body.append("<ul>" + "".join(f"<li>{html.escape(str(c), quote=False)}</li>" for c in content) + "</ul>")
+        elif kind == "html":
+            body.append(str(content))
+        elif kind == "md":
+            body.append(markdown_fragment(str(content)))
+        else:
+            raise ValueError(f"html_page: unknown block kind {kind!r}")
+    return _page(title, body)
+
+
 def markdown_to_html(md: str, title: str) -> str:
     """Render the report's Markdown (tables, bullets, paragraphs) as one HTML page."""
+    return _page(title, [markdown_fragment(md)])
+
+
+def markdown_fragment(md: str) -> str:
+    """The body of :func:`markdown_to_html`: Markdown tables, bullets and paragraphs as HTML elements."""
     body: list[str] = []
     table: list[list[str]] = []
     bullets: list[str] = []
@@ -59,7 +97,4 @@ def markdown_to_html(md: str, title: str) -> str:
         if line.strip():
             body.append(f"<p>{_inline(line)}</p>")
     flush()
-    return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
-    )
+    return "\n".join(body)

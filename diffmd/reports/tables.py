@@ -1,21 +1,30 @@
-"""The ARMSE tables in the paper's shape (Table 1: MD17, Table 2: C7O2H10).
+"""The ARMSE tables in the paper's shape (Table 1: MD17, Table 2: C7O2H10), with the horizon-resolved
+ARMSE of the multi-start rollouts beside the paper's column (issue 12).
 
-Rows are models (in config order), columns are molecules or target isomers. Each cell is the
-ARMSE (Å, Kabsch-aligned; the paper's accumulative RMSE over the n rolled-out frames,
-``ARMSE = sqrt(1/n sum_i ||x~(i) - x(i)||^2)``) of the test rollout, as the mean ± sample
-standard deviation over seeds when there is more than one.
+Rows are models (in config order), columns are molecules or target isomers. The paper column of a
+molecule (headed by its name) is the ARMSE (Å, Kabsch-aligned; the paper's accumulative RMSE over the
+n rolled-out frames, ``ARMSE = sqrt(1/n sum_i ||x~(i) - x(i)||^2)``) of the single paper-protocol test
+rollout (the ``armse`` key), as the mean ± sample standard deviation over seeds when there is more
+than one. Beside it, ``{molecule} @ h fs`` columns hold the multi-start ARMSE up to each configured
+horizon as ``mean [lo, hi]`` (95% bootstrap interval over starts, :mod:`diffmd.reports.yardstick`).
+
+The table is built in long format first (the CSV: columns :data:`diffmd.reports.yardstick.LONG_COLUMNS`,
+metric ``armse_paper`` for the paper column, ``armse`` and ``rmsd`` per horizon, and the
+``relative_improvement`` rows); Markdown and HTML are rendered from it with pandas + tabulate.
 
 Choices (also printed under every table):
 
 * Rows are ranked by their model's registered role (:data:`diffmd.registry.ROLES`, carried in each
   ``armse.json``): ``baseline`` and ``proposed`` rows are ranked; reference rows (static, constant
   velocity), floors, physics oracles and force fields are kept in the table, never bold or underlined,
-  and never the "best baseline".
+  and never the "best baseline". A force-field row says that it sees force labels the others do not.
 * Bold = best, underlined = second best among the ranked rows, per column (ties share a mark).
 * NA = every seed of that cell diverged (``armse`` null). When only some seeds diverged, the cell
-  shows the converged seeds and says how many diverged (``2/3 NA``).
+  shows the converged seeds and says how many diverged (``2/3 NA``). ``—``: a one-step-only model
+  (role ``floor``) has no rollout. An oracle named in ``--models`` without runs (a data source with no
+  reference potential) is printed as NA with the reason.
 * "Relative improvement" = (best baseline - proposed) / best baseline, in %, for each proposed model
-  (negative when it is worse), as in the paper's last row.
+  (negative when it is worse), as in the paper's last row; also for the horizon columns.
 * A model with ``stride`` k > 1 (Score Dynamics) is evaluated on every k-th frame only; its row
   label says so.
 * A table holds one data set from one data source; mixing raises ``ValueError``.
@@ -23,17 +32,16 @@ Choices (also printed under every table):
 
 from __future__ import annotations
 
-import csv
-import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from diffmd.registry import RANKED_ROLES
-from diffmd.reports.results import RunRecord, single_source, source_label
+import pandas as pd
 
-#: Row-label suffix of the roles that are shown but not ranked.
-ROLE_WORDS = {"reference": "reference", "floor": "floor", "oracle": "physics oracle",
-              "force_field": "force field, trained on forces"}  # fmt: skip
+from diffmd.registry import RANKED_ROLES
+from diffmd.reports import yardstick as ys_mod
+from diffmd.reports.results import RunRecord, single_source
+from diffmd.reports.yardstick import ROLE_WORDS, Report, Section, Yardstick, ordered, ordinal  # noqa: F401
 
 TITLES = {
     "md17": "Table 1 (this run): ARMSE (Å, lower is better) of the test rollouts, MD17 molecules, S2L split",
@@ -44,12 +52,14 @@ DIGITS = 3
 
 @dataclass
 class Cell:
-    """All seeds of one (model, molecule): ARMSE values (Å) of the converged ones."""
+    """All seeds of one (model, molecule): paper-protocol ARMSE values (Å) of the converged ones."""
 
     values: list[float] = field(default_factory=list)
     n_seeds: int = 0
     n_diverged: int = 0
     stride: int = 1
+    applicable: bool = True  # False: a one-step-only model, no rollout ("—")
+    note: str = ""  # why there is no run (printed as NA)
 
     @property
     def mean(self) -> float | None:
@@ -64,8 +74,12 @@ class Cell:
         return math.sqrt(sum((v - m) ** 2 for v in self.values) / (len(self.values) - 1))
 
     def text(self, digits: int = DIGITS) -> str:
+        if self.note:
+            return "NA"
         if self.n_seeds == 0:
             return "not run"
+        if not self.applicable:
+            return "—"
         if self.mean is None:
             return "NA"
         out = f"{self.mean:.{digits}f}"
@@ -79,25 +93,29 @@ class Cell:
 Grid = dict[tuple[str, str], Cell]
 
 
-def build_grid(records: list[RunRecord]) -> Grid:
+def _as_yardstick(rec: RunRecord | Yardstick) -> Yardstick:
+    if isinstance(rec, Yardstick):
+        return rec
+    applicable = getattr(rec, "rollout_applicable", None)
+    return Yardstick(rec, rollout_applicable=rec.role != "floor" if applicable is None else bool(applicable))
+
+
+def build_grid(records: Sequence[RunRecord | Yardstick]) -> Grid:
     """Group run records by (model, molecule)."""
     grid: Grid = {}
-    for rec in records:
+    for item in records:
+        y = _as_yardstick(item)
+        rec = y.record
         cell = grid.setdefault((rec.model, rec.molecule), Cell(stride=rec.stride))
         cell.n_seeds += 1
         cell.stride = max(cell.stride, rec.stride)
-        if rec.armse is None:
+        if not y.rollout_applicable or (rec.armse is None and not rec.diverged):
+            cell.applicable = False
+        elif rec.armse is None:
             cell.n_diverged += 1
         else:
             cell.values.append(rec.armse)
     return grid
-
-
-def ordered(preferred: list[str] | None, present: list[str]) -> list[str]:
-    """``preferred`` order first (those present), then the rest as first seen."""
-    preferred = list(preferred or [])
-    seen = [p for p in preferred if p in present]
-    return seen + [p for p in dict.fromkeys(present) if p not in seen]
 
 
 Roles = dict[str, str]
@@ -113,54 +131,36 @@ def proposed_models(models: list[str], roles: Roles) -> list[str]:
 
 def column_marks(grid: Grid, models: list[str], column: str, roles: Roles) -> dict[str, str]:
     """``{model: "best" | "second"}`` for one column among the ranked rows; ties share a mark."""
-    means = {m: grid[(m, column)].mean for m in ranked_models(models, roles) if (m, column) in grid}
-    finite = sorted({v for v in means.values() if v is not None})
-    marks: dict[str, str] = {}
-    for model, value in means.items():
-        if value is None:
-            continue
-        if value == finite[0]:
-            marks[model] = "best"
-        elif len(finite) > 1 and value == finite[1]:
-            marks[model] = "second"
-    return marks
+    means = {m: grid[(m, column)].mean for m in models if (m, column) in grid}
+    return ys_mod.rank_marks(means, roles)
 
 
-def relative_improvement(grid: Grid, models: list[str], column: str, roles: Roles, proposed: str) -> float | None:
-    """(best baseline - proposed) / best baseline x 100 (%); None without it or a finite baseline."""
-    cell = grid.get((proposed, column))
-    if cell is None or cell.mean is None:
+def improvement(values: dict[str, float | None], roles: Roles, proposed: str) -> float | None:
+    """(best baseline - proposed) / best baseline x 100 (%) from per-model values of one column; None
+    without the proposed value or a positive finite baseline."""
+    mine = values.get(proposed)
+    if mine is None:
         return None
-    baselines = [
-        grid[(m, column)].mean
-        for m in ranked_models(models, roles)
-        if roles.get(m, "baseline") == "baseline" and (m, column) in grid and grid[(m, column)].mean is not None
-    ]
+    baselines = [v for m, v in values.items() if roles.get(m, "baseline") == "baseline" and v is not None]
     if not baselines or min(baselines) <= 0:
         return None
     best = min(baselines)
-    return 100.0 * (best - cell.mean) / best
+    return 100.0 * (best - mine) / best
 
 
-def ordinal(k: int) -> str:
-    """2 -> "2nd", 5 -> "5th", 11 -> "11th"."""
-    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
-    return f"{k}{suffix}"
+def relative_improvement(grid: Grid, models: list[str], column: str, roles: Roles, proposed: str) -> float | None:
+    """(best baseline - proposed) / best baseline x 100 (%) of the paper column; None without it."""
+    return improvement({m: grid[(m, column)].mean for m in models if (m, column) in grid}, roles, proposed)
 
 
 def row_label(model: str, grid: Grid, columns: list[str], roles: Roles) -> str:
     stride = max((grid[(model, c)].stride for c in columns if (model, c) in grid), default=1)
-    label = model
-    if roles.get(model, "baseline") in ROLE_WORDS:
-        label += f" ({ROLE_WORDS[roles[model]]})"
-    if stride > 1:
-        label += f" (every {ordinal(stride)} frame)"
-    return label
+    return ys_mod.row_label(model, roles.get(model, "baseline"), stride)
 
 
 @dataclass
 class ArmseTable:
-    """A rendered-ready ARMSE table: one data set, one data source."""
+    """A rendered-ready ARMSE table: one data set, one data source; ``frame`` is the long format."""
 
     dataset: str
     source: str
@@ -168,6 +168,8 @@ class ArmseTable:
     columns: list[str]
     grid: Grid
     roles: Roles = field(default_factory=dict)
+    frame: pd.DataFrame | None = None
+    missing: dict[str, str] = field(default_factory=dict)  # model -> why it has no run
 
     @property
     def proposed(self) -> list[str]:
@@ -177,8 +179,22 @@ class ArmseTable:
     def has_proposed(self) -> bool:
         return bool(self.proposed)
 
+    def horizons(self, column: str) -> list[float]:
+        """The multi-start ARMSE horizons (fs) present for ``column``."""
+        if self.frame is None:
+            return []
+        sub = self.frame[(self.frame["metric"] == "armse") & (self.frame["molecule"] == column)]
+        return sorted(set(sub["horizon_fs"].dropna()))
+
+    def horizon_summary(self, model: str, column: str, h: float) -> ys_mod.Summary:
+        f = self.frame
+        sub = f[(f["metric"] == "armse") & (f["model"] == model) & (f["molecule"] == column)]
+        sub = sub[(sub["horizon_fs"] == h) | sub["horizon_fs"].isna()]
+        return ys_mod.summarise(sub, "armse")
+
     def improvement_rows(self) -> list[tuple[str, list[str]]]:
-        """(label, cells) per proposed model: "Relative improvement" [+ " (name)" when several]."""
+        """(label, cells) per proposed model: "Relative improvement" [+ " (name)" when several], one
+        cell per paper column (the horizon columns: see :meth:`layout`)."""
         rows = []
         for model in self.proposed:
             vals = [relative_improvement(self.grid, self.models, c, self.roles, model) for c in self.columns]
@@ -186,81 +202,122 @@ class ArmseTable:
             rows.append((label, ["NA" if v is None else f"{v:.1f}%" for v in vals]))
         return rows
 
+    def layout(self) -> tuple[Section, list[dict]]:
+        """The paper layout as a :class:`~diffmd.reports.yardstick.Section` (paper column, then the
+        horizon columns, per molecule) and the relative-improvement values as long-format rows."""
+        header, keys = ["Model"], []
+        for col in self.columns:
+            header.append(col)
+            keys.append((col, None))
+            for h in self.horizons(col):
+                header.append(f"{col} @ {h:g} fs")
+                keys.append((col, h))
+        rows, values = [], []
+        for model in self.models:
+            cells, vals = [], []
+            for col, h in keys:
+                if h is None:
+                    cell = self.grid.get((model, col), Cell(note=self.missing.get(model, "")))
+                    cells.append(cell.text())
+                    vals.append(cell.mean)
+                else:
+                    s = self.horizon_summary(model, col, h)
+                    cells.append("NA" if model in self.missing else s.text)
+                    vals.append(s.value)
+            rows.append((row_label(model, self.grid, self.columns, self.roles), cells))
+            values.append(vals)
+        marks = {}
+        for j in range(len(keys)):
+            column_values = {m: values[i][j] for i, m in enumerate(self.models)}
+            for model, mark in ys_mod.rank_marks(column_values, self.roles).items():
+                marks[(self.models.index(model), j)] = mark
+        long_rows = []
+        for model in self.proposed:
+            label = "Relative improvement" + (f" ({model})" if len(self.proposed) > 1 else "")
+            cells = []
+            for j, (col, h) in enumerate(keys):
+                v = improvement({m: values[i][j] for i, m in enumerate(self.models)}, self.roles, model)
+                cells.append("NA" if v is None else f"{v:.1f}%")
+                long_rows.append({"dataset": self.dataset, "molecule": col, "model": model, "role": "proposed",
+                                  "metric": "relative_improvement", "horizon_fs": h, "value": v, "unit": "%",
+                                  "source": self.source,
+                                  "note": f"of {ys_mod.PAPER_METRIC if h is None else 'armse'}"})  # fmt: skip
+            rows.append((label, cells))
+        title = TITLES.get(self.dataset, f"ARMSE (Å) on {self.dataset}")
+        return Section(title, header, rows, marks), long_rows
+
 
 def make_table(
-    records: list[RunRecord], models: list[str] | None = None, columns: list[str] | None = None
+    records: Sequence[RunRecord | Yardstick], models: list[str] | None = None, columns: list[str] | None = None
 ) -> ArmseTable:
-    """Build a table from ``armse.json`` records; ``models``/``columns`` give the order."""
-    dataset, source = single_source(records, "ARMSE table")
-    grid = build_grid(records)
-    model_order = ordered(models, [r.model for r in records])
-    col_order = ordered(columns, [r.molecule for r in records])
-    roles = {r.model: r.role for r in records}
-    return ArmseTable(dataset, source, model_order, col_order, grid, roles)
+    """Build a table from ``armse.json`` records (:class:`RunRecord`: the paper column only, or
+    :class:`~diffmd.reports.yardstick.Yardstick`: with the horizon columns); ``models``/``columns``
+    give the order. Oracle models named in ``models`` without records are kept with their reason."""
+    ys = [_as_yardstick(r) for r in records]
+    dataset, source = single_source([y.record for y in ys], "ARMSE table")
+    grid = build_grid(ys)
+    missing = ys_mod.missing_oracles(ys, models, source)
+    model_order = ordered(models, [y.model for y in ys] + list(missing))
+    col_order = ordered(columns, [y.record.molecule for y in ys])
+    roles = {y.model: y.role for y in ys} | dict.fromkeys(missing, "oracle")
+    frame = ys_mod.long_frame(ys, ys_mod.ARMSE_METRICS, paper=True, models=models, columns=col_order)
+    return ArmseTable(dataset, source, model_order, col_order, grid, roles, frame, missing)
 
 
 def footnotes(table: ArmseTable) -> list[str]:
     unranked = [m for m in table.models if m not in ranked_models(table.models, table.roles)]
     notes = [
         "Bold: best; underlined: second best, per column, among learned models. "
-        f"Reference rows ({', '.join(unranked)}) are shown but not ranked.",
-        "NA: the rollout diverged (NaN, inf or atoms beyond the divergence bound). "
+        f"Rows {', '.join(unranked)} are shown but not ranked." * bool(unranked),
+        "Paper column (molecule name): the paper's protocol, one rollout from one start. NA: the rollout diverged "
+        "(NaN, inf or atoms beyond the divergence bound); —: a one-step-only model has no rollout. "
         "Several seeds: mean ± sample std over the converged seeds.",
     ]
+    if any(table.horizons(c) for c in table.columns):
+        notes.append(
+            "'@ h fs' columns: ARMSE up to h of the multi-start rollouts, mean over starts [95% bootstrap interval "
+            "over starts]; (d/n div.): d of n starts diverged before h and the mean is over the others; NA: all "
+            "did. The CSV also holds the RMSD at each horizon (metric rmsd)."
+        )
     if table.has_proposed:
         notes.append(
             "Relative improvement: (best baseline - proposed) / best baseline; baselines are the ranked rows "
             "other than the proposed model(s)."
         )
+    for model in table.models:
+        if table.roles.get(model) == "force_field":
+            notes.append(f"{model} is a machine-learned force field: it sees force labels the other models do not.")
+    for model, reason in table.missing.items():
+        notes.append(f"{model}: NA, {reason}.")
     strided = sorted({c.stride for c in table.grid.values() if c.stride > 1})
     if strided:
         notes.append(
             f"Rows marked 'every k-th frame' step k = {', '.join(map(str, strided))} source frames per model "
             "step, so their ARMSE averages over every k-th frame of the same horizon."
         )
-    return notes
+    return [n for n in notes if n]
 
 
-def _md_cell(text: str, mark: str | None) -> str:
-    if mark == "best":
-        return f"**{text}**"
-    if mark == "second":
-        return f"<u>{text}</u>"
-    return text
+def report(table: ArmseTable) -> Report:
+    """The table as a :class:`~diffmd.reports.yardstick.Report` (long frame + the paper-layout section)."""
+    section, improvement_rows = table.layout()
+    frame = table.frame
+    if improvement_rows:
+        extra = pd.DataFrame(improvement_rows, columns=list(ys_mod.LONG_COLUMNS))
+        frame = pd.concat([frame, extra.astype(frame.dtypes.to_dict())], ignore_index=True)
+    return Report(table.dataset, table.source, section.title, frame, [section], footnotes(table))
 
 
 def render_markdown(table: ArmseTable) -> str:
-    title = TITLES.get(table.dataset, f"ARMSE (Å) on {table.dataset}")
-    lines = [
-        f"Data source: {source_label(table.dataset, table.source)} (armse.json source = {table.source!r}).",
-        "",
-        f"{title}.",
-        "",
-        "| Model | " + " | ".join(table.columns) + " |",
-        "|---|" + "---:|" * len(table.columns),
-    ]
-    marks = {c: column_marks(table.grid, table.models, c, table.roles) for c in table.columns}
-    for model in table.models:
-        cells = [_md_cell(table.grid.get((model, c), Cell()).text(), marks[c].get(model)) for c in table.columns]
-        lines.append(f"| {row_label(model, table.grid, table.columns, table.roles)} | " + " | ".join(cells) + " |")
-    for label, cells in table.improvement_rows():
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines += [f"- {n}" for n in footnotes(table)]
-    return "\n".join(lines) + "\n"
+    """Markdown rendered from the long frame through pandas/tabulate (``DataFrame.to_markdown``)."""
+    return report(table).markdown()
+
+
+def render_html(table: ArmseTable, extra_html: str = "") -> str:
+    """The same table as one HTML page (``DataFrame.to_html``); ``extra_html`` is appended."""
+    return report(table).html(extra_html)
 
 
 def render_csv(table: ArmseTable) -> str:
-    """CSV in the same shape; extra columns say each row's role, stride and the data source."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["model", *table.columns, "role", "stride", "data_source"])
-    label = source_label(table.dataset, table.source)
-    for model in table.models:
-        cells = [table.grid.get((model, c), Cell()).text() for c in table.columns]
-        role = table.roles.get(model, "baseline")
-        stride = max((table.grid[(model, c)].stride for c in table.columns if (model, c) in table.grid), default=1)
-        writer.writerow([model, *cells, role, stride, label])
-    for row, cells in table.improvement_rows():
-        writer.writerow([row.lower().replace(" ", "_"), *cells, "summary", "", label])
-    return buf.getvalue()
+    """The long-format CSV (full precision, empty cells for NA), with the relative-improvement rows."""
+    return report(table).csv()

@@ -1,0 +1,609 @@
+"""The yardstick's tables (issue 12): horizon-resolved ARMSE, one-step error and distribution metrics.
+
+Each run's ``armse.json`` (written by :mod:`diffmd.rundir`) holds, beside the paper-protocol single
+rollout (``armse``), the keys ``dt_fs``, ``step_fs``, ``rollout_applicable``, ``metrics`` (rows
+``{metric, horizon_fs, value, ci_low, ci_high, n_starts, n_diverged, unit}``), ``curve`` and ``hr``.
+This module reads them (:func:`load_yardsticks`), lays every table out in **long format** first
+(:func:`long_frame`: one row per run and metric, full precision, empty cells for NA; the CSV) and
+renders the Markdown and HTML *from that frame* with pandas + tabulate (:func:`render`).
+
+Choices (printed under the tables):
+
+* Cells are ``value [ci_low, ci_high]``: the mean over rollout starts and its 95% bootstrap interval
+  over starts (frames for the one-step error), as written by the engine; several seeds: the mean of
+  the seeds' values, the envelope of their intervals, and "(k seeds)".
+* ``NA``: every start diverged before the horizon (``(d/n div.)`` counts the starts that did, the
+  others are averaged), the metric does not exist for this data (energy without a reference
+  potential), or the run cannot exist (an oracle on a source without a reference potential: the
+  reason is printed). ``—``: a one-step-only model (role ``floor``) has no rollout.
+* Bold = best, underlined = second best per column among the ranked roles
+  (:data:`diffmd.registry.RANKED_ROLES`) only; lower is better except ``accel_r2`` and
+  ``stable_fraction`` (higher), drift and energy excess (closer to 0) and the temperature (closer to
+  the reference frames' temperature).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from diffmd.io import read_json
+from diffmd.registry import MODEL_MODULES, RANKED_ROLES
+from diffmd.reports.results import single_source, source_label
+from diffmd.rundir import RunRecord, load_record, role_of
+
+#: Data sources that come with a reference potential (the physics oracle can re-simulate them).
+REFERENCE_POTENTIAL_SOURCES = ("xtb",)
+#: Columns of every long-format CSV, in this order.
+LONG_COLUMNS = (
+    "dataset", "molecule", "model", "role", "seed", "metric", "horizon_fs", "value", "ci_low", "ci_high",
+    "n_starts", "n_diverged", "unit", "source", "note",
+)  # fmt: skip
+#: The paper-protocol single rollout (``armse`` key) as a long-format metric.
+PAPER_METRIC = "armse_paper"
+ARMSE_METRICS = ("armse", "rmsd")
+ONE_STEP_METRICS = ("one_step_rmse", "accel_r2")
+DISTRIBUTION_METRICS = (
+    "hr_mae", "bond_w1", "angle_w1", "temperature_K", "temperature_ref_K", "temperature_drift_K_per_ps",
+    "energy_excess_kcal_mol_atom", "stable_fraction",
+)  # fmt: skip
+#: Section titles of the rendered tables.
+METRIC_TITLES = {
+    "armse": "ARMSE up to the horizon (Å)",
+    "rmsd": "RMSD of the frame at the horizon (Å)",
+    "one_step_rmse": "One-step (teacher-forced) RMSE (Å, RMS per atom over the test frames)",
+    "accel_r2": "Acceleration R² (fraction of the true second-difference variance explained by "
+    "x̂(t+1) − x(t) − v(t); higher is better, 1 = exact)",
+    "hr_mae": "h(r) MAE (dimensionless, 0 = identical interatomic-distance distributions, 2 = disjoint)",
+    "bond_w1": "Bond-length Wasserstein-1, mean over bond types (Å)",
+    "angle_w1": "Bond-angle Wasserstein-1, mean over angle types (degrees)",
+    "temperature_K": "Kinetic temperature of the rollout frames (K; the ground-truth row: the reference frames)",
+    "temperature_drift_K_per_ps": "Kinetic-temperature drift (K/ps, closer to 0 is better)",
+    "energy_excess_kcal_mol_atom": "Reference-potential energy excess over the ground truth (kcal/mol/atom)",
+    "stable_fraction": "Stable fraction (starts keeping every bond over the whole horizon; higher is better)",
+}
+#: How a metric is ranked: "low" (lower is better), "high", "abs" (closer to 0), "ref" (closer to the
+#: reference temperature), None (not ranked).
+DIRECTION = {
+    PAPER_METRIC: "low", "armse": "low", "rmsd": "low", "one_step_rmse": "low", "accel_r2": "high",
+    "hr_mae": "low", "bond_w1": "low", "angle_w1": "low", "temperature_K": "ref", "temperature_ref_K": None,
+    "temperature_drift_K_per_ps": "abs", "energy_excess_kcal_mol_atom": "abs", "stable_fraction": "high",
+}  # fmt: skip
+#: Cell formats per metric.
+FORMATS = {"temperature_K": ".1f", "temperature_ref_K": ".1f", "temperature_drift_K_per_ps": ".1f",
+           "stable_fraction": ".2f", "accel_r2": ".3f", PAPER_METRIC: ".3f", "armse": ".3f", "rmsd": ".3f"}  # fmt: skip
+DEFAULT_FORMAT = ".3g"
+#: ``note`` of a one-step-only model's rollout rows.
+NOT_APPLICABLE = "one-step model: no rollout"
+#: Row-label suffix of the roles that are shown but not ranked.
+ROLE_WORDS = {"reference": "reference", "floor": "floor", "oracle": "physics oracle",
+              "force_field": "force field: sees force labels the other models do not"}  # fmt: skip
+MARK_MD = {"best": "**{}**", "second": "<u>{}</u>"}
+MARK_HTML = {"best": "<b>{}</b>", "second": "<u>{}</u>"}
+_ROW_KEYS = ("metric", "horizon_fs", "value", "ci_low", "ci_high", "n_starts", "n_diverged", "unit")
+_CURVE_KEYS = ("t_fs", "rmsd_mean", "rmsd_lo", "rmsd_hi", "armse_mean")
+
+
+@dataclass
+class Yardstick:
+    """One run's ``armse.json``: the paper-protocol record and the issue-12 keys (absent keys: empty)."""
+
+    record: RunRecord
+    dt_fs: float | None = None  # fs between source frames
+    step_fs: float | None = None  # fs per model step (stride x dt_fs)
+    rollout_applicable: bool = True
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    curve: dict[str, np.ndarray] | None = None  # _CURVE_KEYS -> (n,) arrays, NaN for null
+    hr: dict[str, np.ndarray] | None = None  # edges (b+1,) Å, pred and ref (b,) Å^-1
+
+    @property
+    def model(self) -> str:
+        return self.record.model
+
+    @property
+    def role(self) -> str:
+        return self.record.role
+
+
+def _num(value: object, where: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} is {value!r}, expected a number or null") from None
+    return out if math.isfinite(out) else None
+
+
+def _floor_record(path: str, data: dict[str, Any]) -> RunRecord:
+    """The record of a one-step-only model (``armse`` null although nothing diverged)."""
+    return RunRecord(path=path, dataset=str(data["dataset"]), molecule=str(data["molecule"]),
+                     model=str(data["model"]), seed=int(data["seed"]), source=str(data["source"]), armse=None,
+                     armse_unaligned=None, diverged=False, stride=int(data.get("stride", 1) or 1),
+                     n_frames=int(data.get("n_frames", 0) or 0),
+                     role=str(data.get("role") or role_of(str(data["model"]))))  # fmt: skip
+
+
+def _sibling_dt(path: str) -> float | None:
+    npz = Path(path).with_name("rollout.npz")
+    if not npz.exists():
+        return None
+    with np.load(npz, allow_pickle=False) as data:
+        return float(data["dt_fs"]) if "dt_fs" in data.files else None
+
+
+def load_yardstick(path: str | os.PathLike) -> Yardstick:
+    """Read one ``armse.json`` with its issue-12 keys; a malformed key raises a one-line ``ValueError``
+    naming the file and the key. Files without the keys load with empty metrics (tables print NA)."""
+    path = str(path)
+    data = read_json(path)
+    try:
+        record = load_record(path)
+    except ValueError:
+        if not (isinstance(data, dict) and data.get("rollout_applicable") is False and data.get("armse") is None):
+            raise
+        record = _floor_record(path, data)
+    rows = data.get("metrics") or []
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: key 'metrics' is {type(rows).__name__}, expected a list")
+    metrics = []
+    for i, row in enumerate(rows):
+        where = f"{path}: key 'metrics[{i}]"
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}' is not an object")
+        missing = [k for k in ("metric", "value") if k not in row]
+        if missing:
+            raise ValueError(f"{where}' lacks {', '.join(missing)}")
+        metrics.append({
+            "metric": str(row["metric"]),
+            "horizon_fs": _num(row.get("horizon_fs"), f"{where}.horizon_fs'"),
+            "value": _num(row["value"], f"{where}.value'"),
+            "ci_low": _num(row.get("ci_low"), f"{where}.ci_low'"),
+            "ci_high": _num(row.get("ci_high"), f"{where}.ci_high'"),
+            "n_starts": int(row.get("n_starts") or 0),
+            "n_diverged": int(row.get("n_diverged") or 0),
+            "unit": str(row.get("unit") or ""),
+        })  # fmt: skip
+    curve = None
+    if data.get("curve"):
+        raw = data["curve"]
+        missing = [k for k in _CURVE_KEYS if k not in raw]
+        if missing:
+            raise ValueError(f"{path}: key 'curve' lacks {', '.join(missing)}")
+        curve = {k: _floats(raw[k], f"{path}: key 'curve.{k}'") for k in _CURVE_KEYS}
+        if len({v.size for v in curve.values()}) > 1:
+            raise ValueError(f"{path}: key 'curve' has lists of different lengths")
+    hr = None
+    if data.get("hr"):
+        raw = data["hr"]
+        missing = [k for k in ("edges", "pred", "ref") if k not in raw]
+        if missing:
+            raise ValueError(f"{path}: key 'hr' lacks {', '.join(missing)}")
+        hr = {k: _floats(raw[k], f"{path}: key 'hr.{k}'") for k in ("edges", "pred", "ref")}
+        if not hr["edges"].size == hr["pred"].size + 1 == hr["ref"].size + 1:
+            raise ValueError(f"{path}: key 'hr' needs len(edges) = len(pred) + 1 = len(ref) + 1")
+    dt = _num(data.get("dt_fs"), f"{path}: key 'dt_fs'")
+    if dt is None:
+        dt = _sibling_dt(path)
+    step = _num(data.get("step_fs"), f"{path}: key 'step_fs'")
+    if step is None and dt is not None:
+        step = record.stride * dt
+    applicable = data.get("rollout_applicable")
+    applicable = record.role != "floor" if applicable is None else bool(applicable)
+    return Yardstick(record, dt, step, applicable, metrics, curve, hr)
+
+
+def _floats(values: object, where: str) -> np.ndarray:
+    if not isinstance(values, list):
+        raise ValueError(f"{where} is {type(values).__name__}, expected a list")
+    out = [_num(v, f"{where}[{i}]") for i, v in enumerate(values)]
+    return np.array([np.nan if v is None else v for v in out], dtype=float)
+
+
+def load_yardsticks(paths: Sequence[str | os.PathLike]) -> list[Yardstick]:
+    """Read many ``armse.json`` files; a duplicate (dataset, molecule, model, seed) is an error."""
+    out = [load_yardstick(p) for p in paths]
+    seen: dict[tuple, str] = {}
+    for y in out:
+        r = y.record
+        key = (r.dataset, r.molecule, r.model, r.seed)
+        if key in seen:
+            raise ValueError(f"{r.path}: same dataset/molecule/model/seed as {seen[key]}")
+        seen[key] = r.path
+    return out
+
+
+def ordered(preferred: Sequence[str] | None, present: Sequence[str]) -> list[str]:
+    """``preferred`` order first (those present), then the rest as first seen."""
+    preferred = list(preferred or [])
+    seen = [p for p in preferred if p in present]
+    return seen + [p for p in dict.fromkeys(present) if p not in seen]
+
+
+def missing_reason(role: str, source: str) -> str:
+    """Why a model named in ``--models`` has no run: an oracle needs a reference potential."""
+    if role == "oracle" and source not in REFERENCE_POTENTIAL_SOURCES:
+        return f"no reference potential for source {source!r}"
+    return "not run"
+
+
+def _registered_role(model: str) -> str:
+    return role_of(model) if model in MODEL_MODULES else "baseline"
+
+
+def missing_oracles(ys: Sequence[Yardstick], models: Sequence[str] | None, source: str) -> dict[str, str]:
+    """``{model: reason}`` for the oracle models named in ``models`` that have no records because the data
+    source has no reference potential (elsewhere a missing oracle is simply not run, like any model)."""
+    if source in REFERENCE_POTENTIAL_SOURCES:
+        return {}
+    present = {y.model for y in ys}
+    return {m: missing_reason("oracle", source) for m in models or [] if m not in present
+            and _registered_role(m) == "oracle"}  # fmt: skip
+
+
+def long_frame(
+    ys: Sequence[Yardstick],
+    metrics: Sequence[str],
+    paper: bool = False,
+    models: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The long-format table: one row per (run, metric, horizon), columns :data:`LONG_COLUMNS`.
+
+    ``metrics``: which ``metrics`` rows to keep; ``paper`` adds the paper-protocol ARMSE (``armse`` key)
+    as metric :data:`PAPER_METRIC` (horizon = n_frames x step_fs, one start, no interval). Oracle models
+    named in ``models`` without any record get rows with empty values and the reason in ``note``, for
+    each column (``columns`` or the molecules present) and each horizon seen for that metric.
+    NA cells are NaN (empty in the CSV); counts are nullable integers.
+    """
+    dataset, source = single_source([y.record for y in ys], "table")
+    rows: list[dict[str, Any]] = []
+    for y in ys:
+        r = y.record
+        base = {"dataset": r.dataset, "molecule": r.molecule, "model": r.model, "role": r.role, "seed": r.seed,
+                "source": r.source}  # fmt: skip
+        if paper:
+            horizon = r.n_frames * y.step_fs if (y.step_fs and r.n_frames) else None
+            rows.append({**base, "metric": PAPER_METRIC, "horizon_fs": horizon, "value": r.armse, "ci_low": None,
+                         "ci_high": None, "n_starts": 1, "n_diverged": int(r.diverged), "unit": "Å",
+                         "note": "" if y.rollout_applicable else NOT_APPLICABLE})  # fmt: skip
+        for m in y.metrics:
+            if m["metric"] in metrics:
+                rows.append({**base, **{k: m[k] for k in _ROW_KEYS}, "note": ""})
+        if not y.rollout_applicable:
+            have = {m["metric"] for m in y.metrics}
+            for metric in metrics:
+                if metric not in have and metric in ARMSE_METRICS + DISTRIBUTION_METRICS:
+                    rows.append({**base, "metric": metric, "horizon_fs": None, "value": None, "n_starts": 0,
+                                 "n_diverged": 0, "unit": "", "note": NOT_APPLICABLE})  # fmt: skip
+    cols = ordered(columns, [y.record.molecule for y in ys])
+    wanted = ([PAPER_METRIC] if paper else []) + list(metrics)
+    for model, reason in missing_oracles(ys, models, source).items():
+        for mol in cols:
+            for metric in wanted:
+                horizons = sorted({row["horizon_fs"] for row in rows if row["metric"] == metric
+                                   and row["horizon_fs"] is not None}) or [None]  # fmt: skip
+                if metric in ONE_STEP_METRICS + DISTRIBUTION_METRICS + (PAPER_METRIC,):
+                    horizons = [None]
+                for h in horizons:
+                    rows.append({"dataset": dataset, "molecule": mol, "model": model, "role": "oracle", "seed": None,
+                                 "metric": metric, "horizon_fs": h, "value": None, "n_starts": 0, "n_diverged": 0,
+                                 "unit": "", "source": source, "note": reason})  # fmt: skip
+    frame = pd.DataFrame(rows, columns=list(LONG_COLUMNS))
+    for col in ("horizon_fs", "value", "ci_low", "ci_high"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
+    for col in ("seed", "n_starts", "n_diverged"):
+        frame[col] = frame[col].astype("Int64")
+    frame["note"] = frame["note"].fillna("")
+    frame["unit"] = frame["unit"].fillna("")
+    return frame
+
+
+def to_csv(frame: pd.DataFrame) -> str:
+    """The long frame as CSV: full precision (shortest round-trip repr), empty cells for NA."""
+    return frame.to_csv(index=False, na_rep="", lineterminator="\n")
+
+
+# --- rendering --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Section:
+    """One rendered table: a title, string cells (model rows x columns), marks and notes."""
+
+    title: str
+    header: list[str]
+    rows: list[tuple[str, list[str]]]  # (row label, cells)
+    marks: dict[tuple[int, int], str] = field(default_factory=dict)  # (row, column) -> "best" | "second"
+    notes: list[str] = field(default_factory=list)
+
+    def frame(self, marks: dict[str, str], escape: bool = False) -> pd.DataFrame:
+        """The section as a DataFrame of strings, with ``marks`` templates applied (HTML-escaped first)."""
+        esc = html.escape if escape else (lambda s: s)
+        body = []
+        for i, (label, cells) in enumerate(self.rows):
+            out = [esc(label)]
+            for j, text in enumerate(cells):
+                mark = self.marks.get((i, j))
+                out.append(marks[mark].format(esc(text)) if mark else esc(text))
+            body.append(out)
+        return pd.DataFrame(body, columns=[esc(h) for h in self.header])
+
+    def markdown(self) -> str:
+        """The section's table through ``DataFrame.to_markdown`` (tabulate, pipe format)."""
+        frame = self.frame(MARK_MD)
+        return frame.to_markdown(index=False, disable_numparse=True,
+                                 colalign=("left",) + ("right",) * (frame.shape[1] - 1))  # fmt: skip
+
+    def html(self) -> str:
+        """The section's table through ``DataFrame.to_html`` (cells escaped, then marked)."""
+        return self.frame(MARK_HTML, escape=True).to_html(index=False, escape=False, border=0)
+
+
+def rank_marks(scores: dict[str, float | None], roles: dict[str, str]) -> dict[str, str]:
+    """``{model: "best" | "second"}`` among the ranked roles by ``scores`` (lower is better); ties share."""
+    ranked = {m: s for m, s in scores.items() if roles.get(m, "baseline") in RANKED_ROLES and s is not None}
+    ranked = {m: s for m, s in ranked.items() if not math.isnan(s)}
+    finite = sorted(set(ranked.values()))
+    marks = {}
+    for model, value in ranked.items():
+        if value == finite[0]:
+            marks[model] = "best"
+        elif len(finite) > 1 and value == finite[1]:
+            marks[model] = "second"
+    return marks
+
+
+def score(metric: str, value: float | None, reference: float | None = None) -> float | None:
+    """``value`` turned into a lower-is-better score by :data:`DIRECTION`; None when not ranked."""
+    direction = DIRECTION.get(metric, "low")
+    if value is None or direction is None or math.isnan(value):
+        return None
+    if direction == "high":
+        return -value
+    if direction == "abs":
+        return abs(value)
+    if direction == "ref":
+        return None if reference is None or math.isnan(reference) else abs(value - reference)
+    return value
+
+
+def _fmt(metric: str, value: float) -> str:
+    return format(value, FORMATS.get(metric, DEFAULT_FORMAT))
+
+
+@dataclass
+class Summary:
+    """All seeds' rows of one (model, molecule, metric, horizon)."""
+
+    text: str
+    value: float | None = None
+
+
+def summarise(group: pd.DataFrame, metric: str) -> Summary:
+    """Cell text of one (model, molecule, metric, horizon): see the module docstring."""
+    if group.empty:
+        return Summary("not run")
+    notes = [n for n in group["note"] if n]
+    values = group["value"].dropna()
+    if values.empty:
+        if notes and all(n == NOT_APPLICABLE for n in notes):
+            return Summary("—")
+        if notes and all(n == "not run" for n in notes):
+            return Summary("not run")
+        nd, ns = int(group["n_diverged"].fillna(0).sum()), int(group["n_starts"].fillna(0).sum())
+        return Summary(f"NA ({nd}/{ns} div.)" if nd else "NA")
+    mean = float(values.mean())
+    lo, hi = group["ci_low"].dropna(), group["ci_high"].dropna()
+    text = _fmt(metric, mean)
+    if not lo.empty and not hi.empty:
+        text += f" [{_fmt(metric, float(lo.min()))}, {_fmt(metric, float(hi.max()))}]"
+    nd, ns = int(group["n_diverged"].fillna(0).sum()), int(group["n_starts"].fillna(0).sum())
+    if nd:
+        text += f" ({nd}/{ns} div.)"
+    if len(values) > 1:
+        text += f" ({len(values)} seeds)"
+    return Summary(text, mean)
+
+
+def roles_of(frame: pd.DataFrame) -> dict[str, str]:
+    return dict(zip(frame["model"], frame["role"]))
+
+
+def row_label(model: str, role: str, stride: int = 1) -> str:
+    """``model`` + its role words when not ranked + the stride when it steps over frames."""
+    label = model
+    if role in ROLE_WORDS:
+        label += f" ({ROLE_WORDS[role]})"
+    if stride > 1:
+        label += f" (every {ordinal(stride)} frame)"
+    return label
+
+
+def ordinal(k: int) -> str:
+    """2 -> "2nd", 5 -> "5th", 11 -> "11th"."""
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix}"
+
+
+def horizon_text(h: float) -> str:
+    return f"{h:g} fs"
+
+
+def metric_section(
+    frame: pd.DataFrame,
+    metric: str,
+    models: list[str],
+    columns: list[str],
+    strides: dict[str, int] | None = None,
+    title: str | None = None,
+) -> Section:
+    """A models x molecules table of one metric (one horizon per metric: the multi-start horizon or the
+    model's step); the temperature table adds a ground-truth row (``temperature_ref_K``)."""
+    roles = roles_of(frame)
+    sub = frame[frame["metric"] == metric]
+    ref_temps: dict[str, float | None] = {}
+    rows: list[tuple[str, list[str]]] = []
+    if metric == "temperature_K":
+        refs = frame[frame["metric"] == "temperature_ref_K"]
+        cells = []
+        for col in columns:
+            vals = refs.loc[refs["molecule"] == col, "value"].dropna()
+            ref_temps[col] = float(vals.mean()) if not vals.empty else None
+            cells.append("NA" if ref_temps[col] is None else _fmt(metric, ref_temps[col]))
+        rows.append(("ground truth (reference frames)", cells))
+    scores: dict[str, dict[str, float | None]] = {c: {} for c in columns}
+    for model in models:
+        cells = []
+        for col in columns:
+            s = summarise(sub[(sub["model"] == model) & (sub["molecule"] == col)], metric)
+            cells.append(s.text)
+            scores[col][model] = score(metric, s.value, ref_temps.get(col))
+        rows.append((row_label(model, roles.get(model, "baseline"), (strides or {}).get(model, 1)), cells))
+    offset = 1 if metric == "temperature_K" else 0
+    marks = {}
+    for j, col in enumerate(columns):
+        for model, mark in rank_marks(scores[col], roles).items():
+            marks[(offset + models.index(model), j)] = mark
+    horizons = sorted(set(sub["horizon_fs"].dropna()))
+    when = ""
+    if metric in DISTRIBUTION_METRICS and horizons:
+        when = f", over the multi-start frames up to {', '.join(horizon_text(h) for h in horizons)}"
+    elif metric in ONE_STEP_METRICS and horizons:
+        when = f", one model step ({', '.join(horizon_text(h) for h in horizons)})"
+    return Section((title or METRIC_TITLES.get(metric, metric)) + when, ["Model", *columns], rows, marks)
+
+
+def common_notes(frame: pd.DataFrame, source: str, models: Sequence[str] | None = None) -> list[str]:
+    """The footnotes every yardstick table shares (ranking, intervals, NA, reasons); rows in ``models`` order."""
+    roles = roles_of(frame)
+    unranked = [m for m in ordered(models, list(frame["model"])) if roles.get(m) not in RANKED_ROLES]
+    notes = [
+        "Bold: best; underlined: second best, per column, among learned models (roles "
+        f"{', '.join(RANKED_ROLES)})." + (f" Rows {', '.join(unranked)} are shown but not ranked." if unranked else ""),
+        "Cells: mean over rollout starts [95% bootstrap interval over starts]; several seeds: mean of the seeds' "
+        "values [envelope of their intervals] (k seeds). (d/n div.): d of n starts diverged before the horizon; "
+        "the mean is over the others.",
+        "NA: every start diverged before the horizon, or the metric is not defined for this run; "
+        "—: a one-step-only model (floor) has no rollout.",
+    ]
+    for model in dict.fromkeys(frame.loc[frame["role"] == "force_field", "model"]):
+        notes.append(f"{model} is a machine-learned force field: it is trained on force labels the other models "
+                     "do not see.")  # fmt: skip
+    reasons = frame[(frame["note"] != "") & (frame["note"] != NOT_APPLICABLE) & frame["value"].isna()]
+    for (model, note), _ in reasons.groupby(["model", "note"], sort=False):
+        notes.append(f"{model}: NA, {note}.")
+    if source not in REFERENCE_POTENTIAL_SOURCES and "energy_excess_kcal_mol_atom" in set(frame["metric"]):
+        notes.append(f"Energy excess: NA, no reference potential for source {source!r}.")
+    return notes
+
+
+def strides_of(ys: Sequence[Yardstick]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for y in ys:
+        out[y.model] = max(out.get(y.model, 1), y.record.stride)
+    return out
+
+
+@dataclass
+class Report:
+    """A rendered-ready yardstick table: long frame + sections + notes, one data set, one data source."""
+
+    dataset: str
+    source: str
+    title: str
+    frame: pd.DataFrame
+    sections: list[Section]
+    notes: list[str]
+
+    def _heading(self, sec: Section) -> str:
+        return f"{sec.title}." if sec.title == self.title else f"{sec.title}:"
+
+    def _own_title(self) -> bool:
+        return not any(sec.title == self.title for sec in self.sections)
+
+    def markdown(self) -> str:
+        """Markdown: the data source, then each section's pandas/tabulate table, then the notes."""
+        parts = [f"Data source: {source_label(self.dataset, self.source)} (armse.json source = {self.source!r}).", ""]
+        if self._own_title():
+            parts += [f"{self.title}.", ""]
+        for sec in self.sections:
+            parts += [self._heading(sec), "", sec.markdown(), ""]
+            parts += [f"- {n}" for n in sec.notes] + ([""] if sec.notes else [])
+        parts += [f"- {n}" for n in self.notes]
+        return "\n".join(parts) + "\n"
+
+    def html(self, extra_html: str = "") -> str:
+        """One self-contained HTML page: the same sections through ``DataFrame.to_html``."""
+        from diffmd.reports.html import html_page
+
+        blocks: list[tuple[str, Any]] = [
+            ("p", f"Data source: {source_label(self.dataset, self.source)} (source = {self.source!r}).")
+        ]
+        if self._own_title():
+            blocks.append(("p", f"{self.title}."))
+        for sec in self.sections:
+            blocks += [("h3", self._heading(sec)), ("html", sec.html())]
+            if sec.notes:
+                blocks.append(("ul", sec.notes))
+        blocks.append(("ul", self.notes))
+        if extra_html:
+            blocks.append(("html", extra_html))
+        return html_page(self.title, blocks)
+
+    def csv(self) -> str:
+        return to_csv(self.frame)
+
+
+TITLES = {
+    "one_step": "One-step (teacher-forced) error on the test frames, with the floors constant_velocity and "
+    "force_verlet as rows",
+    "distributions": "Distributional fidelity of the multi-start rollouts against the reference segment "
+    "(Fu et al. 2022)",
+}
+
+
+def _models_and_columns(
+    frame: pd.DataFrame, models: Sequence[str] | None, columns: Sequence[str] | None
+) -> tuple[list[str], list[str]]:
+    return ordered(models, list(frame["model"])), ordered(columns, list(frame["molecule"]))
+
+
+def one_step_report(
+    ys: Sequence[Yardstick], models: Sequence[str] | None = None, columns: Sequence[str] | None = None
+) -> Report:
+    """One-step RMSE and acceleration R², every model and the floors as rows."""
+    dataset, source = single_source([y.record for y in ys], "one-step table")
+    frame = long_frame(ys, ONE_STEP_METRICS, models=models, columns=columns)
+    mods, cols = _models_and_columns(frame, models, columns)
+    sections = [metric_section(frame, m, mods, cols, strides_of(ys)) for m in ONE_STEP_METRICS]
+    notes = common_notes(frame, source, mods) + [
+        "One-step: each test frame's next frame predicted from the true current state (teacher forcing); "
+        "interval over frames. constant_velocity (x + v) and force_verlet (x + v + F dt²/m, the data's own "
+        "forces: the thermostat-noise floor) bound what a one-step model can reach."
+    ]
+    return Report(dataset, source, TITLES["one_step"], frame, sections, notes)
+
+
+def distributions_report(
+    ys: Sequence[Yardstick], models: Sequence[str] | None = None, columns: Sequence[str] | None = None
+) -> Report:
+    """h(r) MAE, bond/angle W1, temperature (+ reference), drift, energy excess, stability."""
+    dataset, source = single_source([y.record for y in ys], "distributions table")
+    frame = long_frame(ys, DISTRIBUTION_METRICS, models=models, columns=columns)
+    mods, cols = _models_and_columns(frame, models, columns)
+    sections = [metric_section(frame, m, mods, cols, strides_of(ys))
+                for m in DISTRIBUTION_METRICS if m != "temperature_ref_K"]  # fmt: skip
+    notes = common_notes(frame, source, mods) + [
+        "Temperatures come from finite-difference velocities of the stored frames, which damp fast vibrations "
+        "(compare a row with the ground-truth row at the same frame spacing, not with the thermostat)."
+    ]
+    return Report(dataset, source, TITLES["distributions"], frame, sections, notes)
