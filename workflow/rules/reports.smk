@@ -1,5 +1,7 @@
-# Reports (diffmd/reports): the ARMSE tables (Table 1, Table 2), the paper side by side, physical
-# validity, the snapshot figures (the paper's Fig. 4), ARMSE/RMSD curves and the costs table.
+# Reports (diffmd/reports): the ARMSE tables (Table 1, Table 2: paper column + horizon-resolved ARMSE),
+# the one-step and distribution tables (issue 12), the paper side by side, physical validity, the
+# snapshot figures (the paper's Fig. 4), ARMSE/RMSD curves in fs, h(r) figures and the costs table.
+# The yardstick tables' CSVs are long format; their Markdown and HTML are rendered from them.
 # Each rule is one `python -m diffmd.reports <command>` line; outputs are report() items, so
 #   snakemake --report results/report.html
 # builds one browsable page. Run paths come from docs/ARCHITECTURE.md ("Result files");
@@ -29,6 +31,47 @@ rule aggregate:
         num="1|2",
     shell:
         "python -m diffmd.reports tables --inputs {input} --models {params.models} --columns {params.columns} --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
+
+
+rule one_step:
+    conda:
+        "../../envs/workflow.yaml"
+    input:
+        dataset_armse,
+    output:
+        csv="results/tables/one_step_{dataset}.csv",
+        md="results/tables/one_step_{dataset}.md",
+        html=report("results/tables/one_step_{dataset}.html", category="Tables", subcategory="One-step error"),
+    params:
+        models=" ".join(MODELS),
+        columns=table_columns,
+    log:
+        "results/logs/one_step/{dataset}.log",
+    benchmark:
+        "results/benchmarks/one_step/{dataset}.tsv"
+    shell:
+        "python -m diffmd.reports one-step --inputs {input} --models {params.models} --columns {params.columns} --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
+
+
+rule distributions:
+    conda:
+        "../../envs/workflow.yaml"
+    input:
+        dataset_armse,
+    output:
+        csv="results/tables/distributions_{dataset}.csv",
+        md="results/tables/distributions_{dataset}.md",
+        html=report("results/tables/distributions_{dataset}.html", category="Tables",
+                    subcategory="Distributional fidelity"),
+    params:
+        models=" ".join(MODELS),
+        columns=table_columns,
+    log:
+        "results/logs/distributions/{dataset}.log",
+    benchmark:
+        "results/benchmarks/distributions/{dataset}.tsv"
+    shell:
+        "python -m diffmd.reports distributions --inputs {input} --models {params.models} --columns {params.columns} --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
 
 
 rule paper_vs_ours:
@@ -115,6 +158,24 @@ rule curves:
         "results/benchmarks/curves/{dataset}.tsv"
     shell:
         "python -m diffmd.reports curves --inputs {input} --models {params.models} --title 'ARMSE and RMSD against rollout time ({wildcards.dataset})' --png {output.png} --pdf {output.pdf} > {log} 2>&1"
+
+
+rule hr_figure:
+    conda:
+        "../../envs/workflow.yaml"
+    input:
+        dataset_armse,
+    output:
+        png=report("results/figures/hr_{dataset}.png", category="Figures", subcategory="h(r)"),
+        pdf=report("results/figures/hr_{dataset}.pdf", category="Figures", subcategory="h(r), PDF"),
+    params:
+        models=" ".join(MODELS),
+    log:
+        "results/logs/hr_figure/{dataset}.log",
+    benchmark:
+        "results/benchmarks/hr_figure/{dataset}.tsv"
+    shell:
+        "python -m diffmd.reports hr --inputs {input} --models {params.models} --title 'h(r), ground truth against each model ({wildcards.dataset})' --png {output.png} --pdf {output.pdf} > {log} 2>&1"
 
 
 # The costs table reads the rollout jobs' benchmark TSVs (declared inputs) and the training jobs'
