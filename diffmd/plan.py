@@ -404,9 +404,10 @@ class Plan:
         out += self.run_files("md17", self.md17_molecules, "armse.json")
         if self.has_cost_table():
             out.append("results/tables/cost_md17.csv")
-        tables = ["table1_md17", "table2_c7o2h10"] + [f"{k}_{d}" for k in ("paper_vs_ours", "validity") for d in TASKS]
+        kinds = ("paper_vs_ours", "validity", "one_step", "distributions")
+        tables = ["table1_md17", "table2_c7o2h10"] + [f"{k}_{d}" for k in kinds for d in TASKS]
         out += [f"results/tables/{name}.{ext}" for name in tables for ext in ("csv", "md", "html")]
-        out += [f"results/figures/armse_curves_{d}.png" for d in TASKS]
+        out += [f"results/figures/{kind}_{d}.png" for kind in ("armse_curves", "hr") for d in TASKS]
         out += [f"results/figures/snapshots_md17_{m}.png" for m in self.md17_molecules]
         out += [f"results/tables/costs.{ext}" for ext in ("csv", "md", "html")]
         return out

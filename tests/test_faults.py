@@ -142,9 +142,10 @@ def test_diverged_rollout_is_na_and_the_table_still_builds(tmp_path, shared_data
     st = json.loads((wd / "results/md17/ethanol/static/seed1/armse.json").read_text())
     assert cv["diverged"] is True and cv["armse"] is None and cv["diverged_at"] >= 0
     assert st["diverged"] is False and st["armse"] is not None
-    rows = {r["model"]: r for r in csv.DictReader((wd / "results/tables/table1_md17.csv").open())}
-    assert rows["constant_velocity"]["ethanol"] == "NA"
-    assert rows["static"]["ethanol"] not in ("", "NA")
+    rows = {r["model"]: r for r in csv.DictReader((wd / "results/tables/table1_md17.csv").open())
+            if r["metric"] == "armse_paper" and r["molecule"] == "ethanol"}  # fmt: skip
+    assert rows["constant_velocity"]["value"] == ""  # NA: an empty cell in the long-format CSV
+    assert float(rows["static"]["value"]) > 0
     assert "NA" in (wd / "results/tables/table1_md17.md").read_text()
 
 

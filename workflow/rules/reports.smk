@@ -41,7 +41,8 @@ rule one_step:
     output:
         csv="results/tables/one_step_{dataset}.csv",
         md="results/tables/one_step_{dataset}.md",
-        html=report("results/tables/one_step_{dataset}.html", category="Tables", subcategory="One-step error"),
+        html=report("results/tables/one_step_{dataset}.html", caption="../report/one_step.rst", category="Tables",
+                    subcategory="One-step error"),
     params:
         models=" ".join(MODELS),
         columns=table_columns,
@@ -61,7 +62,7 @@ rule distributions:
     output:
         csv="results/tables/distributions_{dataset}.csv",
         md="results/tables/distributions_{dataset}.md",
-        html=report("results/tables/distributions_{dataset}.html", category="Tables",
+        html=report("results/tables/distributions_{dataset}.html", caption="../report/distributions.rst", category="Tables",
                     subcategory="Distributional fidelity"),
     params:
         models=" ".join(MODELS),
@@ -166,8 +167,10 @@ rule hr_figure:
     input:
         dataset_armse,
     output:
-        png=report("results/figures/hr_{dataset}.png", category="Figures", subcategory="h(r)"),
-        pdf=report("results/figures/hr_{dataset}.pdf", category="Figures", subcategory="h(r), PDF"),
+        png=report("results/figures/hr_{dataset}.png", caption="../report/hr.rst", category="Figures",
+                   subcategory="h(r)"),
+        pdf=report("results/figures/hr_{dataset}.pdf", caption="../report/hr.rst", category="Figures",
+                   subcategory="h(r), PDF"),
     params:
         models=" ".join(MODELS),
     log:
