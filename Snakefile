@@ -20,4 +20,5 @@ include: "workflow/rules/reports.smk"
 rule all:
     default_target: True
     input:
-        all_final_targets,
+        PLAN.static_targets(),
+        c7o2h10_final_targets,
