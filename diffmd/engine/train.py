@@ -1,21 +1,50 @@
 """Trainer: the paper's settings for every registered model, resumable, best-validation checkpoint.
 
-Adam (lr 5e-4, weight decay 1e-10), ReduceLROnPlateau on the validation ARMSE (patience 5,
-floor 1e-7), batch 200, 200 epochs, validation every ``val_every`` epochs. The validation metric
-is the aligned ARMSE (:mod:`diffmd.metrics`) of an autoregressive rollout of ``val_horizon``
-frames from the first validation frame (O2O: from the start of each validation isomer, averaged);
-a diverged validation rollout scores +inf. Shuffling is drawn from a generator seeded by
-(seed, epoch), so it needs no state.
+Adam (lr 5e-4, weight decay 1e-10), ReduceLROnPlateau (patience 5, factor 0.5, floor 1e-7), batch
+200, 200 epochs. Shuffling is drawn from a generator seeded by (seed, epoch), so it needs no state.
 
-Files in ``--out``: ``model.pt`` (best validation, written at the end), ``best.pt`` (the same,
-kept up to date during training), ``last.pt`` (model, optimizer, scheduler, RNG states, log;
-written atomically after every epoch: a rerun of a killed job resumes from it and reaches
-bitwise the same final checkpoint on CPU), ``train_log.csv`` and ``provenance.json``.
+Validation (``train.select_by`` chooses which number keeps the best checkpoint and drives the LR
+schedule; the log records both):
+
+* ``val_one_step`` (``select_by: one_step``, the default): the teacher-forced one-step loss, computed
+  every epoch. For ``val_frames`` validation frames t (spread evenly over the validation segments,
+  :class:`diffmd.data.pairs.PairDataset`), ``model.predict`` gives x̂(t+k) from the true history, in
+  batches of ``batch_size``; the value is the RMS per-atom error (Å),
+  ``sqrt(mean over frames and atoms of |x̂(t+k) - x(t+k)|²)``; a non-finite prediction scores +inf.
+  It is cheap, batched, and does not reward a model for standing still. It is computed under its own
+  seed (seed, epoch) with every RNG saved and restored around it, so it never changes the training.
+  The scheduler then steps every epoch, so its patience counts epochs.
+* ``val_armse`` (``select_by: rollout_armse``, the paper's choice): the aligned ARMSE
+  (:mod:`diffmd.metrics`) of an autoregressive rollout of ``val_horizon`` frames from the first
+  validation frame (O2O: from the start of each validation isomer, averaged), every ``val_every``
+  epochs and at the last; a diverged validation rollout scores +inf. Long rollouts of a chaotic
+  system decorrelate from the one reference realisation, so this metric rewards damped, near-static
+  models (issue 12). With this choice the one-step loss is logged on the same epochs only, and the
+  training is bitwise what it was before the one-step loss existed.
+
+With ``one_step`` the rollout ARMSE is still computed every ``val_every`` epochs for the log, and once
+more for the selected checkpoint at the end when its epoch had none, so ``model.pt`` always holds it.
+
+Files in ``--out``: ``model.pt`` (best validation, written at the end; keys ``val_armse``, and
+``val_metric`` with ``select_by`` naming it), ``best.pt`` (the same, kept up to date during training),
+``last.pt`` (model, optimizer, scheduler, RNG states, log; written atomically after every epoch: a
+rerun of a killed job resumes from it and reaches bitwise the same final checkpoint on CPU),
+``train_log.csv`` (``epoch, loss, val_one_step, val_armse, lr, seconds``; empty cells where a number was
+not computed) and ``provenance.json``. Once ``model.pt`` is written, ``last.pt`` is renamed
+``last.done.pt``: a finished training is never resumed, so a rerun (``--forcerun train``, which deletes
+``model.pt`` first) trains afresh, while a killed job (no ``model.pt`` yet) resumes. Temporary files
+a killed job left beside these outputs are removed when training starts.
+
+Models with nothing to learn (``trainable`` False) get one log row with both validation numbers
+(``val_armse`` left empty for models that cannot roll out) and ``model.pt``.
 
 CLI::
 
     python -m diffmd.engine.train --split SPLIT.json --model NAME --params JSON
         --train-config JSON --seed N --out DIR
+
+Bad arguments or input (unknown model or key, missing or malformed file, invalid JSON in ``--params``
+or ``--train-config``) print one line ``error: <file or key>: <what>`` and exit with status 1.
 """
 
 from __future__ import annotations
@@ -25,9 +54,12 @@ import csv
 import io
 import json
 import math
+import os
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import numpy as np
 import torch
@@ -54,7 +86,15 @@ from diffmd.registry import TrajectoryModel, build_model
 #: The trainer's settings when the config gives none: the schema's ``train`` defaults (the one home of
 #: every default, diffmd/config.schema.yaml) plus the rollout's divergence bound for validation rollouts.
 DEFAULTS: dict[str, Any] = {**section_defaults("train"), "divergence_bound_A": DIVERGENCE_BOUND_A}
-LOG_FIELDS = ("epoch", "loss", "val_armse", "lr", "seconds")
+LOG_FIELDS = ("epoch", "loss", "val_one_step", "val_armse", "lr", "seconds")
+#: The values of ``train.select_by``: the validation number that keeps the best checkpoint and drives the LR.
+SELECT_BY = ("one_step", "rollout_armse")
+#: Files the trainer writes into ``--out`` (their leftover temporary copies are removed at the start).
+OUTPUT_FILES = ("train_log.csv", "last.pt", "best.pt", "model.pt", "last.done.pt", "provenance.json")
+#: Offset of the one-step loss's seed from the epoch's shuffling seed (any value apart from 0 would do).
+ONE_STEP_SEED_OFFSET = 500_000
+
+_T = TypeVar("_T")
 
 
 def validation_rollouts(
@@ -81,21 +121,76 @@ def validation_armse(
     return validation_rollouts(model, segs, horizon, bound, device)["armse"]
 
 
+def validation_pairs(segs: list[Segment], n_frames: int) -> PairDataset:
+    """The one-step loss's validation frames: ``n_frames`` (or all, when fewer) spread evenly over ``segs``."""
+    return PairDataset(segs, n_frames)
+
+
+@torch.no_grad()
+def validation_one_step(model: TrajectoryModel, data: PairDataset, batch_size: int, device: torch.device) -> float:
+    """Teacher-forced one-step loss: RMS per-atom error (Å) of ``model.predict`` x̂(t+k) against the true
+    x(t+k) over every pair of ``data``, ``sqrt(sum |x̂ - x|² / (frames * atoms))``; inf if any prediction is
+    not finite. Stateful simulators are started afresh on every batch (``begin_rollout``)."""
+    model.eval()
+    model.rollout_stats()  # reset counters
+    total, n_atoms = 0.0, 0
+    for batch in data.batches(batch_size):
+        batch = B.to_device(batch, device)
+        target = batch[B.TARGET_POSITIONS]
+        inputs = B.inputs_only(batch)
+        model.begin_rollout(inputs)
+        pred = model.predict(inputs)
+        if not bool(torch.isfinite(pred).all()):
+            model.rollout_stats()
+            return math.inf
+        total += float(((pred.double() - target.double()) ** 2).sum())
+        n_atoms += int(target.shape[0])
+    model.rollout_stats()
+    return math.sqrt(total / max(n_atoms, 1))
+
+
+def isolated_rng(seed: int, fn: Callable[[], _T]) -> _T:
+    """``fn()`` under ``seed``, with every RNG's state saved before and restored after (training is unchanged)."""
+    saved = rng_state()
+    try:
+        seed_everything(seed)
+        return fn()
+    finally:
+        set_rng_state(saved)
+
+
+def one_step_seed(seed: int, epoch: int) -> int:
+    """The seed of the one-step loss after ``epoch`` (0: reference models and the final model)."""
+    return seed * 1_000_003 + ONE_STEP_SEED_OFFSET + epoch
+
+
 def resolve_train_config(train_cfg: dict[str, Any], overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The trainer's settings: :data:`DEFAULTS` <- the config's ``train`` <- the model's own ``train:``."""
     cfg = deep_update(deep_update(DEFAULTS, train_cfg), overrides or {})
     unknown = sorted(set(cfg) - set(DEFAULTS))
     if unknown:
         raise ValueError(f"train config: unknown key(s) {', '.join(unknown)}")
+    if cfg["select_by"] not in SELECT_BY:
+        raise ValueError(f"train.select_by: {cfg['select_by']!r} is not one of {', '.join(SELECT_BY)}")
+    frames = cfg["val_frames"]
+    if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
+        raise ValueError(f"train.val_frames: must be an integer >= 1, got {frames!r}")
     return cfg
 
 
-def checkpoint(model: TrajectoryModel, params: dict, epoch: int, val: float,
-               train_overrides: dict | None = None) -> dict[str, Any]:  # fmt: skip
-    """The ``model.pt`` payload (docs/ARCHITECTURE.md); ``train_overrides``: the model's own ``train:``."""
+def checkpoint(model: TrajectoryModel, params: dict, epoch: int, val: float | None,
+               train_overrides: dict | None = None, val_metric: float | None = None,
+               select_by: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """The ``model.pt`` payload (docs/ARCHITECTURE.md); ``train_overrides``: the model's own ``train:``.
+
+    ``val``: the validation rollout ARMSE (key ``val_armse``; None where not computed); ``val_metric``: the
+    number the checkpoint was selected by, ``select_by`` naming it (default: the ARMSE itself).
+    """
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    select_by = select_by or "rollout_armse"
+    metric = val if select_by == "rollout_armse" and val_metric is None else val_metric
     return {"model": model.name, "params": params, "state_dict": state, "epoch": epoch, "val_armse": val,
-            "train_overrides": dict(train_overrides or {})}  # fmt: skip
+            "val_metric": metric, "select_by": select_by, "train_overrides": dict(train_overrides or {})}  # fmt: skip
 
 
 def train_epoch(
@@ -123,28 +218,78 @@ def train_epoch(
 
 def _write_log(out: Path, rows: list[dict[str, Any]]) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS)
+    writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS, restval="")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows([{k: ("" if v is None else v) for k, v in row.items()} for row in rows])
     write_text(out / "train_log.csv", buf.getvalue())
 
 
-def _log(row: dict[str, Any]) -> None:
-    print(
-        f"epoch {row['epoch']:4d}  loss {row['loss']:.4e}  val_armse {row['val_armse']:.4e}  "
-        f"lr {row['lr']:.2e}  {row['seconds']:.1f}s",
-        flush=True,
-    )
+def _num(value: float | None, fmt: str = ".4e", width: int = 10) -> str:
+    """``value`` formatted, or blanks of the same width where it was not computed."""
+    return " " * width if value is None else f"{value:{width}{fmt}}"
+
+
+def _clock(seconds: float) -> str:
+    """``h:mm:ss`` (or ``m:ss`` under an hour)."""
+    s = int(round(seconds))
+    h, rest = divmod(s, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def format_epoch_line(row: dict[str, Any], n_epochs: int, elapsed_s: float | None = None,
+                      eta_s: float | None = None) -> str:  # fmt: skip
+    """The printed log line of one epoch: ``epoch k/N``, the numbers (blank where not computed), times."""
+    width = len(str(n_epochs))
+    line = (f"epoch {row['epoch']:>{width}d}/{n_epochs}  loss {_num(row['loss'])}  "
+            f"val_one_step {_num(row.get('val_one_step'))}  val_armse {_num(row.get('val_armse'))}  "
+            f"lr {row['lr']:.2e}  {row['seconds']:.1f}s")  # fmt: skip
+    if elapsed_s is not None:
+        line += f"  elapsed {_clock(elapsed_s)}"
+    if eta_s is not None:
+        line += f"  eta {_clock(eta_s)}"
+    return line
+
+
+def _log(row: dict[str, Any], n_epochs: int, rows: list[dict[str, Any]] | None = None) -> None:
+    """Print one epoch's line; elapsed and ETA from the epochs' seconds in ``rows`` (this run's and resumed)."""
+    elapsed = eta = None
+    if rows:
+        elapsed = float(sum(r["seconds"] for r in rows))
+        eta = elapsed / len(rows) * max(n_epochs - int(row["epoch"]), 0)
+    print(format_epoch_line(row, n_epochs, elapsed, eta), flush=True)
+
+
+def remove_temporaries(out: Path) -> list[Path]:
+    """Remove the temporary files (``.<name>.*``, :func:`diffmd.io.atomic_path`) a killed job left beside the
+    trainer's outputs; returns them."""
+    gone = []
+    for name in OUTPUT_FILES:
+        for tmp in out.glob(f".{name}.*"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                gone.append(tmp)
+    return gone
+
+
+def _finish(out: Path) -> None:
+    """After ``model.pt`` is written: ``last.pt`` -> ``last.done.pt``, so no later run resumes a finished one."""
+    if (out / "last.pt").exists():
+        os.replace(out / "last.pt", out / "last.done.pt")
 
 
 def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_segs: list[Segment],
         seed: int, out: Path, device: torch.device, inputs: list[str],
-        overrides: dict | None = None) -> dict[str, Any]:  # fmt: skip
+        overrides: dict | None = None, val_data: PairDataset | None = None) -> dict[str, Any]:  # fmt: skip
     """Train (resuming from ``out/last.pt`` when present) and write ``out/model.pt``.
 
     ``last.pt`` is only resumed when it was written for the same model, parameters, training
-    settings, seed and input files (by SHA-256); otherwise training starts afresh.
+    settings, seed and input files (by SHA-256); otherwise training starts afresh. A finished training
+    leaves ``last.done.pt`` instead, which is never resumed. ``val_data``: the one-step loss's frames
+    (default: :func:`validation_pairs` of ``val_segs``).
     """
+    select_by = cfg["select_by"]
+    if val_data is None:
+        val_data = validation_pairs(val_segs, cfg["val_frames"])
     sch = cfg["scheduler"]
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -156,10 +301,10 @@ def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_
     last = load_torch(out / "last.pt") if (out / "last.pt").exists() else None
     if last is not None and last.get("key") != key:
         print(f"{out / 'last.pt'} belongs to another configuration: starting afresh", flush=True)
-        (out / "best.pt").unlink(missing_ok=True)
         last = None
     if last is None:
         (out / "best.pt").unlink(missing_ok=True)
+        (out / "last.done.pt").unlink(missing_ok=True)
     else:
         model.load_state_dict(last["model_state"])
         opt.load_state_dict(last["optimizer"])
@@ -167,45 +312,74 @@ def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_
         set_rng_state(last["rng"])
         state = {k: last[k] for k in state}
         print(f"resuming from {out / 'last.pt'} after epoch {state['epoch']}", flush=True)
-    for epoch in range(state["epoch"] + 1, cfg["epochs"] + 1):
+
+    def one_step(epoch: int) -> float:
+        return isolated_rng(one_step_seed(seed, epoch),
+                            lambda: validation_one_step(model, val_data, cfg["batch_size"], device))  # fmt: skip
+
+    def rollout_armse() -> float:
+        return validation_armse(model, val_segs, cfg["val_horizon"], cfg["divergence_bound_A"], device)
+
+    n_epochs = cfg["epochs"]
+    for epoch in range(state["epoch"] + 1, n_epochs + 1):
         t0 = time.perf_counter()
         loss = train_epoch(model, opt, data, cfg, seed, epoch, device)
-        val = math.nan
-        if epoch % cfg["val_every"] == 0 or epoch == cfg["epochs"]:
-            val = validation_armse(model, val_segs, cfg["val_horizon"], cfg["divergence_bound_A"], device)
-            sched.step(val)
-            if val < state["best_val"]:
-                state["best_val"], state["best_epoch"] = val, epoch
-                save_torch(out / "best.pt", checkpoint(model, params, epoch, val, overrides))
-        row = {"epoch": epoch, "loss": loss, "val_armse": val, "lr": opt.param_groups[0]["lr"],
+        val_epoch = epoch % cfg["val_every"] == 0 or epoch == n_epochs
+        val = rollout_armse() if val_epoch else None
+        one = one_step(epoch) if val_epoch or select_by == "one_step" else None
+        metric = one if select_by == "one_step" else val
+        if metric is not None:
+            sched.step(metric)
+            if metric < state["best_val"]:
+                state["best_val"], state["best_epoch"] = metric, epoch
+                save_torch(out / "best.pt", checkpoint(model, params, epoch, val, overrides, metric, select_by))
+        row = {"epoch": epoch, "loss": loss, "val_one_step": one, "val_armse": val, "lr": opt.param_groups[0]["lr"],
                "seconds": time.perf_counter() - t0}  # fmt: skip
         state["rows"].append(row)
         state["epoch"] = epoch
-        _log(row)
+        _log(row, n_epochs, state["rows"])
         _write_log(out, state["rows"])
         save_torch(out / "last.pt", {**state, "model_state": model.state_dict(), "optimizer": opt.state_dict(),
                                      "scheduler": sched.state_dict(), "rng": rng_state()})  # fmt: skip
     if not (out / "best.pt").exists():  # no finite validation: keep the final model
-        val = validation_armse(model, val_segs, cfg["val_horizon"], cfg["divergence_bound_A"], device)
-        save_torch(out / "best.pt", checkpoint(model, params, state["epoch"], val, overrides))
+        val, one = rollout_armse(), one_step(0)
+        metric = one if select_by == "one_step" else val
+        save_torch(out / "best.pt", checkpoint(model, params, state["epoch"], val, overrides, metric, select_by))
     best = load_torch(out / "best.pt")
+    if best["val_armse"] is None:  # selected on an epoch without a validation rollout: roll the best one out
+        model.load_state_dict(best["state_dict"])
+        best["val_armse"] = rollout_armse()
+        save_torch(out / "best.pt", best)
     save_torch(out / "model.pt", best)
-    return {"best_epoch": best["epoch"], "best_val_armse": best["val_armse"], "epochs": state["epoch"]}
+    _finish(out)
+    return {"best_epoch": best["epoch"], "best_val_armse": best["val_armse"], "best_val_metric": best["val_metric"],
+            "select_by": select_by, "epochs": state["epoch"]}  # fmt: skip
 
 
 def reference_only(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_segs: list[Segment],
-                   out: Path, device: torch.device, overrides: dict | None = None) -> dict[str, Any]:  # fmt: skip
-    """Models with nothing to learn: one log row (training loss, validation ARMSE) and model.pt."""
+                   out: Path, device: torch.device, overrides: dict | None = None, seed: int = 0,
+                   val_data: PairDataset | None = None) -> dict[str, Any]:  # fmt: skip
+    """Models with nothing to learn: one log row (training loss, both validation numbers) and model.pt.
+
+    ``val_armse`` is None (an empty cell) for models that cannot roll out (``can_rollout`` False).
+    """
     t0 = time.perf_counter()
+    select_by = cfg["select_by"]
+    if val_data is None:
+        val_data = validation_pairs(val_segs, cfg["val_frames"])
     with torch.no_grad():
         losses = [float(model.loss(B.to_device(b, device))) * B.num_molecules(b) for b in data.batches(1000)]
-    val = validation_armse(model, val_segs, cfg["val_horizon"], cfg["divergence_bound_A"], device)
-    row = {"epoch": 0, "loss": sum(losses) / len(data), "val_armse": val, "lr": 0.0,
+    val = None
+    if model.can_rollout:
+        val = validation_armse(model, val_segs, cfg["val_horizon"], cfg["divergence_bound_A"], device)
+    one = isolated_rng(one_step_seed(seed, 0), lambda: validation_one_step(model, val_data, cfg["batch_size"], device))
+    metric = one if select_by == "one_step" else val
+    row = {"epoch": 0, "loss": sum(losses) / len(data), "val_one_step": one, "val_armse": val, "lr": 0.0,
            "seconds": time.perf_counter() - t0}  # fmt: skip
-    _log(row)
+    _log(row, 0)
     _write_log(out, [row])
-    save_torch(out / "model.pt", checkpoint(model, params, 0, val, overrides))
-    return {"best_epoch": 0, "best_val_armse": val, "epochs": 0}
+    save_torch(out / "model.pt", checkpoint(model, params, 0, val, overrides, metric, select_by))
+    return {"best_epoch": 0, "best_val_armse": val, "best_val_metric": metric, "select_by": select_by, "epochs": 0}
 
 
 def train(split_path: str, model_name: str, params: dict, train_cfg: dict, seed: int, out: str | Path) -> dict:
@@ -214,27 +388,70 @@ def train(split_path: str, model_name: str, params: dict, train_cfg: dict, seed:
     cfg = resolve_train_config(train_cfg, overrides)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg["device"])
+    for tmp in remove_temporaries(out):
+        print(f"removed {tmp}, left by an earlier run", flush=True)
+    try:
+        device = resolve_device(cfg["device"])
+    except RuntimeError as exc:
+        raise ValueError(f"train.device: {exc}") from None
     seed_everything(seed)
     model = build_model(model_name, params, source="--params").to(device)
     params = {**params, "stride": model.stride}
     split = load_split(split_path)
     data = PairDataset(split_segments(split, "train", stride=model.stride), cfg["max_train_pairs"])
     val_segs = split_segments(split, "val", stride=model.stride)
-    print(f"{model_name}: {len(data)} training pairs, {len(val_segs)} validation segment(s), device {device}",
-          flush=True)  # fmt: skip
+    val_data = validation_pairs(val_segs, cfg["val_frames"])
+    print(f"{model_name}: {len(data)} training pairs, {len(val_segs)} validation segment(s), device {device};"
+          f" selecting by {cfg['select_by']} ({len(val_data)} one-step validation frames)", flush=True)  # fmt: skip
     inputs = [split_path] + sorted({s.path for s in data.segments + val_segs})
     if model.trainable:
-        info = fit(model, params, cfg, data, val_segs, seed, out, device, inputs, overrides)
+        info = fit(model, params, cfg, data, val_segs, seed, out, device, inputs, overrides, val_data)
     else:
-        info = reference_only(model, params, cfg, data, val_segs, out, device, overrides)
+        info = reference_only(model, params, cfg, data, val_segs, out, device, overrides, seed, val_data)
     write_provenance(out, config={"model": model_name, "params": params, "train": cfg, "seed": seed},
                      inputs=inputs, device=str(device), extra=info)  # fmt: skip
     return info
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Train a registered model on a split (resumes from DIR/last.pt).")
+# --- command line -------------------------------------------------------------------------------
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line ``error: <what>`` and exit status 1 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+def json_argument(text: str, name: str) -> dict[str, Any]:
+    """The JSON object given to argument ``name``; a one-line :class:`ValueError` naming it otherwise."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{name}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{name}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def run_cli(body: Callable[[], object]) -> int:
+    """Run a CLI's ``body``: 0 on success; a bad argument or input (``ValueError``, ``KeyError``,
+    ``FileNotFoundError``, so ``json.JSONDecodeError`` too) prints ``error: <file or key>: <what>`` on one
+    line to stderr and gives 1, no traceback."""
+    try:
+        body()
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        first = str(message).strip().splitlines()
+        print(f"error: {first[0] if first else type(exc).__name__}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The train CLI (module docstring); returns the exit status."""
+    p = OneLineArgumentParser(description="Train a registered model on a split (resumes from DIR/last.pt).")
     p.add_argument("--split", required=True, help="split JSON (data/splits/md17/<molecule>.json or c7o2h10.json)")
     p.add_argument("--model", required=True, help="registered model name")
     p.add_argument("--params", default="{}", help="JSON: model hyper-parameters (+ optional 'train' overrides)")
@@ -243,10 +460,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     a = p.parse_args(argv)
-    set_threads(a.threads)
-    info = train(a.split, a.model, json.loads(a.params), json.loads(a.train_config), a.seed, a.out)
-    print(json.dumps(info))
+
+    def body() -> None:
+        params = json_argument(a.params, "--params")
+        train_cfg = json_argument(a.train_config, "--train-config")
+        set_threads(a.threads)
+        info = train(a.split, a.model, params, train_cfg, a.seed, a.out)
+        print(json.dumps(info))
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
