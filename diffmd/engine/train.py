@@ -186,7 +186,7 @@ def checkpoint(model: TrajectoryModel, params: dict, epoch: int, val: float | No
     ``val``: the validation rollout ARMSE (key ``val_armse``; None where not computed); ``val_metric``: the
     number the checkpoint was selected by, ``select_by`` naming it (default: the ARMSE itself).
     """
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().clone() if torch.is_tensor(v) else v for k, v in model.state_dict().items()}
     select_by = select_by or "rollout_armse"
     metric = val if select_by == "rollout_armse" and val_metric is None else val_metric
     return {"model": model.name, "params": params, "state_dict": state, "epoch": epoch, "val_armse": val,
@@ -382,6 +382,29 @@ def reference_only(model: TrajectoryModel, params: dict, cfg: dict, data: PairDa
     return {"best_epoch": 0, "best_val_armse": val, "best_val_metric": metric, "select_by": select_by, "epochs": 0}
 
 
+def own_trainer(model: TrajectoryModel, params: dict, cfg: dict, split: dict, val_segs: list[Segment], out: Path,
+                device: torch.device, overrides: dict | None, seed: int,
+                val_data: PairDataset) -> dict[str, Any]:  # fmt: skip
+    """Models with ``trainer = "own"`` (a force field's package): ``fit_own`` on the training and validation
+    segments, then one log row with both validation numbers and model.pt (the engine's loss is not used)."""
+    t0 = time.perf_counter()
+    train_segs = split_segments(split, "train", stride=model.stride)
+    summary = model.fit_own(train_segs, val_segs, seed, str(out))
+    print(f"{model.name}: own trainer: {json.dumps(summary, default=str)}", flush=True)
+    select_by = cfg["select_by"]
+    val = validation_armse(model, val_segs, cfg["val_horizon"], cfg["divergence_bound_A"], device) \
+        if model.can_rollout else None  # fmt: skip
+    one = isolated_rng(one_step_seed(seed, 0), lambda: validation_one_step(model, val_data, cfg["batch_size"], device))
+    metric = one if select_by == "one_step" else val
+    row = {"epoch": 0, "loss": None, "val_one_step": one, "val_armse": val, "lr": 0.0,
+           "seconds": time.perf_counter() - t0}  # fmt: skip
+    _log(row, 0)
+    _write_log(out, [row])
+    save_torch(out / "model.pt", checkpoint(model, params, 0, val, overrides, metric, select_by))
+    return {"best_epoch": 0, "best_val_armse": val, "best_val_metric": metric, "select_by": select_by, "epochs": 0,
+            "own_trainer": summary}  # fmt: skip
+
+
 def train(split_path: str, model_name: str, params: dict, train_cfg: dict, seed: int, out: str | Path) -> dict:
     """Build the model and data, then train (or only evaluate a reference model); see module docstring."""
     params, overrides = split_train_overrides(params)
@@ -404,7 +427,9 @@ def train(split_path: str, model_name: str, params: dict, train_cfg: dict, seed:
     print(f"{model_name}: {len(data)} training pairs, {len(val_segs)} validation segment(s), device {device};"
           f" selecting by {cfg['select_by']} ({len(val_data)} one-step validation frames)", flush=True)  # fmt: skip
     inputs = [split_path] + sorted({s.path for s in data.segments + val_segs})
-    if model.trainable:
+    if model.trainer == "own":
+        info = own_trainer(model, params, cfg, split, val_segs, out, device, overrides, seed, val_data)
+    elif model.trainable:
         info = fit(model, params, cfg, data, val_segs, seed, out, device, inputs, overrides, val_data)
     else:
         info = reference_only(model, params, cfg, data, val_segs, out, device, overrides, seed, val_data)
