@@ -367,14 +367,18 @@ def reference_only(model: TrajectoryModel, params: dict, cfg: dict, data: PairDa
     select_by = cfg["select_by"]
     if val_data is None:
         val_data = validation_pairs(val_segs, cfg["val_frames"])
-    with torch.no_grad():
-        losses = [float(model.loss(B.to_device(b, device))) * B.num_molecules(b) for b in data.batches(1000)]
+    try:  # a simulator (a physics oracle) has no training loss: its row leaves the cell blank
+        with torch.no_grad():
+            losses = [float(model.loss(B.to_device(b, device))) * B.num_molecules(b) for b in data.batches(1000)]
+        train_loss = sum(losses) / len(data)
+    except TypeError:
+        train_loss = None
     val = None
     if model.can_rollout:
         val = validation_armse(model, val_segs, cfg["val_horizon"], cfg["divergence_bound_A"], device)
     one = isolated_rng(one_step_seed(seed, 0), lambda: validation_one_step(model, val_data, cfg["batch_size"], device))
     metric = one if select_by == "one_step" else val
-    row = {"epoch": 0, "loss": sum(losses) / len(data), "val_one_step": one, "val_armse": val, "lr": 0.0,
+    row = {"epoch": 0, "loss": train_loss, "val_one_step": one, "val_armse": val, "lr": 0.0,
            "seconds": time.perf_counter() - t0}  # fmt: skip
     _log(row, 0)
     _write_log(out, [row])
