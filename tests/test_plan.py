@@ -1,0 +1,102 @@
+"""The experiment plan (diffmd/plan.py): every decision the workflow used to make in its rule files."""
+
+import copy
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from diffmd.config import deep_update
+from diffmd.plan import O2O_TRAINED, Plan
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = yaml.safe_load((REPO / "config.yaml").read_text())
+QUICK = deep_update(PAPER, yaml.safe_load((REPO / "config" / "quick.yaml").read_text()))
+
+
+def plan(cfg=None, **over) -> Plan:
+    return Plan(deep_update(cfg or QUICK, over))
+
+
+def test_tasks_split_files_and_run_directories():
+    p = plan()
+    assert p.task("md17") == "s2l" and p.task("c7o2h10") == "o2o"
+    assert p.split_path("md17", "ethanol") == "data/splits/md17/ethanol.json"
+    assert p.split_path("c7o2h10", "xtb03") == "data/splits/c7o2h10.json"
+    assert p.train_run("md17", "ethanol") == "ethanol" and p.train_run("c7o2h10", "xtb03") == O2O_TRAINED
+    w = SimpleNamespace(dataset="c7o2h10", molecule="xtb03", model="egnn", seed="1")
+    assert p.rollout_inputs(w)["checkpoint"] == "results/c7o2h10/trained/egnn/seed1/model.pt"
+    assert p.rollout_target(w) == "--target xtb03"
+    with pytest.raises(ValueError, match="no training run results/md17/trained"):
+        p.check_train_run("md17", O2O_TRAINED)
+
+
+def test_model_parameters_strides_and_history():
+    p = plan()
+    assert p.stride("score_dynamics", "md17") == 5 and p.stride("egnn", "md17") == 1  # quick: score_dynamics.stride
+    assert p.model_params("egnn", "md17")["hidden"] == 32  # YAML 64, quick model_params 32
+    assert p.history_frames("c7o2h10") == 2 * 5  # every O2O rollout starts after the largest stride's history
+    oracle = p.model_params("xtb_langevin", "c7o2h10")
+    assert (oracle["dt_fs"], oracle["temperature_K"]) == (1.0, 100.0)  # the simulated source's own settings
+    assert p.split_config("c7o2h10")["history_frames"] == 10
+
+
+def test_roles_trainers_and_tuning_come_from_the_registry():
+    p = plan()
+    assert "diffmd" not in p.engine_models() and p.tuned_models("diffmd_grid") == ["diffmd"]
+    assert p.models_with_role("reference") == ["static", "constant_velocity"]
+    assert set(p.cost_models()) >= {"egnn", "diffmd", "sgdml"} and "static" not in p.cost_models()
+    assert p.grid_point_names() == ["s0.01_a1_h1"] and p.grid_eps() == ["0.2", "0.8"]
+    params = p.point_params("diffmd", "md17", "s0.01_a1_h1")
+    assert params["train_eps"] == 0.2 and params["sigma_s"] == 0.01 and params["d_model"] == 32
+
+
+def test_models_whose_data_is_missing_are_left_out_with_a_reason():
+    paper = Plan(PAPER)
+    assert "xtb_nve" not in paper.models_for("md17") and "sgdml" in paper.models_for("md17")
+    reasons = paper.na_reasons("c7o2h10")
+    assert reasons["xtb_nve"] == "no reference potential for source 'download'"
+    assert "force labels" in reasons["force_verlet"] and "sgdml" in reasons
+    quick = plan()
+    assert {"xtb_nve", "xtb_langevin", "force_verlet"} <= set(quick.models_for("c7o2h10"))
+    assert "sgdml" not in quick.models_for("c7o2h10")  # one model per molecule: no transfer to O2O
+    assert not any("/xtb_nve/" in f for f in paper.run_files("md17", ["ethanol"], "armse.json"))
+
+
+def test_cost_runs_and_targets():
+    p = plan()
+    labels = [r.label for r in p.cost_runs("ethanol")]
+    assert "score_dynamics (stride 5)" in labels and "score_dynamics (stride 10)" in labels
+    assert p.cost_extra_strides() == [10]
+    targets = p.static_targets()
+    for name in ("table1_md17.csv", "one_step_md17.csv", "distributions_c7o2h10.md", "cost_md17.csv"):
+        assert f"results/tables/{name}" in targets
+    assert "results/figures/hr_md17.png" in targets
+    assert "results/md17/ethanol/sgdml/seed1/armse.json" in targets
+
+
+@pytest.mark.parametrize(
+    "over, message",
+    [
+        ({"model_params": {"rf": {"hiddn": 3}}}, "unknown parameter 'hiddn' for model 'rf'"),
+        ({"model_params": {"rf": {"hidden": "32"}}}, "parameter 'hidden' of model 'rf' must be int"),
+        ({"model_params": {"rf": {"train": {"epoch": 3}}}}, "model_params.rf.train"),
+        ({"model_params": {"rf": {"train": {"batch_size": 0}}}}, "batch_size"),
+        ({"train": {"batch_size": 0}}, "train.batch_size"),
+        ({"score_dynamics": {"strid": {"md17": 2}}}, "score_dynamics"),
+        ({"report": {"snapshot_evry": 3}}, "report"),
+        ({"models": ["static", "egnn", "nope"]}, "models.2"),
+    ],
+)
+def test_a_bad_config_is_refused_at_parse_time_with_the_key_named(over, message):
+    cfg = copy.deepcopy(QUICK)
+    if "models" in over:
+        cfg["models"] = over.pop("models")
+    with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        Plan(deep_update(cfg, over))
+
+
+def test_cost_molecules_must_be_md17_molecules():
+    with pytest.raises(ValueError, match="cost_molecules: 'aspirin'"):
+        plan(score_dynamics={"cost_molecules": ["aspirin"]})
