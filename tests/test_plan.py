@@ -100,3 +100,24 @@ def test_a_bad_config_is_refused_at_parse_time_with_the_key_named(over, message)
 def test_cost_molecules_must_be_md17_molecules():
     with pytest.raises(ValueError, match="cost_molecules: 'aspirin'"):
         plan(score_dynamics={"cost_molecules": ["aspirin"]})
+
+
+def test_a_short_or_corrupt_trajectory_is_refused_before_anything_is_deleted(tmp_path, monkeypatch):
+    """Issue 15 row 10: the plan reads an existing trajectory's header at parse time (nothing deleted yet)."""
+    import numpy as np
+
+    from diffmd.data.trajectory import Trajectory, save_trajectory
+    from diffmd.testing import ETHANOL_X, ETHANOL_Z
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/md17").mkdir(parents=True)
+    short = Trajectory(positions=np.repeat(ETHANOL_X[None], 50, axis=0), atomic_numbers=ETHANOL_Z, dt_fs=0.5,
+                       temperature_K=500.0, name="ethanol", dataset="md17", source="xtb")  # fmt: skip
+    save_trajectory(tmp_path / "data/md17/ethanol.npz", short)
+    with pytest.raises(ValueError, match=r"data/md17/ethanol\.npz: 50 frames, splits\.md17 needs 1204"):
+        plan()
+    (tmp_path / "data/md17/ethanol.npz").write_bytes(b"not an npz")
+    with pytest.raises(ValueError, match=r"ethanol\.npz: corrupt or truncated npz"):
+        plan()
+    (tmp_path / "data/md17/ethanol.npz").unlink()
+    plan()  # absent: it will be made
