@@ -114,7 +114,7 @@ def test_a_short_or_corrupt_trajectory_is_refused_before_anything_is_deleted(tmp
     short = Trajectory(positions=np.repeat(ETHANOL_X[None], 50, axis=0), atomic_numbers=ETHANOL_Z, dt_fs=0.5,
                        temperature_K=500.0, name="ethanol", dataset="md17", source="xtb")  # fmt: skip
     save_trajectory(tmp_path / "data/md17/ethanol.npz", short)
-    with pytest.raises(ValueError, match=r"data/md17/ethanol\.npz: 50 frames, splits\.md17 needs 1204"):
+    with pytest.raises(ValueError, match=r"data/md17/ethanol\.npz: 50 frames, splits\.md17 needs 1203"):
         plan()
     (tmp_path / "data/md17/ethanol.npz").write_bytes(b"not an npz")
     with pytest.raises(ValueError, match=r"ethanol\.npz: corrupt or truncated npz"):
