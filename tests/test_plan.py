@@ -15,6 +15,12 @@ PAPER = yaml.safe_load((REPO / "config.yaml").read_text())
 QUICK = deep_update(PAPER, yaml.safe_load((REPO / "config" / "quick.yaml").read_text()))
 
 
+@pytest.fixture(autouse=True)
+def _elsewhere(tmp_path, monkeypatch):
+    """Plans read existing data files relative to the working directory: use an empty one."""
+    monkeypatch.chdir(tmp_path)
+
+
 def plan(cfg=None, **over) -> Plan:
     return Plan(deep_update(cfg or QUICK, over))
 
