@@ -103,9 +103,9 @@ def one_step_rows(one: OneStep, step_fs: float) -> list[dict]:
     resid = ((a_pred - a_true) ** 2).sum()
     total = ((a_true - a_true.mean(axis=0, keepdims=True)) ** 2).sum()
     r2 = 1.0 - resid / total if total > 0 else np.nan
-    rmse = float(np.sqrt(np.mean(err**2)))
-    base = row("one_step_rmse", step_fs, err, "Å")
-    base["value"] = rmse if np.isfinite(rmse) else None  # RMS over frames, not the mean of per-frame RMS
+    sq = err**2
+    est, lo, hi = bootstrap_ci(sq[np.isfinite(sq)], statistic=_root_mean) if np.isfinite(sq).any() else (np.nan,) * 3
+    base = {**row("one_step_rmse", step_fs, err, "Å"), "value": _num(est), "ci_low": _num(lo), "ci_high": _num(hi)}
     out = [base, row("accel_r2", step_fs, [r2], "", n=len(err))]
     out[1]["ci_low"] = out[1]["ci_high"] = None
     return out
@@ -166,6 +166,15 @@ def _bonds_kept(pred: np.ndarray, bonds: np.ndarray) -> bool:
         return True
     length = np.linalg.norm(pred[:, i] - pred[:, j], axis=-1)
     return bool(np.isfinite(length).all() and (length <= BOND_BREAK_FACTOR * length[0]).all())
+
+
+def _root_mean(x: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """sqrt(mean(x)): the RMS over frames from per-frame mean squares (the one-step error's statistic)."""
+    return np.sqrt(np.mean(x, axis=axis))
+
+
+def _num(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
 
 
 def _nan(x: float | None) -> float:
