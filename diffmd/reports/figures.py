@@ -193,7 +193,7 @@ def curves_figure(records: list[Yardstick], title: str, models: list[str] | None
         raise ValueError("curves figure: no armse.json records given")
     molecules = list(dict.fromkeys(y.record.molecule for y in records))
     model_order = ordered(models, [y.model for y in records])
-    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(model_order)}
+    colours = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(model_order)}
     horizons = sorted({m["horizon_fs"] for y in records for m in y.metrics
                        if m["metric"] == "armse" and m["horizon_fs"]})  # fmt: skip
     width = 3.8 * len(molecules) + 1.8
@@ -255,7 +255,7 @@ def hr_figure(records: list[Yardstick], title: str, models: list[str] | None = N
     source = with_hr[0].record.source
     missing = missing_oracles(records, models, source)
     rows = ordered(models, [y.model for y in with_hr] + list(missing))
-    colours = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(ordered(models, [y.model for y in records]))}
+    colours = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(ordered(models, [y.model for y in records]))}
     fig, axs = plt.subplots(len(rows), len(molecules), figsize=(3.0 * len(molecules) + 0.8, 1.5 * len(rows) + 0.8),
                             squeeze=False, sharex="col")  # fmt: skip
     for c, mol in enumerate(molecules):
