@@ -416,6 +416,9 @@ class Plan:
     def grid_validations(self, w: Any) -> list[str]:
         return [f"{self.grid_dir(w)}/{p}/val_eps{e}.json" for p in self.grid_point_names() for e in self.grid_eps()]
 
+    def na_reasons_arg(self, w: Any) -> str:
+        return shell_arg(self.na_reasons(w.dataset))
+
     def cost_inputs_of(self, w: Any) -> list[str]:
         return self.cost_inputs()
 

@@ -246,3 +246,18 @@ def test_hr_figure_written_with_oracle_reason(runs, tmp_path):
     assert texts.count("NA: no reference potential for source 'download'") == len(ORACLES) * len(COLUMNS)
     diffmd_ax = fig.axes[rows.index("diffmd") * len(COLUMNS)]
     assert {p.get_label() for p in diffmd_ax.patches} >= {"ground truth", "diffmd"}
+
+
+def test_models_the_plan_leaves_out_are_na_with_the_plans_reason(tmp_path):
+    """--na-reasons (the plan's reasons for models it leaves out on this dataset) gives NA rows with the role."""
+    paths = _write_all(tmp_path / "r", source="xtb", oracles=True)
+    files = {k: str(tmp_path / f"na.{k}") for k in ("csv", "md", "html")}
+    models = [m for m in MODELS if m != "xtb_langevin"] + ["xtb_langevin"]
+    argv = ["tables", "--inputs", *paths, "--models", *models, "--columns", *COLUMNS,
+            "--na-reasons", '{"xtb_langevin": "the plan says why"}']  # fmt: skip
+    assert main(argv + [x for k, v in files.items() for x in (f"--{k}", v)]) == 0
+    md = open(files["md"], encoding="utf-8").read()
+    assert set(_row(md, "xtb_langevin")[1:]) == {"NA"} and "physics oracle" in _row(md, "xtb_langevin")[0]
+    assert "xtb_langevin: NA, the plan says why." in md
+    frame = _csv(open(files["csv"], encoding="utf-8").read())
+    assert set(frame[frame["model"] == "xtb_langevin"]["note"]) == {"the plan says why"}

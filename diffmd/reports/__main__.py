@@ -35,6 +35,8 @@ from diffmd.reports.results import load_record, load_rollout, single_source, sou
 def _common(p: argparse.ArgumentParser, inputs: str = "--inputs", outputs: tuple[str, str] = ("--csv", "--md")):
     p.add_argument(inputs, nargs="+", required=True)
     p.add_argument("--models", nargs="*", default=None, help="row order (the config's models)")
+    p.add_argument("--na-reasons", default="{}",
+                   help="JSON {model: reason}: models of --models the plan leaves out on this dataset (NA rows)")
     for out in outputs:
         p.add_argument(out, required=True)
     if outputs == ("--csv", "--md"):
@@ -107,6 +109,10 @@ def _sibling_source(rollout_paths: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from diffmd.reports import yardstick as _ys
+
+    _ys.PLANNED_NA.clear()
+    _ys.PLANNED_NA.update(json.loads(getattr(args, "na_reasons", "{}") or "{}"))
     if args.command == "tables":
         tab = tables.make_table(yardstick.load_yardsticks(args.inputs), args.models, args.columns)
         _write_report(args, tables.report(tab))  # cites each run's provenance

@@ -259,7 +259,7 @@ def make_table(
     missing = ys_mod.missing_oracles(ys, models, source)
     model_order = ordered(models, [y.model for y in ys] + list(missing))
     col_order = ordered(columns, [y.record.molecule for y in ys])
-    roles = {y.model: y.role for y in ys} | dict.fromkeys(missing, "oracle")
+    roles = {y.model: y.role for y in ys} | {m: ys_mod._registered_role(m) for m in missing}
     frame = ys_mod.long_frame(ys, ys_mod.ARMSE_METRICS, paper=True, models=models, columns=col_order)
     return ArmseTable(dataset, source, model_order, col_order, grid, roles, frame, missing)
 

@@ -239,14 +239,20 @@ def _registered_role(model: str) -> str:
     return role_of(model) if model in MODEL_MODULES else "baseline"
 
 
+#: ``{model: reason}`` of the models the experiment plan leaves out on the table's dataset (``--na-reasons``
+#: of the CLI, from :meth:`diffmd.plan.Plan.na_reasons`): printed as NA rows with the reason.
+PLANNED_NA: dict[str, str] = {}
+
+
 def missing_oracles(ys: Sequence[Yardstick], models: Sequence[str] | None, source: str) -> dict[str, str]:
-    """``{model: reason}`` for the oracle models named in ``models`` that have no records because the data
-    source has no reference potential (elsewhere a missing oracle is simply not run, like any model)."""
-    if source in REFERENCE_POTENTIAL_SOURCES:
-        return {}
+    """``{model: reason}`` for the models named in ``models`` that have no records because their data is
+    missing: the plan's reasons (:data:`PLANNED_NA`), and oracles on a source without a reference potential."""
     present = {y.model for y in ys}
-    return {m: missing_reason("oracle", source) for m in models or [] if m not in present
-            and _registered_role(m) == "oracle"}  # fmt: skip
+    out = {m: PLANNED_NA[m] for m in models or [] if m in PLANNED_NA and m not in present}
+    if source in REFERENCE_POTENTIAL_SOURCES:
+        return out
+    return {**out, **{m: missing_reason("oracle", source) for m in models or [] if m not in present
+                      and m not in out and _registered_role(m) == "oracle"}}  # fmt: skip
 
 
 def long_frame(
@@ -294,7 +300,8 @@ def long_frame(
                 if metric in ONE_STEP_METRICS + DISTRIBUTION_METRICS + (PAPER_METRIC,):
                     horizons = [None]
                 for h in horizons:
-                    rows.append({"dataset": dataset, "molecule": mol, "model": model, "role": "oracle", "seed": None,
+                    rows.append({"dataset": dataset, "molecule": mol, "model": model,
+                                 "role": _registered_role(model), "seed": None,
                                  "metric": metric, "horizon_fs": h, "value": None, "n_starts": 0, "n_diverged": 0,
                                  "unit": "", "source": source, "note": reason})  # fmt: skip
     frame = pd.DataFrame(rows, columns=list(LONG_COLUMNS))

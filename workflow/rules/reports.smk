@@ -21,6 +21,7 @@ rule aggregate:
         html=report("results/tables/table{num}_{dataset}.html", caption="../report/armse_table.rst",
                     category="Tables", subcategory="ARMSE"),
     params:
+        na=PLAN.na_reasons_arg,
         models=" ".join(MODELS),
         columns=table_columns,
     log:
@@ -30,7 +31,7 @@ rule aggregate:
     wildcard_constraints:
         num="1|2",
     shell:
-        "python -m diffmd.reports tables --inputs {input} --models {params.models} --columns {params.columns} --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
+        "python -m diffmd.reports tables --inputs {input} --models {params.models} --na-reasons {params.na} --columns {params.columns} --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
 
 
 rule one_step:
@@ -44,6 +45,7 @@ rule one_step:
         html=report("results/tables/one_step_{dataset}.html", caption="../report/one_step.rst", category="Tables",
                     subcategory="One-step error"),
     params:
+        na=PLAN.na_reasons_arg,
         models=" ".join(MODELS),
         columns=table_columns,
     log:
@@ -51,7 +53,7 @@ rule one_step:
     benchmark:
         "results/benchmarks/one_step/{dataset}.tsv"
     shell:
-        "python -m diffmd.reports one-step --inputs {input} --models {params.models} --columns {params.columns} --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
+        "python -m diffmd.reports one-step --inputs {input} --models {params.models} --na-reasons {params.na} --columns {params.columns} --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
 
 
 rule distributions:
@@ -65,6 +67,7 @@ rule distributions:
         html=report("results/tables/distributions_{dataset}.html", caption="../report/distributions.rst", category="Tables",
                     subcategory="Distributional fidelity"),
     params:
+        na=PLAN.na_reasons_arg,
         models=" ".join(MODELS),
         columns=table_columns,
     log:
@@ -72,7 +75,7 @@ rule distributions:
     benchmark:
         "results/benchmarks/distributions/{dataset}.tsv"
     shell:
-        "python -m diffmd.reports distributions --inputs {input} --models {params.models} --columns {params.columns} --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
+        "python -m diffmd.reports distributions --inputs {input} --models {params.models} --na-reasons {params.na} --columns {params.columns} --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
 
 
 rule paper_vs_ours:
