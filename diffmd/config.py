@@ -73,6 +73,39 @@ def section_defaults(*path: str) -> dict[str, Any]:
     return out
 
 
+def _coerce(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
+    if "$ref" in schema:
+        ref = schema["$ref"].split("/")[-1]
+        schema = root.get("definitions", {}).get(ref, schema)
+    types = schema.get("type")
+    types = types if isinstance(types, list) else [types]
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if "integer" in types and text.lstrip("+-").isdigit():
+                return int(text)
+            if "number" in types:
+                return float(text)
+        except ValueError:
+            return value
+        if "null" in types and text.lower() in ("null", "none", "~"):
+            return None
+        return value
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_coerce(v, schema["items"], root) for v in value]
+    if isinstance(value, dict) and "properties" in schema:
+        return {k: _coerce(v, schema["properties"][k], root) if k in schema["properties"] else v
+                for k, v in value.items()}  # fmt: skip
+    return value
+
+
+def coerce_to_schema(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` whose strings are numbers (or null) where the schema wants them: Snakemake's
+    ``--config 'seeds=[1,2]'`` gives the list ``['1', '2']``; anything else is left for the validation."""
+    schema = load_schema()
+    return _coerce(copy.deepcopy(config), schema, schema)
+
+
 def validate_config(config: dict[str, Any], origin: str = "config") -> None:
     """Validate against the schema; a failure raises ``ValueError`` naming the key path (one line)."""
     import jsonschema

@@ -23,6 +23,7 @@ import numpy as np
 from diffmd.io import atomic_path, read_json, save_npz, write_json
 
 ROLLOUT_NAME, EXTXYZ_NAME, ARMSE_NAME = "rollout.npz", "rollout.extxyz", "armse.json"
+REFERENCE_EXTXYZ_NAME = "reference.extxyz"  # the ground truth at the same frames, to overlay in OVITO / ASE
 ARMSE_REQUIRED = ("dataset", "molecule", "model", "seed", "source", "armse", "diverged")
 
 
@@ -295,11 +296,17 @@ def write_rollout(
         rollout_stats=np.str_(json.dumps(rollout_stats or {}, sort_keys=True)), **extra,
     )  # fmt: skip
     if extxyz:
-        write_extxyz(out / EXTXYZ_NAME, positions, atomic_numbers, dt_fs, stride)
+        info = {"model": model, "molecule": molecule, "start_frame": int(np.asarray(frame_indices).reshape(-1)[0]),
+                "diverged_at": int(diverged_at)}  # fmt: skip
+        write_extxyz(out / EXTXYZ_NAME, positions, atomic_numbers, dt_fs, stride, info, frame_indices)
+        write_extxyz(out / REFERENCE_EXTXYZ_NAME, reference, atomic_numbers, dt_fs, stride,
+                     {**info, "model": "ground truth"}, frame_indices)  # fmt: skip
 
 
-def write_extxyz(path: str | Path, positions: np.ndarray, numbers: np.ndarray, dt_fs: float, stride: int) -> None:
-    """The finite predicted frames as extended XYZ (ASE / OVITO / VMD), atomically."""
+def write_extxyz(path: str | Path, positions: np.ndarray, numbers: np.ndarray, dt_fs: float, stride: int,
+                 info: dict[str, Any] | None = None, frame_indices: np.ndarray | None = None) -> None:  # fmt: skip
+    """The finite frames as extended XYZ (ASE / OVITO / VMD), atomically; every frame's ``info`` carries
+    ``step``, ``time_fs``, the source ``frame`` index and ``info`` (model, molecule, start frame, diverged_at)."""
     from ase import Atoms
     from ase.io import write
 
@@ -308,8 +315,11 @@ def write_extxyz(path: str | Path, positions: np.ndarray, numbers: np.ndarray, d
         if not np.isfinite(x).all():
             break
         atoms = Atoms(numbers=numbers, positions=x)
+        atoms.info.update(info or {})
         atoms.info["step"] = i
         atoms.info["time_fs"] = i * stride * dt_fs
+        if frame_indices is not None:
+            atoms.info["frame"] = int(np.asarray(frame_indices).reshape(-1)[i])
         frames.append(atoms)
     with atomic_path(path) as tmp:
         write(str(tmp), frames, format="extxyz")

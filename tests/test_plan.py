@@ -127,3 +127,19 @@ def test_a_short_or_corrupt_trajectory_is_refused_before_anything_is_deleted(tmp
         plan()
     (tmp_path / "data/md17/ethanol.npz").unlink()
     plan()  # absent: it will be made
+
+
+def test_command_line_lists_are_coerced_to_the_schemas_types():
+    """Issue 16 row 4: ``--config 'seeds=[1,2]'`` reaches the workflow as ['1', '2']."""
+    from diffmd.config import coerce_to_schema, validate_config
+
+    cfg = copy.deepcopy(QUICK)
+    cfg["seeds"] = ["1", "2"]
+    cfg["rollout"]["horizons_fs"] = ["5", "50.5"]
+    cfg["rollout"]["horizon"] = "null"
+    out = coerce_to_schema(cfg)
+    assert out["seeds"] == [1, 2] and out["rollout"]["horizons_fs"] == [5.0, 50.5] and out["rollout"]["horizon"] is None
+    validate_config(out)
+    bad = coerce_to_schema({**cfg, "seeds": ["1", "x"]})
+    with pytest.raises(ValueError, match="seeds.1"):
+        validate_config(bad)

@@ -180,8 +180,10 @@ def run_md(atoms, settings: XTBSettings, seed_words: list[int], desc: str) -> di
            "forces": np.empty((n_frames, n_atoms, 3)), "temperature": np.empty(n_frames),
            "kinetic_energy": np.empty(n_frames)}  # fmt: skip
     total = settings.equilibration_steps + n_frames - 1
-    bar = tqdm(total=total, desc=desc, unit="step", mininterval=5.0)
-    state = {"step": 0}
+    # a bar on a terminal; in a log file (Snakemake's) plain lines every 10% instead of carriage returns
+    bar = tqdm(total=total, desc=desc, unit="step", mininterval=5.0, disable=None)
+    state = {"step": 0, "t0": time.perf_counter()}
+    every = max(1, total // 10)
 
     def record() -> None:
         k = state["step"] - settings.equilibration_steps
@@ -193,6 +195,10 @@ def run_md(atoms, settings: XTBSettings, seed_words: list[int], desc: str) -> di
             out["kinetic_energy"][k] = atoms.get_kinetic_energy()
         if state["step"] > 0:
             bar.update(1)
+            if bar.disable and (state["step"] % every == 0 or state["step"] == total):
+                sec = time.perf_counter() - state["t0"]
+                print(f"{desc}: step {state['step']}/{total}  {state['step'] / max(sec, 1e-9):.0f} steps/s  "
+                      f"eta {(total - state['step']) * sec / state['step']:.0f}s", flush=True)
         state["step"] += 1
 
     def bath():

@@ -95,6 +95,7 @@ def rollout(
     divergence_bound_A: float = DIVERGENCE_BOUND_A,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
+    progress: str | None = None,
 ) -> RolloutResult:
     """Roll ``model`` out for ``n_steps`` model steps from reference frame ``start`` of ``seg``."""
     k = int(model.stride)
@@ -128,6 +129,8 @@ def rollout(
             break
         out[step] = nxt.double().cpu().numpy()
         hist = [hist[1], hist[2], nxt]
+        if progress and (step % max(1, n_steps // 10) == 0 or step == n_steps):
+            _report(progress, step, n_steps, time.perf_counter() - t0)
     seconds = time.perf_counter() - t0
     frames = start + k * np.arange(n_steps + 1, dtype=np.int64)
     return RolloutResult(out, frames, diverged_at, evals, seconds, totals)
@@ -268,6 +271,13 @@ def one_step_frames(seg: Segment, n_frames: int) -> np.ndarray:
     return all_frames[np.unique(np.linspace(0, len(all_frames) - 1, n_frames).round().astype(np.int64))]
 
 
+def _report(what: str, step: int, n_steps: int, seconds: float) -> None:
+    """One plain progress line (logs are files, not terminals): steps done, frames per second, ETA."""
+    rate = step / max(seconds, 1e-12)
+    print(f"{what}: step {step}/{n_steps}  {rate:.1f} frames/s  elapsed {seconds:.1f}s  "
+          f"eta {(n_steps - step) / max(rate, 1e-12):.1f}s", flush=True)
+
+
 def n_steps_for(seg: Segment, stride: int, horizon: int | None, start: int) -> int:
     """Model steps: ``horizon`` frames // stride, capped by the reference frames available."""
     avail = seg.max_steps(start)
@@ -293,11 +303,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     info: dict[str, Any] = {"start": start}
     if model.can_rollout:
         steps = n_steps_for(seg, k, cfg.get("horizon"), start)
-        res = rollout(model, seg, start, steps, bound, device)
+        res = rollout(model, seg, start, steps, bound, device, progress=f"paper rollout of {ckpt['model']}")
         ms_steps = max(1, frames_for_fs(cfg["start_horizon_fs"], seg.dt_fs) // k)
         ms_steps = min(ms_steps, seg.max_steps(seg.start))
         starts = spread_starts(seg, int(cfg["n_starts"]), ms_steps)
+        print(f"multi-start rollouts: {len(starts)} starts x {ms_steps} steps, batched", flush=True)
         multi = rollout_starts(model, seg, starts, ms_steps, bound, device)
+        _report("multi-start rollouts", ms_steps, ms_steps, multi.seconds)
         multi_part = MultiStart(multi.starts, multi.positions, seg.positions[multi.frame_indices],
                                 multi.frame_indices, multi.diverged_at, multi.seconds, multi.score_evals)  # fmt: skip
         info.update(steps=steps, diverged_at=res.diverged_at, seconds=res.seconds,

@@ -6,9 +6,10 @@ import sys
 
 from snakemake.utils import validate
 
-from diffmd.config import SCHEMA_PATH
+from diffmd.config import SCHEMA_PATH, coerce_to_schema
 from diffmd.plan import ISOMER_PATTERN, Plan, shell_arg
 
+config.update(coerce_to_schema(config))  # --config 'seeds=[1,2]' arrives as strings
 validate(config, schema=str(SCHEMA_PATH))
 
 # Rules call `python -m diffmd...`: make that the interpreter running Snakemake (the project's venv),

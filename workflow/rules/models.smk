@@ -42,6 +42,7 @@ rule rollout:
     output:
         npz="results/{dataset}/{molecule}/{model}/seed{seed}/rollout.npz",
         xyz="results/{dataset}/{molecule}/{model}/seed{seed}/rollout.extxyz",
+        ref_xyz="results/{dataset}/{molecule}/{model}/seed{seed}/reference.extxyz",
     log:
         "results/logs/rollout/{dataset}/{molecule}/{model}/seed{seed}.log",
     benchmark:
