@@ -239,3 +239,36 @@ def test_bad_parameters_name_the_key():
         build_model("score_dynamics", {"sampler": "euler"})
     with pytest.raises(ValueError, match="beta_min"):
         build_model("score_dynamics", {"beta_min": 30.0})
+
+
+# --- diffusion-time features (issue 13) ---------------------------------------------------------------
+
+
+def test_time_feature_scale_sets_the_frequency_std():
+    """W ~ N(0, scale^2): the buffer's std follows ``time_feature_scale``; 1 by default and in the YAML."""
+    from diffmd.config import resolve_model_config
+
+    assert resolve_model_config("score_dynamics")["time_feature_scale"] == 1.0
+    freqs = {
+        scale: small_model(time_features=256, time_feature_scale=scale).denoiser.freqs for scale in (1.0, 16.0)
+    }
+    assert torch.allclose(freqs[16.0], 16.0 * freqs[1.0])  # the same seeded draws, scaled
+    assert abs(float(freqs[1.0].std()) - 1.0) < 0.15
+    assert torch.equal(small_model(time_features=256).denoiser.freqs, freqs[1.0])  # the default is 1
+    with pytest.raises(ValueError, match="time_feature_scale"):
+        build_model("score_dynamics", {**SMALL, "time_feature_scale": 0.0})
+
+
+def test_time_features_vary_smoothly_in_t():
+    """At scale 1 features at t and t + 1e-3 are nearly equal (RMS change ~2 pi |W| 1e-3); at 16 they are not."""
+    from diffmd.models.score_dynamics_sampling import fourier_features
+
+    t = torch.linspace(1e-3, 0.99, 200, dtype=torch.float64)
+
+    def rms_change(model: torch.nn.Module) -> float:
+        freqs = model.denoiser.freqs
+        return float((fourier_features(t + 1e-3, freqs) - fourier_features(t, freqs)).pow(2).mean().sqrt())
+
+    default = rms_change(small_model(time_features=16))
+    assert default < 0.015, default
+    assert rms_change(small_model(time_features=16, time_feature_scale=16.0)) > 0.04
