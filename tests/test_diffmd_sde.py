@@ -103,6 +103,39 @@ def test_sampler_lands_on_gaussian_marginal(name, options, tol, sigma_value, sca
     assert abs(float(x_init.var()) / target_var - 1) > 3 * tol  # the sampler had work to do
 
 
+@pytest.mark.parametrize("n_steps,n_corrector", [(1, 1), (5, 1), (5, 2), (4, 0)])
+def test_pc_sampler_returns_denoised_mean_and_counts_evaluations(n_steps, n_corrector):
+    """The last predictor step is noise-free with no corrector after it (score_sde's denoise): the output
+    is x + g^2(s) score(x, s) ds at the last evaluation's x and s = eps + ds; the count is exact."""
+    n, mu, c2, eps, scale = 300, 1.5, 0.04, 0.1, 0.1
+    sigma = torch.full((n,), 3.0, dtype=F64)
+    sde = ConditionalVESDE(noise_scale=scale)
+    score = gaussian_score(mu, c2, sigma, scale)
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def counted(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        calls.append((x.clone(), s.clone()))
+        return score(x, s)
+
+    x_init = mu + torch.randn(n, 3, generator=torch.Generator().manual_seed(2), dtype=F64)
+    outs = []
+    for seed in (3, 4):
+        calls.clear()
+        x, nfe = get_sampler("pc")(
+            counted, x_init, sde, sigma, eps, batch_index=torch.arange(n) // 30,
+            generator=torch.Generator().manual_seed(seed), n_steps=n_steps, n_corrector=n_corrector,
+        )
+        assert nfe == len(calls) == n_steps + (n_steps - 1) * n_corrector
+        ds = (1.0 - eps) / n_steps
+        x_last, s_last = calls[-1]
+        assert abs(float(s_last) - (eps + ds)) < 1e-12  # the last evaluation is the last predictor's
+        g2 = sde.g2(s_last, torch.log(sigma)[:, None])
+        assert torch.allclose(x, x_last + g2 * score(x_last, s_last) * ds, rtol=0, atol=1e-12)
+        outs.append(x)
+    if n_steps == 1:  # one noise-free predictor step and nothing after it: no randomness at all
+        assert torch.equal(outs[0], outs[1])
+
+
 def test_registry():
     assert set(available_samplers()) == {"ode", "euler_maruyama", "pc"}
     with pytest.raises(KeyError, match="unknown diffmd sampler"):

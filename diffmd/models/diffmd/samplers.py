@@ -9,7 +9,8 @@ s = eps, starting from the previous frame x(t) as the prior sample of x(t+1) (th
   the last one without noise;
 * ``pc``: predictor-corrector of Algorithm 1, a reverse-diffusion (Euler-Maruyama) predictor and
   ``n_corrector`` Langevin corrector steps with step size 2 (snr |z| / |score|)^2 per molecule
-  (Song et al. 2020b, Algorithm 4/5).
+  (Song et al. 2020b, Algorithm 4/5); the last predictor step is noise-free and no corrector follows
+  it, so the denoised mean is returned (score_sde's ``denoise``).
 
 ``score_fn(x, s)`` takes positions (n_atoms, 3) Å and a scalar time tensor and returns the score
 (n_atoms, 3) 1/Å. ``sde`` is the SDE object (:class:`diffmd.models.diffmd.sde.ConditionalVESDE`): the
@@ -166,17 +167,30 @@ def pc_sampler(
     n_corrector: int = 1,
     snr: float = 0.16,
 ) -> tuple[torch.Tensor, int]:
-    """Algorithm 1: ``n_steps`` (N_P) predictor steps, each followed by ``n_corrector`` corrector steps."""
+    """Algorithm 1: ``n_steps`` (N_P) predictor steps, each but the last followed by ``n_corrector`` correctors.
+
+    The last predictor step (to s = ``eps``) is noise-free and no corrector follows it, so the sample
+    returned is the denoised mean of the last reverse step, as score_sde's ``pc_sampler`` with
+    ``denoise=True`` (it returns ``x_mean`` of its final predictor step). Before issue 13 a Langevin
+    corrector ran after it and its noisy sample was returned. The count is exactly the score
+    evaluations made: ``n_steps + (n_steps - 1) * n_corrector``.
+    """
+    if n_steps < 1 or n_corrector < 0:
+        raise ValueError(f"pc sampler: need n_steps >= 1 and n_corrector >= 0, got {n_steps}, {n_corrector}")
     if batch_index is None:
         batch_index = torch.zeros(x_init.shape[0], dtype=torch.long, device=x_init.device)
     log_sigma = torch.log(sigma)[:, None]
     ds = (1.0 - eps) / n_steps
     x = x_init
+    nfe = 0
     for k in range(n_steps):
+        last = k == n_steps - 1
+        x = _reverse_step(score_fn, x, 1.0 - k * ds, ds, sde, log_sigma, generator, add_noise=not last)
+        nfe += 1
+        if last:
+            break  # x is the noise-free mean of the step to eps: the denoised sample
         s_next = 1.0 - (k + 1) * ds
-        x = _reverse_step(
-            score_fn, x, 1.0 - k * ds, ds, sde, log_sigma, generator, add_noise=k < n_steps - 1
-        )
         for _ in range(n_corrector):
             x = _langevin_step(score_fn, x, s_next, snr, batch_index, generator)
-    return x, n_steps * (1 + n_corrector)
+            nfe += 1
+    return x, nfe
