@@ -143,7 +143,7 @@ def test_bad_config_names_key():
 
 @pytest.mark.parametrize(
     "sampler,options,evals",
-    [("euler_maruyama", {"n_steps": 5}, 5), ("pc", {"n_steps": 4, "n_corrector": 2}, 12)],
+    [("euler_maruyama", {"n_steps": 5}, 5), ("pc", {"n_steps": 4, "n_corrector": 2}, 10)],
 )
 def test_predict_with_each_sampler(sampler, options, evals):
     model = tiny_model(sampler=sampler, sampler_options={sampler: options}, eps=0.3)
