@@ -1,0 +1,78 @@
+"""The paper-scale cost model (benchmarks/paper_cost.py): projection arithmetic, the paper plan's counts, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks.paper_cost import count_jobs, main, paper_counts, project, unit_name
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def paper_plan():
+    from diffmd.plan import Plan
+
+    return Plan(yaml.safe_load((ROOT / "config.yaml").read_text()))
+
+
+def test_project_multiplies_unit_costs_by_counts() -> None:
+    costs = {"a": {"train_step": 2.0, "predict_1": 0.5}, "b": {"train_step": 3.6}}
+    counts = [
+        {"rule": "train", "model": "a", "unit": "train_step", "count": 1800},  # 3600 s = 1 h
+        {"rule": "train", "model": "b", "unit": "train_step", "count": 1000},  # 3600 s = 1 h
+        {"rule": "rollout", "model": "a", "unit": "predict_1", "count": 3600},  # 1800 s = 0.5 h
+        {"rule": "rollout", "model": "b", "unit": "predict_1", "count": 10},  # not measured: NA
+    ]
+    out = project(costs, counts)
+    assert out["per_rule_h"] == pytest.approx({"train": 2.0, "rollout": 0.5})
+    assert out["total_h"] == pytest.approx(2.5)
+    assert out["missing"] == [("b", "predict_1")]
+    assert out["rows"][2]["seconds"] == pytest.approx(1800.0)
+    assert out["rows"][3]["device_hours"] is None
+
+
+def test_unit_names() -> None:
+    assert unit_name("predict_1") == "predict_1"
+    assert unit_name("predict_batched", 0.2) == "predict_batched@eps0.2"
+
+
+def test_paper_counts(paper_plan) -> None:
+    counts = paper_counts(paper_plan)
+    jobs = count_jobs(counts)
+    # 96 grid points x (8 MD17 molecules + the O2O training) = 864 trainings, x 6 eps = 5,184 validations
+    assert jobs["diffmd_train_point"] == 96 * 9
+    assert jobs["diffmd_validate"] == 96 * 9 * 6
+    # timed trainings: 7 engine-trained learned models (not DiffMD, sGDML, references, floors, oracles) x 9
+    assert jobs["train"] == 7 * 9
+    rows = {(r["rule"], r["model"], r["dataset"], r["unit"]): r["count"] for r in counts}
+    # EGNN on MD17: 8 molecules x 200 epochs x 20,000 / 200 steps
+    assert rows[("train", "egnn", "md17", "train_step")] == 8 * 200 * 100
+    # its validation rollouts: 200 / 5 epochs x 1,000 frames; one-step: 200 epochs x 2,000 frames
+    assert rows[("train", "egnn", "md17", "predict_1")] == 8 * 40 * 1000
+    assert rows[("train", "egnn", "md17", "predict_batched")] == 8 * 200 * 2000
+    # DiffMD validation at eps 0.1: 768 MD17 jobs x 1,000 rollout frames
+    assert rows[("diffmd_validate", "diffmd", "md17", "predict_1@eps0.1")] == 768 * 1000
+    # the rollout rule: 10,000 test frames; 32 starts x 500 fs / 0.5 fs + 1,000 one-step frames, batched
+    assert rows[("rollout", "egnn", "md17", "predict_1")] == 8 * 10000
+    assert rows[("rollout", "egnn", "md17", "predict_batched")] == 8 * (32 * 1000 + 1000)
+    # Score Dynamics (stride 10) takes a tenth of the steps
+    assert rows[("rollout", "score_dynamics", "md17", "predict_1")] == 8 * 1000
+    assert not any(r["model"] in ("static", "xtb_nve", "sgdml", "force_verlet") for r in counts)
+
+
+def test_cli_tiny_budget(tmp_path: Path) -> None:
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["models"] = ["static", "rf", "egnn"]
+    out_csv, out_md = tmp_path / "paper_cost.csv", tmp_path / "paper_cost.md"
+    result = main(["--config-json", json.dumps(config), "--device", "cpu", "--budget-s", "2",
+                   "--out-csv", str(out_csv), "--out-md", str(out_md)])  # fmt: skip
+    assert result["total_h"] > 0
+    md = out_md.read_text()
+    assert "CPU-hours" in md and "| total" in md and "egnn" in md
+    head = out_csv.read_text().splitlines()[0]
+    assert head == "rule,model,dataset,unit,count,unit_s,device_hours,device"
