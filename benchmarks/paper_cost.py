@@ -410,6 +410,18 @@ def render(result: dict[str, Any], costs: dict[str, dict[str, float | None]], co
     return csv, "\n".join(body) + "\n"
 
 
+def counting_plan(config: dict[str, Any], origin: str = "--config-json") -> Any:
+    """``Plan(config)`` without its check of the data already on disk (the quick profile's short trajectories
+    must not stop the paper config's counts)."""
+    from diffmd.plan import Plan
+
+    class CountingPlan(Plan):
+        def check_existing_data(self, root: str = ".") -> None:
+            """Counts only: the data on disk is not read."""
+
+    return CountingPlan(config, origin=origin)
+
+
 def load_config(text: str | None) -> dict[str, Any]:
     """The experiment config: JSON inline or ``@file``; None: the repository's config.yaml."""
     if text is None:
@@ -440,11 +452,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from diffmd.engine.common import resolve_device
     from diffmd.io import write_text
-    from diffmd.plan import Plan
-
     torch.set_num_threads(max(a.threads, 1))
     device = resolve_device(a.device)
-    plan = Plan(load_config(a.config_json), origin="--config-json")
+    plan = counting_plan(load_config(a.config_json))
     counts = paper_counts(plan)
     t0 = time.perf_counter()
     costs, notes = measure(plan, device, a.budget_s)
