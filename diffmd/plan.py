@@ -435,6 +435,7 @@ class Plan:
         out += self.run_files("md17", self.md17_molecules, "armse.json")
         if self.has_cost_table():
             out.append("results/tables/cost_md17.csv")
+        out += ["results/tables/paper_cost.csv", "results/tables/paper_cost.md"]
         kinds = ("paper_vs_ours", "validity", "one_step", "distributions")
         tables = ["table1_md17", "table2_c7o2h10"] + [f"{k}_{d}" for k in kinds for d in TASKS]
         out += [f"results/tables/{name}.{ext}" for name in tables for ext in ("csv", "md", "html")]

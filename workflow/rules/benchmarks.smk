@@ -52,3 +52,25 @@ rule cost_md17:
     shell:
         "python -m benchmarks.cost --manifest {params.manifest} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
 
+
+
+# The projected device-hours of the paper-scale DAG (benchmarks/paper_cost.py): unit costs (a training
+# step, a score evaluation, a rollout step; batched and unbatched) timed at the paper's model sizes on the
+# device this run is on, times the paper config's job counts. Built by every profile (under a minute).
+rule paper_cost:
+    conda:
+        "../../envs/workflow.yaml"
+    output:
+        csv="results/tables/paper_cost.csv",
+        md="results/tables/paper_cost.md",
+    log:
+        "results/logs/cost/paper_cost.log",
+    benchmark:
+        "results/benchmarks/cost/paper_cost.tsv"
+    params:
+        device=PLAN.config["train"]["device"],
+    resources:
+        gpu=1,
+    threads: 1
+    shell:
+        "python -m benchmarks.paper_cost --device {params.device} --budget-s 30 --threads {threads} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
