@@ -130,3 +130,18 @@ def test_evaluation_of_a_run_holds_the_yardstick(seg):
             ("bond_w1", 10.0), ("stable_fraction", 10.0)} <= metrics  # fmt: skip
     assert rec["n_starts"] == 3 and rec["role"] == "baseline" and rec["step_fs"] == 0.5
     assert len(rec["hr"]["edges"]) == len(rec["hr"]["ref"]) + 1
+
+
+@pytest.mark.parametrize("module,args", [
+    ("diffmd.engine.rollout", ["--split", "nope.json", "--checkpoint", "x.pt", "--out", "run"]),
+    ("diffmd.engine.evaluate", ["--rollout", "nope.npz", "--out", "run/armse.json"]),
+])
+def test_engine_clis_give_one_line_errors(tmp_path, module, args):
+    """Issue 15 row 12: bad input to the rollout / evaluate CLIs is one `error:` line, exit 1, no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
