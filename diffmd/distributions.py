@@ -29,6 +29,7 @@ import numpy as np
 
 from diffmd.elements import MASSES, symbol
 from diffmd.graph import find_bonds
+from diffmd.metrics import _as_frames
 
 #: Default h(r) range (Å): covers every intramolecular distance of the MD17 and C7O2H10 molecules.
 R_MAX = 10.0
@@ -41,12 +42,8 @@ AMU_A2_PER_FS2 = 1.66053906660e-17
 
 
 def _frames(positions: np.ndarray, name: str = "positions") -> np.ndarray:
-    x = np.asarray(positions, dtype=np.float64)
-    if x.ndim == 2:
-        x = x[None]
-    if x.ndim != 3 or x.shape[-1] != 3:
-        raise ValueError(f"{name} must be (frames, atoms, 3), got shape {x.shape}")
-    return x
+    """(frames, atoms, 3) float64 of one frame or many (:func:`diffmd.metrics._as_frames`)."""
+    return _as_frames(positions, name)
 
 
 def finite_frames(positions: np.ndarray) -> np.ndarray:

@@ -21,12 +21,7 @@ FIRST3 = Path(__file__).parent / "data" / "md17_ethanol_first3.xyz"
 TFN_SMALL = {"n_layers": 2, "hidden": 16, "radial_hidden": 16, "n_basis": 8}  # config/quick.yaml's sizes
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def ethanol_batch() -> B.Batch:

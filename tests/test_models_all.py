@@ -24,12 +24,7 @@ QUICK = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "quick.
 MODELS = available_models()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def generic(name: str) -> bool:

@@ -98,42 +98,9 @@ def rollout(
     progress: str | None = None,
 ) -> RolloutResult:
     """Roll ``model`` out for ``n_steps`` model steps from reference frame ``start`` of ``seg``."""
-    k = int(model.stride)
-    if start < 2 * k:
-        raise ValueError(f"{seg.name}: rollout start {start} < 2*stride ({2 * k}): no history")
-    device = torch.device(device)
-    model.eval()
-    model.rollout_stats()  # reset counters
-    const = graph_tensors(seg, device, dtype)
-    hist = [torch.as_tensor(seg.positions[start - j * k], dtype=dtype, device=device) for j in (2, 1, 0)]
-    centre = hist[-1].mean(dim=0)
-    vel0, acc0 = history_inputs(hist[2], hist[1], hist[0])
-    model.begin_rollout({**const, B.POSITIONS: hist[2], B.VELOCITIES: vel0, B.ACCELERATIONS: acc0})
-    out = np.full((n_steps + 1, seg.n_atoms, 3), np.nan)
-    out[0] = seg.positions[start]
-    evals = np.zeros(n_steps)
-    totals: dict[str, float] = {}
-    diverged_at = -1
-    t0 = time.perf_counter()
-    for step in range(1, n_steps + 1):
-        vel, acc = history_inputs(hist[2], hist[1], hist[0])
-        batch = dict(const)
-        batch.update({B.POSITIONS: hist[2], B.VELOCITIES: vel, B.ACCELERATIONS: acc})
-        nxt = model.predict(batch)
-        stats = dict(model.rollout_stats())
-        evals[step - 1] = float(stats.pop("score_evals", 0.0))
-        for key, value in stats.items():
-            totals[key] = totals.get(key, 0.0) + float(value)
-        if not torch.isfinite(nxt).all() or (nxt - centre).norm(dim=-1).max() > divergence_bound_A:
-            diverged_at = step
-            break
-        out[step] = nxt.double().cpu().numpy()
-        hist = [hist[1], hist[2], nxt]
-        if progress and (step % max(1, n_steps // 10) == 0 or step == n_steps):
-            _report(progress, step, n_steps, time.perf_counter() - t0)
-    seconds = time.perf_counter() - t0
-    frames = start + k * np.arange(n_steps + 1, dtype=np.int64)
-    return RolloutResult(out, frames, diverged_at, evals, seconds, totals)
+    multi = rollout_starts(model, seg, np.array([start]), n_steps, divergence_bound_A, device, dtype, progress)
+    return RolloutResult(multi.positions[0], multi.frame_indices[0], int(multi.diverged_at[0]), multi.score_evals,
+                         multi.seconds, multi.stats)  # fmt: skip
 
 
 @dataclass
@@ -174,10 +141,11 @@ def rollout_starts(
     divergence_bound_A: float = DIVERGENCE_BOUND_A,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
+    progress: str | None = None,
 ) -> MultiRollout:
     """Roll ``model`` out ``n_steps`` steps from every start frame in ``starts`` at once (one batch of
-    ``len(starts)`` molecules per step); equal to :func:`rollout` per start for a model whose prediction
-    for one molecule does not depend on the others in the batch."""
+    ``len(starts)`` molecules per step); for one start this is :func:`rollout`, and for several it equals
+    the per-start rollouts for a model whose prediction for one molecule does not depend on the others."""
     k, starts = int(model.stride), np.asarray(starts, dtype=np.int64)
     m, n = len(starts), seg.n_atoms
     if m < 1:
@@ -227,6 +195,8 @@ def rollout_starts(
         hist = [hist[1], hist[2], nxt]
         if not bool(alive.any()):
             break
+        if progress and (step % max(1, n_steps // 10) == 0 or step == n_steps):
+            _report(progress, step, n_steps, time.perf_counter() - t0)
     seconds = time.perf_counter() - t0
     idx = starts[:, None] + k * np.arange(n_steps + 1, dtype=np.int64)[None, :]
     return MultiRollout(starts, out, idx, diverged_at, evals, seconds, totals)

@@ -364,7 +364,6 @@ def reference_only(model: TrajectoryModel, params: dict, cfg: dict, data: PairDa
     ``val_armse`` is None (an empty cell) for models that cannot roll out (``can_rollout`` False).
     """
     t0 = time.perf_counter()
-    select_by = cfg["select_by"]
     if val_data is None:
         val_data = validation_pairs(val_segs, cfg["val_frames"])
     try:  # a simulator (a physics oracle) has no training loss: its row leaves the cell blank
@@ -373,6 +372,15 @@ def reference_only(model: TrajectoryModel, params: dict, cfg: dict, data: PairDa
         train_loss = sum(losses) / len(data)
     except TypeError:
         train_loss = None
+    return _single_row(model, params, cfg, val_segs, val_data, out, device, overrides, seed, t0, train_loss)
+
+
+def _single_row(model: TrajectoryModel, params: dict, cfg: dict, val_segs: list[Segment], val_data: PairDataset,
+                out: Path, device: torch.device, overrides: dict | None, seed: int, t0: float,
+                train_loss: float | None) -> dict[str, Any]:  # fmt: skip
+    """A model trained (or not trained) outside the epoch loop: both validation numbers (``val_armse`` None
+    when it cannot roll out), one log row and ``model.pt``; returns the run's summary."""
+    select_by = cfg["select_by"]
     val = None
     if model.can_rollout:
         val = validation_armse(model, val_segs, cfg["val_horizon"], cfg["divergence_bound_A"], device)
@@ -395,18 +403,8 @@ def own_trainer(model: TrajectoryModel, params: dict, cfg: dict, split: dict, va
     train_segs = split_segments(split, "train", stride=model.stride)
     summary = model.fit_own(train_segs, val_segs, seed, str(out))
     print(f"{model.name}: own trainer: {json.dumps(summary, default=str)}", flush=True)
-    select_by = cfg["select_by"]
-    val = validation_armse(model, val_segs, cfg["val_horizon"], cfg["divergence_bound_A"], device) \
-        if model.can_rollout else None  # fmt: skip
-    one = isolated_rng(one_step_seed(seed, 0), lambda: validation_one_step(model, val_data, cfg["batch_size"], device))
-    metric = one if select_by == "one_step" else val
-    row = {"epoch": 0, "loss": None, "val_one_step": one, "val_armse": val, "lr": 0.0,
-           "seconds": time.perf_counter() - t0}  # fmt: skip
-    _log(row, 0)
-    _write_log(out, [row])
-    save_torch(out / "model.pt", checkpoint(model, params, 0, val, overrides, metric, select_by))
-    return {"best_epoch": 0, "best_val_armse": val, "best_val_metric": metric, "select_by": select_by, "epochs": 0,
-            "own_trainer": summary}  # fmt: skip
+    info = _single_row(model, params, cfg, val_segs, val_data, out, device, overrides, seed, t0, None)
+    return {**info, "own_trainer": summary}
 
 
 def train(split_path: str, model_name: str, params: dict, train_cfg: dict, seed: int, out: str | Path) -> dict:

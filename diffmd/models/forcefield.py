@@ -308,17 +308,9 @@ class SGDMLForceField(_XTBOracle):
 
     # --- dynamics: the oracle's, with sGDML's calculator ----------------------------------------
 
-    def _counted_calculator(self):
-        """sGDML's ASE calculator on the trained model (shared predictor), counting its evaluations."""
-        calc = _calculator(self._predictor())
-        inner = calc.calculate
-
-        def calculate(*args, **kwargs):
-            self._force_evals += 1
-            return inner(*args, **kwargs)
-
-        calc.calculate = calculate
-        return calc
+    def _calculator(self):
+        """sGDML's ASE calculator on the trained model (one shared predictor); the base class counts it."""
+        return _calculator(self._predictor())
 
     def _make_dynamics(self, atoms, index: int):
         """The oracle's integrator: ``XTBNVE``'s velocity Verlet or ``XTBLangevin``'s Langevin."""

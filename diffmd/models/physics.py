@@ -23,14 +23,13 @@ Every GFN2-xTB call here therefore runs inside :func:`one_openmp_thread` (torch'
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 
 from diffmd import batch as B
+from diffmd.data.xtb_md import torch_openmp_pinned
 from diffmd.registry import TrajectoryModel, register_model
 
 #: A batch whose positions differ from the oracle's current state by more than this (Å) starts a
@@ -38,17 +37,9 @@ from diffmd.registry import TrajectoryModel, register_model
 RESUME_TOLERANCE_A = 1e-4
 
 
-@contextmanager
-def one_openmp_thread() -> Iterator[None]:
-    """Run the block with one OpenMP thread (tblite shares torch's runtime), then restore torch's count."""
-    n = torch.get_num_threads()
-    if n != 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if n != 1:
-            torch.set_num_threads(n)
+#: Run a block with one OpenMP thread while torch is loaded (tblite shares torch's runtime); torch's count
+#: is restored afterwards. The data layer's context manager, so both simulate under the same rule.
+one_openmp_thread = torch_openmp_pinned
 
 
 def _ase_masses(numbers: np.ndarray) -> np.ndarray:
@@ -148,11 +139,16 @@ class _XTBOracle(TrajectoryModel):
     def _make_dynamics(self, atoms, index: int):
         raise NotImplementedError
 
-    def _counted_calculator(self):
-        """tblite's calculator (:func:`diffmd.data.xtb_md._calculator`), counting its evaluations."""
+    def _calculator(self):
+        """The ASE calculator of the potential: tblite's GFN2-xTB (:func:`diffmd.data.xtb_md._calculator`);
+        a force field overrides only this."""
         from diffmd.data.xtb_md import _calculator
 
-        calc = _calculator(self.accuracy)
+        return _calculator(self.accuracy)
+
+    def _counted_calculator(self):
+        """:meth:`_calculator`, counting its evaluations (``rollout_stats()["force_evals"]``)."""
+        calc = self._calculator()
         inner = calc.calculate
 
         def calculate(*args, **kwargs):
