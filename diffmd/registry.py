@@ -33,6 +33,7 @@ MODEL_MODULES: dict[str, str] = {
     "constant_velocity": "diffmd.models.reference",
     "egnn": "diffmd.models.egnn",
     "diffmd": "diffmd.models.diffmd",
+    "diffmd_corrected": "diffmd.models.diffmd_corrected",
     "score_dynamics": "diffmd.models.score_dynamics",
     "tfn": "baselines.tfn",
     "rf": "baselines.radial_field",
@@ -94,11 +95,21 @@ class TrajectoryModel(nn.Module):
     stride: int = 1
     #: Registry name, set by :func:`register_model`.
     name: str = ""
+    #: Å per step²: the training split's per-step acceleration scale, the RMS over coordinates of
+    #: x(t+k) - x(t) - v(t) (what constant velocity gets wrong). The engine sets it before training
+    #: (:func:`diffmd.engine.train.acceleration_scale`) and stores it in the checkpoint; losses divide
+    #: their residual by it so they, and their gradients, sit at unit scale far above Adam's eps.
+    loss_scale: float = 1.0
 
     def loss(self, batch: B.Batch) -> torch.Tensor:
-        """Mean squared error of the predicted next positions (Å²), per coordinate."""
+        """Mean squared error of the predicted next positions per coordinate, in units of
+        :attr:`loss_scale` squared (dimensionless: constant velocity scores about 1)."""
         pred = self(batch)
-        return ((pred - batch[B.TARGET_POSITIONS]) ** 2).mean()
+        return (((pred - batch[B.TARGET_POSITIONS]) / self.loss_scale) ** 2).mean()
+
+    def after_optimizer_step(self) -> None:
+        """Called by the engine's trainer after every optimiser step (an EMA of the weights, ...); no-op by
+        default. Whatever it keeps must live in buffers, so the checkpoint and a resumed run carry it."""
 
     @torch.no_grad()
     def predict(self, batch: B.Batch) -> torch.Tensor:

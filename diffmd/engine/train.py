@@ -3,6 +3,17 @@
 Adam (lr 5e-4, weight decay 1e-10), ReduceLROnPlateau (patience 5, factor 0.5, floor 1e-7), batch
 200, 200 epochs. Shuffling is drawn from a generator seeded by (seed, epoch), so it needs no state.
 
+Losses are dimensionless: before training the engine sets ``model.loss_scale`` to the training pairs'
+per-step acceleration scale (:func:`acceleration_scale`, Å/step², stored in the checkpoint as
+``loss_scale``), and the default loss divides the residual x̂(t+k) - x(t+k) by it, so constant velocity
+scores ~1 and the gradients sit far above Adam's eps (with the raw Å² loss, ~1e-6, most gradient entries
+of several baselines fell below it; issue 13). Predictions and the batch contract are unchanged.
+``model.after_optimizer_step()`` runs after every optimiser step (an EMA of the weights, ...).
+
+Early stopping (``train.early_stop_patience``, default 20; 0: never): training stops once the selection
+number has not improved for that many epochs. The check runs before each epoch, so a resumed run stops
+exactly where the uninterrupted one did.
+
 Validation (``train.select_by`` chooses which number keeps the best checkpoint and drives the LR
 schedule; the log records both):
 
@@ -190,7 +201,22 @@ def checkpoint(model: TrajectoryModel, params: dict, epoch: int, val: float | No
     select_by = select_by or "rollout_armse"
     metric = val if select_by == "rollout_armse" and val_metric is None else val_metric
     return {"model": model.name, "params": params, "state_dict": state, "epoch": epoch, "val_armse": val,
-            "val_metric": metric, "select_by": select_by, "train_overrides": dict(train_overrides or {})}  # fmt: skip
+            "val_metric": metric, "select_by": select_by, "train_overrides": dict(train_overrides or {}),
+            "loss_scale": float(model.loss_scale)}  # fmt: skip
+
+
+def acceleration_scale(data: PairDataset, batch_size: int = 2000) -> float:
+    """The per-step acceleration scale of ``data`` (Å/step²): the RMS over every coordinate of every pair of
+    x(t+k) - x(t) - v(t), the second difference constant velocity gets wrong. Losses divide their residual
+    by it (:attr:`diffmd.registry.TrajectoryModel.loss_scale`), so constant velocity scores ~1 and the
+    gradients sit far above Adam's eps whatever the time step. 1.0 when the data has no acceleration."""
+    total, count = 0.0, 0
+    for batch in data.batches(batch_size, dtype=torch.float64):
+        acc = batch[B.TARGET_POSITIONS] - batch[B.POSITIONS] - batch[B.VELOCITIES]
+        total += float((acc**2).sum())
+        count += acc.numel()
+    scale = math.sqrt(total / max(count, 1))
+    return scale if math.isfinite(scale) and scale > 0 else 1.0
 
 
 def train_epoch(
@@ -210,6 +236,7 @@ def train_epoch(
         loss = model.loss(batch)
         loss.backward()
         opt.step()
+        model.after_optimizer_step()
         m = B.num_molecules(batch)
         total += float(loss.detach()) * m
         count += m
@@ -320,8 +347,13 @@ def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_
     def rollout_armse() -> float:
         return validation_armse(model, val_segs, cfg["val_horizon"], cfg["divergence_bound_A"], device)
 
-    n_epochs = cfg["epochs"]
+    n_epochs, patience = cfg["epochs"], cfg["early_stop_patience"]
     for epoch in range(state["epoch"] + 1, n_epochs + 1):
+        # checked before each epoch, so a resumed run stops exactly where the uninterrupted one did
+        if patience and state["best_epoch"] >= 0 and state["epoch"] - state["best_epoch"] >= patience:
+            print(f"early stop after epoch {state['epoch']}: no better {select_by} validation for {patience} "
+                  f"epochs (best {state['best_val']:.4e} at epoch {state['best_epoch']})", flush=True)  # fmt: skip
+            break
         t0 = time.perf_counter()
         loss = train_epoch(model, opt, data, cfg, seed, epoch, device)
         val_epoch = epoch % cfg["val_every"] == 0 or epoch == n_epochs
@@ -424,6 +456,9 @@ def train(split_path: str, model_name: str, params: dict, train_cfg: dict, seed:
     params = {**params, "stride": model.stride}
     split = load_split(split_path)
     data = PairDataset(split_segments(split, "train", stride=model.stride), cfg["max_train_pairs"])
+    model.loss_scale = acceleration_scale(data)
+    print(f"{model_name}: loss scale (RMS per-step acceleration of the training pairs) {model.loss_scale:.4e} "
+          "Å/step²", flush=True)  # fmt: skip
     val_segs = split_segments(split, "val", stride=model.stride)
     val_data = validation_pairs(val_segs, cfg["val_frames"])
     print(f"{model_name}: {len(data)} training pairs, {len(val_segs)} validation segment(s), device {device};"
