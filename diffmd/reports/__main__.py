@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("curves", help="ARMSE and RMSD against rollout time")
     _common(p, "--inputs", ("--png", "--pdf"))
     p.add_argument("--title", default="")
+    p = sub.add_parser("learning-curves", help="validation one-step error and training loss against epoch")
+    _common(p, "--inputs", ("--png", "--pdf"))
+    p.add_argument("--title", default="")
     p = sub.add_parser("costs", help="training time, rollout speed, memory, score evaluations")
     _common(p)
     p.add_argument("--benchmarks", nargs="*", default=[], help="benchmark TSV files")
@@ -149,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         ys = yardstick.load_yardsticks(args.inputs)
         dataset, source = single_source([y.record for y in ys], "curves figure")
         fig = figures.curves_figure(ys, f"{args.title}\n{source_label(dataset, source)}".strip(), args.models)
+        figures.save_figure(fig, args.png, args.pdf)
+    elif args.command == "learning-curves":
+        from diffmd.reports import figures
+
+        fig = figures.learning_curves_figure(args.inputs, args.title, args.models)
         figures.save_figure(fig, args.png, args.pdf)
     elif args.command == "costs":
         found = costs.find_benchmarks(args.benchmark_dir) if args.benchmark_dir else []

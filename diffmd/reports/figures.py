@@ -293,3 +293,76 @@ def save_figure(fig, png: str | os.PathLike, pdf: str | os.PathLike | None = Non
         with atomic_path(Path(path)) as tmp:
             fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
+
+
+#: Columns of the trainer's ``train_log.csv`` the learning curves read (diffmd.engine.train.LOG_FIELDS).
+LEARNING_COLUMNS = ("epoch", "loss", "val_one_step")
+
+
+def read_train_log(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """A ``train_log.csv`` as float arrays (empty cells -> NaN); a one-line ``ValueError`` naming the file
+    when a column the learning curves need is missing."""
+    import csv
+
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise ValueError(f"{path}: empty training log")
+    missing = [c for c in LEARNING_COLUMNS if c not in rows[0]]
+    if missing:
+        raise ValueError(f"{path}: training log lacks column(s) {', '.join(missing)}")
+    return {c: np.array([float(r[c]) if r[c] not in ("", None) else np.nan for r in rows]) for c in rows[0]}
+
+
+def _log_identity(path: Path) -> tuple[str, str]:
+    """(molecule or run, model) of ``results/<dataset>/<run>/<model>/seed<N>/train_log.csv``."""
+    parts = Path(path).parts
+    if len(parts) < 4:
+        raise ValueError(f"{path}: not a run directory's train_log.csv (results/<dataset>/<run>/<model>/seed<N>/)")
+    return parts[-4], parts[-3]
+
+
+def learning_curves_figure(logs: list[str | os.PathLike], title: str, models: list[str] | None = None):
+    """Learning curves, one column per molecule (or training run): the validation one-step error (Å, top)
+    and the dimensionless training loss (bottom) against epoch, one line per model; the epoch with the
+    best validation number is marked with a dot. Models with nothing to learn (one row at epoch 0: the
+    references and floors) are horizontal dashed lines of their validation error, for comparison."""
+    if not logs:
+        raise ValueError("learning curves: no train_log.csv given")
+    entries = [(*_log_identity(Path(p)), read_train_log(p)) for p in logs]
+    runs = list(dict.fromkeys(e[0] for e in entries))
+    model_order = ordered(models, [e[1] for e in entries])
+    colours = {m: plt.get_cmap("tab20")(i % 20) for i, m in enumerate(model_order)}
+    width = 4.2 * len(runs) + 2.2
+    fig, axs = plt.subplots(2, len(runs), figsize=(width, 6.0), squeeze=False, sharex="col")
+    labelled: set[str] = set()
+    for c, run in enumerate(runs):
+        learned = [e for e in entries if e[0] == run and e[2]["epoch"].size > 1]
+        last_epoch = max((float(np.nanmax(e[2]["epoch"])) for e in learned), default=1.0)
+        for model in model_order:
+            for _, _, log in (e for e in entries if e[0] == run and e[1] == model):
+                label = None if model in labelled else model
+                labelled.add(model)
+                one = _positive(log["val_one_step"])
+                if log["epoch"].size == 1:  # reference / floor: a level to compare with
+                    if np.isfinite(one[0]):
+                        axs[0, c].hlines(one[0], 1, max(last_epoch, 1), colors=[colours[model]], linestyles="--",
+                                         lw=1.0, label=label)  # fmt: skip
+                    continue
+                axs[0, c].plot(log["epoch"], one, "-", color=colours[model], lw=1.2, label=label)
+                if np.isfinite(one).any():
+                    best = int(np.nanargmin(one))
+                    axs[0, c].plot(log["epoch"][best], one[best], "o", color=colours[model], ms=4)
+                axs[1, c].plot(log["epoch"], _positive(log["loss"]), "-", color=colours[model], lw=1.2)
+        for r, ylabel in enumerate(("validation one-step error (Å)", "training loss (dimensionless)")):
+            ax = axs[r, c]
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3, which="both", lw=0.4)
+            ax.set_ylabel(ylabel)
+        axs[0, c].set_title(run, fontsize=10)
+        axs[1, c].set_xlabel("epoch")
+    fig.legend(loc="center right", fontsize=8, frameon=False, title="dashed: models with nothing to learn\n"
+               "dot: best validation epoch", title_fontsize=7)  # fmt: skip
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1 - 2.4 / width, 1))
+    return fig
