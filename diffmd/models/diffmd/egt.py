@@ -18,7 +18,10 @@ phi is the softmax over the neighbours j of i. Reproduction choices (docs/reprod
 * f_v is a two-layer ReLU MLP to one scalar per atom;
 * attention runs over all atoms of the molecule (the sums of Eq. 15 and 17 run over j = 1..N) with
   the SBF bases zero beyond the interaction cutoff (``attention_graph="full"``), or only over the
-  pairs within the cutoff of the input positions (``"radius"``).
+  pairs within the cutoff of the input positions (``"radius"``);
+* the coordinate weights of Eq. 15 are the softmax phi(a_ij) as published (``coord_weights="softmax"``,
+  the default); ``"signed"`` replaces them by tanh(a_ij), zero at a_ij = 0 and of either sign, so one
+  head can pull some neighbours and push others (the corrected DiffMD, docs/diffmd_corrected.md).
 """
 
 from __future__ import annotations
@@ -33,16 +36,29 @@ from diffmd.models.diffmd.sbf import SphericalFourierBessel, safe_norm
 from diffmd.nn import AtomEmbedding
 
 ATTENTION_GRAPHS = ("full", "radius")
+COORD_WEIGHTS = ("softmax", "signed")
 
 
 class EquivariantGeometricLayer(nn.Module):
     """One EGL (Eq. 12-17)."""
 
-    def __init__(self, d_model: int, n_heads: int, d_ffn: int, dropout: float, n_basis: int, n_layers: int):
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ffn: int,
+        dropout: float,
+        n_basis: int,
+        n_layers: int,
+        coord_weights: str = "softmax",
+    ):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"diffmd d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        if coord_weights not in COORD_WEIGHTS:
+            raise ValueError(f"diffmd coord_weights must be one of {COORD_WEIGHTS}, got {coord_weights!r}")
         self.h, self.dh, self.n_layers = n_heads, d_model // n_heads, n_layers
+        self.coord_weights = coord_weights
         self.f_q, self.f_k, self.f_m = (nn.Linear(d_model, d_model) for _ in range(3))
         self.w_sbf1 = nn.Linear(d_model + n_basis, d_model, bias=False)
         self.w_sbf2 = nn.Linear(d_model + n_basis, d_model, bias=False)
@@ -72,7 +88,8 @@ class EquivariantGeometricLayer(nn.Module):
         logits = (q * k).sum(-1) / math.sqrt(self.dh)  # (E, H)
         att = scatter_softmax(logits, i, n)
         msg = scatter_sum(att[..., None] * self.f_m(hn)[j].view(-1, self.h, self.dh), i, n).flatten(1)
-        coord = scatter_sum((att @ self.head_mix)[:, None] * (x[i] - x[j]), i, n)
+        weights = att if self.coord_weights == "softmax" else torch.tanh(logits)
+        coord = scatter_sum((weights @ self.head_mix)[:, None] * (x[i] - x[j]), i, n)
         v_new = self.f_v(hn) * v + coord
         x_new = x + v_new / self.n_layers
         h = h + self.drop(self.out(msg))
@@ -109,6 +126,7 @@ class EGT(nn.Module):
         attention_graph: str = "full",
         angle_eps: float = 1e-4,
         n_time_freq: int = 8,
+        coord_weights: str = "softmax",
     ):
         super().__init__()
         if attention_graph not in ATTENTION_GRAPHS:
@@ -123,7 +141,7 @@ class EGT(nn.Module):
         self.embed = AtomEmbedding(d_model)
         self.scalars = nn.Linear(2 + 2 * n_time_freq, d_model)
         self.layers = nn.ModuleList(
-            EquivariantGeometricLayer(d_model, n_heads, d_ffn, dropout, self.sbf.n_basis, n_layers)
+            EquivariantGeometricLayer(d_model, n_heads, d_ffn, dropout, self.sbf.n_basis, n_layers, coord_weights)
             for _ in range(n_layers)
         )
 
