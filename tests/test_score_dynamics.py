@@ -21,7 +21,9 @@ from diffmd.testing import assert_batching, assert_equivariant, toy_batch, toy_s
 
 torch.set_num_threads(1)
 
-SMALL = {"hidden": 16, "layers": 2, "time_features": 4, "displacement_scale": 0.05, "stride": 5}
+# deterministic sampling (DPM-Solver-3, 20 evaluations) for the batching and equivariance checks
+SMALL = {"hidden": 16, "layers": 2, "time_features": 4, "displacement_scale": 0.05, "stride": 5, "sampler": "dpm3",
+         "sampling_steps": 20}
 
 
 def small_model(**kw) -> torch.nn.Module:
@@ -144,7 +146,7 @@ def test_equivariant_denoiser_and_dpm_step(use_velocities):
     # a whole deterministic DPM-Solver-3 sample from a fixed noise input that rotates with the molecule
     size = float(model.sample_displacement(batch, noise=noise_of(batch)).abs().max())
     assert_equivariant(lambda b: model.sample_displacement(b, noise=noise_of(b)), batch, kind="vector",
-                       atol=1e-12 * size)
+                       atol=1e-10 * size)  # float64 round-off amplified over 20 evaluations; a break is O(size)
 
 
 def test_original_denoiser_is_not_equivariant():
@@ -178,7 +180,8 @@ def test_predict_shape_counts_and_reset():
     batch = toy_batch(2)
     out = model.predict(batch)
     assert out.shape == batch[B.POSITIONS].shape
-    assert model.rollout_stats() == {"score_evals": 6, "resamples": 0, "bond_check_failures": 0}
+    assert model.rollout_stats() == {"score_evals": 6, "resamples": 0, "rejected": 0, "backoffs": 0, "held": 0,
+                                     "input_failing": 0}  # fmt: skip
     assert model.rollout_stats()["score_evals"] == 0
     model.sampler = "ancestral"
     model.ancestral_steps = 5
@@ -187,14 +190,84 @@ def test_predict_shape_counts_and_reset():
 
 
 def test_bond_check_fires_and_is_counted():
-    strict = small_model(sampling_steps=3, bond_tolerance=1e-6, max_resamples=2, displacement_scale=0.5)
-    strict.predict(toy_batch(2))
+    """A check no sample can pass (tolerance 1e-6 of the nominal lengths, which the toy frames miss too):
+    every molecule is resampled, rejected, and held at x(t), which itself fails (``input_failing``)."""
+    strict = small_model(sampler="dpm3", sampling_steps=3, bond_tolerance=1e-6, max_resamples=2,
+                         displacement_scale=0.5)  # fmt: skip
+    batch = toy_batch(2)
+    out = strict.predict(batch)
     stats = strict.rollout_stats()
-    assert stats["resamples"] > 0 and stats["bond_check_failures"] == 2
+    assert stats["resamples"] == 2 * 2 and stats["rejected"] == 2
+    assert stats["backoffs"] == 0 and stats["held"] == 2 and stats["input_failing"] == 2
     assert stats["score_evals"] == 3 * 3
-    loose = small_model(sampling_steps=3, bond_tolerance=1e9)
+    assert torch.equal(out, batch[B.POSITIONS])  # held: x(t), not the failing sample
+    loose = small_model(sampler="dpm3", sampling_steps=3, bond_tolerance=1e9)
     loose.predict(toy_batch(2))
-    assert loose.rollout_stats() == {"score_evals": 3, "resamples": 0, "bond_check_failures": 0}
+    assert loose.rollout_stats() == {"score_evals": 3, "resamples": 0, "rejected": 0, "backoffs": 0, "held": 0,
+                                     "input_failing": 0}  # fmt: skip
+
+
+class _FixedDisplacement:
+    """A stand-in sampler: every draw returns ``dx`` (so every resample fails the same way)."""
+
+    def __init__(self, dx: torch.Tensor):
+        self.dx, self.calls = dx, 0
+
+    def __call__(self, batch, noise=None, sampler=None, ema=True):
+        self.calls += 1
+        return self.dx
+
+
+def test_back_off_never_returns_a_failing_sample():
+    """Molecule 0's samples stretch one bond by 100 % (fails the 30 % check, passes after 2 halvings: 25 %);
+    molecule 1's stretch every bond 10x (fails even at 1/16); molecule 2's pass. The result: 0 backed off to
+    a quarter of its displacement, 1 held at x(t), 2 unchanged, and nothing returned fails the check."""
+    model = small_model(max_resamples=2, max_backoffs=4)
+    batch = toy_batch(3)
+    pos, mol = batch[B.POSITIONS], batch[B.BATCH]
+    bonds = model.bonds(batch)
+    assert not model.bad_molecules(batch, pos, bonds).any()
+    dx = torch.zeros_like(pos)
+    i0, j0 = (int(k) for k in bonds[0][:, (mol[bonds[0][0]] == 0).nonzero()[0, 0]])
+    dx[j0] = pos[j0] - pos[i0]  # bond i0-j0 of molecule 0 twice as long
+    dx[mol == 1] = 9.0 * (pos[mol == 1] - pos[mol == 1].mean(0))  # molecule 1 blown up 10x
+    dx[mol == 2] = 0.01
+    fake = _FixedDisplacement(dx)
+    model.sample_displacement = fake
+    out = model.predict(batch)
+    assert fake.calls == 1 + 2
+    assert not model.bad_molecules(batch, out, bonds).any()
+    assert torch.allclose(out[mol == 0], (pos + 0.25 * dx)[mol == 0])
+    assert torch.equal(out[mol == 1], pos[mol == 1])
+    assert torch.allclose(out[mol == 2], (pos + dx)[mol == 2])
+    stats = model.rollout_stats()
+    assert stats == {"score_evals": 0, "resamples": 2 * 2, "rejected": 2, "backoffs": 1, "held": 1,
+                     "input_failing": 0}, stats  # fmt: skip
+    # no back-off allowed: a rejected molecule stays at x(t)
+    model = small_model(max_resamples=0, max_backoffs=0)
+    model.sample_displacement = _FixedDisplacement(dx)
+    out = model.predict(batch)
+    assert torch.equal(out[mol == 0], pos[mol == 0]) and torch.equal(out[mol == 1], pos[mol == 1])
+    assert model.rollout_stats()["held"] == 2
+
+
+def test_resampling_replaces_only_failing_molecules():
+    """A molecule that fails on the first draw and passes on the second takes the second draw; one that
+    passed keeps its first."""
+    model = small_model(max_resamples=3)
+    batch = toy_batch(2)
+    pos, mol = batch[B.POSITIONS], batch[B.BATCH]
+    first = torch.zeros_like(pos)
+    first[mol == 0] = 5.0 * (pos[mol == 0] - pos[mol == 0].mean(0))  # molecule 0 fails
+    first[mol == 1] = 0.02
+    second = torch.full_like(pos, 0.03)
+    draws = iter([first, second])
+    model.sample_displacement = lambda *a, **k: next(draws)
+    out = model.predict(batch)
+    assert torch.allclose(out[mol == 0], (pos + second)[mol == 0])
+    assert torch.allclose(out[mol == 1], (pos + first)[mol == 1])
+    assert model.rollout_stats() == {"score_evals": 0, "resamples": 1, "rejected": 0, "backoffs": 0, "held": 0,
+                                     "input_failing": 0}  # fmt: skip
 
 
 def test_bond_check_accepts_real_geometries():
@@ -239,6 +312,100 @@ def test_bad_parameters_name_the_key():
         build_model("score_dynamics", {"sampler": "euler"})
     with pytest.raises(ValueError, match="beta_min"):
         build_model("score_dynamics", {"beta_min": 30.0})
+    with pytest.raises(ValueError, match="ema_decay"):
+        build_model("score_dynamics", {**SMALL, "ema_decay": 1.0})
+    with pytest.raises(ValueError, match="max_backoffs"):
+        build_model("score_dynamics", {**SMALL, "max_backoffs": -1})
+
+
+# --- EMA of the weights ---------------------------------------------------------------------------------
+
+
+def _step(model: torch.nn.Module, opt: torch.optim.Optimizer, batch: B.Batch) -> None:
+    opt.zero_grad()
+    model.loss(batch).backward()
+    opt.step()
+    model.after_optimizer_step()
+
+
+@pytest.mark.parametrize("warmup", [False, True])
+def test_ema_update_maths(warmup):
+    """First update copies the weights (as the original's AveragedModel); then ema = d ema + (1 - d) theta
+    with d = ema_decay, or min(ema_decay, (1 + n) / (10 + n)) at update n with the warm-up."""
+    torch.manual_seed(0)
+    model = build_model("score_dynamics", {**SMALL, "ema_decay": 0.9, "ema_warmup": warmup}).double().train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    batch = toy_batch(2)
+    names = dict(model.denoiser.named_parameters())
+    assert set(model.ema_parameters()) == set(names) and not model.ema_active()
+    _step(model, opt, batch)
+    assert int(model.ema_updates) == 1 and model.ema_active()
+    for name, value in model.ema_parameters().items():
+        assert torch.equal(value, names[name])
+    for n in (1, 2, 3):
+        old = {k: v.clone() for k, v in model.ema_parameters().items()}
+        _step(model, opt, batch)
+        d = min(0.9, (1 + n) / (10 + n)) if warmup else 0.9
+        assert model.ema_decay_at(n) == pytest.approx(d)
+        moved = False
+        for name, value in model.ema_parameters().items():
+            assert torch.allclose(value, d * old[name] + (1 - d) * names[name].detach(), atol=1e-14), name
+            moved |= not torch.equal(value, names[name])
+        assert moved  # the EMA lags the raw weights
+    state = model.state_dict()
+    assert int(state["ema_updates"]) == 4
+    assert torch.equal(state["ema__time_embed__0__weight"], model.ema_parameters()["time_embed.0.weight"])
+
+
+def test_predict_uses_ema_weights_and_loss_the_raw_ones():
+    torch.manual_seed(0)
+    model = build_model("score_dynamics", {**SMALL, "ema_decay": 0.9, "ema_warmup": False}).double()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    batch = toy_batch(2)
+    for _ in range(5):
+        _step(model, opt, batch)
+    model.eval()
+    noise = torch.randn_like(batch[B.POSITIONS])
+    with_ema = model.sample_displacement(batch, noise=noise.clone())
+    raw = model.sample_displacement(batch, noise=noise.clone(), ema=False)
+    assert not torch.allclose(with_ema, raw)
+    # the same sample from a copy whose raw weights are the EMA ones
+    copy = build_model("score_dynamics", {**SMALL, "ema_decay": None}).double().eval()
+    copy.dx_scale.copy_(model.dx_scale)
+    copy.denoiser.load_state_dict({**model.denoiser.state_dict(), **model.ema_parameters()})
+    assert torch.allclose(copy.sample_displacement(batch, noise=noise.clone()), with_ema, atol=1e-12)
+    # predict samples with the EMA weights: the same draws as sample_displacement from the same seed
+    model.bond_check = False
+    torch.manual_seed(5)
+    pred = model.predict(batch)
+    torch.manual_seed(5)
+    assert torch.allclose(pred, batch[B.POSITIONS] + model.sample_displacement(batch), atol=1e-12)
+    # the loss trains the raw weights: its gradient reaches the parameters, never the EMA buffers
+    model.train()
+    opt.zero_grad()
+    model.loss(batch).backward()
+    assert all(p.grad is not None for p in model.denoiser.parameters() if p.requires_grad)
+    assert all(not b.requires_grad for b in model.ema_parameters().values())
+
+
+def test_ema_off_and_checkpoint_round_trip(tmp_path):
+    off = build_model("score_dynamics", {**SMALL, "ema_decay": 0})
+    assert not any(k.startswith("ema") for k in off.state_dict()) and not off.ema_active()
+    off.after_optimizer_step()  # a no-op
+    assert build_model("score_dynamics", {**SMALL, "ema_decay": None}).ema_decay == 0.0
+    torch.manual_seed(0)
+    model = build_model("score_dynamics", {**SMALL, "ema_decay": 0.99})
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(3):
+        _step(model, opt, toy_batch(2, dtype=torch.float32))
+    torch.save(model.state_dict(), tmp_path / "sd.pt")
+    state = torch.load(tmp_path / "sd.pt", weights_only=True)
+    fresh = build_model("score_dynamics", {**SMALL, "ema_decay": 0.99})
+    fresh.load_state_dict(state)
+    assert int(fresh.ema_updates) == 3 and fresh.ema_active()
+    for name, value in fresh.ema_parameters().items():
+        assert torch.equal(value, model.ema_parameters()[name])
+
 
 
 # --- diffusion-time features (issue 13) ---------------------------------------------------------------

@@ -8,24 +8,34 @@ the radius graph of the current frame:
 
 * ``equivariant: false`` (the original): MeshGraphNets (Pfaff et al. 2021) processor, edge MLP and
   node MLP each with a residual and LayerNorm, sum aggregation; edge inputs are the bond vector
-  r_ij = x_j - x_i, its length, the noised displaced bond d_ij = r_ij + s (z_j - z_i) and its length;
-  node inputs the atom-type embedding, the noised displacement z_i and Gaussian random Fourier
-  features [sin, cos](2 pi t W) of t with W ~ N(0, ``time_feature_scale``^2): scale 1 as in the
-  original (LLNL graphite's Gaussian random Fourier features). This repository used 16 before
-  (issue 13): on t in [1e-3, 1] the features then oscillate ~16 times faster, nearby diffusion times
-  look unrelated to the network (issue 13 measured sampled displacements of RMS 0.74 Å against
-  the data's 0.031 Å with 16).
-  Not equivariant: training rotates every sample by a random orthogonal matrix (as the original).
+  r_ij = x_j - x_i, its length, the noised displaced bond d_ij = r_ij + s (z_j - z_i) and its length
+  (the original's 8 edge inputs); node inputs the atom-type embedding and the noised displacement z_i
+  (not in the original, whose nodes see only the species: without z_i the network cannot see, hence
+  cannot predict, the noise's per-molecule mean). The diffusion time enters as in the original's
+  ``embed_time``: Gaussian random Fourier features [sin, cos](2 pi t W), W ~ N(0, ``time_feature_scale``^2)
+  (scale 1 as in LLNL graphite's GaussianRandomFourierFeatures; this repository used 16 before, issue 13:
+  sampled displacements of RMS 0.74 Å against the data's 0.031 Å), then an MLP and a LayerNorm, *added*
+  to the node embedding. Not equivariant: training rotates every sample by a random orthogonal matrix.
 * ``equivariant: true``: the same processor on invariant features only (lengths and dot products of
   r_ij, d_ij, z_i, z_j), and an EGNN-style vector output
   eps_i = a(h_i) z_i + sum_j [b(m_ij) r_ij / |r_ij| + c(m_ij) (z_j - z_i)], E(3)-equivariant.
 
 Training: noise-prediction MSE with lambda = log(alpha/sigma) drawn uniformly between the schedule's
-bounds (:mod:`diffmd.models.score_dynamics_sampling`). Rollout: start from N(0, I), third-order DPM-Solver
-(``sampler: dpm3``) or ancestral sampling, then x(t+k) = x(t) + s z0. An optional bond-length check
+bounds (:mod:`diffmd.models.score_dynamics_sampling`), on z0 = dx / s with s the RMS displacement, so the
+loss is at unit scale by construction (the engine's ``loss_scale`` is not used). An exponential moving
+average of the weights (``ema_decay``, 0.999 as the original's released run; its first update copies the
+weights, as torch's AveragedModel in the original) lives in buffers, is updated by
+:meth:`ScoreDynamics.after_optimizer_step` and is what sampling uses; ``loss`` trains the raw weights.
+
+Rollout: start from N(0, I), ancestral sampling (``sampler: ancestral``, the default: its displacement
+distribution matches the data's after short trainings, where the original's third-order DPM-Solver is
+several times too wide) or DPM-Solver-3 (``sampler: dpm3``), then x(t+k) = x(t) + s z0. The bond check
 resamples a molecule with a covalent bond off its nominal length r_cov,i + r_cov,j by more than
-``bond_tolerance`` (relative); each resample and each molecule still failing after ``max_resamples``
-is counted in :meth:`rollout_stats`.
+``bond_tolerance`` (relative), up to ``max_resamples`` times; a molecule still failing is rejected and
+backed off: its displacement halved toward x(t) until the check passes (up to ``max_backoffs`` halvings),
+else it stays at x(t) for this step. The original instead rewinds its rollout by 8 steps when a structure
+fails; a per-step model cannot rewind the engine's rollout, so the back-off is the per-step analogue that
+never accepts a failing sample. Everything is counted in :meth:`ScoreDynamics.rollout_stats`.
 """
 
 from __future__ import annotations
@@ -45,6 +55,10 @@ from diffmd.registry import TrajectoryModel, register_model
 SAMPLERS = ("dpm3", "ancestral")
 LOG = logging.getLogger(__name__)
 MAX_BOND_WARNINGS = 10  # the bond check logs its first firings; rollout_stats counts all of them
+#: rollout_stats() keys: denoiser evaluations; molecules resampled (per resample); rejected (every one of the
+#: 1 + max_resamples samples failed the bond check); of those, backed off (halved displacement passes) or
+#: held at x(t); held molecules whose x(t) itself fails the check.
+STAT_KEYS = ("score_evals", "resamples", "rejected", "backoffs", "held", "input_failing")
 
 
 def _mlp(n_in: int, hidden: int, n_out: int, layer_norm: bool = False) -> nn.Sequential:
@@ -89,7 +103,9 @@ class Denoiser(nn.Module):
             n_node, n_edge = 1 + (2 if use_velocities else 0), 7
         else:
             n_node, n_edge = 3 + (3 if use_velocities else 0), 8
-        self.node_in = _mlp(hidden + 2 * time_features + n_node, hidden, hidden, layer_norm=True)
+        self.node_in = _mlp(hidden + n_node, hidden, hidden, layer_norm=True)
+        # the original's embed_time: Fourier features -> MLP -> LayerNorm, added to the atom embedding
+        self.time_embed = _mlp(2 * time_features, hidden, hidden, layer_norm=True)
         self.edge_in = _mlp(n_edge, hidden, hidden, layer_norm=True)
         self.blocks = nn.ModuleList(MGNLayer(hidden) for _ in range(layers))
         if equivariant:
@@ -120,7 +136,7 @@ class Denoiser(nn.Module):
         else:
             node = [z] + ([v] if v is not None else [])
             edge = [r, r_len, d, d_len]
-        h = self.node_in(torch.cat([self.embed(batch[B.ATOMIC_NUMBERS]), tf] + node, dim=-1))
+        h = self.node_in(torch.cat([self.embed(batch[B.ATOMIC_NUMBERS])] + node, dim=-1)) + self.time_embed(tf)
         e = self.edge_in(torch.cat(edge, dim=-1))
         for block in self.blocks:
             h, e = block(h, e, edge_index)
@@ -155,7 +171,7 @@ class ScoreDynamics(TrajectoryModel):
         hidden: int = 128,
         layers: int = 5,
         cutoff: float = 5.0,
-        time_features: int = 16,
+        time_features: int = 64,
         time_feature_scale: float = 1.0,
         equivariant: bool = False,
         use_velocities: bool = False,
@@ -163,13 +179,16 @@ class ScoreDynamics(TrajectoryModel):
         beta_min: float = 0.1,
         beta_max: float = 20.0,
         t_min: float = 1e-3,
-        sampler: str = "dpm3",
-        sampling_steps: int = 20,
+        sampler: str = "ancestral",
+        sampling_steps: int = 60,
         ancestral_steps: int = 100,
         displacement_scale: float | None = None,
+        ema_decay: float | None = 0.999,
+        ema_warmup: bool = True,
         bond_check: bool = True,
         bond_tolerance: float = 0.3,
         max_resamples: int = 3,
+        max_backoffs: int = 4,
     ):
         super().__init__()
         if sampler not in SAMPLERS:
@@ -181,13 +200,54 @@ class ScoreDynamics(TrajectoryModel):
         self.cutoff, self.sampler, self.sampling_steps = float(cutoff), sampler, int(sampling_steps)
         self.ancestral_steps, self.random_rotation = int(ancestral_steps), bool(random_rotation and not equivariant)
         self.bond_check, self.bond_tolerance, self.max_resamples = bond_check, float(bond_tolerance), int(max_resamples)
+        if max_resamples < 0 or max_backoffs < 0:
+            raise ValueError(f"score_dynamics: max_resamples and max_backoffs must be >= 0, got "
+                             f"{max_resamples}, {max_backoffs}")  # fmt: skip
+        self.max_backoffs = int(max_backoffs)
         if time_feature_scale <= 0:
             raise ValueError(f"score_dynamics: time_feature_scale must be > 0, got {time_feature_scale}")
         self.denoiser = Denoiser(hidden, layers, time_features, equivariant, use_velocities, time_feature_scale)
         # Å; 0 = not yet set: estimated from the first training batch unless displacement_scale is given.
         self.register_buffer("dx_scale", torch.tensor(float(displacement_scale or 0.0)))
-        self._stats = {"score_evals": 0, "resamples": 0, "bond_check_failures": 0}
+        if ema_decay is not None and not 0.0 <= float(ema_decay) < 1.0:
+            raise ValueError(f"score_dynamics: ema_decay must be in [0, 1) or null, got {ema_decay}")
+        self.ema_decay, self.ema_warmup = float(ema_decay or 0.0), bool(ema_warmup)
+        # EMA copy of the denoiser's parameters, as buffers (in the checkpoint); parameter name -> buffer name
+        self._ema_names: dict[str, str] = {}
+        if self.ema_decay > 0:
+            for name, param in self.denoiser.named_parameters():
+                self._ema_names[name] = "ema__" + name.replace(".", "__")
+                self.register_buffer(self._ema_names[name], param.detach().clone())
+            self.register_buffer("ema_updates", torch.tensor(0, dtype=torch.long))
+        self._stats = dict.fromkeys(STAT_KEYS, 0)
         self._bond_warnings = 0
+
+    # --- EMA of the weights -----------------------------------------------------------------------
+    def ema_decay_at(self, n: int) -> float:
+        """The decay of update ``n`` (0-based): 0 at the first (a copy, as the original's AveragedModel),
+        then ``ema_decay``, capped by (1 + n) / (10 + n) with ``ema_warmup`` (score_sde's num_updates rule)."""
+        if n == 0:
+            return 0.0
+        return min(self.ema_decay, (1.0 + n) / (10.0 + n)) if self.ema_warmup else self.ema_decay
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        """ema <- d ema + (1 - d) theta for every denoiser parameter (d from :meth:`ema_decay_at`)."""
+        if not self._ema_names:
+            return
+        d = self.ema_decay_at(int(self.ema_updates))
+        for name, param in self.denoiser.named_parameters():
+            buf = getattr(self, self._ema_names[name])
+            buf.mul_(d).add_(param.detach().to(buf.dtype), alpha=1.0 - d)
+        self.ema_updates += 1
+
+    def ema_active(self) -> bool:
+        """True when sampling uses the EMA weights: EMA on and updated at least once (else the raw weights)."""
+        return bool(self._ema_names) and int(self.ema_updates) > 0
+
+    def ema_parameters(self) -> dict[str, torch.Tensor]:
+        """The EMA weights under the denoiser's parameter names (for :func:`torch.func.functional_call`)."""
+        return {name: getattr(self, buf) for name, buf in self._ema_names.items()}
 
     # --- pieces -----------------------------------------------------------------------------------
     def scale(self) -> torch.Tensor:
@@ -198,12 +258,17 @@ class ScoreDynamics(TrajectoryModel):
     def graph(self, batch: B.Batch) -> torch.Tensor:
         return radius_edge_index(batch[B.POSITIONS], batch[B.NUM_ATOMS], self.cutoff)
 
-    def eps(self, batch: B.Batch, z: torch.Tensor, t: torch.Tensor, edge_index: torch.Tensor | None = None):
-        """Noise prediction (n_atoms, 3); ``t`` scalar or (n_molecules,)."""
+    def eps(self, batch: B.Batch, z: torch.Tensor, t: torch.Tensor, edge_index: torch.Tensor | None = None,
+            ema: bool = False) -> torch.Tensor:  # fmt: skip
+        """Noise prediction (n_atoms, 3); ``t`` scalar or (n_molecules,); ``ema``: with the EMA weights
+        (where :meth:`ema_active`), else the raw (trained) ones."""
         if edge_index is None:
             edge_index = self.graph(batch)
         t = t.reshape(-1).expand(B.num_molecules(batch)) if t.numel() == 1 else t
-        return self.denoiser(batch, z, t, self.scale().to(z.dtype), edge_index)
+        args = (batch, z, t, self.scale().to(z.dtype), edge_index)
+        if ema and self.ema_active():
+            return torch.func.functional_call(self.denoiser, self.ema_parameters(), args)
+        return self.denoiser(*args)
 
     def _rotate(self, batch: B.Batch) -> B.Batch:
         """Random orthogonal transform per molecule of positions, targets and velocities (augmentation)."""
@@ -235,9 +300,10 @@ class ScoreDynamics(TrajectoryModel):
     # --- sampling ---------------------------------------------------------------------------------
     @torch.no_grad()
     def sample_displacement(
-        self, batch: B.Batch, noise: torch.Tensor | None = None, sampler: str | None = None
+        self, batch: B.Batch, noise: torch.Tensor | None = None, sampler: str | None = None, ema: bool = True
     ) -> torch.Tensor:
-        """One draw of dx (n_atoms, 3), Å, from ``noise`` (or fresh N(0, I)) with the configured sampler."""
+        """One draw of dx (n_atoms, 3), Å, from ``noise`` (or fresh N(0, I)) with the configured sampler,
+        with the EMA weights (``ema``, where :meth:`ema_active`) as the original samples with its EMA model."""
         sampler = sampler or self.sampler
         z = torch.randn_like(batch[B.POSITIONS]) if noise is None else noise
         edge_index = self.graph(batch)
@@ -246,7 +312,7 @@ class ScoreDynamics(TrajectoryModel):
         def eps_fn(zz: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
             nonlocal evals
             evals += 1
-            return self.eps(batch, zz, tt, edge_index)
+            return self.eps(batch, zz, tt, edge_index, ema=ema)
 
         if sampler == "dpm3":
             z0 = dpm_solver3(eps_fn, z, self.schedule, self.sampling_steps)
@@ -285,34 +351,60 @@ class ScoreDynamics(TrajectoryModel):
 
     @torch.no_grad()
     def predict(self, batch: B.Batch) -> torch.Tensor:
-        """x(t+k) (n_atoms, 3), Å: one diffusion sample, resampled while the bond check fails."""
+        """x(t+k) (n_atoms, 3), Å: one diffusion sample per molecule, resampled while the bond check fails
+        (up to ``max_resamples``); a molecule still failing is rejected and backed off (:meth:`back_off`)."""
         batch = B.inputs_only(batch)
         pos = batch[B.POSITIONS]
-        new = pos + self.sample_displacement(batch)
+        dx = self.sample_displacement(batch)
         if not self.bond_check:
-            return new
+            return pos + dx
         bonds = self.bonds(batch)
-        bad = self.bad_molecules(batch, new, bonds)
+        bad = self.bad_molecules(batch, pos + dx, bonds)
         tries = 0
         while bool(bad.any()) and tries < self.max_resamples:
             tries += 1
             self._stats["resamples"] += int(bad.sum())
-            again = pos + self.sample_displacement(batch)
-            redo = bad[batch[B.BATCH]][:, None]
-            new = torch.where(redo, again, new)
-            bad = bad & self.bad_molecules(batch, again, bonds)
-        self._stats["bond_check_failures"] += int(bad.sum())
+            again = self.sample_displacement(batch)
+            dx = torch.where(bad[batch[B.BATCH]][:, None], again, dx)
+            bad = bad & self.bad_molecules(batch, pos + again, bonds)
+        n_rejected = int(bad.sum())
+        if n_rejected:
+            self._stats["rejected"] += n_rejected
+            dx = self.back_off(batch, dx, bad, bonds)
         if tries and self._bond_warnings < MAX_BOND_WARNINGS:
             self._bond_warnings += 1
-            LOG.warning("score_dynamics bond check: %d resample(s), %d molecule(s) still failing after %d tries",
-                        self._stats["resamples"], int(bad.sum()), tries)
-        return new
+            LOG.warning("score_dynamics bond check: %d resample(s) this step, %d molecule(s) rejected after %d "
+                        "tries and backed off", tries, n_rejected, tries)  # fmt: skip
+        return pos + dx
+
+    def back_off(self, batch: B.Batch, dx: torch.Tensor, bad: torch.Tensor,
+                 bonds: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:  # fmt: skip
+        """The displacement of each ``bad`` molecule halved toward x(t) until the bond check passes (at most
+        ``max_backoffs`` halvings), else 0 (the molecule stays at x(t) this step). Counts ``backoffs``
+        (returned with a halved displacement) and ``held`` (returned at x(t)); ``input_failing`` counts held
+        molecules whose x(t) itself fails the check (a start frame outside the tolerance), the only case in
+        which a failing geometry is returned."""
+        pos, mol = batch[B.POSITIONS], batch[B.BATCH]
+        factor = torch.ones(bad.shape[0], dtype=dx.dtype, device=dx.device)
+        failing = bad.clone()
+        for _ in range(self.max_backoffs):
+            factor = torch.where(failing, 0.5 * factor, factor)
+            failing = failing & self.bad_molecules(batch, pos + factor[mol][:, None] * dx, bonds)
+            if not bool(failing.any()):
+                break
+        factor = torch.where(failing, torch.zeros_like(factor), factor)
+        self._stats["backoffs"] += int((bad & ~failing).sum())
+        self._stats["held"] += int(failing.sum())
+        if bool(failing.any()):
+            self._stats["input_failing"] += int((failing & self.bad_molecules(batch, pos, bonds)).sum())
+        return factor[mol][:, None] * dx
 
     def forward(self, batch: B.Batch) -> torch.Tensor:
         return self.predict(batch)
 
     def rollout_stats(self) -> dict[str, float]:
-        """Denoiser evaluations (whole-batch calls), resampled molecules, molecules failing the check."""
+        """Counters since the last call (:data:`STAT_KEYS`), then reset: denoiser evaluations (whole-batch
+        calls), resampled molecules, rejected molecules (every sample failed), of which backed off / held."""
         out = dict(self._stats)
-        self._stats = {k: 0 for k in self._stats}
+        self._stats = dict.fromkeys(STAT_KEYS, 0)
         return out
