@@ -22,6 +22,23 @@ One layer (GMN, Sec. 3, Eqs. 6-12), with unit masses as in the public code:
 Cross products make w and alpha pseudovectors; Rot(w) r is then a true vector, so the model is
 E(3)-equivariant (reflections included) and permutation-equivariant (the stick choice depends on
 the bond graph only, through permutation-invariant keys). Output: x(t+1) (n_atoms, 3) Å.
+
+Options (issue 13; measured effects in docs/reproduction_notes_baselines.md):
+
+* ``sticks``: ``"bonds"`` (default, the paper's choice above), ``"heavy"`` (sticks only among bonds
+  between heavy atoms, Z > 1: X-H bonds stay free) or ``"none"`` (every atom isolated: GMN reduces
+  to an EGNN-like network with per-layer velocity updates). At 0.5 fs MD17 bond lengths change by
+  0.006-0.007 Å per step, so rigid X-H sticks cost more than constant velocity's error: the
+  table's row keeps ``bonds`` (faithful), the study reports a stick-free variant beside it.
+* ``unit_inputs`` (default True; False is the public code): phi_e reads a Gaussian radial basis of
+  |x_ij| (:class:`~diffmd.models.egnn.GaussianRBF`) instead of |x_ij|² in Å², and the node input the
+  speed in units of :data:`~diffmd.models.egnn.SPEED_UNIT` instead of Å/step.
+* ``velocity_residual`` (default True; False is the public code): each layer is a sub-step of
+  1/n_layers of the model step, with residual velocity updates v <- v + phi_v(h) v + f (phi_v,
+  phi_s, phi_w starting near zero, xavier gain 1e-3) and x <- x + v / n_layers (sticks: c <- c +
+  v_c / n_layers, r <- Rot(w / n_layers) r), so an untrained GMN is a constant-velocity step (with
+  rigid sticks) and the layers learn the correction. The public code moves x by the full new
+  velocity in every layer, with v <- phi_v(h) v + f from a random phi_v.
 """
 
 from __future__ import annotations
@@ -33,6 +50,7 @@ from torch import nn
 from baselines.common import EDGE_SCALARS, AtomEmbedding, edge_scalars, mlp, require, scatter_mean
 from diffmd import batch as B
 from diffmd.graph import scatter_sum
+from diffmd.models.egnn import SPEED_UNIT, GaussianRBF, small_last_layer
 from diffmd.registry import TrajectoryModel, register_model
 
 
@@ -87,6 +105,23 @@ def choose_sticks(z: np.ndarray, bond_index: np.ndarray) -> np.ndarray:
     return np.array(sticks, dtype=np.int64).reshape(-1, 2).T
 
 
+#: The values of GMN's ``sticks`` option (module docstring).
+STICK_MODES = ("bonds", "heavy", "none")
+
+
+def stick_bonds(z: np.ndarray, bond_index: np.ndarray, mode: str) -> np.ndarray:
+    """The bonds that may become sticks under ``mode`` (one of :data:`STICK_MODES`): (2, n) local pairs."""
+    bond_index = np.asarray(bond_index).reshape(2, -1)
+    if mode == "bonds":
+        return bond_index
+    if mode == "heavy":
+        z = np.asarray(z)
+        return bond_index[:, (z[bond_index[0]] > 1) & (z[bond_index[1]] > 1)]
+    if mode == "none":
+        return bond_index[:, :0]
+    raise ValueError(f"gmn: sticks must be one of {', '.join(STICK_MODES)}, got {mode!r}")
+
+
 def _rotate(w: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """Rodrigues: rotate r (S, 3) by the angle |w| about w (S, 3) (w is a rotation vector, rad)."""
     theta2 = (w * w).sum(dim=1, keepdim=True)
@@ -100,28 +135,38 @@ def _rotate(w: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
 class GMNLayer(nn.Module):
     """One GMN layer on atoms (messages) and objects (isolated atoms, sticks)."""
 
-    def __init__(self, hidden: int, edge_dim: int) -> None:
+    def __init__(self, hidden: int, edge_dim: int, rbf: GaussianRBF | None = None, dt: float | None = None) -> None:
+        """``rbf``: the distance basis (None: raw |x_ij|²); ``dt``: the sub-step of the residual form (None:
+        the public code's full-velocity moves with v <- phi(h) v + f)."""
         super().__init__()
-        self.phi_e = mlp([2 * hidden + 1 + edge_dim, hidden, hidden], last_act=True)
-        last = nn.Linear(hidden, 1, bias=False)
-        nn.init.xavier_uniform_(last.weight, gain=0.001)
-        self.phi_x = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), last)
+        self.rbf, self.dt = rbf, dt
+        radial_dim = rbf.n if rbf is not None else 1
+        self.phi_e = mlp([2 * hidden + radial_dim + edge_dim, hidden, hidden], last_act=True)
+        self.phi_x = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), small_last_layer(hidden))
         self.phi_h = mlp([2 * hidden, hidden, hidden])
-        self.phi_v = mlp([hidden, hidden, 1])  # isolated atoms
-        self.phi_s = mlp([hidden, hidden, 1])  # stick centre velocity
-        self.phi_w = mlp([hidden, hidden, 1])  # stick angular velocity
+
+        def gate() -> nn.Module:
+            if dt is None:
+                return mlp([hidden, hidden, 1])
+            return nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), small_last_layer(hidden))
+
+        self.phi_v = gate()  # isolated atoms
+        self.phi_s = gate()  # stick centre velocity
+        self.phi_w = gate()  # stick angular velocity
 
     def forward(self, h, x, v, edge_index, e, iso, sticks):  # noqa: ANN001 (shapes in the docstring)
         """h (n, H), x and v (n, 3), edge_index (2, E), e (E, 4), iso (n_iso,), sticks (2, S)."""
         n = x.shape[0]
         i, j = edge_index
         diff = x[i] - x[j]
-        m = self.phi_e(torch.cat([h[i], h[j], (diff * diff).sum(1, keepdim=True), e], dim=1))
+        d2 = (diff * diff).sum(1, keepdim=True)
+        m = self.phi_e(torch.cat([h[i], h[j], self.rbf(d2.sqrt()) if self.rbf is not None else d2, e], dim=1))
         f = scatter_mean(diff * self.phi_x(m), i, n)
         h_new = h + self.phi_h(torch.cat([h, scatter_sum(m, i, n)], dim=1))
+        keep, dt = (0.0, 1.0) if self.dt is None else (1.0, self.dt)  # v <- (keep + phi) v + f; x <- x + dt v
 
-        v_iso = self.phi_v(h[iso]) * v[iso] + f[iso]
-        x_iso = x[iso] + v_iso
+        v_iso = (keep + self.phi_v(h[iso])) * v[iso] + f[iso]
+        x_iso = x[iso] + dt * v_iso
 
         p, q = sticks
         c, v_c = 0.5 * (x[p] + x[q]), 0.5 * (v[p] + v[q])
@@ -130,10 +175,10 @@ class GMNLayer(nn.Module):
         w = (torch.cross(r, v[p], dim=1) - torch.cross(r, v[q], dim=1)) / inertia
         alpha = (torch.cross(r, f[p], dim=1) - torch.cross(r, f[q], dim=1)) / inertia
         hs = h[p] + h[q]
-        v_c = self.phi_s(hs) * v_c + 0.5 * (f[p] + f[q])
-        w = self.phi_w(hs) * w + alpha
-        c = c + v_c
-        r = _rotate(w, r)
+        v_c = (keep + self.phi_s(hs)) * v_c + 0.5 * (f[p] + f[q])
+        w = (keep + self.phi_w(hs)) * w + alpha
+        c = c + dt * v_c
+        r = _rotate(dt * w, r)
         spin = torch.cross(w, r, dim=1)
 
         idx = torch.cat([iso, p, q])
@@ -146,13 +191,19 @@ class GMNLayer(nn.Module):
 class GMN(TrajectoryModel):
     """GMN with sticks from the bond graph; ``forward(batch)`` -> x(t+1) (n_atoms, 3) Å."""
 
-    def __init__(self, n_layers: int = 4, hidden: int = 64) -> None:
+    def __init__(self, n_layers: int = 4, hidden: int = 64, sticks: str = "bonds", unit_inputs: bool = True,
+                 velocity_residual: bool = True, n_rbf: int = 16, r_max: float = 5.0) -> None:  # fmt: skip
         super().__init__()
         if n_layers < 1 or hidden < 1:
             raise ValueError(f"gmn: n_layers and hidden must be >= 1, got {n_layers}, {hidden}")
+        if sticks not in STICK_MODES:
+            raise ValueError(f"gmn: sticks must be one of {', '.join(STICK_MODES)}, got {sticks!r}")
+        self.stick_mode, self.unit_inputs = sticks, unit_inputs
         self.embed = AtomEmbedding(hidden)
         self.h_in = nn.Linear(hidden + 1, hidden)
-        self.layers = nn.ModuleList(GMNLayer(hidden, EDGE_SCALARS) for _ in range(n_layers))
+        rbf = GaussianRBF(n_rbf, r_max) if unit_inputs else None
+        dt = 1.0 / n_layers if velocity_residual else None
+        self.layers = nn.ModuleList(GMNLayer(hidden, EDGE_SCALARS, rbf, dt) for _ in range(n_layers))
         self._stick_cache: dict[bytes, np.ndarray] = {}
 
     def sticks(self, batch: B.Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,7 +220,7 @@ class GMN(TrajectoryModel):
             zk, bk = z[s : s + size], per_mol[k] - s
             key = zk.tobytes() + b"|" + bk.tobytes()
             if key not in self._stick_cache:
-                self._stick_cache[key] = choose_sticks(zk, bk)
+                self._stick_cache[key] = choose_sticks(zk, stick_bonds(zk, bk, self.stick_mode))
             out.append(self._stick_cache[key] + s)
         sticks = np.concatenate(out, axis=1) if out else np.zeros((2, 0), dtype=np.int64)
         free = np.ones(len(z), dtype=bool)
@@ -181,7 +232,8 @@ class GMN(TrajectoryModel):
         require(batch, (B.POSITIONS, B.VELOCITIES, B.EDGE_INDEX, B.EDGE_ATTR, B.BOND_INDEX), "gmn")
         x, v = batch[B.POSITIONS], batch[B.VELOCITIES]
         iso, sticks = self.sticks(batch)
-        h = self.h_in(torch.cat([self.embed(batch[B.ATOMIC_NUMBERS]), v.norm(dim=1, keepdim=True)], dim=1))
+        speed = v.norm(dim=1, keepdim=True) / (SPEED_UNIT if self.unit_inputs else 1.0)
+        h = self.h_in(torch.cat([self.embed(batch[B.ATOMIC_NUMBERS]), speed], dim=1))
         e = edge_scalars(batch)
         for layer in self.layers:
             h, x, v = layer(h, x, v, batch[B.EDGE_INDEX], e, iso, sticks)

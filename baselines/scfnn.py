@@ -185,7 +185,8 @@ class SCFNN(TrajectoryModel):
         return 2.0 * x - x_prev + self.acceleration(batch)
 
     def loss(self, batch: B.Batch) -> torch.Tensor:
-        """MSE (Å²/step⁴) of a(t) against the finite difference x(t+1) - 2 x(t) + x(t-1)."""
+        """MSE of a(t) against the finite difference x(t+1) - 2 x(t) + x(t-1), in units of
+        :attr:`loss_scale` squared (dimensionless; a zero acceleration scores about 1)."""
         x = batch[B.POSITIONS]
         target = batch[B.TARGET_POSITIONS] - 2.0 * x + (x - batch[B.VELOCITIES])
-        return ((self.acceleration(batch) - target) ** 2).mean()
+        return (((self.acceleration(batch) - target) / self.loss_scale) ** 2).mean()

@@ -1,9 +1,10 @@
 """GMN: the stick choice from the bond graph and the length-preserving forward kinematics."""
 
 import numpy as np
+import pytest
 import torch
 
-from baselines.gmn import _rotate, choose_sticks
+from baselines.gmn import STICK_MODES, _rotate, choose_sticks
 from diffmd import batch as B
 from diffmd.graph import bonded_graph
 from diffmd.registry import build_model
@@ -63,7 +64,7 @@ def test_stick_lengths_kept_with_random_weights():
     for p in model.parameters():  # large random weights: big, nonlinear moves
         torch.nn.init.normal_(p, std=0.2)
     batch = toy_batch(4, seed=2)
-    batch[B.VELOCITIES] = batch[B.VELOCITIES] * 30.0
+    batch[B.VELOCITIES] = batch[B.VELOCITIES] * 3.0  # (30x sent positions to ~1e8 Å, past float64's 1e-10)
     _, sticks = model.sticks(batch)
     assert sticks.shape[1] == 2 + 1 + 2 + 1
     pred = model(batch)
@@ -72,3 +73,35 @@ def test_stick_lengths_kept_with_random_weights():
     before = (x[sticks[0]] - x[sticks[1]]).norm(dim=1)
     after = (pred[sticks[0]] - pred[sticks[1]]).norm(dim=1)
     torch.testing.assert_close(after, before, rtol=0, atol=1e-10)
+
+
+def test_stick_modes():
+    """``sticks``: bonds (the paper), heavy (no X-H stick), none (all atoms isolated); a bad mode is one line."""
+    batch = toy_batch(2)  # ethanol + formaldehyde
+    z = batch[B.ATOMIC_NUMBERS]
+    counts = {}
+    for mode in STICK_MODES:
+        iso, sticks = build_model("gmn", {"n_layers": 1, "hidden": 8, "sticks": mode}).sticks(batch)
+        assert len(iso) + sticks.numel() == len(z)
+        counts[mode] = sticks.shape[1]
+        if mode == "heavy":
+            assert bool((z[sticks] > 1).all())
+    assert counts == {"bonds": 3, "heavy": 2, "none": 0}
+    with pytest.raises(ValueError, match="sticks must be one of"):
+        build_model("gmn", {"sticks": "all"})
+
+
+@pytest.mark.parametrize("mode", STICK_MODES)
+def test_velocity_residual_starts_at_constant_velocity(mode):
+    """The residual form's untrained prediction is x + v up to the small gates (sticks rotate rigidly)."""
+    torch.manual_seed(0)
+    batch = toy_batch(2)
+    model = build_model("gmn", {"n_layers": 3, "hidden": 16, "sticks": mode}).double()
+    cv = batch[B.POSITIONS] + batch[B.VELOCITIES]
+    v_rms = float(batch[B.VELOCITIES].pow(2).mean().sqrt())
+    err = float((model.predict(batch) - cv).pow(2).mean().sqrt())
+    # free atoms: x + v but for the 1e-3 gates; a rigid stick drops its atoms' (random, here) stretch velocity
+    assert err < (0.3 if mode != "none" else 0.02) * v_rms
+    torch.manual_seed(0)
+    public = build_model("gmn", {"n_layers": 3, "hidden": 16, "sticks": mode, "velocity_residual": False}).double()
+    assert float((public.predict(batch) - cv).pow(2).mean().sqrt()) > 3 * err
