@@ -181,7 +181,7 @@ class ScoreDynamics(TrajectoryModel):
         t_min: float = 1e-3,
         sampler: str = "ancestral",
         sampling_steps: int = 60,
-        ancestral_steps: int = 100,
+        ancestral_steps: int = 50,
         displacement_scale: float | None = None,
         ema_decay: float | None = 0.999,
         ema_warmup: bool = True,
