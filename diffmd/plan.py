@@ -309,6 +309,90 @@ class Plan:
         """Model parameters of one training point: the model's + the point's values + train_eps = min(eps)."""
         return point_params(self.model_params(model, dataset), self.grid(), point)
 
+    def search(self) -> str:
+        """``diffmd.search`` as run: ``halving`` only when the grid has at least ``eta`` training points (a
+        smaller grid cannot be halved and is searched in full, e.g. the quick profile's single point)."""
+        section = self.config.get("diffmd", {})
+        asked = section.get("search", "halving")
+        if asked == "halving" and len(self.grid_point_names()) < int(section.get("halving", {}).get("eta", 3)):
+            return "full"
+        return asked
+
+    def grid_epochs(self, model: str, dataset: str) -> int:
+        """The epochs a full training of ``model`` on ``dataset`` runs (``train`` + the model's ``train:``)."""
+        _, overrides = split_train_overrides(self.model_params(model, dataset))
+        return int(deep_update(self.config["train"], overrides).get("epochs", 200))
+
+    def halving_schedule(self, model: str, dataset: str) -> list[dict[str, int]]:
+        """Successive halving over the grid's N training points: rung r trains ``points`` = ceil(N / eta^r)
+        points from scratch for ``epochs`` = ceil(E / eta^(R-1-r)) epochs (E: the full training's), R =
+        ``diffmd.halving.rungs``; the rungs stop at the first that keeps a single point. Rung 0 trains every
+        point; the last rung trains to E. Empty when the search is not halving."""
+        if self.search() != "halving":
+            return []
+        section = self.config.get("diffmd", {}).get("halving", {})
+        eta, n_rungs = int(section.get("eta", 3)), int(section.get("rungs", 4))
+        n_points, total = len(self.grid_point_names()), self.grid_epochs(model, dataset)
+        sizes = []
+        for r in range(n_rungs):
+            sizes.append(max(1, -(-n_points // eta**r)))
+            if sizes[-1] == 1:
+                break
+        last = len(sizes) - 1
+        return [{"rung": r, "points": n, "epochs": max(1, -(-total // eta ** (last - r)))}
+                for r, n in enumerate(sizes)]  # fmt: skip
+
+    def rung(self, w: Any) -> dict[str, int]:
+        """The halving rung of a job's wildcards (``{rung}``); a rung or slot outside the schedule: KeyError."""
+        schedule = self.halving_schedule(w.model, w.dataset)
+        r, slot = int(w.rung), getattr(w, "slot", None)
+        if r >= len(schedule) or (slot is not None and int(slot) >= schedule[r]["points"]):
+            raise KeyError(f"diffmd halving: no rung {w.rung} slot {slot} in {schedule}")
+        return schedule[r]
+
+    def grid_arg(self, w: Any = None) -> str:
+        return shell_arg(self.grid())
+
+    def batch_eps(self) -> bool:
+        return bool(self.config.get("diffmd", {}).get("batch_eps", True))
+
+    def grid_validations(self, w: Any) -> list[str]:
+        """The validation files the selection reads: every point's (full) or the last rung's (halving)."""
+        if self.search() == "full":
+            return [f"{self.grid_dir(w)}/{p}/validation.json" for p in self.grid_point_names()]
+        last = self.halving_schedule(w.model, w.dataset)[-1]
+        return self.rung_validations(w, last["rung"])
+
+    def rung_validations(self, w: Any, rung: int | None = None) -> list[str]:
+        r = int(w.rung) if rung is None else rung
+        n = self.halving_schedule(w.model, w.dataset)[r]["points"]
+        return [f"{self.grid_dir(w)}/rung{r}/slot{j}/validation.json" for j in range(n)]
+
+    def rung_inputs(self, w: Any) -> dict[str, str]:
+        """A halving slot's inputs: the split, and from rung 1 on the ranking of the rung before."""
+        self.rung(w)
+        out = {"split": self.split_of(w)}
+        if int(w.rung) > 0:
+            out["ranking"] = f"{self.grid_dir(w)}/rung{int(w.rung) - 1}/ranking.json"
+        return out
+
+    def rung_keep(self, w: Any) -> int:
+        """How many points rung ``w.rung``'s ranking keeps: the next rung's size."""
+        schedule = self.halving_schedule(w.model, w.dataset)
+        r = int(w.rung)
+        if r + 1 >= len(schedule):
+            raise KeyError(f"diffmd halving: rung {r} is the last; nothing ranks it")
+        return schedule[r + 1]["points"]
+
+    def tuning_jobs(self, model: str, dataset: str) -> dict[str, int]:
+        """Jobs per tuning rule of one run (training run x seed) of a tuned model."""
+        points = len(self.grid_point_names())
+        if self.search() == "full":
+            return {"diffmd_train_point": points, "diffmd_validate": points, "diffmd_select": 1}
+        schedule = self.halving_schedule(model, dataset)
+        return {"diffmd_rung": sum(r["points"] for r in schedule), "diffmd_rank": len(schedule) - 1,
+                "diffmd_select": 1}  # fmt: skip
+
     # --- runs and targets --------------------------------------------------------------------------
     @staticmethod
     def run_dir(dataset: str, molecule: str, model: str, seed: int | str) -> str:
@@ -412,9 +496,6 @@ class Plan:
 
     def grid_dir(self, w: Any) -> str:
         return f"{self.run_dir(w.dataset, w.molecule, w.model, w.seed)}/grid"
-
-    def grid_validations(self, w: Any) -> list[str]:
-        return [f"{self.grid_dir(w)}/{p}/val_eps{e}.json" for p in self.grid_point_names() for e in self.grid_eps()]
 
     def na_reasons_arg(self, w: Any) -> str:
         return shell_arg(self.na_reasons(w.dataset))

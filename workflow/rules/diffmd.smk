@@ -1,12 +1,25 @@
 # DiffMD grid search (paper Table 3) -> the checkpoint the engine's rollout/evaluate rules consume.
-#   results/{dataset}/{run}/diffmd/seed{seed}/grid/{point}/model.pt         one model per (sigma_s, a_bar, eta_sigma)
-#   results/{dataset}/{run}/diffmd/seed{seed}/grid/{point}/val_eps{eps}.json  validation ARMSE per sampler eps
-#   results/{dataset}/{run}/diffmd/seed{seed}/{model.pt,selection.json}       the best point, eps in its params
+# diffmd.search (docs/paper_scale.md; PLAN.search(): a grid smaller than halving.eta is searched in full):
+#  full:
+#   results/{dataset}/{run}/diffmd/seed{seed}/grid/{point}/model.pt          one model per (sigma_s, a_bar, eta_sigma)
+#   results/{dataset}/{run}/diffmd/seed{seed}/grid/{point}/validation.json   validation at every eps, one batched job
+#  halving (successive halving, PLAN.halving_schedule):
+#   .../grid/rung{r}/slot{j}/{model.pt,validation.json}   one job trains a slot's point r's epochs and validates it
+#   .../grid/rung{r}/ranking.json                          the points rung r+1 trains (slot j = survivor j)
+#  both:
+#   results/{dataset}/{run}/diffmd/seed{seed}/{model.pt,selection.json}        the best (point, eps)
 # {run} is the MD17 molecule (S2L) or "trained" (O2O, C7O2H10). Logic: diffmd/models/diffmd/tune.py.
 # Tuned models are asked from the plan (PLAN.tuned_models("diffmd_grid")); none -> no grid jobs.
 GRID_MODELS = PLAN.tuned_models("diffmd_grid")
 # point names are s<sigma_s>_a<a_bar>_h<eta_sigma> (plan.point_name); unknown ones fail in PLAN.point_params
 DIFFMD_POINT_PATTERN = r"s[0-9.e+-]+_a[0-9.e+-]+_h[0-9.e+-]+"
+BATCH_EPS = "" if PLAN.batch_eps() else "--no-batch-eps"
+
+
+# ranking and selection read a few JSON files: run where Snakemake runs, never submitted to a cluster
+localrules:
+    diffmd_rank,
+    diffmd_select,
 
 
 rule diffmd_train_point:
@@ -42,23 +55,77 @@ rule diffmd_validate:
         split=PLAN.split_of,
         checkpoint="results/{dataset}/{molecule}/{model}/seed{seed}/grid/{point}/model.pt",
     output:
-        "results/{dataset}/{molecule}/{model}/seed{seed}/grid/{point}/val_eps{eps}.json",
+        "results/{dataset}/{molecule}/{model}/seed{seed}/grid/{point}/validation.json",
     log:
-        "results/logs/diffmd_validate/{dataset}/{molecule}/{model}/seed{seed}/{point}/eps{eps}.log",
+        "results/logs/diffmd_validate/{dataset}/{molecule}/{model}/seed{seed}/{point}.log",
     benchmark:
-        "results/benchmarks/diffmd_validate/{dataset}/{molecule}/{model}/seed{seed}/{point}/eps{eps}.tsv"
+        "results/benchmarks/diffmd_validate/{dataset}/{molecule}/{model}/seed{seed}/{point}.tsv"
     wildcard_constraints:
         molecule="|".join(PLAN.train_run_names()),
         model="|".join(GRID_MODELS) or "^$",
         point=DIFFMD_POINT_PATTERN,
-        eps=r"[0-9.e+-]+",
     params:
         train=arg(PLAN.train_config()),
+        eps=" ".join(PLAN.grid_eps()),
+        batch=BATCH_EPS,
     resources:
         gpu=1,
     threads: 1
     shell:
-        "python -m diffmd.models.diffmd.tune validate --split {input.split} --checkpoint {input.checkpoint} --eps {wildcards.eps} --train-config {params.train} --seed {wildcards.seed} --out {output} > {log} 2>&1"
+        "python -m diffmd.models.diffmd.tune validate --split {input.split} --checkpoint {input.checkpoint} --eps {params.eps} --train-config {params.train} --seed {wildcards.seed} {params.batch} --out {output} > {log} 2>&1"
+
+
+rule diffmd_rung:
+    conda:
+        "../../envs/workflow.yaml"
+    input:
+        unpack(PLAN.rung_inputs),
+    output:
+        model="results/{dataset}/{molecule}/{model}/seed{seed}/grid/rung{rung}/slot{slot}/model.pt",
+        validation="results/{dataset}/{molecule}/{model}/seed{seed}/grid/rung{rung}/slot{slot}/validation.json",
+    log:
+        "results/logs/diffmd_rung/{dataset}/{molecule}/{model}/seed{seed}/rung{rung}_slot{slot}.log",
+    benchmark:
+        # under diffmd_train_point: the cost report sums a tuned model's trainings there (diffmd/reports/costs.py)
+        "results/benchmarks/diffmd_train_point/{dataset}/{molecule}/{model}/seed{seed}/rung{rung}_slot{slot}.tsv"
+    wildcard_constraints:
+        molecule="|".join(PLAN.train_run_names()),
+        model="|".join(GRID_MODELS) or "^$",
+        rung=r"\d+",
+        slot=r"\d+",
+    params:
+        model_params=PLAN.model_params_arg,
+        grid=PLAN.grid_arg,
+        epochs=lambda w: PLAN.rung(w)["epochs"],
+        ranking=lambda w, input: f"--ranking {input.ranking}" if "ranking" in input.keys() else "",
+        train=arg(PLAN.train_config()),
+        batch=BATCH_EPS,
+        out=subpath(output.model, parent=True),
+    resources:
+        gpu=1,
+    threads: 1
+    shell:
+        "python -m diffmd.models.diffmd.tune train-slot --split {input.split} --model {wildcards.model} --params {params.model_params} --grid {params.grid} --slot {wildcards.slot} --epochs {params.epochs} {params.ranking} --train-config {params.train} --seed {wildcards.seed} {params.batch} --out-dir {params.out} > {log} 2>&1"
+
+
+rule diffmd_rank:
+    conda:
+        "../../envs/workflow.yaml"
+    input:
+        PLAN.rung_validations,
+    output:
+        "results/{dataset}/{molecule}/{model}/seed{seed}/grid/rung{rung}/ranking.json",
+    log:
+        "results/logs/diffmd_rank/{dataset}/{molecule}/{model}/seed{seed}/rung{rung}.log",
+    wildcard_constraints:
+        molecule="|".join(PLAN.train_run_names()),
+        model="|".join(GRID_MODELS) or "^$",
+        rung=r"\d+",
+    params:
+        keep=PLAN.rung_keep,
+    threads: 1
+    shell:
+        "python -m diffmd.models.diffmd.tune rank --validations {input} --keep {params.keep} --out {output} > {log} 2>&1"
 
 
 rule diffmd_select:
@@ -78,7 +145,6 @@ rule diffmd_select:
         model="|".join(GRID_MODELS) or "^$",
     params:
         grid=arg(PLAN.grid()),
-        grid_dir=PLAN.grid_dir,
     threads: 1
     shell:
-        "python -m diffmd.models.diffmd.tune select --grid-dir {params.grid_dir} --grid {params.grid} --out-model {output.model} --out-selection {output.selection} > {log} 2>&1"
+        "python -m diffmd.models.diffmd.tune select --validations {input} --grid {params.grid} --out-model {output.model} --out-selection {output.selection} > {log} 2>&1"

@@ -1,22 +1,43 @@
 """Grid search of DiffMD's noise hyper-parameters (paper Table 3) on the trainer's validation metric.
 
 ``sigma_s``, ``a_bar`` and ``eta_sigma`` change the training objective, so each combination is one
-trained model (``grid/<point>/model.pt``, by the engine's train CLI); ``eps`` only changes the
-sampler, so every trained model is validated for every ``eps``. The selection copies the best
-(point, eps) checkpoint to the run's ``model.pt`` with ``eps`` written into its parameters, so the
-engine's rollout samples with the chosen value.
+trained model; ``eps`` only changes the sampler, so every trained model is validated for every ``eps``,
+all of them in one process (:func:`validate_point`, ``validation.json``: one row per eps). The selection
+copies the best (point, eps) checkpoint to the run's ``model.pt`` with ``eps`` written into its
+parameters, so the engine's rollout samples with the chosen value.
+
+Two searches (``diffmd.search``, docs/paper_scale.md):
+
+* ``full``: every point trained to ``train.epochs`` (``grid/<point>/model.pt``, the engine's train CLI),
+  validated (``grid/<point>/validation.json``), the best row selected;
+* ``halving``: successive halving. Rung r trains its slots (``grid/rung<r>/slot<j>/``) from scratch for the
+  rung's epochs and validates them in the same job (:func:`train_slot`); rung 0's slot j is the grid's
+  j-th point, rung r's slot j the j-th survivor of the ranking of rung r-1 (``grid/rung<r-1>/ranking.json``,
+  :func:`rank`: points by their best metric over eps). The names of every file are known before the run
+  (no Snakemake checkpoint); which point a slot trains is read from the ranking when the job runs. The
+  selection reads the last rung's validations.
 
 Each validation row holds both of the trainer's validation numbers (:mod:`diffmd.engine.train`):
 ``val_armse`` (rollout of ``val_horizon`` frames) and ``val_one_step`` (teacher-forced, on ``val_frames``
 frames), and ``val_metric``, the one ``train.select_by`` names (``select_by``, default ``one_step``).
-The selection minimises ``val_metric`` (rows written before it existed: ``val_armse``); every row must
-have been validated with the same ``select_by``.
+The selection minimises ``val_metric``; every row must have been validated with the same ``select_by``.
+
+Batching over eps (``batch_eps``, default on, the ODE sampler only): the one-step predictions at every eps
+come from one integration down to the smallest eps (:func:`diffmd.models.diffmd.samplers.ode_path`), and
+the validation rollouts of every eps run as one batch of copies of the start frame, each on its own clock
+(``model.eps`` a tensor, :func:`diffmd.models.diffmd.samplers.ode_sampler`). Both are the same ODEs as one
+eps at a time, to the solver's tolerance (tests/test_diffmd_tune.py). Stochastic samplers, and
+``batch_eps`` off, validate one eps after another, each exactly as a separate validation would.
 
 CLI::
 
     python -m diffmd.models.diffmd.tune validate --split SPLIT.json --checkpoint grid/P/model.pt
-        --eps 0.2 --train-config JSON --seed N --out grid/P/val_eps0.2.json
-    python -m diffmd.models.diffmd.tune select --grid-dir RUN/grid --grid JSON
+        --eps 0.1 0.2 ... --train-config JSON --seed N [--no-batch-eps] --out grid/P/validation.json
+    python -m diffmd.models.diffmd.tune train-slot --split SPLIT.json --model diffmd --params JSON --grid JSON
+        --slot J --epochs E [--ranking grid/rung<r-1>/ranking.json] --train-config JSON --seed N
+        --out-dir grid/rung<r>/slot<J>
+    python -m diffmd.models.diffmd.tune rank --validations V.json ... --keep K --out grid/rung<r>/ranking.json
+    python -m diffmd.models.diffmd.tune select --validations V.json ... --grid JSON
         --out-model RUN/model.pt --out-selection RUN/selection.json
 """
 
@@ -41,17 +62,99 @@ __all__ = [
     "grid_points",
     "point_name",
     "point_params",
+    "rank",
     "row_metric",
     "select",
+    "train_slot",
     "validate",
+    "validate_point",
     "write_selection",
 ]
 
 
 def validate(split: str, checkpoint: str, eps: float, train_cfg: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Validation numbers of ``checkpoint`` sampled with ``eps``, through the trainer's own validation:
-    the rollout ARMSE (Å, ``val_armse``), the one-step loss (Å, ``val_one_step``) and ``val_metric``, the one
-    ``select_by`` names (None where not finite).
+    """The validation row of ``checkpoint`` sampled with one ``eps`` (:func:`validate_point` of one eps)."""
+    return validate_point(split, checkpoint, [eps], train_cfg, seed)["rows"][0]
+
+
+def _batchable(model: Any, eps_values: list[float], batch_eps: bool) -> bool:
+    """Whether every eps can be validated in one batch: more than one eps, and the ODE sampler."""
+    return batch_eps and len(eps_values) > 1 and getattr(model, "sampler_name", None) == "ode"
+
+
+def _one_step_all_eps(model: Any, data: Any, eps_values: list[float], batch_size: int, device: Any) -> list[float]:
+    """The trainer's one-step loss (:func:`diffmd.engine.train.validation_one_step`) at every eps, from one
+    ODE integration per batch (:func:`ode_path`); inf for an eps with a non-finite prediction."""
+    import torch
+
+    from diffmd import batch as B
+    from diffmd.models.diffmd.samplers import ode_path
+
+    model.eval()
+    model.rollout_stats()
+    totals, n_atoms = [0.0] * len(eps_values), 0
+    with torch.no_grad():
+        for batch in data.batches(batch_size):
+            batch = B.to_device(batch, device)
+            target, inputs = batch[B.TARGET_POSITIONS].double(), B.inputs_only(batch)
+            model.begin_rollout(inputs)
+            sigma, n = model.sde.sigma_from_batch(inputs), inputs[B.POSITIONS].shape[0]
+
+            def score_fn(x: torch.Tensor, s: torch.Tensor, inputs: B.Batch = inputs, sigma: torch.Tensor = sigma,
+                         n: int = n) -> torch.Tensor:  # fmt: skip
+                return model.score(inputs, x, s.expand(n), sigma)
+
+            preds, nfe = ode_path(score_fn, inputs[B.POSITIONS], model.sde, sigma, eps_values, **model.sampler_options)
+            model._score_evals += nfe
+            for i, pred in enumerate(preds):
+                ok = bool(torch.isfinite(pred).all())
+                totals[i] = math.inf if not ok else totals[i] + float(((pred.double() - target) ** 2).sum())
+            n_atoms += int(target.shape[0])
+    model.rollout_stats()
+    return [math.sqrt(t / max(n_atoms, 1)) for t in totals]
+
+
+def _rollouts_all_eps(model: Any, segs: list[Any], eps_values: list[float], horizon: int, bound: float,
+                      device: Any) -> list[dict[str, float]]:  # fmt: skip
+    """The trainer's validation rollouts (:func:`diffmd.engine.train.validation_rollouts`) at every eps in one
+    batch per segment: one copy of the segment's start per eps, ``model.eps`` one value per copy. Per eps:
+    ``armse`` (inf when it diverged on any segment), ``frames`` and ``score_evals`` of the batch."""
+    import torch
+
+    from diffmd.engine.rollout import n_steps_for, rollout_starts
+    from diffmd.metrics import armse
+
+    m = len(eps_values)
+    values: list[list[float]] = [[] for _ in range(m)]
+    dead = [False] * m
+    frames, evals = 0, 0.0
+    saved = model.eps
+    model.eps = torch.tensor(eps_values, dtype=torch.float32, device=device)
+    try:
+        for seg in segs:
+            steps = n_steps_for(seg, model.stride, horizon, seg.start)
+            res = rollout_starts(model, seg, np.full(m, seg.start), steps, bound, device)
+            done = [int(d) - 1 if d >= 0 else steps for d in res.diverged_at]
+            frames += max(max(done), 0) + (1 if (res.diverged_at >= 0).any() else 0)
+            evals += float(res.score_evals.sum())
+            for i in range(m):
+                if res.diverged_at[i] >= 0:
+                    dead[i] = True
+                elif not dead[i]:
+                    values[i].append(armse(res.positions[i], seg.positions[res.frame_indices[i]]))
+    finally:
+        model.eps = saved
+    return [{"armse": math.inf if dead[i] else float(np.mean(values[i])), "frames": frames, "score_evals": evals}
+            for i in range(m)]  # fmt: skip
+
+
+def validate_point(split: str, checkpoint: str, eps_values: list[float], train_cfg: dict[str, Any], seed: int,
+                   batch_eps: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Validation of ``checkpoint`` at every eps of ``eps_values``, through the trainer's own validation
+    numbers: ``{"point", "batched", "seconds", "rows": [one row per eps]}``; a row holds the rollout ARMSE
+    (Å, ``val_armse``), the one-step loss (Å, ``val_one_step``) and ``val_metric``, the one ``select_by``
+    names (None where not finite). Batched over eps where :func:`_batchable` (module docstring); otherwise
+    each eps as a separate validation (seeded afresh, so bitwise what one validation per eps gives).
 
     The trainer's settings are merged exactly as in training: defaults <- ``train_cfg`` <- the model's
     own ``train:`` overrides (kept in the checkpoint).
@@ -67,6 +170,9 @@ def validate(split: str, checkpoint: str, eps: float, train_cfg: dict[str, Any],
         validation_rollouts,
     )
 
+    eps_values = [float(e) for e in eps_values]
+    if not eps_values or not all(0 < e < 1 for e in eps_values):
+        raise ValueError(f"--eps: values must lie in (0, 1), got {eps_values}")
     try:
         device = resolve_device(resolve_train_config(train_cfg)["device"])
     except RuntimeError as exc:
@@ -74,37 +180,56 @@ def validate(split: str, checkpoint: str, eps: float, train_cfg: dict[str, Any],
     model, ckpt = load_checkpoint(checkpoint, device)
     cfg = resolve_train_config(train_cfg, ckpt.get("train_overrides"))
     model.eval()
-    model.eps = float(eps)
     segs = split_segments(load_split(split), "val", stride=model.stride)
-    seed_everything(seed)
-    t0 = time.perf_counter()
-    res = validation_rollouts(model, segs, cfg["val_horizon"], cfg["divergence_bound_A"], device)
-    seconds = time.perf_counter() - t0
-    val = res["armse"]
     pairs = validation_pairs(segs, cfg["val_frames"])
-    t1 = time.perf_counter()
-    one = isolated_rng(one_step_seed(seed, 0), lambda: validation_one_step(model, pairs, cfg["batch_size"], device))
-    one_seconds = time.perf_counter() - t1
-    metric = one if cfg["select_by"] == "one_step" else val
+    horizon, bound = cfg["val_horizon"], cfg["divergence_bound_A"]
+    batched = _batchable(model, eps_values, batch_eps)
+    t0 = time.perf_counter()
+    if batched:
+        seed_everything(seed)
+        rolls = _rollouts_all_eps(model, segs, eps_values, horizon, bound, device)
+        t1 = time.perf_counter()
+        ones = isolated_rng(one_step_seed(seed, 0),
+                            lambda: _one_step_all_eps(model, pairs, eps_values, cfg["batch_size"], device))  # fmt: skip
+        roll_s, one_s = [t1 - t0] * len(eps_values), [time.perf_counter() - t1] * len(eps_values)
+    else:
+        rolls, ones, roll_s, one_s = [], [], [], []
+        for eps in eps_values:
+            model.eps = eps
+            seed_everything(seed)
+            ta = time.perf_counter()
+            rolls.append(validation_rollouts(model, segs, horizon, bound, device))
+            tb = time.perf_counter()
+            ones.append(isolated_rng(one_step_seed(seed, 0),
+                                     lambda: validation_one_step(model, pairs, cfg["batch_size"], device)))  # fmt: skip
+            roll_s.append(tb - ta)
+            one_s.append(time.perf_counter() - tb)
     params = ckpt["params"]
-    return {
-        "point": point_name(params["sigma_s"], params["a_bar"], params["eta_sigma"]),
-        **{k: params[k] for k in TRAIN_KEYS},
-        "eps": float(eps),
-        "val_armse": _finite(val),
-        "val_one_step": _finite(one),
-        "val_metric": _finite(metric),
-        "select_by": cfg["select_by"],
-        "epoch": ckpt.get("epoch"),
-        "checkpoint": str(checkpoint),
-        "val_horizon": cfg["val_horizon"],
-        "val_frames": len(pairs),
-        "seconds": seconds,
-        "one_step_seconds": one_seconds,
-        "frames": int(res["frames"]),
-        "score_evals": int(res["score_evals"]),
-        "score_evals_per_frame": res["score_evals"] / max(res["frames"], 1),
-    }
+    name = point_name(params["sigma_s"], params["a_bar"], params["eta_sigma"])
+    rows = []
+    for i, eps in enumerate(eps_values):
+        val, one, res = rolls[i]["armse"], ones[i], rolls[i]
+        metric = one if cfg["select_by"] == "one_step" else val
+        rows.append({
+            "point": name,
+            **{k: params[k] for k in TRAIN_KEYS},
+            "eps": eps,
+            "val_armse": _finite(val),
+            "val_one_step": _finite(one),
+            "val_metric": _finite(metric),
+            "select_by": cfg["select_by"],
+            "epoch": ckpt.get("epoch"),
+            "checkpoint": str(checkpoint),
+            "val_horizon": cfg["val_horizon"],
+            "val_frames": len(pairs),
+            "batched": batched,
+            "seconds": roll_s[i],
+            "one_step_seconds": one_s[i],
+            "frames": int(res["frames"]),
+            "score_evals": int(res["score_evals"]),
+            "score_evals_per_frame": res["score_evals"] / max(res["frames"], 1),
+        })  # fmt: skip
+    return {"point": name, "batched": batched, "seconds": time.perf_counter() - t0, "rows": rows}
 
 
 def _finite(value: float) -> float | None:
@@ -121,35 +246,100 @@ def row_select_by(row: dict[str, Any]) -> str:
     return str(row.get("select_by", "rollout_armse"))
 
 
-def select(grid_dir: str | Path, grid: dict[str, list[float]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The (point, eps) of lowest finite validation metric (:func:`row_metric`; first in grid order on ties),
-    and all rows. Rows validated with different ``select_by`` cannot be compared: a :class:`ValueError`."""
+def read_rows(paths: list[str | Path]) -> list[dict[str, Any]]:
+    """The validation rows of ``validation.json`` files (:func:`validate_point`), in file then eps order."""
     from diffmd.io import read_json
 
     rows = []
-    for name in grid_points(grid):
-        for eps in grid["eps"]:
-            path = Path(grid_dir) / name / f"val_eps{fmt(eps)}.json"
-            row = read_json(path)
+    for path in paths:
+        doc = read_json(path)
+        if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list) or not doc["rows"]:
+            raise ValueError(f"{path}: not a point's validation (needs a non-empty 'rows' list)")
+        for row in doc["rows"]:
             if not isinstance(row, dict) or not ("val_metric" in row or "val_armse" in row) or "checkpoint" not in row:
                 raise ValueError(f"{path}: not a validation row (needs 'val_metric' or 'val_armse', and 'checkpoint')")
             rows.append(row)
+    return rows
+
+
+def select(validations: list[str | Path]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The (point, eps) of lowest finite validation metric (:func:`row_metric`; first in file and eps order on
+    ties) over the rows of ``validations``, and all rows. Rows validated with different ``select_by`` cannot be
+    compared: a :class:`ValueError`."""
+    rows = read_rows(validations)
     kinds = sorted({row_select_by(r) for r in rows})
     if len(kinds) > 1:
-        raise ValueError(f"{grid_dir}: validation rows selected by different metrics ({', '.join(kinds)}):"
-                         " rerun the validations with one train.select_by")  # fmt: skip
+        raise ValueError(f"{Path(validations[0]).parent.parent}: validation rows selected by different metrics"
+                         f" ({', '.join(kinds)}): rerun the validations with one train.select_by")  # fmt: skip
     finite = [r for r in rows if row_metric(r) is not None]
     best = min(finite, key=row_metric) if finite else rows[0]
     return best, rows
 
 
-def write_selection(grid_dir: str, grid: dict[str, Any], out_model: str, out_selection: str) -> dict[str, Any]:
+def rank(validations: list[str | Path], keep: int) -> dict[str, Any]:
+    """Successive halving's cut: each file's point scored by its best finite metric over eps (None: every eps
+    diverged, ranked last), sorted by score (ties and diverged points in file order), the first ``keep``
+    kept. ``{"keep", "survivors": [{"point", "score", "params", "validation"}], "ranked": [...]}``."""
+    if keep < 1:
+        raise ValueError(f"--keep: must be >= 1, got {keep}")
+    ranked = []
+    for i, path in enumerate(validations):
+        rows = read_rows([path])
+        scores = [row_metric(r) for r in rows if row_metric(r) is not None]
+        params = {k: rows[0][k] for k in TRAIN_KEYS}
+        ranked.append({"point": rows[0]["point"], "score": min(scores) if scores else None, "params": params,
+                       "validation": str(path), "order": i})  # fmt: skip
+    ranked.sort(key=lambda r: (r["score"] is None, r["score"] if r["score"] is not None else 0.0, r["order"]))
+    return {"keep": int(keep), "survivors": ranked[:keep], "ranked": ranked}
+
+
+def slot_point(grid: dict[str, list[float]], slot: int, ranking: str | None) -> str:
+    """The point a halving slot trains: the grid's ``slot``-th (rung 0) or the ranking's ``slot``-th survivor."""
+    from diffmd.io import read_json
+
+    if ranking is None:
+        names = list(grid_points(grid))
+        if not 0 <= slot < len(names):
+            raise ValueError(f"--slot: {slot} is not one of the grid's {len(names)} points")
+        return names[slot]
+    survivors = read_json(ranking).get("survivors")
+    if not isinstance(survivors, list) or not 0 <= slot < len(survivors):
+        raise ValueError(f"{ranking}: no survivor {slot} (has {len(survivors or [])})")
+    name = survivors[slot]["point"]
+    if name not in grid_points(grid):
+        raise ValueError(f"{ranking}: survivor {name!r} is not a point of --grid")
+    return name
+
+
+def train_slot(split: str, model: str, base: dict[str, Any], grid: dict[str, list[float]], slot: int, epochs: int,
+               ranking: str | None, train_cfg: dict[str, Any], seed: int, out_dir: str,
+               batch_eps: bool = True) -> dict[str, Any]:  # fmt: skip
+    """One halving slot: train its point (:func:`slot_point`) from scratch for ``epochs`` epochs with the
+    engine's trainer into ``out_dir``, validate it at every eps (:func:`validate_point`) and write
+    ``out_dir/validation.json``; returns the validation."""
+    from diffmd.engine.train import train
+    from diffmd.io import write_json
+
+    if epochs < 1:
+        raise ValueError(f"--epochs: must be >= 1, got {epochs}")
+    name = slot_point(grid, slot, ranking)
+    params = point_params(base, grid, name)
+    params["train"] = {**(params.get("train") or {}), "epochs": int(epochs)}
+    print(f"halving slot {slot}: point {name}, {epochs} epochs", flush=True)
+    train(split, model, params, train_cfg, seed, out_dir)
+    doc = validate_point(split, str(Path(out_dir) / "model.pt"), grid["eps"], train_cfg, seed, batch_eps)
+    doc = {**doc, "slot": int(slot), "epochs": int(epochs), "ranking": ranking}
+    write_json(Path(out_dir) / "validation.json", doc)
+    return doc
+
+
+def write_selection(validations: list[str], grid: dict[str, Any], out_model: str, out_selection: str) -> dict[str, Any]:
     """Copy the best (point, eps) checkpoint to ``out_model`` (``eps`` in its parameters) and write the
     summary of every row to ``out_selection``; returns the summary."""
     from diffmd.engine.common import load_torch, save_torch
     from diffmd.io import write_json
 
-    best, rows = select(grid_dir, grid)
+    best, rows = select(validations)
     metric = row_metric(best)
     ckpt = load_torch(best["checkpoint"])
     ckpt["params"] = {**ckpt["params"], "eps": best["eps"]}
@@ -177,33 +367,56 @@ def main(argv: list[str] | None = None) -> int:
     """The tune CLI (module docstring); returns the exit status."""
     from diffmd.engine.train import OneLineArgumentParser, json_argument, run_cli
 
-    p = OneLineArgumentParser(description="DiffMD grid search: validate one (point, eps), or select the best.")
+    p = OneLineArgumentParser(description="DiffMD grid search: validate a point, train a halving slot, rank, select.")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=OneLineArgumentParser)
     v = sub.add_parser("validate")
     v.add_argument("--split", required=True)
     v.add_argument("--checkpoint", required=True, help="grid/<point>/model.pt")
-    v.add_argument("--eps", type=float, required=True, help="smallest diffusion time of the sampler")
-    v.add_argument(
-        "--train-config", default="{}", help="JSON: the config's train section (val_horizon, select_by, ...)"
-    )
-    v.add_argument("--seed", type=int, default=1)
+    v.add_argument("--eps", type=float, nargs="+", required=True, help="smallest diffusion times of the sampler")
+    t = sub.add_parser("train-slot")
+    t.add_argument("--split", required=True)
+    t.add_argument("--model", required=True)
+    t.add_argument("--params", required=True, help="JSON: the model's parameters (the point's are added)")
+    t.add_argument("--grid", required=True, help="JSON: the config's diffmd.grid")
+    t.add_argument("--slot", type=int, required=True)
+    t.add_argument("--epochs", type=int, required=True)
+    t.add_argument("--ranking", default=None, help="the previous rung's ranking.json (none: rung 0)")
+    t.add_argument("--out-dir", required=True)
+    for q in (v, t):
+        q.add_argument("--train-config", default="{}", help="JSON: the config's train section (val_horizon, ...)")
+        q.add_argument("--seed", type=int, default=1)
+        q.add_argument("--no-batch-eps", action="store_true", help="validate one eps after another")
     v.add_argument("--out", required=True)
+    r = sub.add_parser("rank")
+    r.add_argument("--validations", nargs="+", required=True)
+    r.add_argument("--keep", type=int, required=True)
+    r.add_argument("--out", required=True)
     s = sub.add_parser("select")
-    s.add_argument("--grid-dir", required=True)
+    s.add_argument("--validations", nargs="+", required=True)
     s.add_argument("--grid", required=True, help="JSON: the config's diffmd.grid")
     s.add_argument("--out-model", required=True)
     s.add_argument("--out-selection", required=True)
     a = p.parse_args(argv)
 
     def body() -> None:
-        if a.cmd == "validate":
-            from diffmd.io import write_json
+        from diffmd.io import write_json
 
-            row = validate(a.split, a.checkpoint, a.eps, json_argument(a.train_config, "--train-config"), a.seed)
-            write_json(a.out, row)
-            print(json.dumps(row))
+        if a.cmd == "validate":
+            doc = validate_point(a.split, a.checkpoint, a.eps, json_argument(a.train_config, "--train-config"), a.seed,
+                                 not a.no_batch_eps)  # fmt: skip
+            write_json(a.out, doc)
+            print(json.dumps(doc))
+        elif a.cmd == "train-slot":
+            doc = train_slot(a.split, a.model, json_argument(a.params, "--params"), json_argument(a.grid, "--grid"),
+                             a.slot, a.epochs, a.ranking, json_argument(a.train_config, "--train-config"), a.seed,
+                             a.out_dir, not a.no_batch_eps)  # fmt: skip
+            print(json.dumps(doc))
+        elif a.cmd == "rank":
+            doc = rank(a.validations, a.keep)
+            write_json(a.out, doc)
+            print(json.dumps(doc["survivors"]))
         else:
-            summary = write_selection(a.grid_dir, json_argument(a.grid, "--grid"), a.out_model, a.out_selection)
+            summary = write_selection(a.validations, json_argument(a.grid, "--grid"), a.out_model, a.out_selection)
             print(json.dumps(summary["best"]))
 
     return run_cli(body)
