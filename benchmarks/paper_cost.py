@@ -42,7 +42,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python benchmarks/paper_cost.py ...`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-RULES = ("train", "diffmd_train_point", "diffmd_validate", "rollout")
+RULES = ("train", "diffmd_train_point", "diffmd_validate", "diffmd_rung", "rollout")
 FIELDS = ("rule", "model", "dataset", "unit", "count", "unit_s", "device_hours", "device")
 #: Molecules per call of the batched predict.
 BATCHED = 32
@@ -140,6 +140,46 @@ def _training_counts(plan: Any, rule: str, model: str, dataset: str, jobs: int) 
     ]  # fmt: skip
 
 
+def _validation_counts(plan: Any, rule: str, model: str, dataset: str, jobs: int, size: dict[str, Any]) -> list[dict]:
+    """One batched validation at every eps of ``jobs`` points (tune.validate_point): the one-step frames from
+    one integration down to the smallest eps, the validation rollouts as one batch of len(eps) copies (per
+    molecule-step at the smallest eps's evaluations: every copy takes the batch's steps)."""
+    cfg, k = train_settings(plan, model, dataset), plan.stride(model, dataset)
+    eps = [float(e) for e in plan.grid_eps()]
+    low, n_eps = min(eps), (len(eps) if plan.batch_eps() else 1)
+    base = {"rule": rule, "model": model, "dataset": dataset, "jobs": jobs}
+    if not plan.batch_eps():  # one eps after another
+        return [r for e in eps for r in (
+            {**base, "eps": e, "unit": unit_name("predict_1", e), "what": "validation rollout",
+             "count": jobs * size["val_segments"] * (int(cfg["val_horizon"]) // k)},
+            {**base, "eps": e, "unit": unit_name("predict_batched", e), "what": "one-step validation",
+             "count": jobs * min(int(cfg["val_frames"]), size["val_pairs"])})]  # fmt: skip
+    return [
+        {**base, "unit": unit_name("predict_batched", low), "what": f"validation rollout, {n_eps} eps batched",
+         "count": jobs * n_eps * size["val_segments"] * (int(cfg["val_horizon"]) // k)},
+        {**base, "unit": unit_name("predict_batched", low), "what": "one-step validation, every eps from one ODE",
+         "count": jobs * min(int(cfg["val_frames"]), size["val_pairs"])},
+    ]  # fmt: skip
+
+
+def _tuning_counts(plan: Any, model: str, dataset: str, size: dict[str, Any], seeds: int) -> list[dict[str, Any]]:
+    """The grid search's work on one dataset: full (every point trained and validated) or halving (rungs)."""
+    runs = size["runs"] * seeds
+    if plan.search() == "full":
+        jobs = runs * len(plan.grid_point_names())
+        return (_training_counts(plan, "diffmd_train_point", model, dataset, jobs)
+                + _validation_counts(plan, "diffmd_validate", model, dataset, jobs, size))  # fmt: skip
+    rows = []
+    for rung in plan.halving_schedule(model, dataset):
+        jobs = runs * rung["points"]
+        rows += [{**r, "rung": rung["rung"], "what": f"rung {rung['rung']} ({rung['epochs']} epochs): {r['what']}",
+                  "count": r["count"] * rung["epochs"] // max(train_settings(plan, model, dataset)["epochs"], 1)}
+                 for r in _training_counts(plan, "diffmd_rung", model, dataset, jobs)]  # fmt: skip
+        val = _validation_counts(plan, "diffmd_rung", model, dataset, jobs, size)
+        rows += [{**r, "rung": rung["rung"]} for r in val]
+    return rows
+
+
 def paper_counts(plan: Any) -> list[dict[str, Any]]:
     """How many units of work each rule of ``plan``'s DAG does: rows ``{rule, model, dataset, unit, count,
     jobs, what}`` (``count``: units over all jobs of the rule; ``jobs``: the rule's jobs for that row)."""
@@ -147,7 +187,6 @@ def paper_counts(plan: Any) -> list[dict[str, Any]]:
 
     rows: list[dict[str, Any]] = []
     seeds = len(plan.seeds)
-    points = plan.grid_point_names()
     tuned = set(plan.tuned_models("diffmd_grid"))
     for dataset in ("md17", "c7o2h10"):
         size = dataset_sizes(plan, dataset)
@@ -155,15 +194,7 @@ def paper_counts(plan: Any) -> list[dict[str, Any]]:
             if timed(plan, model):
                 rows += _training_counts(plan, "train", model, dataset, size["runs"] * seeds)
         for model in [m for m in plan.models_for(dataset) if m in tuned]:
-            jobs = size["runs"] * seeds * len(points)
-            rows += _training_counts(plan, "diffmd_train_point", model, dataset, jobs)
-            cfg, k = train_settings(plan, model, dataset), plan.stride(model, dataset)
-            for eps in plan.grid_eps():
-                base = {"rule": "diffmd_validate", "model": model, "dataset": dataset, "jobs": jobs, "eps": float(eps)}
-                rows.append({**base, "unit": unit_name("predict_1", float(eps)), "what": "validation rollout",
-                             "count": jobs * size["val_segments"] * (int(cfg["val_horizon"]) // k)})  # fmt: skip
-                rows.append({**base, "unit": unit_name("predict_batched", float(eps)), "what": "one-step validation",
-                             "count": jobs * min(int(cfg["val_frames"]), size["val_pairs"])})  # fmt: skip
+            rows += _tuning_counts(plan, model, dataset, size, seeds)
         ro = plan.rollout_config()
         for model in plan.models_for(dataset):
             if not timed(plan, model):
@@ -185,7 +216,7 @@ def count_jobs(counts: list[dict[str, Any]]) -> dict[str, int]:
     """Timed jobs per rule: the ``jobs`` of each job group (rule, model, dataset and, for validation, eps) once."""
     groups: dict[tuple[Any, ...], int] = {}
     for c in counts:
-        groups[(c["rule"], c["model"], c["dataset"], c.get("eps"))] = int(c["jobs"])
+        groups[(c["rule"], c["model"], c["dataset"], c.get("eps"), c.get("rung"))] = int(c["jobs"])
     out: dict[str, int] = {}
     for (rule, *_), n in groups.items():
         out[rule] = out.get(rule, 0) + n

@@ -8,16 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks.paper_cost import count_jobs, main, paper_counts, project, unit_name
+from benchmarks.paper_cost import count_jobs, counting_plan, main, paper_counts, project, unit_name
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def paper_plan():
-    from diffmd.plan import Plan
-
-    return Plan(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    # the counts only: the quick profile's short trajectories on disk must not stop the paper config
+    return counting_plan(yaml.safe_load((ROOT / "config.yaml").read_text()))
 
 
 def test_project_multiplies_unit_costs_by_counts() -> None:
@@ -44,9 +43,8 @@ def test_unit_names() -> None:
 def test_paper_counts(paper_plan) -> None:
     counts = paper_counts(paper_plan)
     jobs = count_jobs(counts)
-    # 96 grid points x (8 MD17 molecules + the O2O training) = 864 trainings, x 6 eps = 5,184 validations
-    assert jobs["diffmd_train_point"] == 96 * 9
-    assert jobs["diffmd_validate"] == 96 * 9 * 6
+    # the default search, successive halving: 96 + 32 + 11 + 4 slots x (8 MD17 molecules + the O2O training)
+    assert jobs["diffmd_rung"] == (96 + 32 + 11 + 4) * 9 and "diffmd_validate" not in jobs
     # timed trainings: 7 engine-trained learned models (not DiffMD, sGDML, references, floors, oracles) x 9
     assert jobs["train"] == 7 * 9
     rows = {(r["rule"], r["model"], r["dataset"], r["unit"]): r["count"] for r in counts}
@@ -55,8 +53,9 @@ def test_paper_counts(paper_plan) -> None:
     # its validation rollouts: 200 / 5 epochs x 1,000 frames; one-step: 200 epochs x 2,000 frames
     assert rows[("train", "egnn", "md17", "predict_1")] == 8 * 40 * 1000
     assert rows[("train", "egnn", "md17", "predict_batched")] == 8 * 200 * 2000
-    # DiffMD validation at eps 0.1: 768 MD17 jobs x 1,000 rollout frames
-    assert rows[("diffmd_validate", "diffmd", "md17", "predict_1@eps0.1")] == 768 * 1000
+    # DiffMD's rung 0: 768 MD17 slots x 8 of 200 epochs x 100 steps
+    rung0 = [r for r in counts if r["rule"] == "diffmd_rung" and r.get("rung") == 0 and r["dataset"] == "md17"]
+    assert next(r["count"] for r in rung0 if r["unit"] == "train_step") == 768 * 8 * 100
     # the rollout rule: 10,000 test frames; 32 starts x 500 fs / 0.5 fs + 1,000 one-step frames, batched
     assert rows[("rollout", "egnn", "md17", "predict_1")] == 8 * 10000
     assert rows[("rollout", "egnn", "md17", "predict_batched")] == 8 * (32 * 1000 + 1000)
@@ -76,3 +75,16 @@ def test_cli_tiny_budget(tmp_path: Path) -> None:
     assert "CPU-hours" in md and "| total" in md and "egnn" in md
     head = out_csv.read_text().splitlines()[0]
     assert head == "rule,model,dataset,unit,count,unit_s,device_hours,device"
+
+
+def test_paper_counts_full_grid() -> None:
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["diffmd"]["search"] = "full"
+    plan = counting_plan(config)
+    counts = paper_counts(plan)
+    jobs = count_jobs(counts)
+    # 96 grid points x 9 training runs, one batched validation per point (all 6 eps)
+    assert jobs["diffmd_train_point"] == 96 * 9 and jobs["diffmd_validate"] == 96 * 9
+    rows = {(r["rule"], r["dataset"], r["what"]): r["count"] for r in counts if r["rule"] == "diffmd_validate"}
+    # 768 MD17 points x 6 eps copies x 1,000 rollout frames, batched
+    assert rows[("diffmd_validate", "md17", "validation rollout, 6 eps batched")] == 768 * 6 * 1000
