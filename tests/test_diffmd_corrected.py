@@ -209,3 +209,39 @@ def test_boltzmann_ode_from_x_plus_v_is_position_verlet():
     tau = thermal_step_std(torch.tensor([1, 1, 6, 8, 6]), 500.0, 0.5).double()
     out = boltzmann_ode(x + v, 1e-3 * f, tau, 1e-3)
     torch.testing.assert_close(out, x + v + (1 - 1e-3) * 1e-3 * f, atol=1e-12, rtol=0)
+
+
+def test_loss_is_at_unit_scale_on_a_real_ethanol_step():
+    """On MD17 ethanol's real 0.5 fs step with the engine's loss_scale the initial loss is O(1) and the
+    gradients sit above Adam's eps; with loss_scale 1 (the raw Å² loss) the loss is ~1e-6."""
+    from pathlib import Path
+
+    from diffmd.data.xyz import read_xyz
+    from diffmd.graph import bonded_graph
+
+    frames = read_xyz(Path(__file__).parent / "data" / "md17_ethanol_first3.xyz")
+    x = torch.as_tensor(frames.positions, dtype=torch.float64)
+    z = torch.as_tensor(frames.atomic_numbers, dtype=torch.long)
+    graph = bonded_graph(frames.positions[1], frames.atomic_numbers)
+    sample = {
+        B.POSITIONS: x[1], B.VELOCITIES: x[1] - x[0], B.ACCELERATIONS: torch.zeros_like(x[1]),
+        B.TARGET_POSITIONS: x[2], B.ATOMIC_NUMBERS: z, B.EDGE_INDEX: torch.as_tensor(graph["edge_index"]),
+        B.EDGE_ATTR: torch.as_tensor(graph["edge_attr"], dtype=torch.float64),
+        B.BOND_INDEX: torch.as_tensor(graph["bond_index"]),
+    }  # fmt: skip
+    batch = B.collate([sample, sample])
+    scale = float((x[2] - 2 * x[1] + x[0]).pow(2).mean().sqrt())
+    model = tiny().train()
+    for loss_scale, low, high in ((scale, 0.1, 100.0), (1.0, 0.0, 1e-4)):
+        model.loss_scale = loss_scale
+        model.zero_grad()
+        torch.manual_seed(0)
+        loss = model.loss(batch)
+        value = float(loss.detach())
+        assert low <= value <= high, (loss_scale, value)
+    model.loss_scale = scale
+    model.zero_grad()
+    torch.manual_seed(0)
+    model.loss(batch).backward()
+    g = torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
+    assert float((g[g != 0].abs() < 1e-8).double().mean()) < 0.05
