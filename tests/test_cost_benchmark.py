@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import cost  # noqa: E402
 
 torch.set_num_threads(1)
-TINY = {"hidden": 8, "layers": 1, "time_features": 2, "sampling_steps": 3, "displacement_scale": 0.01,
-        "bond_check": False}  # fmt: skip
+TINY = {"hidden": 8, "layers": 1, "time_features": 2, "sampler": "dpm3", "sampling_steps": 3,
+        "displacement_scale": 0.01, "bond_check": False}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ from workflow_copy import make_workdir, workflow_env
 
 pytestmark = pytest.mark.slow
 
-GPU_RULES = {"train", "rollout", "diffmd_train_point", "diffmd_validate", "cost_train_strided", "paper_cost",
-             "cost_md17"}
+GPU_RULES = {"train", "rollout", "diffmd_train_point", "diffmd_validate", "diffmd_rung", "cost_train_strided",
+             "paper_cost", "cost_md17"}
 BLOCK = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n)*)", re.MULTILINE)
 
 

@@ -59,8 +59,8 @@ def test_paper_counts(paper_plan) -> None:
     # the rollout rule: 10,000 test frames; 32 starts x 500 fs / 0.5 fs + 1,000 one-step frames, batched
     assert rows[("rollout", "egnn", "md17", "predict_1")] == 8 * 10000
     assert rows[("rollout", "egnn", "md17", "predict_batched")] == 8 * (32 * 1000 + 1000)
-    # Score Dynamics (stride 10) takes a tenth of the steps
-    assert rows[("rollout", "score_dynamics", "md17", "predict_1")] == 8 * 1000
+    # Score Dynamics (stride 100 in config.yaml) takes a hundredth of the steps
+    assert rows[("rollout", "score_dynamics", "md17", "predict_1")] == 8 * 10000 // 100
     assert not any(r["model"] in ("static", "xtb_nve", "sgdml", "force_verlet") for r in counts)
 
 

@@ -40,12 +40,12 @@ def test_tasks_split_files_and_run_directories():
 
 def test_model_parameters_strides_and_history():
     p = plan()
-    assert p.stride("score_dynamics", "md17") == 5 and p.stride("egnn", "md17") == 1  # quick: score_dynamics.stride
+    assert p.stride("score_dynamics", "md17") == 20 and p.stride("egnn", "md17") == 1  # quick: score_dynamics.stride
     assert p.model_params("egnn", "md17")["hidden"] == 32  # YAML 64, quick model_params 32
-    assert p.history_frames("c7o2h10") == 2 * 5  # every O2O rollout starts after the largest stride's history
+    assert p.history_frames("c7o2h10") == 2 * 20  # every O2O rollout starts after the largest stride's history
     oracle = p.model_params("xtb_langevin", "c7o2h10")
     assert (oracle["dt_fs"], oracle["temperature_K"]) == (1.0, 100.0)  # the simulated source's own settings
-    assert p.split_config("c7o2h10")["history_frames"] == 10
+    assert p.split_config("c7o2h10")["history_frames"] == 40
 
 
 def test_roles_trainers_and_tuning_come_from_the_registry():
@@ -73,7 +73,7 @@ def test_models_whose_data_is_missing_are_left_out_with_a_reason():
 def test_cost_runs_and_targets():
     p = plan()
     labels = [r.label for r in p.cost_runs("ethanol")]
-    assert "score_dynamics (stride 5)" in labels and "score_dynamics (stride 10)" in labels
+    assert "score_dynamics (stride 20)" in labels and "score_dynamics (stride 10)" in labels
     assert p.cost_extra_strides() == [10]
     targets = p.static_targets()
     for name in ("table1_md17.csv", "one_step_md17.csv", "distributions_c7o2h10.md", "cost_md17.csv"):
