@@ -39,6 +39,7 @@ MODEL_MODULES: dict[str, str] = {
     "rf": "baselines.radial_field",
     "se3_transformer": "baselines.se3_transformer",
     "gmn": "baselines.gmn",
+    "gmn_nosticks": "baselines.gmn",
     "scfnn": "baselines.scfnn",
     "force_verlet": "diffmd.models.physics",
     "xtb_nve": "diffmd.models.physics",
