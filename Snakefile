@@ -1,12 +1,29 @@
 # diffmd-bench: DiffMD (Wu & Li, AAAI 2023) against its baselines, end to end.
-#   snakemake --cores 8 --resources gpu=1                      # the paper's settings
-#   snakemake --cores 2 --configfile config/quick.yaml         # offline quick profile
+#   snakemake                                   # the paper's settings (profiles/default: all cores, one GPU job)
+#   snakemake -n                                # its dry run: the complete DAG
+#   snakemake --profile profiles/quick          # offline quick profile, under runs/quick/
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 configfile: "config.yaml"
+
+
+# The run root: every path in the rules (data/..., results/...) is relative to it, so two profiles with
+# different data never share (and overwrite) each other's files. `run_root` is not an experiment setting
+# (it is taken out of the config before the schema, the plan and the config hashes see it): the paper
+# config runs at the repository root, profiles/quick/root.yaml puts the quick profile under runs/quick.
+RUN_ROOT = config.pop("run_root", ".")
+if not isinstance(RUN_ROOT, str) or not RUN_ROOT.strip():
+    raise WorkflowError(f"run_root: expected a directory path (string), got {RUN_ROOT!r}")
+
+
+workdir: RUN_ROOT
 
 
 include: "workflow/rules/common.smk"
@@ -21,4 +38,11 @@ rule all:
     default_target: True
     input:
         PLAN.static_targets(),
+        report_html_targets(),
         c7o2h10_final_targets,
+
+
+# `snakemake --report` only bundles a finished run: before Snakemake stops at the first missing file,
+# say which run the report needs.
+if any(a == "--report" or a.startswith("--report=") for a in sys.argv) and "--report-after-run" not in sys.argv:
+    check_report_inputs(RUN_ROOT, Path(workflow.basedir))

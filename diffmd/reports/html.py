@@ -7,13 +7,20 @@ as downloads).
 * :func:`markdown_to_html`: the HTML twin of the older Markdown-only reports (validity, costs, paper
   vs ours) and of the provenance section. Handles exactly what those writers emit: pipe tables,
   ``- `` bullet lines, plain paragraphs, ``**bold**`` and ``<u>underline</u>``; everything else is escaped.
+
+CLI (the benchmarks' Markdown tables, cost_md17 and paper_cost, as report pages)::
+
+    python -m diffmd.reports.html --md results/tables/paper_cost.md --html results/tables/paper_cost.html --title T
 """
 
 from __future__ import annotations
 
+import argparse
 import html
 import re
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 STYLE = (
@@ -98,3 +105,30 @@ def markdown_fragment(md: str) -> str:
             body.append(f"<p>{_inline(line)}</p>")
     flush()
     return "\n".join(body)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Render one Markdown table file as an HTML page (written atomically); one error line on bad input."""
+    p = argparse.ArgumentParser(prog="python -m diffmd.reports.html", description=main.__doc__)
+    p.add_argument("--md", required=True, help="input Markdown (pipe tables, bullets, paragraphs)")
+    p.add_argument("--html", required=True, help="output HTML page")
+    p.add_argument("--title", required=True)
+    args = p.parse_args(argv)
+    src = Path(args.md)
+    try:
+        text = src.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"error: {src}: {exc.strerror if isinstance(exc, OSError) else exc}", file=sys.stderr)
+        return 1
+    if "|" not in text:
+        print(f"error: {src}: no Markdown table in this file", file=sys.stderr)
+        return 1
+    out = Path(args.html)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(markdown_to_html(text, args.title), encoding="utf-8")
+    tmp.replace(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

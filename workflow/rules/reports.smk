@@ -3,8 +3,10 @@
 # snapshot figures (the paper's Fig. 4), ARMSE/RMSD curves in fs, h(r) figures and the costs table.
 # The yardstick tables' CSVs are long format; their Markdown and HTML are rendered from them.
 # Each rule is one `python -m diffmd.reports <command>` line; outputs are report() items, so
-#   snakemake --report results/report.html
-# builds one browsable page. Run paths come from docs/ARCHITECTURE.md ("Result files");
+#   snakemake --report results/report.html                            (paper config, repository root)
+#   snakemake --profile profiles/quick --report results/report.html   (quick profile: runs/quick/results/)
+# builds one browsable page with every table (the benchmarks' cost_md17 and paper_cost through their HTML
+# twins below) and figure. Run paths come from docs/ARCHITECTURE.md ("Result files");
 # the C7O2H10 targets come from c7o2h10_targets() in data.smk.
 
 SNAPSHOT_EVERY = PLAN.config["report"]["snapshot_every"]
@@ -205,3 +207,60 @@ rule costs:
     shell:
         "python -m diffmd.reports costs --inputs {input.armse} --benchmarks {input.benchmarks} --benchmark-dir results/benchmarks --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
 
+
+
+# The cost benchmarks' tables (benchmarks.smk writes CSV and Markdown) as HTML pages in the report.
+def report_html_targets():
+    """The HTML twins of the benchmark tables this config builds (see table_html)."""
+    names = (["cost_md17"] if PLAN.has_cost_table() else []) + ["paper_cost"]
+    return [f"results/tables/{name}.html" for name in names]
+
+
+rule cost_md17_html:
+    conda:
+        "../../envs/workflow.yaml"
+    input:
+        "results/tables/cost_md17.md",
+    output:
+        report("results/tables/cost_md17.html", caption="../report/cost_md17.rst", category="Tables",
+               subcategory="Cost of simulated time"),
+    log:
+        "results/logs/table_html/cost_md17.log",
+    shell:
+        "python -m diffmd.reports.html --md {input} --html {output} --title 'Cost of simulated time (MD17)' > {log} 2>&1"
+
+
+rule paper_cost_html:
+    conda:
+        "../../envs/workflow.yaml"
+    input:
+        "results/tables/paper_cost.md",
+    output:
+        report("results/tables/paper_cost.html", caption="../report/paper_cost.rst", category="Tables",
+               subcategory="Paper-scale cost"),
+    log:
+        "results/logs/table_html/paper_cost.log",
+    shell:
+        "python -m diffmd.reports.html --md {input} --html {output} --title 'Projected cost of the paper-scale run' > {log} 2>&1"
+
+
+def report_files():
+    """The report's pages and figures known at parse time (every final table's HTML and every figure)."""
+    return [p for p in PLAN.static_targets() + report_html_targets() if p.endswith((".html", ".png"))]
+
+
+def check_report_inputs(run_root, basedir):
+    """Stop `snakemake --report` with one line naming the run it needs when this config's run is not built."""
+    files = report_files()
+    missing = [p for p in files if not os.path.exists(p)]
+    if not missing:
+        return
+    where = "the repository root" if os.path.normpath(run_root) == "." else run_root
+    msg = (f"snakemake --report: {len(missing)} of this config's {len(files)} report files are missing under "
+           f"{where} (e.g. {missing[0]}): the report bundles a finished run of the same config, so run it first "
+           "(the same command without --report)")
+    quick = basedir / "runs" / "quick" / "results"
+    if os.path.normpath(run_root) == "." and quick.is_dir():
+        msg += ("; for the quick profile's run (runs/quick/): "
+                "snakemake --profile profiles/quick --report results/report.html")
+    raise WorkflowError(msg)
