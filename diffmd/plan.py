@@ -34,6 +34,8 @@ from diffmd.config import (
 
 #: The paper's two tasks: S2L (short-to-long, one trajectory per molecule) and O2O (one-to-others).
 TASKS = {"md17": "s2l", "c7o2h10": "o2o"}
+#: The paper's table of each dataset (Table 1: MD17 short-to-long, Table 2: C7O2H10 one-to-others).
+PAPER_TABLES = {"md17": "table1_md17", "c7o2h10": "table2_c7o2h10"}
 #: Run name of O2O models, trained once for every target isomer.
 O2O_TRAINED = "trained"
 #: ``{molecule}`` of C7O2H10 isomers: ``iso<ID>`` downloaded, ``xtb<NN>`` simulated (never "trained").
@@ -93,6 +95,8 @@ class Plan:
         self.origin = origin
         self.seeds: list[int] = [int(s) for s in self.config["seeds"]]
         self.models: list[str] = list(self.config["models"])
+        #: the datasets this run makes (``datasets``; default both): a switched-off one has no jobs
+        self.datasets: list[str] = list(self.config["datasets"])
         self.md17_molecules: list[str] = list(self.config["data"]["md17"]["molecules"])
         self._classes = {m: _model_class(m) for m in self.models}
         self._check()
@@ -115,7 +119,7 @@ class Plan:
         for model in self.config.get("model_params", {}):
             if model not in self._classes:
                 _model_class(model)  # an unknown name raises with the known ones
-        for molecule in self.cost_molecules():
+        for molecule in self.cost_molecules() if self.enabled("md17") else []:
             if molecule not in self.md17_molecules:
                 raise ValueError(
                     f"{self.origin}: score_dynamics.cost_molecules: {molecule!r} is not in data.md17.molecules"
@@ -157,6 +161,11 @@ class Plan:
                 )
 
     # --- datasets and tasks ---------------------------------------------------------------------
+    def enabled(self, dataset: str) -> bool:
+        """Whether ``dataset`` is made in this run (``datasets``); an unknown name raises."""
+        self.task(dataset)
+        return dataset in self.datasets
+
     @staticmethod
     def task(dataset: str) -> str:
         if dataset not in TASKS:
@@ -400,6 +409,8 @@ class Plan:
 
     def run_files(self, dataset: str, molecules: list[str], filename: str, seeds: list[int] | None = None) -> list[str]:
         """``filename`` in every run directory of ``dataset`` (molecules x models x seeds), table order."""
+        if not self.enabled(dataset):
+            return []
         models = self.models_for(dataset)
         return [f"{self.run_dir(dataset, mol, model, seed)}/{filename}"
                 for mol in molecules for model in models for seed in (seeds or self.seeds)]  # fmt: skip
@@ -468,7 +479,7 @@ class Plan:
         return {**self.model_params(model, "md17"), "stride": int(stride)}
 
     def has_cost_table(self) -> bool:
-        return bool(self.cost_extra_strides() or self.cost_models())
+        return self.enabled("md17") and bool(self.cost_extra_strides() or self.cost_models())
 
     # --- input functions of the rules: Snakemake calls them with the job's wildcards -------------------
     def split_of(self, w: Any) -> str:
@@ -509,19 +520,22 @@ class Plan:
     # --- the final targets (rule all) ------------------------------------------------------------------
     def static_targets(self) -> list[str]:
         """Every final output known at parse time (the C7O2H10 targets may come from the split checkpoint:
-        their files are asked for by the workflow's input functions)."""
-        out = [f"data/md17/{m}.npz" for m in self.md17_molecules]
-        out += [self.split_path("md17", m) for m in self.md17_molecules]
-        out += ["data/c7o2h10/index.json", self.split_path("c7o2h10", "")]
-        out += self.run_files("md17", self.md17_molecules, "armse.json")
+        their files are asked for by the workflow's input functions); only the enabled ``datasets``."""
+        md17 = self.md17_molecules if self.enabled("md17") else []
+        on = [d for d in TASKS if self.enabled(d)]
+        out = [f"data/md17/{m}.npz" for m in md17]
+        out += [self.split_path("md17", m) for m in md17]
+        if self.enabled("c7o2h10"):
+            out += ["data/c7o2h10/index.json", self.split_path("c7o2h10", "")]
+        out += self.run_files("md17", md17, "armse.json")
         if self.has_cost_table():
             out.append("results/tables/cost_md17.csv")
         out += ["results/tables/paper_cost.csv", "results/tables/paper_cost.md"]
         kinds = ("paper_vs_ours", "validity", "one_step", "distributions")
-        tables = ["table1_md17", "table2_c7o2h10"] + [f"{k}_{d}" for k in kinds for d in TASKS]
+        tables = [PAPER_TABLES[d] for d in on] + [f"{k}_{d}" for k in kinds for d in on]
         out += [f"results/tables/{name}.{ext}" for name in tables for ext in ("csv", "md", "html")]
-        out += [f"results/figures/{kind}_{d}.png" for kind in ("armse_curves", "hr") for d in TASKS]
-        out += [f"results/figures/snapshots_md17_{m}.png" for m in self.md17_molecules]
+        out += [f"results/figures/{kind}_{d}.png" for kind in ("armse_curves", "hr") for d in on]
+        out += [f"results/figures/snapshots_md17_{m}.png" for m in md17]
         out += [f"results/tables/costs.{ext}" for ext in ("csv", "md", "html")]
         return out
 

@@ -143,3 +143,17 @@ def test_command_line_lists_are_coerced_to_the_schemas_types():
     bad = coerce_to_schema({**cfg, "seeds": ["1", "x"]})
     with pytest.raises(ValueError, match="seeds.1"):
         validate_config(bad)
+
+
+def test_a_dataset_can_be_switched_off():
+    only_md17 = plan(datasets=["md17"])
+    targets = only_md17.static_targets()
+    assert not any("c7o2h10" in t for t in targets)
+    assert "results/tables/table1_md17.csv" in targets and "results/tables/cost_md17.csv" in targets
+    assert only_md17.run_files("c7o2h10", ["iso1"], "armse.json") == []
+    only_c7 = plan(datasets=["c7o2h10"])
+    targets = only_c7.static_targets()
+    assert not any("md17" in t for t in targets) and "results/tables/table2_c7o2h10.csv" in targets
+    assert plan().datasets == ["md17", "c7o2h10"]  # default: both
+    with pytest.raises(ValueError, match="datasets"):
+        plan(datasets=["qm9"])

@@ -26,7 +26,7 @@ from diffmd.testing import random_orthogonal
 FIRST3 = Path(__file__).parent / "data" / "md17_ethanol_first3.xyz"
 ADAM_EPS = 1e-8
 #: Models with their own ``loss`` that this file checks (their loss divides by ``loss_scale`` too).
-OWN_LOSS_CHECKED = {"scfnn"}
+OWN_LOSS_CHECKED = {"scfnn", "diffmd_corrected"}
 #: Largest share of nonzero gradient entries below Adam's eps allowed at unit scale. Measured on this
 #: batch: SCFNN 0 %, SE(3)-T 1.6 %, TFN 0.7 %, GMN 1.2 %, EGNN 1.5 %, RF 12 % (RF's first layer reads
 #: 16 Gaussians on [0, 5] Å and ethanol's 2-hop graph has no distance beyond 2.5 Å: the columns of the
