@@ -415,6 +415,20 @@ class Plan:
         return [f"{self.run_dir(dataset, mol, model, seed)}/{filename}"
                 for mol in molecules for model in models for seed in (seeds or self.seeds)]  # fmt: skip
 
+    def train_logs(self, dataset: str, w: Any = None) -> list[str]:
+        """The figure seed's ``train_log.csv`` of every model trained by the ``train`` rule on ``dataset``
+        (per molecule for S2L, the one O2O training run), for the learning-curve figure; none when the
+        dataset is switched off. (A tuned model's logs sit in its grid points' directories.)"""
+        if not self.enabled(dataset):
+            return []
+        runs = self.md17_molecules if self.task(dataset) == "s2l" else [O2O_TRAINED]
+        models = [m for m in self.models_for(dataset) if m in self.engine_models()]
+        return [f"{self.run_dir(dataset, run, model, self.figure_seed())}/train_log.csv"
+                for run in runs for model in models]  # fmt: skip
+
+    def train_logs_of(self, w: Any) -> list[str]:
+        return self.train_logs(w.dataset)
+
     def figure_seed(self) -> int:
         return min(self.seeds)
 
@@ -534,7 +548,7 @@ class Plan:
         kinds = ("paper_vs_ours", "validity", "one_step", "distributions")
         tables = [PAPER_TABLES[d] for d in on] + [f"{k}_{d}" for k in kinds for d in on]
         out += [f"results/tables/{name}.{ext}" for name in tables for ext in ("csv", "md", "html")]
-        out += [f"results/figures/{kind}_{d}.png" for kind in ("armse_curves", "hr") for d in on]
+        out += [f"results/figures/{kind}_{d}.png" for kind in ("armse_curves", "hr", "learning_curves") for d in on]
         out += [f"results/figures/snapshots_md17_{m}.png" for m in md17]
         out += [f"results/tables/costs.{ext}" for ext in ("csv", "md", "html")]
         return out

@@ -16,6 +16,7 @@ rule train:
         unpack(PLAN.train_inputs),
     output:
         "results/{dataset}/{molecule}/{model}/seed{seed}/model.pt",
+        "results/{dataset}/{molecule}/{model}/seed{seed}/train_log.csv",  # the learning curve
     log:
         "results/logs/train/{dataset}/{molecule}/{model}/seed{seed}.log",
     benchmark:

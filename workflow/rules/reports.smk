@@ -166,6 +166,26 @@ rule curves:
         "python -m diffmd.reports curves --inputs {input} --models {params.models} --title 'ARMSE and RMSD against rollout time ({wildcards.dataset})' --png {output.png} --pdf {output.pdf} > {log} 2>&1"
 
 
+rule learning_curves:
+    conda:
+        "../../envs/workflow.yaml"
+    input:
+        PLAN.train_logs_of,
+    output:
+        png=report("results/figures/learning_curves_{dataset}.png", caption="../report/learning_curves.rst",
+                   category="Figures", subcategory="Learning curves"),
+        pdf=report("results/figures/learning_curves_{dataset}.pdf", caption="../report/learning_curves.rst",
+                   category="Figures", subcategory="Learning curves, PDF"),
+    params:
+        models=" ".join(MODELS),
+    log:
+        "results/logs/learning_curves/{dataset}.log",
+    benchmark:
+        "results/benchmarks/learning_curves/{dataset}.tsv"
+    shell:
+        "python -m diffmd.reports learning-curves --inputs {input} --models {params.models} --title 'Learning curves ({wildcards.dataset})' --png {output.png} --pdf {output.pdf} > {log} 2>&1"
+
+
 rule hr_figure:
     conda:
         "../../envs/workflow.yaml"
