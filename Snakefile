@@ -1,7 +1,7 @@
 # diffmd-bench: DiffMD (Wu & Li, AAAI 2023) against its baselines, end to end.
 #   snakemake                                   # the paper's settings (profiles/default: all cores, one GPU job)
 #   snakemake -n                                # its dry run: the complete DAG
-#   snakemake --profile profiles/quick          # offline quick profile, under runs/quick/
+#   snakemake --workflow-profile profiles/quick          # offline quick profile, under runs/quick/
 import sys
 from pathlib import Path
 

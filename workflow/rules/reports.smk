@@ -4,7 +4,7 @@
 # The yardstick tables' CSVs are long format; their Markdown and HTML are rendered from them.
 # Each rule is one `python -m diffmd.reports <command>` line; outputs are report() items, so
 #   snakemake --report results/report.html                            (paper config, repository root)
-#   snakemake --profile profiles/quick --report results/report.html   (quick profile: runs/quick/results/)
+#   snakemake --workflow-profile profiles/quick --report results/report.html   (quick profile: runs/quick/results/)
 # builds one browsable page with every table (the benchmarks' cost_md17 and paper_cost through their HTML
 # twins below) and figure. Run paths come from docs/ARCHITECTURE.md ("Result files");
 # the C7O2H10 targets come from c7o2h10_targets() in data.smk.
@@ -282,5 +282,5 @@ def check_report_inputs(run_root, basedir):
     quick = basedir / "runs" / "quick" / "results"
     if os.path.normpath(run_root) == "." and quick.is_dir():
         msg += ("; for the quick profile's run (runs/quick/): "
-                "snakemake --profile profiles/quick --report results/report.html")
+                "snakemake --workflow-profile profiles/quick --report results/report.html")
     raise WorkflowError(msg)
