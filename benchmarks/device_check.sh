@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepared device check (issue 14), <= 8 minutes on a GPU: the CUDA tests, the paper-scale cost model
-# (benchmarks/paper_cost.py) and the batched multi-start rollouts (benchmarks/multistart.py) on the device
+# (benchmarks/paper_cost.py), DiffMD's batched validation (benchmarks/batched_validation.py: 6 eps x 16
+# starts in one call vs one at a time) and the batched multi-start rollouts (benchmarks/multistart.py) on the device
 # at hand, summarised in one file, <out-dir>/summary.md (default results/device_check/).
 # Without a GPU it still runs, shortened, on CPU.
 #
@@ -23,9 +24,9 @@ DEVICE=$("$PYTHON" -c 'import torch; print("cuda" if torch.cuda.is_available() e
 NAME=$("$PYTHON" -c 'import platform, torch
 print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({platform.processor() or platform.machine()})")')
 if [[ "$DEVICE" == cuda ]]; then
-    BUDGET="${DEVICE_CHECK_BUDGET_S:-240}"; STEPS="${DEVICE_CHECK_STEPS:-10}"; STARTS=16
+    BUDGET="${DEVICE_CHECK_BUDGET_S:-240}"; STEPS="${DEVICE_CHECK_STEPS:-10}"; STARTS=16; BV_SIZES="quick paper"
 else
-    BUDGET="${DEVICE_CHECK_BUDGET_S:-30}"; STEPS="${DEVICE_CHECK_STEPS:-3}"; STARTS=4
+    BUDGET="${DEVICE_CHECK_BUDGET_S:-30}"; STEPS="${DEVICE_CHECK_STEPS:-3}"; STARTS=4; BV_SIZES="quick"
 fi
 echo "device check on $NAME ($DEVICE): cost budget ${BUDGET}s, multi-start ${STARTS} starts x ${STEPS} steps -> $OUT"
 
@@ -48,6 +49,10 @@ read -r -a MODELS <<< "${DEVICE_CHECK_MODELS:-egnn diffmd}"
     --out-csv "$OUT/paper_cost.csv" --out-md "$OUT/paper_cost.md" > "$OUT/paper_cost.log" 2>&1
 "$PYTHON" -m benchmarks.multistart --device "$DEVICE" --models "${MODELS[@]}" --starts "$STARTS" --steps "$STEPS" \
     --out-csv "$OUT/multistart.csv" --out-md "$OUT/multistart.md" > "$OUT/multistart.log" 2>&1
+read -r -a BV <<< "$BV_SIZES"
+"$PYTHON" -m benchmarks.batched_validation --device "$DEVICE" --sizes "${BV[@]}" --starts "$STARTS" --steps 2 \
+    --paper-steps 1 --reference-tol 0 --out-csv "$OUT/batched_validation.csv" \
+    --out-md "$OUT/batched_validation.md" > "$OUT/batched_validation.log" 2>&1
 T1=$(date +%s)
 
 {
@@ -61,6 +66,10 @@ T1=$(date +%s)
     echo "## Multi-start rollouts (benchmarks/multistart.py, paper-size models, $STARTS starts x $STEPS steps)"
     echo
     cat "$OUT/multistart.md"
+    echo
+    echo "## DiffMD batched validation (benchmarks/batched_validation.py, $STARTS starts)"
+    echo
+    sed '1d' "$OUT/batched_validation.md"
     echo
     echo "## Paper-scale cost model (benchmarks/paper_cost.py, budget ${BUDGET} s)"
     echo

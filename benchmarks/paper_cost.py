@@ -386,8 +386,10 @@ def _hours(value: float | None) -> str:
 
 
 def render(result: dict[str, Any], costs: dict[str, dict[str, float | None]], counts: list[dict[str, Any]],
-           label: str, unit: str, notes: list[str], seconds: float) -> tuple[str, str]:  # fmt: skip
-    """(CSV, Markdown) of a projection."""
+           label: str, unit: str, notes: list[str], seconds: float,
+           other: dict[str, Any] | None = None) -> tuple[str, str]:  # fmt: skip
+    """(CSV, Markdown) of a projection; ``other``: the other search's projection (``search``, ``result``,
+    ``jobs``) for the totals beside it."""
     import pandas as pd
 
     rows = [{k: r.get(k) for k in FIELDS} | {"device": label} for r in result["rows"]]
@@ -416,6 +418,10 @@ def render(result: dict[str, Any], costs: dict[str, dict[str, float | None]], co
         "",
         per_rule.to_markdown(index=False),
         "",
+        *([f"Beside it, the other search (diffmd.search: {other['search']}) with the same unit costs: "
+           f"{_hours(other['result']['total_h'])} {unit} in total ({other['jobs']} timed jobs; its DiffMD rules: "
+           + ", ".join(f"{r} {_hours(h)}" for r, h in other["result"]["per_rule_h"].items()
+                       if r.startswith("diffmd")) + ").", ""] if other else []),
         "## Per rule and model",
         "",
         detail.to_markdown(index=False) if len(detail) else "(nothing timed)",
@@ -485,14 +491,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from diffmd.io import write_text
     torch.set_num_threads(max(a.threads, 1))
     device = resolve_device(a.device)
-    plan = counting_plan(load_config(a.config_json))
+    config = load_config(a.config_json)
+    plan = counting_plan(config)
     counts = paper_counts(plan)
+    other_plan = None
+    if "diffmd" in plan.tuned_models():  # the other search, for its total beside the configured one
+        other_cfg = json.loads(json.dumps(config))
+        other_cfg.setdefault("diffmd", {})["search"] = "full" if plan.search() == "halving" else "halving"
+        other_plan = counting_plan(other_cfg)
+        other_plan = other_plan if other_plan.search() != plan.search() else None
     t0 = time.perf_counter()
     costs, notes = measure(plan, device, a.budget_s)
     result = project(costs, counts)
     label = device_label(device)
     unit = "GPU-hours" if device.type == "cuda" else "CPU-hours"
-    csv, md = render(result, costs, counts, label, unit, notes, time.perf_counter() - t0)
+    other = None
+    if other_plan is not None:
+        other_counts = paper_counts(other_plan)
+        other = {"search": other_plan.search(), "result": project(costs, other_counts),
+                 "jobs": sum(count_jobs(other_counts).values())}  # fmt: skip
+        result["other"] = other
+    csv, md = render(result, costs, counts, label, unit, notes, time.perf_counter() - t0, other)
     write_text(a.out_csv, csv)
     write_text(a.out_md, md)
     print(md)

@@ -28,5 +28,6 @@ def test_device_check_on_cpu(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = (out / "summary.md").read_text()
     assert summary.startswith("# Device check: CPU")
+    assert "DiffMD batched validation" in summary and "6 eps x 4 starts x 2" in summary
     assert "Multi-start rollouts" in summary and "Paper-scale cost model" in summary and "CPU-hours" in summary
     assert "skipped" in summary

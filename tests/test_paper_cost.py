@@ -88,3 +88,18 @@ def test_paper_counts_full_grid() -> None:
     rows = {(r["rule"], r["dataset"], r["what"]): r["count"] for r in counts if r["rule"] == "diffmd_validate"}
     # 768 MD17 points x 6 eps copies x 1,000 rollout frames, batched
     assert rows[("diffmd_validate", "md17", "validation rollout, 6 eps batched")] == 768 * 6 * 1000
+
+
+def test_cli_full_grid_beside_halving(tmp_path: Path) -> None:
+    """The default search (halving) is projected, and the full grid's total is printed beside it."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["models"] = ["static", "diffmd"]
+    config["model_params"] = {"diffmd": {"n_layers": 1, "n_heads": 2, "d_model": 8, "d_ffn": 16,
+                                         "sampler_options": {"ode": {"rtol": 1e-3, "atol": 1e-3}}}}  # fmt: skip
+    out_md = tmp_path / "paper_cost.md"
+    result = main(["--config-json", json.dumps(config), "--device", "cpu", "--budget-s", "3",
+                   "--out-csv", str(tmp_path / "paper_cost.csv"), "--out-md", str(out_md)])  # fmt: skip
+    assert "diffmd_rung" in result["per_rule_h"] and result["other"]["search"] == "full"
+    full = result["other"]["result"]
+    assert "diffmd_train_point" in full["per_rule_h"] and full["total_h"] > result["total_h"] > 0
+    assert "other search (diffmd.search: full)" in out_md.read_text()
