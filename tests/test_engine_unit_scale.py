@@ -112,3 +112,23 @@ def test_after_optimizer_step_is_called_once_per_step(tmp_path, monkeypatch):
     T.train(str(split), "egnn", PARAMS, {**CFG, "epochs": 2}, seed=1, out=tmp_path / "run")
     n_pairs = len(_pairs(split))
     assert len(calls) == 2 * math.ceil(n_pairs / CFG["batch_size"])
+
+
+def test_val_loss_selects_the_checkpoint_and_is_logged(tmp_path, monkeypatch):
+    split = toy_md17(tmp_path)
+    values = iter([3.0, 1.0, 2.0, 2.5])
+    monkeypatch.setattr(T, "validation_loss", lambda *a: next(values))
+    cfg = {**CFG, "epochs": 4, "select_by": "val_loss"}
+    info = T.train(str(split), "egnn", PARAMS, cfg, seed=1, out=tmp_path / "run")
+    with open(tmp_path / "run" / "train_log.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["val_loss"] for r in rows] == ["3.0", "1.0", "2.0", "2.5"]
+    assert info["best_epoch"] == 2 and info["select_by"] == "val_loss"
+    assert load_torch(tmp_path / "run" / "model.pt")["val_metric"] == 1.0
+
+
+def test_validation_loss_is_the_models_loss_on_the_validation_pairs(tmp_path):
+    data = _pairs(toy_md17(tmp_path))
+    model = build_model("constant_velocity")
+    model.loss_scale = T.acceleration_scale(data)
+    assert T.validation_loss(model, data, 7, torch.device("cpu")) == pytest.approx(1.0, rel=1e-5)

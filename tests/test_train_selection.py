@@ -76,7 +76,7 @@ def test_one_step_selects_the_checkpoint_and_drives_the_schedule(tmp_path, monke
     info = T.train(str(split), "egnn", PARAMS, CFG, seed=1, out=tmp_path / "run")
     assert len(calls) == 4  # every epoch
     rows = read_log(tmp_path / "run" / "train_log.csv")
-    assert list(rows[0]) == ["epoch", "loss", "val_one_step", "val_armse", "lr", "seconds"]
+    assert list(rows[0]) == ["epoch", "loss", "val_one_step", "val_armse", "lr", "seconds", "val_loss"]
     assert [r["val_one_step"] for r in rows] == ["3.0", "1.0", "2.0", "2.5"]
     assert [r["val_armse"] == "" for r in rows] == [True, True, False, False]  # val_every 3, and the last
     assert "nan" not in (tmp_path / "run" / "train_log.csv").read_text()

@@ -25,6 +25,10 @@ schedule; the log records both):
   It is cheap, batched, and does not reward a model for standing still. It is computed under its own
   seed (seed, epoch) with every RNG saved and restored around it, so it never changes the training.
   The scheduler then steps every epoch, so its patience counts epochs.
+* ``val_loss`` (``select_by: val_loss``): the model's own (dimensionless) training loss on the same
+  validation frames, every epoch, with the same noise draws each time: for generative models (Score
+  Dynamics), whose sampled one-step error is bias² plus the sampler's spread and so prefers a collapsed
+  sampler; the one-step loss is then logged every ``val_every`` epochs only.
 * ``val_armse`` (``select_by: rollout_armse``, the paper's choice): the aligned ARMSE
   (:mod:`diffmd.metrics`) of an autoregressive rollout of ``val_horizon`` frames from the first
   validation frame (O2O: from the start of each validation isomer, averaged), every ``val_every``
@@ -40,7 +44,7 @@ Files in ``--out``: ``model.pt`` (best validation, written at the end; keys ``va
 ``val_metric`` with ``select_by`` naming it), ``best.pt`` (the same, kept up to date during training),
 ``last.pt`` (model, optimizer, scheduler, RNG states, log; written atomically after every epoch: a
 rerun of a killed job resumes from it and reaches bitwise the same final checkpoint on CPU),
-``train_log.csv`` (``epoch, loss, val_one_step, val_armse, lr, seconds``; empty cells where a number was
+``train_log.csv`` (``epoch, loss, val_one_step, val_armse, lr, seconds, val_loss``; empty cells where a number was
 not computed) and ``provenance.json``. Once ``model.pt`` is written, ``last.pt`` is renamed
 ``last.done.pt``: a finished training is never resumed, so a rerun (``--forcerun train``, which deletes
 ``model.pt`` first) trains afresh, while a killed job (no ``model.pt`` yet) resumes. Temporary files
@@ -97,9 +101,9 @@ from diffmd.registry import TrajectoryModel, build_model
 #: The trainer's settings when the config gives none: the schema's ``train`` defaults (the one home of
 #: every default, diffmd/config.schema.yaml) plus the rollout's divergence bound for validation rollouts.
 DEFAULTS: dict[str, Any] = {**section_defaults("train"), "divergence_bound_A": DIVERGENCE_BOUND_A}
-LOG_FIELDS = ("epoch", "loss", "val_one_step", "val_armse", "lr", "seconds")
+LOG_FIELDS = ("epoch", "loss", "val_one_step", "val_armse", "lr", "seconds", "val_loss")
 #: The values of ``train.select_by``: the validation number that keeps the best checkpoint and drives the LR.
-SELECT_BY = ("one_step", "rollout_armse")
+SELECT_BY = ("one_step", "rollout_armse", "val_loss")
 #: Files the trainer writes into ``--out`` (their leftover temporary copies are removed at the start).
 OUTPUT_FILES = ("train_log.csv", "last.pt", "best.pt", "model.pt", "last.done.pt", "provenance.json")
 #: Offset of the one-step loss's seed from the epoch's shuffling seed (any value apart from 0 would do).
@@ -158,6 +162,27 @@ def validation_one_step(model: TrajectoryModel, data: PairDataset, batch_size: i
         n_atoms += int(target.shape[0])
     model.rollout_stats()
     return math.sqrt(total / max(n_atoms, 1))
+
+
+@torch.no_grad()
+def validation_loss(model: TrajectoryModel, data: PairDataset, batch_size: int, device: torch.device) -> float:
+    """The model's own training loss (dimensionless) on the validation pairs, eval mode: the selection number
+    of generative models (``select_by: val_loss``), whose sampled one-step error rewards a collapsed sampler
+    (a sample's squared error is its bias² plus its spread). inf if not finite."""
+    model.eval()
+    total, count = 0.0, 0
+    for batch in data.batches(batch_size):
+        batch = B.to_device(batch, device)
+        m = B.num_molecules(batch)
+        total += float(model.loss(batch)) * m
+        count += m
+    value = total / max(count, 1)
+    return value if math.isfinite(value) else math.inf
+
+
+def select_metric(select_by: str, one: float | None, val: float | None, vloss: float | None) -> float | None:
+    """The number ``select_by`` names among the one-step loss, the rollout ARMSE and the validation loss."""
+    return {"one_step": one, "rollout_armse": val, "val_loss": vloss}[select_by]
 
 
 def isolated_rng(seed: int, fn: Callable[[], _T]) -> _T:
@@ -347,6 +372,10 @@ def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_
     def rollout_armse() -> float:
         return validation_armse(model, val_segs, cfg["val_horizon"], cfg["divergence_bound_A"], device)
 
+    def val_loss() -> float:  # the same noise draws every epoch, so epochs compare
+        return isolated_rng(one_step_seed(seed, 0) + 1,
+                            lambda: validation_loss(model, val_data, cfg["batch_size"], device))  # fmt: skip
+
     n_epochs, patience = cfg["epochs"], cfg["early_stop_patience"]
     for epoch in range(state["epoch"] + 1, n_epochs + 1):
         # checked before each epoch, so a resumed run stops exactly where the uninterrupted one did
@@ -359,14 +388,15 @@ def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_
         val_epoch = epoch % cfg["val_every"] == 0 or epoch == n_epochs
         val = rollout_armse() if val_epoch else None
         one = one_step(epoch) if val_epoch or select_by == "one_step" else None
-        metric = one if select_by == "one_step" else val
+        vloss = val_loss() if select_by == "val_loss" else None
+        metric = select_metric(select_by, one, val, vloss)
         if metric is not None:
             sched.step(metric)
             if metric < state["best_val"]:
                 state["best_val"], state["best_epoch"] = metric, epoch
                 save_torch(out / "best.pt", checkpoint(model, params, epoch, val, overrides, metric, select_by))
         row = {"epoch": epoch, "loss": loss, "val_one_step": one, "val_armse": val, "lr": opt.param_groups[0]["lr"],
-               "seconds": time.perf_counter() - t0}  # fmt: skip
+               "seconds": time.perf_counter() - t0, "val_loss": vloss}  # fmt: skip
         state["rows"].append(row)
         state["epoch"] = epoch
         _log(row, n_epochs, state["rows"])
@@ -375,7 +405,7 @@ def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_
                                      "scheduler": sched.state_dict(), "rng": rng_state()})  # fmt: skip
     if not (out / "best.pt").exists():  # no finite validation: keep the final model
         val, one = rollout_armse(), one_step(0)
-        metric = one if select_by == "one_step" else val
+        metric = select_metric(select_by, one, val, val_loss() if select_by == "val_loss" else None)
         save_torch(out / "best.pt", checkpoint(model, params, state["epoch"], val, overrides, metric, select_by))
     best = load_torch(out / "best.pt")
     if best["val_armse"] is None:  # selected on an epoch without a validation rollout: roll the best one out
@@ -417,7 +447,7 @@ def _single_row(model: TrajectoryModel, params: dict, cfg: dict, val_segs: list[
     if model.can_rollout:
         val = validation_armse(model, val_segs, cfg["val_horizon"], cfg["divergence_bound_A"], device)
     one = isolated_rng(one_step_seed(seed, 0), lambda: validation_one_step(model, val_data, cfg["batch_size"], device))
-    metric = one if select_by == "one_step" else val
+    metric = val if select_by == "rollout_armse" else one  # nothing learned: the one-step loss stands for val_loss
     row = {"epoch": 0, "loss": train_loss, "val_one_step": one, "val_armse": val, "lr": 0.0,
            "seconds": time.perf_counter() - t0}  # fmt: skip
     _log(row, 0)
