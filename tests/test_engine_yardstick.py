@@ -108,6 +108,19 @@ def test_horizon_rows_known_offsets_and_divergence():
     assert late["value"] < early["value"] * 2  # the diverged start left the mean
 
 
+def test_a_strided_model_reports_under_the_requested_horizons():
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=(2, 6, 3, 3))
+    pred = ref + 0.1 * rng.normal(size=ref.shape)
+    multi = MultiStart(np.arange(2), pred, ref, np.tile(np.arange(6), (2, 1)), np.array([-1, -1]), 0.0, np.zeros(5))
+    rows, _ = Y.horizon_rows(multi, 10.0, [5.0, 25.0, 50.0, 60.0])  # a 10 fs step, 5 steps
+    by = {(r["metric"], r["horizon_fs"]): r for r in rows}
+    assert ("armse", 5.0) not in by and ("armse", 60.0) not in by  # shorter than a step; beyond the rollout
+    assert by[("armse", 25.0)]["frame_fs"] == 20.0 and by[("rmsd", 50.0)]["frame_fs"] == 50.0
+    rmsd = [Y.per_start_rmsd(multi)[:, :2]]  # its frames at 10 and 20 fs are those up to 25 fs
+    assert by[("armse", 25.0)]["value"] == pytest.approx(float(np.mean(np.sqrt(np.mean(rmsd[0] ** 2, axis=1)))))
+
+
 def test_evaluation_of_a_run_holds_the_yardstick(seg):
     model = egnn()
     single = rollout(model, seg, seg.start, 30, dtype=torch.float64)

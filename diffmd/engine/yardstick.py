@@ -71,16 +71,20 @@ def horizon_rows(multi: MultiStart, step_fs: float, horizons_fs: list[float]) ->
     t_fs = step_fs * np.arange(1, n + 1)
     rows = []
     for h in horizons_fs:
-        j = int(np.searchsorted(t_fs, float(h) - 1e-9))  # the first frame at or after h
-        if j >= n:
+        # the last model frame at or before h: a strided model's ARMSE up to h averages its frames <= h, so
+        # every model reports under the same horizons; none before h (h shorter than one step): no row
+        j = int(np.searchsorted(t_fs, float(h) + 1e-9, side="right")) - 1
+        if j < 0 or t_fs[-1] < float(h) - 1e-9:
             continue
         died = (multi.diverged_at >= 0) & (multi.diverged_at <= j + 1)
         armse = np.sqrt(np.mean(rmsd[:, : j + 1] ** 2, axis=1))
         armse[died] = np.nan
         frame = rmsd[:, j].copy()
         frame[died] = np.nan
-        rows.append(row("armse", t_fs[j], armse, "Å", int(died.sum()), m))
-        rows.append(row("rmsd", t_fs[j], frame, "Å", int(died.sum()), m))
+        for metric, values in (("armse", armse), ("rmsd", frame)):
+            r = row(metric, float(h), values, "Å", int(died.sum()), m)
+            r["frame_fs"] = float(t_fs[j])  # the model frame the number ends at (h for unstrided models)
+            rows.append(r)
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(rmsd)
         counts = finite.sum(axis=0)
