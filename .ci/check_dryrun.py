@@ -4,9 +4,10 @@ Usage: python .ci/check_dryrun.py DRYRUN_OUTPUT.txt
 Every (molecule, model) of Table 1 and every (target, model) of Table 2 that the experiment plan runs
 must have an evaluation job (a model whose data is missing there, e.g. a physics oracle on downloaded
 data, is NA in the tables with its reason and must have none), and every table must be built.
-The paper DAG must fit MAX_JOBS jobs (issue 14: the "total" of the dry run's job stats), and every
-DiffMD validation must validate all eps of its point in one job: a validation.json directly under
-a grid point or halving slot, never one per (point, eps).
+The paper DAG must fit MAX_JOBS jobs (issue 14: the "total" of the dry run's job stats), every tuned
+model (DiffMD, diffmd_corrected: each its own grid) must have grid validations, and each must validate
+all eps of its point in one job: a validation.json directly under a grid point or halving slot, never
+one per (point, eps).
 """
 
 import re
@@ -42,15 +43,16 @@ problems = []
 if n_jobs > MAX_JOBS:
     problems.append(f"dry run has {n_jobs} jobs, more than {MAX_JOBS}")
 if per_eps:
-    problems.append(f"{len(per_eps)} DiffMD validations are not one per grid point or slot (per eps?), e.g.: "
+    problems.append(f"{len(per_eps)} grid validations are not one per grid point or slot (per eps?), e.g.: "
                     + ", ".join(per_eps[:5]))  # fmt: skip
-if "diffmd" in plan.models and not grid_validations:
-    problems.append("no DiffMD grid validation in the dry run")
+tuned = plan.tuned_models("diffmd_grid")
+problems += [f"no grid validation of the tuned model {m} in the dry run" for m in tuned
+             if not any(f"/{m}/seed" in v for v in grid_validations)]  # fmt: skip
 if missing or unexpected or problems:
     print(*problems, sep="\n")
     print(f"dry run is missing {len(missing)} expected outputs, e.g.:", *missing[:10], sep="\n  ")
     print(f"dry run has {len(unexpected)} runs the plan leaves out, e.g.:", *unexpected[:10], sep="\n  ")
     sys.exit(1)
-print(f"dry run: {n_jobs} jobs (<= {MAX_JOBS}), {len(grid_validations)} DiffMD validations, each of all eps of "
-      f"one point; lists all {len(expected)} evaluation jobs and {len(tables)} tables; "
+print(f"dry run: {n_jobs} jobs (<= {MAX_JOBS}), {len(grid_validations)} grid validations of {', '.join(tuned)}, "
+      f"each of all eps of one point; lists all {len(expected)} evaluation jobs and {len(tables)} tables; "
       f"NA by design: {sorted({m for d in ('md17', 'c7o2h10') for m in plan.na_reasons(d)})}")

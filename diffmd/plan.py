@@ -42,7 +42,8 @@ O2O_TRAINED = "trained"
 ISOMER_PATTERN = r"iso\d+|xtb\d+"
 #: Tuning procedures the plan knows (a model's ``tuning`` attribute names one).
 TUNINGS = ("diffmd_grid",)
-GRID_TRAIN_KEYS = ("sigma_s", "a_bar", "eta_sigma")
+#: The sampling key of every ``diffmd_grid`` grid: each trained point is validated at every value.
+GRID_SAMPLE_KEY = "eps"
 
 
 def fmt(value: float) -> str:
@@ -50,31 +51,66 @@ def fmt(value: float) -> str:
     return f"{float(value):g}"
 
 
-def point_name(sigma_s: float, a_bar: float, eta_sigma: float) -> str:
-    """A DiffMD grid point's directory name, ``s<sigma_s>_a<a_bar>_h<eta_sigma>``."""
-    return f"s{fmt(sigma_s)}_a{fmt(a_bar)}_h{fmt(eta_sigma)}"
+@dataclass(frozen=True)
+class GridSpec:
+    """The ``diffmd_grid`` tuning grid of one model, as its class declares it: ``grid_train_keys`` (one training
+    per combination of their values), ``grid_point_labels`` (each key's prefix in a point's name; default the
+    keys) and ``grid_train_eps`` (True: the point trains with train_eps = the grid's smallest eps). ``eps``
+    (:data:`GRID_SAMPLE_KEY`) is always the sampling key. The grid itself is the config section named after
+    the model, ``<model>.grid`` (also ``<model>.search``, ``.halving``, ``.batch_eps``)."""
+
+    model: str
+    train_keys: tuple[str, ...]
+    labels: tuple[str, ...]
+    train_eps: bool
+
+    @classmethod
+    def of(cls, model: str) -> GridSpec:
+        klass = _model_class(model)
+        keys = tuple(getattr(klass, "grid_train_keys", None) or ())
+        labels = tuple(getattr(klass, "grid_point_labels", None) or keys)
+        if not keys or GRID_SAMPLE_KEY in keys or len(labels) != len(keys):
+            raise ValueError(f"model {model!r}: a diffmd_grid model declares grid_train_keys (not "
+                             f"{GRID_SAMPLE_KEY!r}) and one grid_point_labels entry per key, got {keys} / {labels}")
+        return cls(model, keys, labels, bool(getattr(klass, "grid_train_eps", False)))
+
+    @property
+    def section(self) -> str:
+        return f"{self.model}.grid"
+
+    def point_name(self, values: dict[str, float]) -> str:
+        """A point's directory name: ``<label><value>`` per training key joined by ``_`` (DiffMD:
+        ``s<sigma_s>_a<a_bar>_h<eta_sigma>``; diffmd_corrected: ``kernel_scale<value>``)."""
+        return "_".join(f"{label}{fmt(values[key])}" for label, key in zip(self.labels, self.train_keys))
 
 
-def grid_points(grid: dict[str, list[float]]) -> dict[str, dict[str, float]]:
-    """Training points of a (sigma_s, a_bar, eta_sigma, eps) grid, ``{name: {sigma_s, a_bar, eta_sigma}}``."""
-    missing = [k for k in GRID_TRAIN_KEYS + ("eps",) if not grid.get(k)]
+def grid_points(grid: dict[str, list[float]], spec: GridSpec) -> dict[str, dict[str, float]]:
+    """Training points of ``spec``'s grid (its training keys x eps), ``{name: {training key: value}}``."""
+    keys = spec.train_keys + (GRID_SAMPLE_KEY,)
+    missing = [k for k in keys if not grid.get(k)]
     if missing:
-        raise ValueError(f"diffmd.grid: missing or empty key(s) {', '.join(missing)}")
-    bad = [e for e in grid["eps"] if not 0 < float(e) < 1]
+        raise ValueError(f"{spec.section}: missing or empty key(s) {', '.join(missing)}")
+    unknown = sorted(set(grid) - set(keys))
+    if unknown:
+        raise ValueError(f"{spec.section}: unknown key(s) {', '.join(unknown)}; the grid has {', '.join(keys)}")
+    bad = [e for e in grid[GRID_SAMPLE_KEY] if not 0 < float(e) < 1]
     if bad:
-        raise ValueError(f"diffmd.grid.eps: values must lie in (0, 1), got {bad}")
+        raise ValueError(f"{spec.section}.eps: values must lie in (0, 1), got {bad}")
     points = {}
-    for combo in itertools.product(*(grid[k] for k in GRID_TRAIN_KEYS)):
-        points[point_name(*combo)] = dict(zip(GRID_TRAIN_KEYS, map(float, combo)))
+    for combo in itertools.product(*(grid[k] for k in spec.train_keys)):
+        values = dict(zip(spec.train_keys, map(float, combo)))
+        points[spec.point_name(values)] = values
     return points
 
 
-def point_params(base: dict[str, Any], grid: dict[str, list[float]], point: str) -> dict[str, Any]:
-    """Model parameters of one training point: ``base`` + the point's values + train_eps = min(grid eps)."""
-    points = grid_points(grid)
+def point_params(base: dict[str, Any], grid: dict[str, list[float]], point: str, spec: GridSpec) -> dict[str, Any]:
+    """Model parameters of one training point: ``base`` + the point's values (+ train_eps = min(grid eps) where
+    ``spec.train_eps``)."""
+    points = grid_points(grid, spec)
     if point not in points:
-        raise KeyError(f"diffmd grid point {point!r} is not in diffmd.grid")
-    return {**base, **points[point], "train_eps": float(min(grid["eps"]))}
+        raise KeyError(f"grid point {point!r} is not in {spec.section}")
+    extra = {"train_eps": float(min(grid[GRID_SAMPLE_KEY]))} if spec.train_eps else {}
+    return {**base, **points[point], **extra}
 
 
 @dataclass(frozen=True)
@@ -130,8 +166,11 @@ class Plan:
                 f"{self.origin}: splits.c7o2h10.targets {targets} are not simulated isomers "
                 f"({isomers[0]}..{isomers[-1]}) with data.c7o2h10.source: xtb; name xtb isomers or use targets: []"
             )
-        if self.tuned_models():
-            grid_points(self.grid())
+        for model in self.tuned_models("diffmd_grid"):
+            try:
+                grid_points(self.grid(model), self.grid_spec(model))
+            except ValueError as exc:
+                raise ValueError(f"{self.origin}: {exc}") from None
         self.check_existing_data()
 
     def check_existing_data(self, root: str = ".") -> None:
@@ -304,26 +343,41 @@ class Plan:
     def rollout_config(self) -> dict[str, Any]:
         return {**self.config["rollout"], "device": self.config["train"]["device"]}
 
-    # --- tuning (DiffMD's Table 3 grid) -------------------------------------------------------------
-    def grid(self) -> dict[str, list[float]]:
-        return dict(self.config.get("diffmd", {}).get("grid", {}))
+    # --- tuning (diffmd_grid: a grid per tuned model, in the config section named after the model) -------
+    def grid_spec(self, model: str) -> GridSpec:
+        return GridSpec.of(model)
 
-    def grid_point_names(self) -> list[str]:
-        return list(grid_points(self.grid())) if self.tuned_models("diffmd_grid") else []
+    def grid_section(self, model: str) -> dict[str, Any]:
+        """``<model>`` of the config (``diffmd``, ``diffmd_corrected``): the grid and its search settings."""
+        return dict(self.config.get(model) or {})
 
-    def grid_eps(self) -> list[str]:
-        return [fmt(e) for e in self.grid().get("eps", [])] if self.tuned_models("diffmd_grid") else []
+    def grid(self, model: str) -> dict[str, list[float]]:
+        return dict(self.grid_section(model).get("grid") or {})
+
+    def grid_point_names(self, model: str) -> list[str]:
+        return list(grid_points(self.grid(model), self.grid_spec(model)))
+
+    def grid_eps(self, model: str) -> list[str]:
+        return [fmt(e) for e in self.grid(model)[GRID_SAMPLE_KEY]]
+
+    def grid_point_pattern(self) -> str:
+        """The ``{point}`` wildcard's regex: any point of any tuned model's grid ("^$" when none is tuned;
+        a point of another model's grid fails in :meth:`point_params`)."""
+        import re
+
+        names = sorted({p for m in self.tuned_models("diffmd_grid") for p in self.grid_point_names(m)})
+        return "|".join(re.escape(p) for p in names) or "^$"
 
     def point_params(self, model: str, dataset: str, point: str) -> dict[str, Any]:
-        """Model parameters of one training point: the model's + the point's values + train_eps = min(eps)."""
-        return point_params(self.model_params(model, dataset), self.grid(), point)
+        """Model parameters of one training point: the model's + the point's values (+ train_eps, GridSpec)."""
+        return point_params(self.model_params(model, dataset), self.grid(model), point, self.grid_spec(model))
 
-    def search(self) -> str:
-        """``diffmd.search`` as run: ``halving`` only when the grid has at least ``eta`` training points (a
+    def search(self, model: str) -> str:
+        """``<model>.search`` as run: ``halving`` only when the grid has at least ``eta`` training points (a
         smaller grid cannot be halved and is searched in full, e.g. the quick profile's single point)."""
-        section = self.config.get("diffmd", {})
+        section = self.grid_section(model)
         asked = section.get("search", "halving")
-        if asked == "halving" and len(self.grid_point_names()) < int(section.get("halving", {}).get("eta", 3)):
+        if asked == "halving" and len(self.grid_point_names(model)) < int(section.get("halving", {}).get("eta", 3)):
             return "full"
         return asked
 
@@ -335,13 +389,13 @@ class Plan:
     def halving_schedule(self, model: str, dataset: str) -> list[dict[str, int]]:
         """Successive halving over the grid's N training points: rung r trains ``points`` = ceil(N / eta^r)
         points from scratch for ``epochs`` = ceil(E / eta^(R-1-r)) epochs (E: the full training's), R =
-        ``diffmd.halving.rungs``; the rungs stop at the first that keeps a single point. Rung 0 trains every
+        ``<model>.halving.rungs``; the rungs stop at the first that keeps a single point. Rung 0 trains every
         point; the last rung trains to E. Empty when the search is not halving."""
-        if self.search() != "halving":
+        if self.search(model) != "halving":
             return []
-        section = self.config.get("diffmd", {}).get("halving", {})
+        section = self.grid_section(model).get("halving", {})
         eta, n_rungs = int(section.get("eta", 3)), int(section.get("rungs", 4))
-        n_points, total = len(self.grid_point_names()), self.grid_epochs(model, dataset)
+        n_points, total = len(self.grid_point_names(model)), self.grid_epochs(model, dataset)
         sizes = []
         for r in range(n_rungs):
             sizes.append(max(1, -(-n_points // eta**r)))
@@ -356,19 +410,25 @@ class Plan:
         schedule = self.halving_schedule(w.model, w.dataset)
         r, slot = int(w.rung), getattr(w, "slot", None)
         if r >= len(schedule) or (slot is not None and int(slot) >= schedule[r]["points"]):
-            raise KeyError(f"diffmd halving: no rung {w.rung} slot {slot} in {schedule}")
+            raise KeyError(f"{w.model} halving: no rung {w.rung} slot {slot} in {schedule}")
         return schedule[r]
 
-    def grid_arg(self, w: Any = None) -> str:
-        return shell_arg(self.grid())
+    def grid_arg(self, w: Any) -> str:
+        return shell_arg(self.grid(w.model))
 
-    def batch_eps(self) -> bool:
-        return bool(self.config.get("diffmd", {}).get("batch_eps", True))
+    def grid_eps_arg(self, w: Any) -> str:
+        return " ".join(self.grid_eps(w.model))
+
+    def batch_eps(self, model: str) -> bool:
+        return bool(self.grid_section(model).get("batch_eps", True))
+
+    def batch_eps_arg(self, w: Any) -> str:
+        return "" if self.batch_eps(w.model) else "--no-batch-eps"
 
     def grid_validations(self, w: Any) -> list[str]:
         """The validation files the selection reads: every point's (full) or the last rung's (halving)."""
-        if self.search() == "full":
-            return [f"{self.grid_dir(w)}/{p}/validation.json" for p in self.grid_point_names()]
+        if self.search(w.model) == "full":
+            return [f"{self.grid_dir(w)}/{p}/validation.json" for p in self.grid_point_names(w.model)]
         last = self.halving_schedule(w.model, w.dataset)[-1]
         return self.rung_validations(w, last["rung"])
 
@@ -390,13 +450,13 @@ class Plan:
         schedule = self.halving_schedule(w.model, w.dataset)
         r = int(w.rung)
         if r + 1 >= len(schedule):
-            raise KeyError(f"diffmd halving: rung {r} is the last; nothing ranks it")
+            raise KeyError(f"{w.model} halving: rung {r} is the last; nothing ranks it")
         return schedule[r + 1]["points"]
 
     def tuning_jobs(self, model: str, dataset: str) -> dict[str, int]:
         """Jobs per tuning rule of one run (training run x seed) of a tuned model."""
-        points = len(self.grid_point_names())
-        if self.search() == "full":
+        points = len(self.grid_point_names(model))
+        if self.search(model) == "full":
             return {"diffmd_train_point": points, "diffmd_validate": points, "diffmd_select": 1}
         schedule = self.halving_schedule(model, dataset)
         return {"diffmd_rung": sum(r["points"] for r in schedule), "diffmd_rank": len(schedule) - 1,
@@ -583,5 +643,5 @@ def shell_arg(obj: Any) -> str:
     return shlex.quote(as_json(obj))
 
 
-__all__ = ["Plan", "CostRun", "TASKS", "O2O_TRAINED", "ISOMER_PATTERN", "grid_points", "point_name", "fmt",
-           "deep_update"]
+__all__ = ["Plan", "CostRun", "GridSpec", "TASKS", "O2O_TRAINED", "ISOMER_PATTERN", "GRID_SAMPLE_KEY", "grid_points",
+           "point_params", "fmt", "deep_update"]

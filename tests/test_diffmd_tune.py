@@ -18,22 +18,45 @@ from diffmd.models.diffmd import tune
 from diffmd.testing import ETHANOL_X, ETHANOL_Z
 
 GRID = {"sigma_s": [1e-2, 1.0], "a_bar": [1.0], "eta_sigma": [1.0], "eps": [0.5, 0.9]}
+DIFFMD = tune.GridSpec.of("diffmd")
+CORRECTED = tune.GridSpec.of("diffmd_corrected")
 TINY = {"n_layers": 1, "n_heads": 2, "d_model": 8, "d_ffn": 16, "n_time_freq": 2,
         "sampler_options": {"ode": {"rtol": 1e-3, "atol": 1e-3}}}  # fmt: skip
 
 
 def test_grid_points_and_params():
-    points = tune.grid_points(GRID)
+    points = tune.grid_points(GRID, DIFFMD)
     assert list(points) == ["s0.01_a1_h1", "s1_a1_h1"]
     full = {"sigma_s": [1e-3, 1e-2, 1e-1, 1], "a_bar": [1e-2, 1e-1, 1, 2, 5, 10],
             "eta_sigma": [1e-2, 1e-1, 1, 10], "eps": [0.1, 0.2, 0.4, 0.8, 0.9, 0.99]}  # fmt: skip
-    assert len(tune.grid_points(full)) == 96 and len(set(tune.grid_points(full))) == 96
-    params = tune.point_params({"d_model": 8}, GRID, "s1_a1_h1")
+    assert len(tune.grid_points(full, DIFFMD)) == 96 and len(set(tune.grid_points(full, DIFFMD))) == 96
+    params = tune.point_params({"d_model": 8}, GRID, "s1_a1_h1", DIFFMD)
     assert params == {"d_model": 8, "sigma_s": 1.0, "a_bar": 1.0, "eta_sigma": 1.0, "train_eps": 0.5}
     with pytest.raises(KeyError, match="not in diffmd.grid"):
-        tune.point_params({}, GRID, "s5_a1_h1")
+        tune.point_params({}, GRID, "s5_a1_h1", DIFFMD)
     with pytest.raises(ValueError, match="eps"):
-        tune.grid_points({**GRID, "eps": [1.5]})
+        tune.grid_points({**GRID, "eps": [1.5]}, DIFFMD)
+
+    # the names DiffMD's results are filed under: its class declares the keys and their labels
+    assert DIFFMD.train_keys == ("sigma_s", "a_bar", "eta_sigma") and DIFFMD.labels == ("s", "a", "h")
+    assert DIFFMD.train_eps and not CORRECTED.train_eps
+    assert list(tune.grid_points({"sigma_s": [1e-3], "a_bar": [0.1], "eta_sigma": [10.0], "eps": [0.1]}, DIFFMD)) \
+        == ["s0.001_a0.1_h10"]  # fmt: skip
+
+
+def test_a_second_model_has_its_own_grid_keys_and_names():
+    grid = {"kernel_scale": [0.5, 1.0, 2.0], "eps": [1e-3, 1e-2]}
+    assert list(tune.grid_points(grid, CORRECTED)) == ["kernel_scale0.5", "kernel_scale1", "kernel_scale2"]
+    # its train_eps stays the model's own (no train_eps = min(eps) as for DiffMD)
+    assert tune.point_params({"d_model": 8}, grid, "kernel_scale2", CORRECTED) == {"d_model": 8, "kernel_scale": 2.0}
+    with pytest.raises(KeyError, match="not in diffmd_corrected.grid"):
+        tune.point_params({}, grid, "s1_a1_h1", CORRECTED)
+    with pytest.raises(ValueError, match="diffmd_corrected.grid: missing or empty key.s. kernel_scale"):
+        tune.grid_points({"eps": [1e-3]}, CORRECTED)
+    with pytest.raises(ValueError, match="diffmd_corrected.grid: unknown key.s. sigma_s"):
+        tune.grid_points({**grid, "sigma_s": [1.0]}, CORRECTED)
+    with pytest.raises(ValueError, match="declares no grid_train_keys|grid_train_keys"):
+        tune.GridSpec.of("egnn")
 
 
 def _fake_run(tmp_path, values, extra=None):
@@ -41,7 +64,7 @@ def _fake_run(tmp_path, values, extra=None):
     further keys per row, a function of (point name, eps). Returns the validation files, in grid order."""
     grid_dir = tmp_path / "grid"
     files = []
-    for (name, point), eps_vals in zip(tune.grid_points(GRID).items(), values):
+    for (name, point), eps_vals in zip(tune.grid_points(GRID, DIFFMD).items(), values):
         (grid_dir / name).mkdir(parents=True)
         ckpt = grid_dir / name / "model.pt"
         torch.save({"model": "diffmd", "params": {**point, "eps": 0.2}, "state_dict": {}, "epoch": 1,
@@ -151,8 +174,8 @@ def test_train_validate_select_end_to_end(tmp_path):
     split = _synthetic_split(tmp_path)
     cfg = {"batch_size": 10, "epochs": 1, "val_every": 1, "val_horizon": 3, "device": "cpu"}
     files = []
-    for name in tune.grid_points(GRID):
-        params = tune.point_params(TINY, GRID, name)
+    for name in tune.grid_points(GRID, DIFFMD):
+        params = tune.point_params(TINY, GRID, name, DIFFMD)
         train(split, "diffmd", params, cfg, 1, tmp_path / "grid" / name)
         doc = tune.validate_point(split, str(tmp_path / "grid" / name / "model.pt"), GRID["eps"], cfg, 1)
         assert doc["batched"] and [r["eps"] for r in doc["rows"]] == GRID["eps"]
@@ -168,6 +191,35 @@ def test_train_validate_select_end_to_end(tmp_path):
     assert load_torch(tmp_path / "model.pt")["params"]["eps"] == summary["best"]["eps"]
 
 
+def test_corrected_model_grid_validates_one_eps_after_another(tmp_path):
+    """diffmd_corrected's sampler is not DiffMD's ODE: its points are validated eps by eps (model.eps set for
+    each, each row as a separate validation of that eps gives), and the selection writes the chosen eps."""
+    from diffmd.engine.train import train
+
+    torch.set_num_threads(1)
+    split = _synthetic_split(tmp_path)
+    cfg = {"batch_size": 10, "epochs": 1, "val_every": 1, "val_horizon": 3, "device": "cpu"}
+    grid = {"kernel_scale": [1.0], "eps": [1e-3, 0.5]}
+    tiny = {"n_layers": 1, "n_heads": 2, "d_model": 8, "d_ffn": 16, "dropout": 0.0, "n_time_freq": 2}
+    (name,) = tune.grid_points(grid, CORRECTED)
+    out = tmp_path / "grid" / name
+    train(split, "diffmd_corrected", tune.point_params(tiny, grid, name, CORRECTED), cfg, 1, out)
+    doc = tune.validate_point(split, str(out / "model.pt"), grid["eps"], cfg, 1)
+    assert doc["point"] == "kernel_scale1" and not doc["batched"]
+    rows = doc["rows"]
+    assert [r["eps"] for r in rows] == grid["eps"] and all(r["params"] == {"kernel_scale": 1.0} for r in rows)
+    assert rows[0]["val_one_step"] != rows[1]["val_one_step"]  # the sampler ran to each eps
+    for row in rows:  # exactly one validation per eps
+        alone = tune.validate_point(split, str(out / "model.pt"), [row["eps"]], cfg, 1)["rows"][0]
+        assert (alone["val_one_step"], alone["val_armse"]) == (row["val_one_step"], row["val_armse"])
+    write_json(out / "validation.json", doc)
+    summary = tune.write_selection([str(out / "validation.json")], grid, str(tmp_path / "model.pt"),
+                                   str(tmp_path / "s.json"))  # fmt: skip
+    ckpt = load_torch(tmp_path / "model.pt")
+    assert ckpt["params"]["eps"] == summary["best"]["eps"] and ckpt["selection"]["kernel_scale"] == 1.0
+    assert tune.rank([str(out / "validation.json")], keep=1)["survivors"][0]["params"] == {"kernel_scale": 1.0}
+
+
 def test_batched_eps_validation_matches_one_eps_at_a_time(tmp_path):
     """Every eps in one batch (one-step: one integration stepping onto each eps; rollouts: per-molecule clocks)
     gives each eps's numbers to the ODE's accuracy: both it and one eps at a time are checked against a
@@ -180,7 +232,8 @@ def test_batched_eps_validation_matches_one_eps_at_a_time(tmp_path):
     split = _synthetic_split(tmp_path)
     cfg = {"batch_size": 10, "epochs": 1, "val_every": 1, "val_horizon": 4, "device": "cpu"}
     eps = [0.1, 0.3, 0.8, 0.99]
-    params = {**tune.point_params(TINY, GRID, "s0.01_a1_h1"), "sampler_options": {"ode": {"rtol": 1e-5, "atol": 1e-5}}}
+    params = {**tune.point_params(TINY, GRID, "s0.01_a1_h1", DIFFMD),
+              "sampler_options": {"ode": {"rtol": 1e-5, "atol": 1e-5}}}  # fmt: skip
     train(split, "diffmd", params, cfg, 1, tmp_path / "p")
     ckpt = str(tmp_path / "p" / "model.pt")
     tight = load_torch(ckpt)
@@ -246,11 +299,11 @@ def test_rank_keeps_the_best_points_by_their_best_eps(tmp_path):
                                          {0.5: 0.2, 0.9: 0.1}[eps], "select_by": "one_step"})  # fmt: skip
     out = tune.rank(files, keep=1)
     assert [r["point"] for r in out["survivors"]] == ["s0.01_a1_h1"] and out["ranked"][1]["score"] == 0.4
-    assert tune.slot_point(GRID, 0, None) == "s0.01_a1_h1" and tune.slot_point(GRID, 1, None) == "s1_a1_h1"
+    assert [tune.slot_point(GRID, DIFFMD, j, None) for j in (0, 1)] == ["s0.01_a1_h1", "s1_a1_h1"]
     write_json(tmp_path / "ranking.json", out)
-    assert tune.slot_point(GRID, 0, str(tmp_path / "ranking.json")) == "s0.01_a1_h1"
+    assert tune.slot_point(GRID, DIFFMD, 0, str(tmp_path / "ranking.json")) == "s0.01_a1_h1"
     with pytest.raises(ValueError, match="no survivor 1"):
-        tune.slot_point(GRID, 1, str(tmp_path / "ranking.json"))
+        tune.slot_point(GRID, DIFFMD, 1, str(tmp_path / "ranking.json"))
     with pytest.raises(ValueError, match="--keep"):
         tune.rank(files, keep=0)
 

@@ -44,10 +44,15 @@ def test_paper_counts(paper_plan) -> None:
     counts = paper_counts(paper_plan)
     jobs = count_jobs(counts)
     # the default search, successive halving: 96 + 32 + 11 + 4 slots x (8 MD17 molecules + the O2O training)
-    assert jobs["diffmd_rung"] == (96 + 32 + 11 + 4) * 9 and "diffmd_validate" not in jobs
-    # timed trainings: 8 engine-trained learned models (the 6 baselines, Score Dynamics, diffmd_corrected; not
-    # the tuned DiffMD, sGDML, references, floors or oracles) x 9
-    assert jobs["train"] == 8 * 9
+    assert jobs["diffmd_rung"] == (96 + 32 + 11 + 4) * 9
+    # diffmd_corrected's own grid (diffmd_corrected.grid, searched in full): 3 kernel_scale points x 9 runs, each
+    # trained and validated at both eps in one job (one eps after another: its sampler is not DiffMD's ODE)
+    assert jobs["diffmd_train_point"] == 3 * 9 and jobs["diffmd_validate"] == 3 * 9
+    corrected = [r for r in counts if r["rule"] == "diffmd_validate"]
+    assert {r["model"] for r in corrected} == {"diffmd_corrected"} and {r["eps"] for r in corrected} == {1e-3, 1e-2}
+    # timed trainings: 7 engine-trained learned models (the 6 baselines, Score Dynamics; not the tuned DiffMD and
+    # diffmd_corrected, sGDML, references, floors or oracles) x 9
+    assert jobs["train"] == 7 * 9
     rows = {(r["rule"], r["model"], r["dataset"], r["unit"]): r["count"] for r in counts}
     # EGNN on MD17: 8 molecules x 200 epochs x 20,000 / 200 steps
     assert rows[("train", "egnn", "md17", "train_step")] == 8 * 200 * 100
@@ -84,9 +89,10 @@ def test_paper_counts_full_grid() -> None:
     plan = counting_plan(config)
     counts = paper_counts(plan)
     jobs = count_jobs(counts)
-    # 96 grid points x 9 training runs, one batched validation per point (all 6 eps)
-    assert jobs["diffmd_train_point"] == 96 * 9 and jobs["diffmd_validate"] == 96 * 9
-    rows = {(r["rule"], r["dataset"], r["what"]): r["count"] for r in counts if r["rule"] == "diffmd_validate"}
+    # 96 grid points (+ diffmd_corrected's 3) x 9 training runs, one validation per point (all 6 eps, batched)
+    assert jobs["diffmd_train_point"] == (96 + 3) * 9 and jobs["diffmd_validate"] == (96 + 3) * 9
+    rows = {(r["rule"], r["dataset"], r["what"]): r["count"] for r in counts
+            if r["rule"] == "diffmd_validate" and r["model"] == "diffmd"}  # fmt: skip
     # 768 MD17 points x 6 eps copies x 1,000 rollout frames, batched
     assert rows[("diffmd_validate", "md17", "validation rollout, 6 eps batched")] == 768 * 6 * 1000
 

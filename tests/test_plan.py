@@ -50,12 +50,65 @@ def test_model_parameters_strides_and_history():
 
 def test_roles_trainers_and_tuning_come_from_the_registry():
     p = plan()
-    assert "diffmd" not in p.engine_models() and p.tuned_models("diffmd_grid") == ["diffmd"]
+    assert p.tuned_models("diffmd_grid") == ["diffmd", "diffmd_corrected"]
+    assert not {"diffmd", "diffmd_corrected"} & set(p.engine_models())
     assert p.models_with_role("reference") == ["static", "constant_velocity"]
     assert set(p.cost_models()) >= {"egnn", "diffmd", "sgdml"} and "static" not in p.cost_models()
-    assert p.grid_point_names() == ["s0.01_a1_h1"] and p.grid_eps() == ["0.2", "0.8"]
+    assert p.grid_point_names("diffmd") == ["s0.01_a1_h1"] and p.grid_eps("diffmd") == ["0.2", "0.8"]
     params = p.point_params("diffmd", "md17", "s0.01_a1_h1")
     assert params["train_eps"] == 0.2 and params["sigma_s"] == 0.01 and params["d_model"] == 32
+    # the quick profile's corrected grid: one point (its kernel_scale), two eps; its train_eps is its own
+    assert p.grid_point_names("diffmd_corrected") == ["kernel_scale1"]
+    assert p.grid_eps("diffmd_corrected") == ["0.001", "0.01"] and p.search("diffmd_corrected") == "full"
+    params = p.point_params("diffmd_corrected", "md17", "kernel_scale1")
+    assert params["kernel_scale"] == 1.0 and params["train_eps"] == 1e-3 and params["d_model"] == 32
+
+
+def test_a_second_tuned_model_has_its_own_grid_points_and_jobs():
+    p = plan(PAPER)
+    # DiffMD: paper Table 3 under diffmd.grid, names and search as before
+    assert len(p.grid_point_names("diffmd")) == 96 and p.grid_point_names("diffmd")[0] == "s0.001_a0.01_h0.01"
+    assert p.search("diffmd") == "halving"
+    assert [r["points"] for r in p.halving_schedule("diffmd", "md17")] == [96, 32, 11, 4]
+    assert p.tuning_jobs("diffmd", "md17") == {"diffmd_rung": 143, "diffmd_rank": 3, "diffmd_select": 1}
+    # diffmd_corrected: its own section diffmd_corrected.grid, searched in full
+    assert p.grid_point_names("diffmd_corrected") == ["kernel_scale0.5", "kernel_scale1", "kernel_scale2"]
+    assert p.search("diffmd_corrected") == "full" and p.halving_schedule("diffmd_corrected", "md17") == []
+    assert p.tuning_jobs("diffmd_corrected", "md17") == {"diffmd_train_point": 3, "diffmd_validate": 3,
+                                                         "diffmd_select": 1}  # fmt: skip
+    w = SimpleNamespace(dataset="md17", molecule="ethanol", model="diffmd_corrected", seed="1", point="kernel_scale2")
+    assert p.grid_validations(w) == [f"results/md17/ethanol/diffmd_corrected/seed1/grid/kernel_scale{k}/validation.json"
+                                     for k in ("0.5", "1", "2")]  # fmt: skip
+    assert p.grid_eps_arg(w) == "0.001 0.01" and p.batch_eps_arg(w) == ""
+    assert yaml.safe_load(p.grid_arg(w).strip("'")) == {"kernel_scale": [0.5, 1.0, 2.0], "eps": [1e-3, 1e-2]}
+    assert yaml.safe_load(p.grid_point_arg(w).strip("'"))["kernel_scale"] == 2.0
+    # one wildcard pattern for every tuned model's points; a point of the other grid is refused
+    pattern = p.grid_point_pattern()
+    assert "kernel_scale0\\.5" in pattern and "s0\\.01_a1_h1" in pattern
+    with pytest.raises(KeyError, match="'s0.01_a1_h1' is not in diffmd_corrected.grid"):
+        p.point_params("diffmd_corrected", "md17", "s0.01_a1_h1")
+    # each section applies to its own model only
+    q = plan(PAPER, diffmd={"search": "full"}, diffmd_corrected={"grid": {"kernel_scale": [1.0]}})
+    assert q.tuning_jobs("diffmd", "md17")["diffmd_train_point"] == 96
+    assert q.grid_point_names("diffmd_corrected") == ["kernel_scale1"]
+    assert q.batch_eps("diffmd") and plan(PAPER, diffmd={"batch_eps": False}).batch_eps_arg(
+        SimpleNamespace(model="diffmd")) == "--no-batch-eps"  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "section, message",
+    [
+        ({"grid": None}, "diffmd_corrected.grid: missing or empty key.s. kernel_scale, eps"),
+        ({"grid": {"kernel_scale": [1.0], "eps": [1e-3], "sigma_s": [1.0]}}, "diffmd_corrected.grid"),
+        ({"grid": {"kernel_scale": [0.0], "eps": [1e-3]}}, "diffmd_corrected.grid.kernel_scale.0"),
+        ({"batch_eps": False}, "diffmd_corrected"),
+    ],
+)
+def test_a_bad_second_grid_is_refused_with_its_section_named(section, message):
+    cfg = copy.deepcopy(PAPER)
+    cfg["diffmd_corrected"] = {k: v for k, v in {**cfg["diffmd_corrected"], **section}.items() if v is not None}
+    with pytest.raises(ValueError, match=message):
+        Plan(cfg)
 
 
 def test_models_whose_data_is_missing_are_left_out_with_a_reason():

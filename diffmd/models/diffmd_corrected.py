@@ -110,7 +110,12 @@ class DiffMDCorrected(TrajectoryModel):
     """See the module docstring; every argument is a key of ``diffmd/models/configs/diffmd_corrected.yaml``."""
 
     role = "proposed"
-    tuning = None
+    tuning = "diffmd_grid"
+    #: the tuning grid (``diffmd_corrected.grid``): one training per ``kernel_scale``, each validated at every
+    #: ``eps`` (sampling only); points named ``kernel_scale<value>``; ``train_eps`` stays the model's own
+    grid_train_keys = ("kernel_scale",)
+    grid_point_labels = ("kernel_scale",)
+    grid_train_eps = False
     #: filled by the plan from ``data.<dataset>.xtb``: the kernel's thermal scale uses the data's conditions
     source_params = ("dt_fs", "temperature_K")
 

@@ -1,19 +1,21 @@
-# DiffMD grid search (paper Table 3) -> the checkpoint the engine's rollout/evaluate rules consume.
-# diffmd.search (docs/paper_scale.md; PLAN.search(): a grid smaller than halving.eta is searched in full):
+# Grid search of the models tuned by "diffmd_grid" (DiffMD: paper Table 3; diffmd_corrected: kernel_scale) -> the
+# checkpoint the engine's rollout/evaluate rules consume. Each model's grid is the config section named after it
+# (diffmd.grid, diffmd_corrected.grid), its training keys declared by its class (plan.GridSpec); eps samples only.
+# <model>.search (docs/paper_scale.md; PLAN.search(model): a grid smaller than halving.eta is searched in full):
 #  full:
-#   results/{dataset}/{run}/diffmd/seed{seed}/grid/{point}/model.pt          one model per (sigma_s, a_bar, eta_sigma)
-#   results/{dataset}/{run}/diffmd/seed{seed}/grid/{point}/validation.json   validation at every eps, one batched job
+#   results/{dataset}/{run}/{model}/seed{seed}/grid/{point}/model.pt          one model per training point
+#   results/{dataset}/{run}/{model}/seed{seed}/grid/{point}/validation.json   validation at every eps, one job
 #  halving (successive halving, PLAN.halving_schedule):
 #   .../grid/rung{r}/slot{j}/{model.pt,validation.json}   one job trains a slot's point r's epochs and validates it
 #   .../grid/rung{r}/ranking.json                          the points rung r+1 trains (slot j = survivor j)
 #  both:
-#   results/{dataset}/{run}/diffmd/seed{seed}/{model.pt,selection.json}        the best (point, eps)
+#   results/{dataset}/{run}/{model}/seed{seed}/{model.pt,selection.json}        the best (point, eps)
 # {run} is the MD17 molecule (S2L) or "trained" (O2O, C7O2H10). Logic: diffmd/models/diffmd/tune.py.
 # Tuned models are asked from the plan (PLAN.tuned_models("diffmd_grid")); none -> no grid jobs.
 GRID_MODELS = PLAN.tuned_models("diffmd_grid")
-# point names are s<sigma_s>_a<a_bar>_h<eta_sigma> (plan.point_name); unknown ones fail in PLAN.point_params
-DIFFMD_POINT_PATTERN = r"s[0-9.e+-]+_a[0-9.e+-]+_h[0-9.e+-]+"
-BATCH_EPS = "" if PLAN.batch_eps() else "--no-batch-eps"
+# point names: s<sigma_s>_a<a_bar>_h<eta_sigma> (DiffMD), kernel_scale<value> (GridSpec.point_name); the pattern
+# is every tuned model's points; a point of another model's grid fails in PLAN.point_params
+GRID_POINT_PATTERN = PLAN.grid_point_pattern()
 
 
 # ranking and selection read a few JSON files: run where Snakemake runs, never submitted to a cluster
@@ -36,7 +38,7 @@ rule diffmd_train_point:
     wildcard_constraints:
         molecule="|".join(PLAN.train_run_names()),
         model="|".join(GRID_MODELS) or "^$",
-        point=DIFFMD_POINT_PATTERN,
+        point=GRID_POINT_PATTERN,
     params:
         model_params=PLAN.grid_point_arg,
         train=arg(PLAN.train_config()),
@@ -63,11 +65,11 @@ rule diffmd_validate:
     wildcard_constraints:
         molecule="|".join(PLAN.train_run_names()),
         model="|".join(GRID_MODELS) or "^$",
-        point=DIFFMD_POINT_PATTERN,
+        point=GRID_POINT_PATTERN,
     params:
         train=arg(PLAN.train_config()),
-        eps=" ".join(PLAN.grid_eps()),
-        batch=BATCH_EPS,
+        eps=PLAN.grid_eps_arg,
+        batch=PLAN.batch_eps_arg,
     resources:
         gpu=1,
     threads: 1
@@ -99,7 +101,7 @@ rule diffmd_rung:
         epochs=lambda w: PLAN.rung(w)["epochs"],
         ranking=lambda w, input: f"--ranking {input.ranking}" if "ranking" in input.keys() else "",
         train=arg(PLAN.train_config()),
-        batch=BATCH_EPS,
+        batch=PLAN.batch_eps_arg,
         out=subpath(output.model, parent=True),
     resources:
         gpu=1,
@@ -144,7 +146,7 @@ rule diffmd_select:
         molecule="|".join(PLAN.train_run_names()),
         model="|".join(GRID_MODELS) or "^$",
     params:
-        grid=arg(PLAN.grid()),
+        grid=PLAN.grid_arg,
     threads: 1
     shell:
         "python -m diffmd.models.diffmd.tune select --validations {input} --grid {params.grid} --out-model {output.model} --out-selection {output.selection} > {log} 2>&1"

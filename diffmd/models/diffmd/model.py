@@ -52,6 +52,12 @@ class DiffMD(TrajectoryModel):
 
     role = "proposed"
     tuning = "diffmd_grid"
+    #: the tuning grid (``diffmd.grid``, paper Table 3): one training per (sigma_s, a_bar, eta_sigma), each
+    #: validated at every ``eps``; points named ``s<sigma_s>_a<a_bar>_h<eta_sigma>``; trained with
+    #: train_eps = the grid's smallest eps (the sampler never goes below it)
+    grid_train_keys = ("sigma_s", "a_bar", "eta_sigma")
+    grid_point_labels = ("s", "a", "h")
+    grid_train_eps = True
 
     def __init__(
         self,

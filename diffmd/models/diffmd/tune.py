@@ -1,9 +1,11 @@
-"""Grid search of DiffMD's noise hyper-parameters (paper Table 3) on the trainer's validation metric.
+"""Grid search (the ``diffmd_grid`` tuning) of DiffMD's noise hyper-parameters (paper Table 3), and of any
+model tuned the same way (diffmd_corrected's ``kernel_scale``), on the trainer's validation metric.
 
-``sigma_s``, ``a_bar`` and ``eta_sigma`` change the training objective, so each combination is one
-trained model; ``eps`` only changes the sampler, so every trained model is validated for every ``eps``,
-all of them in one process (:func:`validate_point`, ``validation.json``: one row per eps). The selection
-copies the best (point, eps) checkpoint to the run's ``model.pt`` with ``eps`` written into its
+A tuned model's class declares its grid (:class:`diffmd.plan.GridSpec`): the training keys (DiffMD:
+``sigma_s``, ``a_bar``, ``eta_sigma``; diffmd_corrected: ``kernel_scale``) change the training objective, so
+each combination is one trained model; ``eps`` only changes the sampler, so every trained model is validated
+for every ``eps``, all of them in one process (:func:`validate_point`, ``validation.json``: one row per eps).
+The selection copies the best (point, eps) checkpoint to the run's ``model.pt`` with ``eps`` written into its
 parameters, so the engine's rollout samples with the chosen value.
 
 Two searches (``diffmd.search``, docs/paper_scale.md):
@@ -26,14 +28,15 @@ Batching over eps (``batch_eps``, default on, the ODE sampler only): the one-ste
 come from one integration down to the smallest eps (:func:`diffmd.models.diffmd.samplers.ode_path`), and
 the validation rollouts of every eps run as one batch of copies of the start frame, each on its own clock
 (``model.eps`` a tensor, :func:`diffmd.models.diffmd.samplers.ode_sampler`). Both are the same ODEs as one
-eps at a time, to the solver's tolerance (tests/test_diffmd_tune.py). Stochastic samplers, and
-``batch_eps`` off, validate one eps after another, each exactly as a separate validation would.
+eps at a time, to the solver's tolerance (tests/test_diffmd_tune.py). Stochastic samplers, other models
+(diffmd_corrected's fixed-step sampler) and ``batch_eps`` off validate one eps after another (``model.eps``
+set for each), each exactly as a separate validation would.
 
 CLI::
 
     python -m diffmd.models.diffmd.tune validate --split SPLIT.json --checkpoint grid/P/model.pt
         --eps 0.1 0.2 ... --train-config JSON --seed N [--no-batch-eps] --out grid/P/validation.json
-    python -m diffmd.models.diffmd.tune train-slot --split SPLIT.json --model diffmd --params JSON --grid JSON
+    python -m diffmd.models.diffmd.tune train-slot --split SPLIT.json --model MODEL --params JSON --grid JSON
         --slot J --epochs E [--ranking grid/rung<r-1>/ranking.json] --train-config JSON --seed N
         --out-dir grid/rung<r>/slot<J>
     python -m diffmd.models.diffmd.tune rank --validations V.json ... --keep K --out grid/rung<r>/ranking.json
@@ -53,15 +56,17 @@ from typing import Any
 
 import numpy as np
 
-from diffmd.plan import GRID_TRAIN_KEYS as TRAIN_KEYS
-from diffmd.plan import fmt, grid_points, point_name, point_params
+from diffmd.plan import GridSpec, fmt, grid_points, point_params
+
+#: The training keys of rows written before rows had ``params`` (they were all DiffMD's).
+LEGACY_TRAIN_KEYS = ("sigma_s", "a_bar", "eta_sigma")
 
 __all__ = [
-    "TRAIN_KEYS",
+    "GridSpec",
     "fmt",
     "grid_points",
-    "point_name",
     "point_params",
+    "row_params",
     "rank",
     "row_metric",
     "select",
@@ -204,15 +209,17 @@ def validate_point(split: str, checkpoint: str, eps_values: list[float], train_c
                                      lambda: validation_one_step(model, pairs, cfg["batch_size"], device)))  # fmt: skip
             roll_s.append(tb - ta)
             one_s.append(time.perf_counter() - tb)
-    params = ckpt["params"]
-    name = point_name(params["sigma_s"], params["a_bar"], params["eta_sigma"])
+    spec = GridSpec.of(ckpt["model"])
+    point = {k: ckpt["params"][k] for k in spec.train_keys}
+    name = spec.point_name(point)
     rows = []
     for i, eps in enumerate(eps_values):
         val, one, res = rolls[i]["armse"], ones[i], rolls[i]
         metric = one if cfg["select_by"] == "one_step" else val
         rows.append({
             "point": name,
-            **{k: params[k] for k in TRAIN_KEYS},
+            **point,
+            "params": point,
             "eps": eps,
             "val_armse": _finite(val),
             "val_one_step": _finite(one),
@@ -239,6 +246,11 @@ def _finite(value: float) -> float | None:
 def row_metric(row: dict[str, Any]) -> float | None:
     """The number a validation row is selected by: ``val_metric`` (older rows: ``val_armse``); None: diverged."""
     return row["val_metric"] if "val_metric" in row else row["val_armse"]
+
+
+def row_params(row: dict[str, Any]) -> dict[str, float]:
+    """The training point of a validation row, ``{training key: value}`` (rows without ``params``: DiffMD's)."""
+    return dict(row["params"]) if "params" in row else {k: row[k] for k in LEGACY_TRAIN_KEYS}
 
 
 def row_select_by(row: dict[str, Any]) -> str:
@@ -286,19 +298,19 @@ def rank(validations: list[str | Path], keep: int) -> dict[str, Any]:
     for i, path in enumerate(validations):
         rows = read_rows([path])
         scores = [row_metric(r) for r in rows if row_metric(r) is not None]
-        params = {k: rows[0][k] for k in TRAIN_KEYS}
+        params = row_params(rows[0])
         ranked.append({"point": rows[0]["point"], "score": min(scores) if scores else None, "params": params,
                        "validation": str(path), "order": i})  # fmt: skip
     ranked.sort(key=lambda r: (r["score"] is None, r["score"] if r["score"] is not None else 0.0, r["order"]))
     return {"keep": int(keep), "survivors": ranked[:keep], "ranked": ranked}
 
 
-def slot_point(grid: dict[str, list[float]], slot: int, ranking: str | None) -> str:
+def slot_point(grid: dict[str, list[float]], spec: GridSpec, slot: int, ranking: str | None) -> str:
     """The point a halving slot trains: the grid's ``slot``-th (rung 0) or the ranking's ``slot``-th survivor."""
     from diffmd.io import read_json
 
     if ranking is None:
-        names = list(grid_points(grid))
+        names = list(grid_points(grid, spec))
         if not 0 <= slot < len(names):
             raise ValueError(f"--slot: {slot} is not one of the grid's {len(names)} points")
         return names[slot]
@@ -306,7 +318,7 @@ def slot_point(grid: dict[str, list[float]], slot: int, ranking: str | None) -> 
     if not isinstance(survivors, list) or not 0 <= slot < len(survivors):
         raise ValueError(f"{ranking}: no survivor {slot} (has {len(survivors or [])})")
     name = survivors[slot]["point"]
-    if name not in grid_points(grid):
+    if name not in grid_points(grid, spec):
         raise ValueError(f"{ranking}: survivor {name!r} is not a point of --grid")
     return name
 
@@ -322,8 +334,9 @@ def train_slot(split: str, model: str, base: dict[str, Any], grid: dict[str, lis
 
     if epochs < 1:
         raise ValueError(f"--epochs: must be >= 1, got {epochs}")
-    name = slot_point(grid, slot, ranking)
-    params = point_params(base, grid, name)
+    spec = GridSpec.of(model)
+    name = slot_point(grid, spec, slot, ranking)
+    params = point_params(base, grid, name, spec)
     params["train"] = {**(params.get("train") or {}), "epochs": int(epochs)}
     print(f"halving slot {slot}: point {name}, {epochs} epochs", flush=True)
     train(split, model, params, train_cfg, seed, out_dir)
@@ -346,7 +359,7 @@ def write_selection(validations: list[str], grid: dict[str, Any], out_model: str
     ckpt["val_armse"] = best["val_armse"] if best["val_armse"] is not None else math.inf
     ckpt["val_metric"] = metric if metric is not None else math.inf
     ckpt["select_by"] = row_select_by(best)
-    ckpt["selection"] = {k: best[k] for k in TRAIN_KEYS + ("eps", "point")}
+    ckpt["selection"] = {**row_params(best), "eps": best["eps"], "point": best["point"]}
     save_torch(out_model, ckpt)
     summary = {"best": best, "all_diverged": metric is None, "n_points": len(rows),
                "select_by": row_select_by(best), "val_metric": [row_metric(r) for r in rows],
@@ -367,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     """The tune CLI (module docstring); returns the exit status."""
     from diffmd.engine.train import OneLineArgumentParser, json_argument, run_cli
 
-    p = OneLineArgumentParser(description="DiffMD grid search: validate a point, train a halving slot, rank, select.")
+    p = OneLineArgumentParser(description="Grid search of a diffmd_grid model: validate a point, train a halving slot, "
+                                          "rank, select.")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=OneLineArgumentParser)
     v = sub.add_parser("validate")
     v.add_argument("--split", required=True)
@@ -377,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--split", required=True)
     t.add_argument("--model", required=True)
     t.add_argument("--params", required=True, help="JSON: the model's parameters (the point's are added)")
-    t.add_argument("--grid", required=True, help="JSON: the config's diffmd.grid")
+    t.add_argument("--grid", required=True, help="JSON: the config's <model>.grid")
     t.add_argument("--slot", type=int, required=True)
     t.add_argument("--epochs", type=int, required=True)
     t.add_argument("--ranking", default=None, help="the previous rung's ranking.json (none: rung 0)")
@@ -393,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", required=True)
     s = sub.add_parser("select")
     s.add_argument("--validations", nargs="+", required=True)
-    s.add_argument("--grid", required=True, help="JSON: the config's diffmd.grid")
+    s.add_argument("--grid", required=True, help="JSON: the config's <model>.grid")
     s.add_argument("--out-model", required=True)
     s.add_argument("--out-selection", required=True)
     a = p.parse_args(argv)
