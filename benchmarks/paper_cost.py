@@ -145,10 +145,12 @@ def _validation_counts(plan: Any, rule: str, model: str, dataset: str, jobs: int
     one integration down to the smallest eps, the validation rollouts as one batch of len(eps) copies (per
     molecule-step at the smallest eps's evaluations: every copy takes the batch's steps)."""
     cfg, k = train_settings(plan, model, dataset), plan.stride(model, dataset)
-    eps = [float(e) for e in plan.grid_eps()]
-    low, n_eps = min(eps), (len(eps) if plan.batch_eps() else 1)
+    eps = [float(e) for e in plan.grid_eps(model)]
+    # batched only for the ODE sampler (tune._batchable): DiffMD's; diffmd_corrected validates eps by eps
+    batched = plan.batch_eps(model) and plan.model_params(model, dataset).get("sampler") == "ode"
+    low, n_eps = min(eps), (len(eps) if batched else 1)
     base = {"rule": rule, "model": model, "dataset": dataset, "jobs": jobs}
-    if not plan.batch_eps():  # one eps after another
+    if not batched:  # one eps after another
         return [r for e in eps for r in (
             {**base, "eps": e, "unit": unit_name("predict_1", e), "what": "validation rollout",
              "count": jobs * size["val_segments"] * (int(cfg["val_horizon"]) // k)},
@@ -165,8 +167,8 @@ def _validation_counts(plan: Any, rule: str, model: str, dataset: str, jobs: int
 def _tuning_counts(plan: Any, model: str, dataset: str, size: dict[str, Any], seeds: int) -> list[dict[str, Any]]:
     """The grid search's work on one dataset: full (every point trained and validated) or halving (rungs)."""
     runs = size["runs"] * seeds
-    if plan.search() == "full":
-        jobs = runs * len(plan.grid_point_names())
+    if plan.search(model) == "full":
+        jobs = runs * len(plan.grid_point_names(model))
         return (_training_counts(plan, "diffmd_train_point", model, dataset, jobs)
                 + _validation_counts(plan, "diffmd_validate", model, dataset, jobs, size))  # fmt: skip
     rows = []
@@ -213,10 +215,11 @@ def paper_counts(plan: Any) -> list[dict[str, Any]]:
 
 
 def count_jobs(counts: list[dict[str, Any]]) -> dict[str, int]:
-    """Timed jobs per rule: the ``jobs`` of each job group (rule, model, dataset and, for validation, eps) once."""
+    """Timed jobs per rule: the ``jobs`` of each job group (rule, model, dataset and, for halving, rung) once (a
+    point's validation is one job at every eps, batched or not)."""
     groups: dict[tuple[Any, ...], int] = {}
     for c in counts:
-        groups[(c["rule"], c["model"], c["dataset"], c.get("eps"), c.get("rung"))] = int(c["jobs"])
+        groups[(c["rule"], c["model"], c["dataset"], c.get("rung"))] = int(c["jobs"])
     out: dict[str, int] = {}
     for (rule, *_), n in groups.items():
         out[rule] = out.get(rule, 0) + n
@@ -369,7 +372,7 @@ def measure(plan: Any, device: Any, budget_s: float) -> tuple[dict[str, dict[str
             continue
         dataset = "md17" if model in plan.models_for("md17") else "c7o2h10"
         cfg = train_settings(plan, model, dataset)
-        eps = sorted({float(e) for e in plan.grid_eps()} | {float(plan.model_params(model, dataset)["eps"])}) \
+        eps = sorted({float(e) for e in plan.grid_eps(model)} | {float(plan.model_params(model, dataset)["eps"])}) \
             if model in tuned else []  # fmt: skip
         t0 = time.perf_counter()
         costs[model], more = measure_model(model, plan.model_params(model, dataset), int(cfg["batch_size"]),
@@ -497,9 +500,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     other_plan = None
     if "diffmd" in plan.tuned_models():  # the other search, for its total beside the configured one
         other_cfg = json.loads(json.dumps(config))
-        other_cfg.setdefault("diffmd", {})["search"] = "full" if plan.search() == "halving" else "halving"
+        other_cfg.setdefault("diffmd", {})["search"] = "full" if plan.search("diffmd") == "halving" else "halving"
         other_plan = counting_plan(other_cfg)
-        other_plan = other_plan if other_plan.search() != plan.search() else None
+        other_plan = other_plan if other_plan.search("diffmd") != plan.search("diffmd") else None
     t0 = time.perf_counter()
     costs, notes = measure(plan, device, a.budget_s)
     result = project(costs, counts)
@@ -508,7 +511,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     other = None
     if other_plan is not None:
         other_counts = paper_counts(other_plan)
-        other = {"search": other_plan.search(), "result": project(costs, other_counts),
+        other = {"search": other_plan.search("diffmd"), "result": project(costs, other_counts),
                  "jobs": sum(count_jobs(other_counts).values())}  # fmt: skip
         result["other"] = other
     csv, md = render(result, costs, counts, label, unit, notes, time.perf_counter() - t0, other)

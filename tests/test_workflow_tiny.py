@@ -21,6 +21,7 @@ def test_tiny_dag_through_every_special_path(tmp_path):
     cfg["rollout"] = {"horizon": 40, "n_starts": 3, "start_horizon_fs": 5.0, "horizons_fs": [1.0, 5.0],
                       "one_step_frames": 20, "energy_frames": 1}  # fmt: skip
     cfg["train"]["epochs"] = 1
+    cfg["score_dynamics"] = {"stride": {"md17": 5, "c7o2h10": 5}}  # 2.5 fs: 2 steps within the 5 fs horizon
     wd = make_workdir(tmp_path / "wf", cfg)
     run_snakemake(wd, "results/tables/table1_md17.csv", extra_args=("--cores", "2"), profile_args=(), timeout=900)
     runs = wd / "results/md17/ethanol"
@@ -29,7 +30,7 @@ def test_tiny_dag_through_every_special_path(tmp_path):
         "static": "reference", "constant_velocity": "reference", "force_verlet": "floor", "xtb_nve": "oracle",
         "egnn": "baseline", "score_dynamics": "baseline", "diffmd": "proposed"}  # fmt: skip
     assert (runs / "diffmd/seed1/selection.json").exists()  # the grid's selection made DiffMD's checkpoint
-    assert records["score_dynamics"]["stride"] == 5  # score_dynamics.stride.md17 of the quick profile
+    assert records["score_dynamics"]["stride"] == 5  # score_dynamics.stride.md17 from the config
     assert records["force_verlet"]["rollout_applicable"] is False and records["force_verlet"]["armse"] is None
     for model, rec in records.items():
         metrics = {(r["metric"], r["horizon_fs"]) for r in rec["metrics"]}
