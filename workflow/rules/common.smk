@@ -4,6 +4,7 @@ import json
 import os
 import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from diffmd.config import SCHEMA_PATH, coerce_to_schema
@@ -100,3 +101,32 @@ def c7o2h10_final_targets(wildcards):
     """The final outputs that depend on the O2O targets (maybe chosen by the split checkpoint)."""
     return run_files("c7o2h10", "armse.json") + expand(
         "results/figures/snapshots_c7o2h10_{molecule}.png", molecule=test_columns("c7o2h10"))
+
+
+# The report (reports.smk): the cost benchmarks' tables as HTML pages, and the check of `--report`'s inputs.
+def report_html_targets():
+    """The HTML twins of the benchmark tables this config builds (see table_html)."""
+    names = (["cost_md17"] if PLAN.has_cost_table() else []) + ["paper_cost"]
+    return [f"results/tables/{name}.html" for name in names]
+
+
+def report_files():
+    """The report's pages and figures known at parse time (every final table's HTML and every figure)."""
+    return [p for p in PLAN.static_targets() + report_html_targets() if p.endswith((".html", ".png"))]
+
+
+def check_report_inputs(run_root, basedir):
+    """Stop `snakemake --report` with one line naming the run it needs when this config's run is not built."""
+    files = report_files()
+    missing = [p for p in files if not os.path.exists(p)]
+    if not missing:
+        return
+    where = "the repository root" if os.path.normpath(run_root) == "." else run_root
+    msg = (f"snakemake --report: {len(missing)} of this config's {len(files)} report files are missing under "
+           f"{where} (e.g. {missing[0]}): the report bundles a finished run of the same config, so run it first "
+           "(the same command without --report)")
+    quick = basedir / "runs" / "quick" / "results"
+    if os.path.normpath(run_root) == "." and quick.is_dir():
+        msg += ("; for the quick profile's run (runs/quick/): "
+                "snakemake --workflow-profile profiles/quick --report results/report.html")
+    raise WorkflowError(msg)

@@ -229,13 +229,8 @@ rule costs:
 
 
 
-# The cost benchmarks' tables (benchmarks.smk writes CSV and Markdown) as HTML pages in the report.
-def report_html_targets():
-    """The HTML twins of the benchmark tables this config builds (see table_html)."""
-    names = (["cost_md17"] if PLAN.has_cost_table() else []) + ["paper_cost"]
-    return [f"results/tables/{name}.html" for name in names]
-
-
+# The cost benchmarks' tables (benchmarks.smk writes CSV and Markdown) as HTML pages in the report
+# (report_html_targets in common.smk).
 rule cost_md17_html:
     conda:
         "../../envs/workflow.yaml"
@@ -246,6 +241,8 @@ rule cost_md17_html:
                subcategory="Cost of simulated time"),
     log:
         "results/logs/table_html/cost_md17.log",
+    benchmark:
+        "results/benchmarks/table_html/cost_md17.tsv"
     shell:
         "python -m diffmd.reports.html --md {input} --html {output} --title 'Cost of simulated time (MD17)' > {log} 2>&1"
 
@@ -260,27 +257,7 @@ rule paper_cost_html:
                subcategory="Paper-scale cost"),
     log:
         "results/logs/table_html/paper_cost.log",
+    benchmark:
+        "results/benchmarks/table_html/paper_cost.tsv"
     shell:
         "python -m diffmd.reports.html --md {input} --html {output} --title 'Projected cost of the paper-scale run' > {log} 2>&1"
-
-
-def report_files():
-    """The report's pages and figures known at parse time (every final table's HTML and every figure)."""
-    return [p for p in PLAN.static_targets() + report_html_targets() if p.endswith((".html", ".png"))]
-
-
-def check_report_inputs(run_root, basedir):
-    """Stop `snakemake --report` with one line naming the run it needs when this config's run is not built."""
-    files = report_files()
-    missing = [p for p in files if not os.path.exists(p)]
-    if not missing:
-        return
-    where = "the repository root" if os.path.normpath(run_root) == "." else run_root
-    msg = (f"snakemake --report: {len(missing)} of this config's {len(files)} report files are missing under "
-           f"{where} (e.g. {missing[0]}): the report bundles a finished run of the same config, so run it first "
-           "(the same command without --report)")
-    quick = basedir / "runs" / "quick" / "results"
-    if os.path.normpath(run_root) == "." and quick.is_dir():
-        msg += ("; for the quick profile's run (runs/quick/): "
-                "snakemake --workflow-profile profiles/quick --report results/report.html")
-    raise WorkflowError(msg)
