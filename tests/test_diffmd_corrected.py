@@ -30,9 +30,10 @@ def tiny(**over) -> DiffMDCorrected:
     return build_model("diffmd_corrected", {**TINY, **over}).double().eval()
 
 
-def test_registered_as_engine_trained_proposed_model():
+def test_registered_as_a_tuned_proposed_model():
     cls = get_model_class("diffmd_corrected")
-    assert cls is DiffMDCorrected and cls.role == "proposed" and cls.trainer == "engine" and cls.tuning is None
+    assert cls is DiffMDCorrected and cls.role == "proposed" and cls.trainer == "engine"
+    assert cls.tuning == "diffmd_grid" and cls.grid_train_keys == ("kernel_scale",)  # its own grid
     assert set(cls.source_params) == {"dt_fs", "temperature_K"} and not cls.adaptive_solver
 
 
