@@ -36,7 +36,7 @@ def sampler_kwargs(name: str, options: dict[str, dict[str, Any]] | None) -> dict
     if unknown:
         raise ValueError(f"diffmd sampler_options: unknown sampler(s) {', '.join(unknown)}")
     kwargs = dict(options.get(name) or {})
-    fixed = {"score_fn", "x_init", "sde", "sigma", "eps", "batch_index", "generator"}
+    fixed = {"score_fn", "x_init", "sde", "sigma", "eps", "batch_index", "generator", "restrict"}
     allowed = set(inspect.signature(get_sampler(name)).parameters) - fixed
     bad = sorted(set(kwargs) - allowed)
     if bad:
@@ -109,8 +109,8 @@ class DiffMD(TrajectoryModel):
         self.sampler_name, self.eps, self.score_scaling = sampler, float(eps), score_scaling
         self.sampler = get_sampler(sampler)
         self.sampler_options = sampler_kwargs(sampler, sampler_options)
-        # dopri5's error norm reads coordinate components over the batch: samples are equivariant and
-        # batch-independent to the ODE tolerance only (the score network and fixed-step sampling are exact)
+        # adaptive steps: samples are equivariant to the ODE tolerance only (the step control reads coordinate
+        # components); with per-molecule step control (the default) batch-independent to round-off
         self.adaptive_solver = sampler == "ode" and self.sampler_options.get("method", "dopri5") in ADAPTIVE
         self._score_evals = 0
 
@@ -148,6 +148,7 @@ class DiffMD(TrajectoryModel):
         def score_fn(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
             return self.score(batch, x, s.expand(n), sigma)
 
+        extra = {"restrict": self._restrict(batch, sigma)} if self.sampler_name == "ode" else {}
         return self.sampler(
             score_fn,
             batch[B.POSITIONS],
@@ -157,7 +158,24 @@ class DiffMD(TrajectoryModel):
             batch_index=batch[B.BATCH],
             generator=generator,
             **self.sampler_options,
+            **extra,
         )
+
+    def _restrict(self, batch: B.Batch, sigma: torch.Tensor):
+        """``restrict(atoms, mols)`` for the ODE sampler: the score of the sub-batch of those molecules (the EGT
+        graph is within molecules, so a molecule's score does not depend on the others)."""
+
+        def restrict(atoms: torch.Tensor, mols: torch.Tensor):
+            sub = {B.VELOCITIES: batch[B.VELOCITIES][atoms], B.ATOMIC_NUMBERS: batch[B.ATOMIC_NUMBERS][atoms],
+                   B.NUM_ATOMS: batch[B.NUM_ATOMS][mols]}  # fmt: skip
+            sub_sigma = sigma[atoms]
+
+            def score_fn(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+                return self.score(sub, x, s.expand(x.shape[0]), sub_sigma)
+
+            return score_fn
+
+        return restrict
 
     @torch.no_grad()
     def predict(self, batch: B.Batch) -> torch.Tensor:

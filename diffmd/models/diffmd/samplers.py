@@ -17,13 +17,17 @@ s = eps, starting from the previous frame x(t) as the prior sample of x(t+1) (th
 samplers take the squared diffusion g^2 from ``sde.g2`` and never recompute it (score_sde's shape).
 Each sampler returns (x(eps), number of score evaluations).
 
-Batching over eps (the grid search validates every eps of a point in one process, issue 14):
+Batching over molecules and eps (the grid search validates every eps of a point in one process, the
+yardstick rolls many starts out at once; issue 14):
 
-* ``ode`` also takes ``eps`` as a tensor, one value per molecule (n_molecules,): every molecule i is
-  integrated on its own clock s_i(tau) = 1 - tau (1 - eps_i), tau in [0, 1], ds_i/dtau = -(1 - eps_i)
-  (exact: a change of variable per molecule), in one solver call. The adaptive step control then uses
-  the largest per-molecule RMS error (:func:`per_molecule_max_norm`), so every molecule meets the
-  tolerance it would meet alone or better. A float ``eps`` takes the original path, unchanged.
+* ``ode`` also takes ``eps`` as a tensor, one value per molecule (n_molecules,). With dopri5 (the default)
+  and ``step_control: molecule`` (the default), every molecule of a batch integrates from s = 1 to its own
+  eps with its own step size (:mod:`diffmd.models.diffmd.ode_batch`): each molecule's result is the one it
+  gets alone (torchdiffeq's dopri5, to round-off), and the batch is compacted as molecules finish.
+  ``step_control: batch`` (or another method) keeps torchdiffeq's single step size for the batch: every
+  molecule on its own clock s_i(tau) = 1 - tau (1 - eps_i) (an exact change of variable per molecule), step
+  control on the largest per-molecule RMS error (:func:`per_molecule_max_norm`). One molecule with a float
+  ``eps`` always takes torchdiffeq's path, unchanged.
 * :func:`ode_path` integrates once from s = 1 down to the smallest of several eps and returns x(eps) at
   each (the same ODE: the probability-flow trajectory from a prior passes through every s), for one-step
   predictions at every eps for the cost of the smallest one.
@@ -40,6 +44,10 @@ from diffmd.graph import scatter_sum
 from diffmd.models.diffmd.sde import ConditionalVESDE
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``restrict(atoms, mols)``: the score function of the sub-batch of those atoms and molecules.
+Restrict = Callable[[torch.Tensor, torch.Tensor], ScoreFn]
+#: Step-size control of the adaptive ODE over a batch (:func:`ode_sampler`).
+STEP_CONTROLS = ("molecule", "batch")
 _SAMPLERS: dict[str, Callable] = {}
 
 
@@ -78,13 +86,26 @@ def ode_sampler(
     atol: float = 1e-5,
     method: str = "dopri5",
     step_size: float | None = None,
+    step_control: str = "molecule",
+    restrict: Restrict | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Probability-flow ODE from s = 1 to ``eps`` (deterministic; ``generator`` unused).
 
     Stage times outside [eps, 1] are clamped into it (dopri5's first-step probe otherwise evaluates
     sigma^(2s) at s << 0, which overflows). ``eps`` as a tensor (n_molecules,): one eps per molecule of
-    ``batch_index``, integrated on per-molecule clocks in one call (module docstring).
+    ``batch_index`` (module docstring). ``step_control`` (dopri5, more than one molecule or a tensor eps):
+    ``molecule`` (default) gives every molecule its own clock and step size
+    (:func:`diffmd.models.diffmd.ode_batch.dopri5_per_molecule`: each molecule's result is what it gives
+    alone); ``batch`` is torchdiffeq's one step size for the batch (per-molecule clocks over a tensor eps,
+    the largest per-molecule error). ``restrict(atoms, mols)``: the score function of a sub-batch, so the
+    per-molecule solver evaluates only the molecules still integrating (without it, the whole batch).
     """
+    if step_control not in STEP_CONTROLS:
+        raise ValueError(f"ode sampler: step_control must be one of {STEP_CONTROLS}, got {step_control!r}")
+    n_mol = 1 if batch_index is None or batch_index.numel() == 0 else int(batch_index.max()) + 1
+    per_molecule = step_control == "molecule" and method == "dopri5" and step_size is None
+    if per_molecule and (torch.is_tensor(eps) or n_mol > 1):
+        return _ode_molecule_steps(score_fn, x_init, sde, sigma, eps, batch_index, n_mol, rtol, atol, restrict)
     if torch.is_tensor(eps):
         return _ode_per_molecule_eps(score_fn, x_init, sde, sigma, eps, batch_index, rtol, atol, method, step_size)
     from torchdiffeq import odeint
@@ -104,6 +125,48 @@ def ode_sampler(
     options = {"step_size": step_size} if step_size is not None else None  # fixed-grid methods (rk4, euler)
     traj = odeint(drift, x_init, times, rtol=rtol, atol=atol, method=method, options=options)
     return traj[-1], nfe
+
+
+def _ode_molecule_steps(
+    score_fn: ScoreFn, x_init: torch.Tensor, sde: ConditionalVESDE, sigma: torch.Tensor, eps: float | torch.Tensor,
+    batch_index: torch.Tensor | None, n_mol: int, rtol: float, atol: float, restrict: Restrict | None,
+) -> tuple[torch.Tensor, int]:  # fmt: skip
+    """The probability-flow ODE from s = 1 to eps_i, every molecule on its own clock and step size."""
+    from diffmd.models.diffmd.ode_batch import dopri5_per_molecule
+
+    n = x_init.shape[0]
+    if batch_index is None:
+        batch_index = torch.zeros(n, dtype=torch.long, device=x_init.device)
+    eps_mol = torch.as_tensor(eps, dtype=torch.float64, device=x_init.device).reshape(-1)
+    if eps_mol.numel() == 1:
+        eps_mol = eps_mol.expand(n_mol)
+    if eps_mol.numel() != n_mol:
+        raise ValueError(f"ode sampler: {eps_mol.numel()} eps values for {n_mol} molecules")
+    if not bool(((eps_mol > 0) & (eps_mol < 1)).all()):
+        raise ValueError(f"ode sampler: eps must lie in (0, 1), got {eps_mol.tolist()}")
+    log_sigma = torch.log(sigma)[:, None]
+    eps_atom = eps_mol[batch_index]
+    full: list[torch.Tensor] = [x_init]  # positions of the whole batch, for a score without ``restrict``
+
+    def drift(t: torch.Tensor, x: torch.Tensor, atoms: torch.Tensor | None, mols: torch.Tensor | None) -> torch.Tensor:
+        lo = eps_atom if atoms is None else eps_atom[atoms]
+        s = torch.minimum(torch.maximum(t, lo), torch.ones_like(t)).to(x.dtype)  # inside [eps_i, 1]
+        ls = log_sigma if atoms is None else log_sigma[atoms]
+        if atoms is None:
+            score = score_fn(x, s)
+        elif restrict is not None:
+            score = restrict(atoms, mols)(x, s)
+        else:  # the whole batch, the finished molecules at their start positions
+            xs = full[0].clone()
+            xs[atoms] = x
+            ss = torch.ones(n, dtype=x.dtype, device=x.device)
+            ss[atoms] = s
+            score = score_fn(xs, ss)[atoms]
+        return -0.5 * sde.g2(s[:, None], ls) * score
+
+    t_start = torch.ones(n_mol, dtype=torch.float64, device=x_init.device)
+    out, calls, _ = dopri5_per_molecule(drift, x_init, batch_index, t_start, eps_mol, rtol=rtol, atol=atol)
+    return out, calls
 
 
 def per_molecule_max_norm(
@@ -170,19 +233,53 @@ def ode_path(
     atol: float = 1e-5,
     method: str = "dopri5",
     step_size: float | None = None,
+    step_control: str = "molecule",
+    batch_index: torch.Tensor | None = None,
+    restrict: Restrict | None = None,
 ) -> tuple[list[torch.Tensor], int]:
     """The probability-flow ODE from s = 1 down to min(``eps_values``), with x(eps) at every value (in the
     order given): one integration for every eps (module docstring); an adaptive solver is made to step onto
-    every eps (``step_t``), so each value is as accurate as an integration ending there."""
+    every eps (``step_t``), so each value is as accurate as an integration ending there. With dopri5 and
+    ``step_control: molecule`` every molecule of ``batch_index`` takes its own steps (:func:`ode_sampler`)."""
     from torchdiffeq import odeint
 
     values = [float(e) for e in eps_values]
     if not values or not all(0 < e < 1 for e in values):
         raise ValueError(f"ode_path: eps values must lie in (0, 1), got {values}")
+    if step_control not in STEP_CONTROLS:
+        raise ValueError(f"ode_path: step_control must be one of {STEP_CONTROLS}, got {step_control!r}")
     order = sorted(set(values), reverse=True)
     low = order[-1]
     nfe = 0
     log_sigma = torch.log(sigma)[:, None]
+    if step_control == "molecule" and method == "dopri5" and step_size is None:
+        from diffmd.models.diffmd.ode_batch import dopri5_per_molecule
+
+        n = x_init.shape[0]
+        if batch_index is None:
+            batch_index = torch.zeros(n, dtype=torch.long, device=x_init.device)
+        n_mol = int(batch_index.max()) + 1
+
+        def drift_m(t: torch.Tensor, x: torch.Tensor, atoms: torch.Tensor | None, mols: torch.Tensor | None):
+            s = t.clamp(low, 1.0).to(x.dtype)
+            ls = log_sigma if atoms is None else log_sigma[atoms]
+            if atoms is None:
+                score = score_fn(x, s)
+            elif restrict is not None:
+                score = restrict(atoms, mols)(x, s)
+            else:  # the whole batch, the finished molecules at their start positions
+                xs = x_init.clone()
+                xs[atoms] = x
+                ss = torch.ones(n, dtype=x.dtype, device=x.device)
+                ss[atoms] = s
+                score = score_fn(xs, ss)[atoms]
+            return -0.5 * sde.g2(s[:, None], ls) * score
+
+        ones = torch.ones(n_mol, dtype=torch.float64, device=x_init.device)
+        t_out = torch.tensor(order, dtype=torch.float64, device=x_init.device).expand(n_mol, -1)
+        traj, calls, _ = dopri5_per_molecule(drift_m, x_init, batch_index, ones, t_out, rtol=rtol, atol=atol)
+        at = {e: traj[i] for i, e in enumerate(order)}
+        return [at[e] for e in values], calls
 
     def drift(s: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         nonlocal nfe

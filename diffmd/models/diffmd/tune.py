@@ -109,7 +109,8 @@ def _one_step_all_eps(model: Any, data: Any, eps_values: list[float], batch_size
                          n: int = n) -> torch.Tensor:  # fmt: skip
                 return model.score(inputs, x, s.expand(n), sigma)
 
-            preds, nfe = ode_path(score_fn, inputs[B.POSITIONS], model.sde, sigma, eps_values, **model.sampler_options)
+            preds, nfe = ode_path(score_fn, inputs[B.POSITIONS], model.sde, sigma, eps_values, **model.sampler_options,
+                                  batch_index=inputs[B.BATCH], restrict=model._restrict(inputs, sigma))
             model._score_evals += nfe
             for i, pred in enumerate(preds):
                 ok = bool(torch.isfinite(pred).all())
