@@ -14,11 +14,12 @@ out ``steps`` steps on a synthetic ethanol (9 atoms, :func:`diffmd.testing.synth
 Each path runs once untimed (warm-up) and once timed; the timed seconds are the process's CPU time on a
 CPU device (single thread by default, so wall time and device time agree; both are written) and wall time
 after a synchronise on CUDA. A validated frame is one rollout step of one (eps, start) copy. It writes the
-seconds per validated frame, the ratio sequential / batched, the score evaluations of each path and the
-largest deviation between the two paths' positions (Å; the batched ODE's step control takes the largest
-per-molecule error, so both meet the solver's tolerance per molecule but take different steps), and each
-path's largest deviation from a reference: the batched path integrated at a tight tolerance (``--reference-tol``,
-default 1e-7; untimed).
+seconds per validated frame, the ratio sequential / batched, the score evaluations of each path (batched:
+calls on the batch of copies still integrating) and the largest deviation between the two paths' positions
+(Å; with the default per-molecule step control every copy takes the steps it takes alone, so the two differ by
+float round-off in the batched network, which an adaptive solver on an untrained score can amplify to its
+tolerance), and each path's largest deviation from a reference: the batched path integrated at a tight
+tolerance (``--reference-tol``, default 1e-7; untimed).
 
 CLI::
 
@@ -222,11 +223,13 @@ def render(rows: list[dict[str, Any]], eps: list[float], label: str) -> tuple[st
         "",
         show.to_markdown(index=False) if len(show) else "(nothing measured)",
         "",
-        "Ratio: one-at-a-time seconds / batched seconds (> 1: batching pays). Max deviation: largest |x| difference "
-        "of any atom, copy and step between the two paths (same ODE; the batched step control takes the largest "
-        "per-molecule error, so the two take different steps within the solver's tolerance). Max error vs "
-        "reference: the same against the batched path integrated at rtol = atol = "
-        f"{rows[0]['reference_tol'] if rows else ''} (untimed; NA: not computed).",
+        "Ratio: one-at-a-time seconds / batched seconds (> 1: batching pays). Score evals: calls of the score "
+        "network (batched: on the copies still integrating; every copy has its own dopri5 step size and drops out "
+        "when it reaches its eps). Max deviation: largest |x| difference of any atom, copy and step between the "
+        "two paths (the same steps per copy; float round-off of the batched network, amplified by the adaptive "
+        "solver on an untrained score up to its tolerance). Max error vs reference: the same against the batched "
+        "path integrated at rtol = atol = "
+        f"{rows[0]['reference_tol'] if rows and rows[0]['reference_tol'] else 'none'} (untimed; NA: not computed).",
     ]  # fmt: skip
     return csv, "\n".join(md) + "\n"
 

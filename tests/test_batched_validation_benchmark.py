@@ -27,7 +27,7 @@ def test_cli_tiny(tmp_path: Path) -> None:
     assert r["n_layers"] == 1 and r["d_model"] == 8 and r["rtol"] == 1e-7
     assert r["batched_s_per_frame"] == pytest.approx(r["batched_s"] / 18)
     assert r["ratio"] == pytest.approx(r["sequential_s"] / r["batched_s"])
-    # one batched call takes the hardest copy's steps, one-at-a-time each copy its own: 9 calls of >= 2 steps
+    # the batch calls the network once per stage of its longest copy, one-at-a-time once per stage of every copy
     assert 0 < r["batched_score_evals"] < r["sequential_score_evals"]
     # the same ODE on two step sequences (other clocks, other first steps): at rtol = atol = 1e-7 they agree to
     # 1e-4 Å (measured 1.2e-5; 8.6e-5 at 1e-6: the global error of this untrained score is far above the local
@@ -46,7 +46,9 @@ def test_paths_pair_copies_eps_major() -> None:
     res = run_paths(model, EPS, 2, 1, torch.device("cpu"), timed=False)
     b, s = res["batched_positions"], res["sequential_positions"]
     assert b.shape == s.shape == (len(EPS) * 2, 2, 9, 3)
-    np.testing.assert_allclose(b, s, atol=1e-4)  # rtol = atol = 1e-7: measured 1.2e-5
+    # per-molecule step control: every copy takes the steps it takes alone, so the two paths differ by float
+    # round-off only (measured 4.1e-6 Å; one step size for the batch, step_control: batch, gave 1.6e-5)
+    np.testing.assert_allclose(b, s, atol=8e-6)
     assert np.abs(b[0, 1] - b[2 * (len(EPS) - 1), 1]).max() > 1e-4  # eps 0.4 vs 0.99 from the same start
     assert model.eps == 0.2  # restored
 

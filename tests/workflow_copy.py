@@ -44,8 +44,29 @@ TINY_CONFIG: dict = {
 }
 
 
+def with_global_epochs(config: dict) -> dict:
+    """``config`` with every per-model ``train.epochs`` / ``val_every`` of config/quick.yaml set to the config's
+    own ``train`` values (unless the config names that model's own): quick.yaml trains the cheap models 40-100
+    epochs, which would otherwise win over the tiny config's 1-6 and cost minutes per test."""
+    quick = yaml.safe_load((REPO / "config" / "quick.yaml").read_text()).get("model_params") or {}
+    train = config.get("train") or {}
+    out = dict(config)
+    params = {k: dict(v) for k, v in (config.get("model_params") or {}).items()}
+    for name, p in quick.items():
+        quick_train = (p or {}).get("train") or {}
+        own = (params.get(name) or {}).get("train") or {}
+        fixed = {key: train[key] for key in ("epochs", "val_every") if key in quick_train and key in train
+                 and key not in own}  # fmt: skip
+        if fixed:
+            params.setdefault(name, {})["train"] = {**own, **fixed}
+    if params:
+        out["model_params"] = params
+    return out
+
+
 def make_workdir(dest: Path, config: dict | None = None) -> Path:
-    """Copy the workflow into ``dest`` and write ``dest/tiny.yaml`` (TINY_CONFIG or ``config``)."""
+    """Copy the workflow into ``dest`` and write ``dest/tiny.yaml`` (TINY_CONFIG or ``config``, with the tiny
+    config's epochs for every model: :func:`with_global_epochs`)."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW_FILES:
         src = REPO / name
@@ -53,7 +74,7 @@ def make_workdir(dest: Path, config: dict | None = None) -> Path:
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
         elif src.exists():
             shutil.copy2(src, dest / name)
-    (dest / "tiny.yaml").write_text(yaml.safe_dump(config if config is not None else TINY_CONFIG))
+    (dest / "tiny.yaml").write_text(yaml.safe_dump(with_global_epochs(config if config is not None else TINY_CONFIG)))
     return dest
 
 
