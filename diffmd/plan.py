@@ -135,6 +135,10 @@ class Plan:
         self.datasets: list[str] = list(self.config["datasets"])
         self.md17_molecules: list[str] = list(self.config["data"]["md17"]["molecules"])
         self._classes = {m: _model_class(m) for m in self.models}
+        # memos of values the workflow asks for per job (the config does not change after validation)
+        self._memo_params: dict[tuple[str, str], dict[str, Any]] = {}
+        self._memo_points: dict[str, list[str]] = {}
+        self._memo_schedule: dict[tuple[str, str], list[dict[str, int]]] = {}
         self._check()
 
     # --- checks at parse time (before Snakemake deletes anything) --------------------------------
@@ -321,7 +325,14 @@ class Plan:
 
     def model_params(self, model: str, dataset: str) -> dict[str, Any]:
         """``diffmd/models/configs/<model>.yaml`` + ``model_params.<model>``, with the stride from
-        ``<model>.stride.<dataset>`` for models whose stride comes from the config."""
+        ``<model>.stride.<dataset>`` for models whose stride comes from the config (a fresh copy; resolved once
+        per (model, dataset): the workflow asks for every job it plans)."""
+        key = (model, dataset)
+        if key not in self._memo_params:
+            self._memo_params[key] = self._model_params(model, dataset)
+        return copy.deepcopy(self._memo_params[key])
+
+    def _model_params(self, model: str, dataset: str) -> dict[str, Any]:
         overrides = copy.deepcopy(self.config.get("model_params", {}).get(model, {}))
         source = self.config["data"][dataset].get("xtb", {})
         for key in _model_class(model).source_params:
@@ -355,7 +366,9 @@ class Plan:
         return dict(self.grid_section(model).get("grid") or {})
 
     def grid_point_names(self, model: str) -> list[str]:
-        return list(grid_points(self.grid(model), self.grid_spec(model)))
+        if model not in self._memo_points:
+            self._memo_points[model] = list(grid_points(self.grid(model), self.grid_spec(model)))
+        return list(self._memo_points[model])
 
     def grid_eps(self, model: str) -> list[str]:
         return [fmt(e) for e in self.grid(model)[GRID_SAMPLE_KEY]]
@@ -391,6 +404,12 @@ class Plan:
         points from scratch for ``epochs`` = ceil(E / eta^(R-1-r)) epochs (E: the full training's), R =
         ``<model>.halving.rungs``; the rungs stop at the first that keeps a single point. Rung 0 trains every
         point; the last rung trains to E. Empty when the search is not halving."""
+        key = (model, dataset)
+        if key not in self._memo_schedule:
+            self._memo_schedule[key] = self._halving_schedule(model, dataset)
+        return copy.deepcopy(self._memo_schedule[key])
+
+    def _halving_schedule(self, model: str, dataset: str) -> list[dict[str, int]]:
         if self.search(model) != "halving":
             return []
         section = self.grid_section(model).get("halving", {})

@@ -129,6 +129,7 @@ def test_profile_runs_a_chain_on_a_local_slurm_cluster(slurm_cluster, tmp_path):
         cluster, TARGET, env=slurm_cluster, timeout=420,
         profile_args=("--profile", "profiles/slurm", "--jobs", "2"),
         extra_args=("--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+                    "--seconds-between-status-checks", "1",
                     "--retries", "0", *SMALL),
     )
     jobs = _slurm_jobs(proc.stdout + proc.stderr)
