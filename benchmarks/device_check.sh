@@ -2,7 +2,9 @@
 # Prepared device check (issue 14), <= 8 minutes on a GPU: the CUDA tests, the paper-scale cost model
 # (benchmarks/paper_cost.py), DiffMD's batched validation (benchmarks/batched_validation.py: 6 eps x 16
 # starts in one call vs one at a time) and the batched multi-start rollouts (benchmarks/multistart.py) on the device
-# at hand, summarised in one file, <out-dir>/summary.md (default results/device_check/).
+# at hand, summarised in one file, <out-dir>/summary.md (default results/device_check/). The cost model's measured
+# unit costs stay in <out-dir>/paper_cost_units.json: `python -m benchmarks.paper_cost --units-in FILE ...`
+# projects any config from them on any machine, labelled with the device they were measured on.
 # Without a GPU it still runs, shortened, on CPU.
 #
 #   bash benchmarks/device_check.sh [OUT_DIR]
@@ -46,7 +48,8 @@ CONFIG_ARG=()
 if [[ -n "${DEVICE_CHECK_CONFIG_JSON:-}" ]]; then CONFIG_ARG=(--config-json "$DEVICE_CHECK_CONFIG_JSON"); fi
 read -r -a MODELS <<< "${DEVICE_CHECK_MODELS:-egnn diffmd}"
 "$PYTHON" -m benchmarks.paper_cost --device "$DEVICE" --budget-s "$BUDGET" "${CONFIG_ARG[@]}" \
-    --out-csv "$OUT/paper_cost.csv" --out-md "$OUT/paper_cost.md" > "$OUT/paper_cost.log" 2>&1
+    --units-out "$OUT/paper_cost_units.json" --out-csv "$OUT/paper_cost.csv" --out-md "$OUT/paper_cost.md" \
+    > "$OUT/paper_cost.log" 2>&1
 "$PYTHON" -m benchmarks.multistart --device "$DEVICE" --models "${MODELS[@]}" --starts "$STARTS" --steps "$STEPS" \
     --out-csv "$OUT/multistart.csv" --out-md "$OUT/multistart.md" > "$OUT/multistart.log" 2>&1
 read -r -a BV <<< "$BV_SIZES"

@@ -25,7 +25,12 @@ does not fit at all is NA (the notes say which).
 CLI (``--config-json``: the experiment config as JSON, inline or ``@file``; default: ``config.yaml``)::
 
     python -m benchmarks.paper_cost --config-json @config.json --device auto \\
-        --out-csv results/tables/paper_cost.csv --out-md results/tables/paper_cost.md [--budget-s 45]
+        --out-csv results/tables/paper_cost.csv --out-md results/tables/paper_cost.md [--budget-s 45] \\
+        [--units-out units.json | --units-in units.json]
+
+``--units-out`` keeps the measured unit costs with the device's name (benchmarks/device_check.sh writes
+one on the device it runs on); ``--units-in`` projects from such a file instead of measuring, so a GPU's
+measured unit costs give GPU-hours for any config on any machine, labelled with the GPU they came from.
 """
 
 from __future__ import annotations
@@ -142,8 +147,8 @@ def _training_counts(plan: Any, rule: str, model: str, dataset: str, jobs: int) 
 
 def _validation_counts(plan: Any, rule: str, model: str, dataset: str, jobs: int, size: dict[str, Any]) -> list[dict]:
     """One batched validation at every eps of ``jobs`` points (tune.validate_point): the one-step frames from
-    one integration down to the smallest eps, the validation rollouts as one batch of len(eps) copies (per
-    molecule-step at the smallest eps's evaluations: every copy takes the batch's steps)."""
+    one integration down to the smallest eps, the validation rollouts as one batch of len(eps) copies (each
+    copy at its own eps's evaluations per step: per-molecule step control, ``samplers.ode_sampler``)."""
     cfg, k = train_settings(plan, model, dataset), plan.stride(model, dataset)
     eps = [float(e) for e in plan.grid_eps(model)]
     # batched only for the ODE sampler (tune._batchable): DiffMD's; diffmd_corrected validates eps by eps
@@ -157,8 +162,9 @@ def _validation_counts(plan: Any, rule: str, model: str, dataset: str, jobs: int
             {**base, "eps": e, "unit": unit_name("predict_batched", e), "what": "one-step validation",
              "count": jobs * min(int(cfg["val_frames"]), size["val_pairs"])})]  # fmt: skip
     return [
-        {**base, "unit": unit_name("predict_batched", low), "what": f"validation rollout, {n_eps} eps batched",
-         "count": jobs * n_eps * size["val_segments"] * (int(cfg["val_horizon"]) // k)},
+        *({**base, "eps": e, "unit": unit_name("predict_batched", e),
+           "what": f"validation rollout, {n_eps} eps batched (eps {e:g})",
+           "count": jobs * size["val_segments"] * (int(cfg["val_horizon"]) // k)} for e in eps),
         {**base, "unit": unit_name("predict_batched", low), "what": "one-step validation, every eps from one ODE",
          "count": jobs * min(int(cfg["val_frames"]), size["val_pairs"])},
     ]  # fmt: skip
@@ -390,7 +396,7 @@ def _hours(value: float | None) -> str:
 
 def render(result: dict[str, Any], costs: dict[str, dict[str, float | None]], counts: list[dict[str, Any]],
            label: str, unit: str, notes: list[str], seconds: float,
-           other: dict[str, Any] | None = None) -> tuple[str, str]:  # fmt: skip
+           other: dict[str, Any] | None = None, units_from: str | None = None) -> tuple[str, str]:  # fmt: skip
     """(CSV, Markdown) of a projection; ``other``: the other search's projection (``search``, ``result``,
     ``jobs``) for the totals beside it."""
     import pandas as pd
@@ -412,7 +418,9 @@ def render(result: dict[str, Any], costs: dict[str, dict[str, float | None]], co
     body = [
         f"# Projected paper-scale cost on {label}",
         "",
-        f"Unit costs measured here in {seconds:.0f} s at paper model sizes (diffmd/models/configs/<model>.yaml "
+        (f"Unit costs read from {units_from} (measured on {label}, not here)" if units_from else
+         f"Unit costs measured here in {seconds:.0f} s") +
+        f" at paper model sizes (diffmd/models/configs/<model>.yaml "
         f"+ the config's model_params), untrained, on a synthetic ethanol (9 atoms; MD17 molecules have 9-21, "
         f"so this is a lower bound for the larger ones), times the paper DAG's counts from diffmd.plan.Plan. "
         f"Figures are {unit} on this device.",
@@ -462,6 +470,44 @@ def counting_plan(config: dict[str, Any], origin: str = "--config-json") -> Any:
     return CountingPlan(config, origin=origin)
 
 
+def write_units(path: str, costs: dict[str, dict[str, float | None]], label: str, unit: str,
+                notes: list[str]) -> None:  # fmt: skip
+    """The measured unit costs as JSON, with the device they were measured on (``--units-out``)."""
+    import subprocess
+
+    from diffmd.io import write_text
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    record = {"format": "diffmd-bench paper_cost units 1", "device": label, "unit": unit, "commit": commit,
+              "measured_at": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime()), "costs": costs,
+              "notes": notes}  # fmt: skip
+    write_text(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+def read_units(path: str) -> dict[str, Any]:
+    """A ``--units-out`` file, checked: one line naming the file and key on anything wrong."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise SystemExit(f"--units-in {path}: cannot read ({exc.strerror})") from None
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"--units-in {path}: not valid JSON ({exc})") from None
+    if not isinstance(record, dict) or record.get("format") != "diffmd-bench paper_cost units 1":
+        raise SystemExit(f"--units-in {path}: not a paper_cost --units-out file (key 'format')")
+    for key, kind in (("device", str), ("unit", str), ("costs", dict)):
+        if not isinstance(record.get(key), kind):
+            raise SystemExit(f"--units-in {path}: key {key!r} missing or not a {kind.__name__}")
+    for model, units in record["costs"].items():
+        if not isinstance(units, dict) or not all(v is None or isinstance(v, (int, float)) and v >= 0
+                                                  for v in units.values()):  # fmt: skip
+            raise SystemExit(f"--units-in {path}: costs.{model}: expected seconds (>= 0 or null) per unit")
+    return record
+
+
 def load_config(text: str | None) -> dict[str, Any]:
     """The experiment config: JSON inline or ``@file``; None: the repository's config.yaml."""
     if text is None:
@@ -485,6 +531,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--budget-s", type=float, default=45.0, help="seconds for all measurements together")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--units-out", default=None, help="also write the measured unit costs (JSON, with the device)")
+    p.add_argument("--units-in", default=None,
+                   help="project from unit costs measured before (a --units-out JSON, e.g. a device check's) "
+                        "instead of measuring here")  # fmt: skip
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", required=True)
     a = p.parse_args(argv)
@@ -493,7 +543,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from diffmd.engine.common import resolve_device
     from diffmd.io import write_text
     torch.set_num_threads(max(a.threads, 1))
-    device = resolve_device(a.device)
+    loaded = read_units(a.units_in) if a.units_in else None
+    device = resolve_device("cpu" if loaded else a.device)
     config = load_config(a.config_json)
     plan = counting_plan(config)
     counts = paper_counts(plan)
@@ -504,17 +555,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         other_plan = counting_plan(other_cfg)
         other_plan = other_plan if other_plan.search("diffmd") != plan.search("diffmd") else None
     t0 = time.perf_counter()
-    costs, notes = measure(plan, device, a.budget_s)
+    if loaded:
+        costs, label, unit = loaded["costs"], loaded["device"], loaded["unit"]
+        notes = [f"unit costs read from {a.units_in} (measured on {label}, commit {loaded.get('commit') or 'unknown'}, "
+                 f"{loaded.get('measured_at', '')}), not measured here", *loaded.get("notes", [])]  # fmt: skip
+    else:
+        costs, notes = measure(plan, device, a.budget_s)
+        label = device_label(device)
+        unit = "GPU-hours" if device.type == "cuda" else "CPU-hours"
+        if a.units_out:
+            write_units(a.units_out, costs, label, unit, notes)
     result = project(costs, counts)
-    label = device_label(device)
-    unit = "GPU-hours" if device.type == "cuda" else "CPU-hours"
     other = None
     if other_plan is not None:
         other_counts = paper_counts(other_plan)
         other = {"search": other_plan.search("diffmd"), "result": project(costs, other_counts),
                  "jobs": sum(count_jobs(other_counts).values())}  # fmt: skip
         result["other"] = other
-    csv, md = render(result, costs, counts, label, unit, notes, time.perf_counter() - t0, other)
+    csv, md = render(result, costs, counts, label, unit, notes, time.perf_counter() - t0, other, a.units_in)
     write_text(a.out_csv, csv)
     write_text(a.out_md, md)
     print(md)

@@ -31,3 +31,5 @@ def test_device_check_on_cpu(tmp_path: Path) -> None:
     assert "DiffMD batched validation" in summary and "6 eps x 4 starts x 2" in summary
     assert "Multi-start rollouts" in summary and "Paper-scale cost model" in summary and "CPU-hours" in summary
     assert "skipped" in summary
+    units = json.loads((out / "paper_cost_units.json").read_text())  # for `paper_cost --units-in` elsewhere
+    assert units["unit"] == "CPU-hours" and units["costs"]["rf"]["train_step"] > 0

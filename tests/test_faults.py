@@ -3,7 +3,8 @@
 * A training job SIGKILLed mid-run (the whole snakemake process group, as a node failure would)
   and rerun with ``--rerun-incomplete`` resumes from ``last.pt`` and writes the same ``model.pt``
   (bitwise, CPU) as an uninterrupted run with the same seed.
-* The same seed and config give bitwise identical ARMSE in two fresh directories.
+* The same seed and config give bitwise identical ARMSE in two fresh directories (the killed one and an
+  uninterrupted one).
 * A rollout made to diverge (one atom displaced by 60 Å in the test start frame of the trajectory,
   so the constant-velocity model flies it away) is NA in Table 1 and the table still builds.
 * Every result directory has a provenance.json whose input checksums match the data files.
@@ -109,13 +110,10 @@ def test_killed_training_resumes_to_the_same_checkpoint_and_armse_is_reproducibl
     for r, q in zip(rows, ref_rows):  # the resumed epochs repeat the uninterrupted run's numbers
         assert (r["loss"], r["val_armse"], r["lr"]) == (q["loss"], q["val_armse"], q["lr"]), r["epoch"]
 
-    # same seed and config, a third fresh directory: bitwise identical ARMSE (and the resumed run's too)
-    again = fresh(tmp_path, "again", shared_data)
-    run_snakemake(again, EGNN_ARMSE)
-    results = [json.loads((wd / EGNN_ARMSE).read_text()) for wd in (ref, again, killed)]
-    for res in results[1:]:
-        for key in ("armse", "armse_unaligned", "rmsd_per_frame", "armse_curve", "diverged"):
-            assert res[key] == results[0][key], key
+    # same seed and config in two fresh directories (one of them killed and resumed): bitwise identical ARMSE
+    results = [json.loads((wd / EGNN_ARMSE).read_text()) for wd in (ref, killed)]
+    for key in ("armse", "armse_unaligned", "rmsd_per_frame", "armse_curve", "diverged"):
+        assert results[1][key] == results[0][key], key
     assert results[0]["armse"] is not None and np.isfinite(results[0]["armse"])
 
 
@@ -132,12 +130,20 @@ def _displace_test_start(wd: Path, shift_A: float = 60.0) -> int:
     return start
 
 
-def test_diverged_rollout_is_na_and_the_table_still_builds(tmp_path, shared_data):
+@pytest.fixture(scope="module")
+def diverged_table(tmp_path_factory, shared_data) -> Path:
+    """One Table 1 run of the reference rows, with the test start frame displaced so constant velocity
+    diverges (read by the two tests below: the NA cell, and every result directory's provenance)."""
     cfg = copy.deepcopy(CONFIG)
     cfg["models"] = ["static", "constant_velocity"]
-    wd = fresh(tmp_path, "diverge", shared_data, cfg)
+    wd = fresh(tmp_path_factory.mktemp("table"), "diverge", shared_data, cfg)
     _displace_test_start(wd)
     run_snakemake(wd, "results/tables/table1_md17.csv")
+    return wd
+
+
+def test_diverged_rollout_is_na_and_the_table_still_builds(diverged_table):
+    wd = diverged_table
     cv = json.loads((wd / "results/md17/ethanol/constant_velocity/seed1/armse.json").read_text())
     st = json.loads((wd / "results/md17/ethanol/static/seed1/armse.json").read_text())
     assert cv["diverged"] is True and cv["armse"] is None and cv["diverged_at"] >= 0
@@ -149,11 +155,8 @@ def test_diverged_rollout_is_na_and_the_table_still_builds(tmp_path, shared_data
     assert "NA" in (wd / "results/tables/table1_md17.md").read_text()
 
 
-def test_every_result_directory_has_provenance(tmp_path, shared_data):
-    cfg = copy.deepcopy(CONFIG)
-    cfg["models"] = ["static", "constant_velocity"]
-    wd = fresh(tmp_path, "prov", shared_data, cfg)
-    run_snakemake(wd, "results/tables/table1_md17.csv")
+def test_every_result_directory_has_provenance(diverged_table):
+    wd = diverged_table
     run_dirs = sorted(p.parent for p in (wd / "results").rglob("armse.json"))
     assert len(run_dirs) == 2
     trajectory_sha = sha256_file(wd / "data/md17/ethanol.npz")

@@ -91,10 +91,42 @@ def test_paper_counts_full_grid() -> None:
     jobs = count_jobs(counts)
     # 96 grid points (+ diffmd_corrected's 3) x 9 training runs, one validation per point (all 6 eps, batched)
     assert jobs["diffmd_train_point"] == (96 + 3) * 9 and jobs["diffmd_validate"] == (96 + 3) * 9
-    rows = {(r["rule"], r["dataset"], r["what"]): r["count"] for r in counts
-            if r["rule"] == "diffmd_validate" and r["model"] == "diffmd"}  # fmt: skip
-    # 768 MD17 points x 6 eps copies x 1,000 rollout frames, batched
-    assert rows[("diffmd_validate", "md17", "validation rollout, 6 eps batched")] == 768 * 6 * 1000
+    rows = {(r["rule"], r["dataset"], r["unit"]): r["count"] for r in counts
+            if r["rule"] == "diffmd_validate" and r["model"] == "diffmd" and "rollout" in r["what"]}  # fmt: skip
+    # 768 MD17 points x 1,000 rollout frames per eps copy, batched, each copy at its own eps's cost per step
+    eps = [float(e) for e in config["diffmd"]["grid"]["eps"]]
+    assert {u for (_, d, u) in rows if d == "md17"} == {unit_name("predict_batched", e) for e in eps}
+    assert all(rows[("diffmd_validate", "md17", unit_name("predict_batched", e))] == 768 * 1000 for e in eps)
+
+
+def test_units_out_then_in_reprojects_without_measuring(tmp_path: Path) -> None:
+    """A device check's unit costs (--units-out) project another config anywhere (--units-in), labelled with the
+    device they came from; a damaged file stops with one line naming it and the key."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["models"] = ["static", "rf"]
+    units = tmp_path / "units.json"
+    first = main(["--config-json", json.dumps(config), "--device", "cpu", "--budget-s", "1", "--units-out",
+                  str(units), "--out-csv", str(tmp_path / "a.csv"), "--out-md", str(tmp_path / "a.md")])  # fmt: skip
+    record = json.loads(units.read_text())
+    assert record["unit"] == "CPU-hours" and record["device"].startswith("CPU") and record["costs"]["rf"]["train_step"]
+    record["device"], record["unit"] = "NVIDIA H200 (cuda:0)", "GPU-hours"  # as a GPU's device check writes it
+    record["costs"]["rf"] = {k: v / 100 for k, v in record["costs"]["rf"].items()}
+    units.write_text(json.dumps(record))
+    config["splits"]["md17"]["n_train"] = 2 * int(config["splits"]["md17"]["n_train"])  # another config
+    out_md = tmp_path / "b.md"
+    second = main(["--config-json", json.dumps(config), "--units-in", str(units), "--out-csv", str(tmp_path / "b.csv"),
+                   "--out-md", str(out_md)])  # fmt: skip
+    md = out_md.read_text()
+    assert "GPU-hours" in md and "NVIDIA H200" in md and "read from" in md
+    train_a, train_b = first["per_rule_h"]["train"], second["per_rule_h"]["train"]
+    assert 0 < train_b < train_a  # 1/100 of the unit cost, 2x the training steps (validation unchanged)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**record, "costs": {"rf": {"train_step": "fast"}}}))
+    with pytest.raises(SystemExit, match=r"bad.json: costs.rf"):
+        main(["--units-in", str(bad), "--out-csv", str(tmp_path / "c.csv"), "--out-md", str(tmp_path / "c.md")])
+    bad.write_text("{}")
+    with pytest.raises(SystemExit, match=r"bad.json: not a paper_cost --units-out file"):
+        main(["--units-in", str(bad), "--out-csv", str(tmp_path / "c.csv"), "--out-md", str(tmp_path / "c.md")])
 
 
 def test_cli_full_grid_beside_halving(tmp_path: Path) -> None:

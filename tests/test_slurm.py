@@ -21,6 +21,7 @@ import re
 import shutil
 import socket
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 SCRIPTS = REPO / "tests" / "slurm"
 TARGET = "results/md17/ethanol/constant_velocity/seed1/armse.json"
+SPLIT = "data/splits/md17/ethanol.json"
 RUN_DIR = "results/md17/ethanol/constant_velocity/seed1"
 GPU_RULES = {"train", "rollout"}
 # Small requests so the chain fits any CI machine (the profile's paper-scale sizes ask for 32 GB).
@@ -120,18 +122,21 @@ def _assert_same_results(local: Path, cluster: Path) -> None:
 def test_profile_runs_a_chain_on_a_local_slurm_cluster(slurm_cluster, tmp_path):
     torch.set_num_threads(1)
     local = make_workdir(tmp_path / "local")
-    run_snakemake(local, TARGET)
+    run_snakemake(local, SPLIT)
 
     cluster = make_workdir(tmp_path / "cluster")
-    # the data (a GFN2-xTB simulation and its split) is shared: the cluster runs the engine's jobs
+    # the data (a GFN2-xTB simulation and its split) is shared: the cluster runs the engine's jobs, while the
+    # same chain runs locally beside it (the cluster run mostly waits on the plugin's status checks)
     shutil.copytree(local / "data", cluster / "data")
-    proc = run_snakemake(
-        cluster, TARGET, env=slurm_cluster, timeout=420,
-        profile_args=("--profile", "profiles/slurm", "--jobs", "2"),
-        extra_args=("--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
-                    "--seconds-between-status-checks", "1",
-                    "--retries", "0", *SMALL),
-    )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        local_run = pool.submit(run_snakemake, local, TARGET)
+        proc = run_snakemake(
+            cluster, TARGET, env=slurm_cluster, timeout=420,
+            profile_args=("--profile", "profiles/slurm", "--jobs", "2"),
+            extra_args=("--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+                        "--retries", "0", *SMALL),
+        )
+        local_run.result()
     jobs = _slurm_jobs(proc.stdout + proc.stderr)
     assert sorted(jobs.values()) == sorted(["train", "rollout", "evaluate"]), \
         f"{jobs}\n{job_logs(cluster)}"
