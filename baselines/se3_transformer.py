@@ -83,6 +83,8 @@ class EquivariantAttention(nn.Module):
 class SE3Transformer(TrajectoryModel):
     """SE(3)-Transformer on the 2-hop bonded graph; ``forward(batch)`` -> x(t+1) (n_atoms, 3) Å."""
 
+    bf16_refused = "e3nn's tensor products mix float32 weights with autocast's bfloat16 inputs"
+
     def __init__(
         self,
         n_layers: int = 4,

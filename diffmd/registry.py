@@ -79,6 +79,9 @@ class TrajectoryModel(nn.Module):
     #: components over the whole batch: symmetry and batching then hold to the solver's tolerance only,
     #: and the generic tests check the model's exact pieces in its own test file instead.
     adaptive_solver: bool = False
+    #: Why the model's training step must stay float32 (``train.precision: bf16`` is refused with this
+    #: reason); ``None``: bf16 autocast is allowed (tests/test_precision.py checks it against float32).
+    bf16_refused: str | None = None
     #: ``"engine"``: trained by the engine's loop on ``loss(batch)``; ``"own"``: the model trains itself
     #: with its package's own trainer through :meth:`fit_own` (machine-learned force fields).
     trainer: str = "engine"

@@ -100,6 +100,8 @@ from diffmd.registry import TrajectoryModel, build_model
 
 #: The trainer's settings when the config gives none: the schema's ``train`` defaults (the one home of
 #: every default, diffmd/config.schema.yaml) plus the rollout's divergence bound for validation rollouts.
+#: ``train.precision`` values (:func:`autocast`).
+PRECISIONS = ("float32", "bf16")
 DEFAULTS: dict[str, Any] = {**section_defaults("train"), "divergence_bound_A": DIVERGENCE_BOUND_A}
 LOG_FIELDS = ("epoch", "loss", "val_one_step", "val_armse", "lr", "seconds", "val_loss")
 #: The values of ``train.select_by``: the validation number that keeps the best checkpoint and drives the LR.
@@ -206,6 +208,8 @@ def resolve_train_config(train_cfg: dict[str, Any], overrides: dict[str, Any] | 
     unknown = sorted(set(cfg) - set(DEFAULTS))
     if unknown:
         raise ValueError(f"train config: unknown key(s) {', '.join(unknown)}")
+    if cfg["precision"] not in PRECISIONS:
+        raise ValueError(f"train.precision: expected one of {PRECISIONS}, got {cfg['precision']!r}")
     if cfg["select_by"] not in SELECT_BY:
         raise ValueError(f"train.select_by: {cfg['select_by']!r} is not one of {', '.join(SELECT_BY)}")
     frames = cfg["val_frames"]
@@ -244,6 +248,13 @@ def acceleration_scale(data: PairDataset, batch_size: int = 2000) -> float:
     return scale if math.isfinite(scale) and scale > 0 else 1.0
 
 
+def autocast(device: torch.device, precision: str):
+    """The training step's arithmetic (``train.precision``): float32 (no autocast) or bf16 autocast."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"train.precision: expected one of {PRECISIONS}, got {precision!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def train_epoch(
     model: TrajectoryModel, opt: torch.optim.Optimizer, data: PairDataset, cfg: dict, seed: int, epoch: int,
     device: torch.device,
@@ -258,7 +269,8 @@ def train_epoch(
     for batch in bar:
         batch = B.to_device(batch, device)
         opt.zero_grad(set_to_none=True)
-        loss = model.loss(batch)
+        with autocast(device, cfg.get("precision", "float32")):
+            loss = model.loss(batch).float()
         loss.backward()
         opt.step()
         model.after_optimizer_step()
@@ -483,6 +495,8 @@ def train(split_path: str, model_name: str, params: dict, train_cfg: dict, seed:
         raise ValueError(f"train.device: {exc}") from None
     seed_everything(seed)
     model = build_model(model_name, params, source="--params").to(device)
+    if cfg["precision"] == "bf16" and model.bf16_refused:
+        raise ValueError(f"train.precision: bf16 is refused for {model_name}: {model.bf16_refused}")
     params = {**params, "stride": model.stride}
     split = load_split(split_path)
     data = PairDataset(split_segments(split, "train", stride=model.stride), cfg["max_train_pairs"])

@@ -164,6 +164,8 @@ class ScoreDynamics(TrajectoryModel):
     in the original; 16.0 was this repository's earlier value (issue 13), kept reachable for comparison.
     """
 
+    #: measured (tests/test_precision.py): bf16 moves its denoising loss by 3% and its gradient to cosine 0.97
+    bf16_refused = "its denoising loss is 3% off and its gradient at cosine 0.97 from float32 under bf16"
     stride_from_config = True
 
     def __init__(
