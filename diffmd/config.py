@@ -43,9 +43,14 @@ def _schema_text() -> str:
     return resources.files("diffmd").joinpath("config.schema.yaml").read_text()
 
 
-def load_schema() -> dict[str, Any]:
-    """The experiment config schema (a fresh copy)."""
+@functools.lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
     return yaml.safe_load(_schema_text())
+
+
+def load_schema() -> dict[str, Any]:
+    """The experiment config schema (a fresh copy; parsed once per process)."""
+    return copy.deepcopy(_schema())
 
 
 def _fill(instance: dict[str, Any], schema: dict[str, Any]) -> None:

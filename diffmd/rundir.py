@@ -292,7 +292,7 @@ def write_rollout(
         positions=positions, reference=reference, frame_indices=frame_indices, atomic_numbers=atomic_numbers,
         diverged=np.bool_(diverged_at >= 0), diverged_at=np.int64(diverged_at), stride=np.int64(stride),
         dt_fs=np.float64(dt_fs), seconds=np.float64(seconds), score_evals=score_evals, source=np.str_(source),
-        molecule=np.str_(molecule), model=np.str_(model),
+        molecule=np.str_(molecule), model=np.str_(model), role=np.str_(role_of(model)),
         rollout_stats=np.str_(json.dumps(rollout_stats or {}, sort_keys=True)), **extra,
     )  # fmt: skip
     if extxyz:

@@ -41,7 +41,7 @@ def evaluate(roll: Rollout, meta: dict[str, Any]) -> dict[str, Any]:
         "dataset": meta.get("dataset"),
         "molecule": meta.get("molecule", roll.molecule),
         "model": model,
-        "role": role_of(model),
+        "role": roll.role if model == roll.model else role_of(model),  # written by the rollout: no registry import
         "seed": meta.get("seed"),
         "source": roll.source if roll.source is not None else meta.get("source"),
         "stride": int(roll.stride),
@@ -125,6 +125,6 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     import sys
 
-    from diffmd.engine.train import run_cli  # one-line `error: ...` on bad arguments or input, exit 1
+    from diffmd.engine.cli import run_cli  # one-line `error: ...` on bad arguments or input, exit 1
 
     sys.exit(run_cli(main))

@@ -326,6 +326,6 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     import sys
 
-    from diffmd.engine.train import run_cli  # one-line `error: ...` on bad arguments or input, exit 1
+    from diffmd.engine.cli import run_cli  # one-line `error: ...` on bad arguments or input, exit 1
 
     sys.exit(run_cli(main))

@@ -379,7 +379,7 @@ def _best_for(rows: list[dict[str, Any]], eps: float,
 
 def main(argv: list[str] | None = None) -> int:
     """The tune CLI (module docstring); returns the exit status."""
-    from diffmd.engine.train import OneLineArgumentParser, json_argument, run_cli
+    from diffmd.engine.cli import OneLineArgumentParser, json_argument, run_cli
 
     p = OneLineArgumentParser(description="Grid search of a diffmd_grid model: validate a point, train a halving slot, "
                                           "rank, select.")
