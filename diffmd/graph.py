@@ -16,10 +16,14 @@ Three graphs:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from diffmd.elements import covalent_radius
+
+if TYPE_CHECKING:  # torch is imported where a tensor function runs: the numpy half (find_bonds) stays light
+    import torch
 
 BOND_SCALE = 1.2  # bond if d_ij < BOND_SCALE * (r_cov,i + r_cov,j)
 
@@ -67,6 +71,8 @@ def bonded_graph(positions: np.ndarray, numbers: np.ndarray, scale: float = BOND
 
 def full_edge_index(num_atoms: torch.Tensor) -> torch.Tensor:
     """All ordered pairs i != j within each molecule; ``num_atoms`` (n_molecules,) -> (2, E)."""
+    import torch
+
     device = num_atoms.device
     num_atoms = num_atoms.long()
     offsets = torch.cumsum(num_atoms, 0) - num_atoms
@@ -95,6 +101,8 @@ def scatter_sum(src: torch.Tensor, index: torch.Tensor, dim_size: int) -> torch.
 
 def scatter_softmax(logits: torch.Tensor, index: torch.Tensor, dim_size: int) -> torch.Tensor:
     """Softmax of ``logits`` (E, ...) over the edges that share a receiving atom ``index``."""
+    import torch
+
     shape = (dim_size,) + tuple(logits.shape[1:])
     idx = index.view(-1, *([1] * (logits.dim() - 1))).expand_as(logits)
     maxes = logits.new_full(shape, float("-inf")).scatter_reduce(0, idx, logits, reduce="amax", include_self=True)

@@ -184,6 +184,7 @@ class Rollout:
     source: str | None = None  # data source of the reference trajectory
     molecule: str = ""
     model: str = ""
+    role: str | None = None  # the model's registered role, as the rollout wrote it (None: an older file)
     rollout_stats: dict[str, float] = field(default_factory=dict)  # the model's other counters, summed
     applicable: bool = True  # False for one-step-only models: positions hold the start frame only
     multi: MultiStart | None = None
@@ -232,6 +233,7 @@ def load_rollout(path: str | os.PathLike) -> Rollout:
         source=str(data["source"]) if "source" in data else None,
         molecule=str(data.get("molecule", "")),
         model=str(data.get("model", "")),
+        role=str(data["role"]) if "role" in data else None,
         rollout_stats=json.loads(str(data["rollout_stats"])) if "rollout_stats" in data else {},
         applicable=bool(data.get("applicable", True)),
         multi=_part(data, MULTI_KEYS, MultiStart, path),

@@ -158,3 +158,34 @@ def test_engine_clis_give_one_line_errors(tmp_path, module, args):
                           timeout=60)  # fmt: skip
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate_cli_reads_the_role_from_the_rollout_without_importing_torch(tmp_path):
+    """The evaluate job is light: the rollout wrote the model's role, so the CLI needs neither the registry nor
+    torch (3-4 s of every evaluate job's start before), and the record's role is the registered one."""
+    import json as _json
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from diffmd.registry import model_role
+    from diffmd.testing.synthetic import vibrating_truth, write_run
+
+    write_run(tmp_path, "md17", "ethanol", "egnn", 1, "xtb", vibrating_truth(30, seed=2), 0.01, yardstick=False)
+    rollout = tmp_path / "md17/ethanol/egnn/seed1/rollout.npz"
+    assert str(np.load(rollout)["role"]) == model_role("egnn")
+    out = tmp_path / "armse.json"
+    check = "\n".join([
+        "import runpy, sys",
+        "sys.argv = ['evaluate', '--rollout', sys.argv[1], '--out', sys.argv[2]]",
+        "try:",
+        "    runpy.run_module('diffmd.engine.evaluate', run_name='__main__', alter_sys=True)",
+        "except SystemExit as exc:",
+        "    assert not exc.code, f'exit {exc.code}'",
+        "assert 'torch' not in sys.modules, 'torch imported'",
+    ])
+    proc = subprocess.run([sys.executable, "-c", check, str(rollout), str(out)], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert _json.loads(out.read_text())["role"] == "baseline"

@@ -41,7 +41,8 @@ def evaluate(roll: Rollout, meta: dict[str, Any]) -> dict[str, Any]:
         "dataset": meta.get("dataset"),
         "molecule": meta.get("molecule", roll.molecule),
         "model": model,
-        "role": roll.role if model == roll.model else role_of(model),  # written by the rollout: no registry import
+        # the rollout wrote the role: no registry (torch) import here, except for an older file
+        "role": roll.role if roll.role and model == roll.model else role_of(model),
         "seed": meta.get("seed"),
         "source": roll.source if roll.source is not None else meta.get("source"),
         "stride": int(roll.stride),
