@@ -33,6 +33,18 @@ def _problem(seed: int = 0, sizes=(3, 5, 2, 4), decay: float = 1.0):
     return batch_index, y0, f_one, drift
 
 
+def _odeint_counted(f, y0, times, **kwargs):
+    """torchdiffeq's dopri5 on one molecule (rtol = atol = 1e-5): (trajectory at ``times``, evaluations)."""
+    nfe = 0
+
+    def counted(t, x):
+        nonlocal nfe
+        nfe += 1
+        return f(t, x)
+
+    return odeint(counted, y0, times, rtol=1e-5, atol=1e-5, method="dopri5", **kwargs), nfe
+
+
 @pytest.mark.parametrize("direction", ["forward", "backward"])
 def test_matches_torchdiffeq_one_molecule_at_a_time(direction):
     batch_index, y0, f_one, drift = _problem(decay=1.0 if direction == "forward" else -1.0)
@@ -45,16 +57,9 @@ def test_matches_torchdiffeq_one_molecule_at_a_time(direction):
         t1 = torch.tensor([0.1, 0.5, 0.9, 0.01], dtype=torch.float64)
     out, calls, evals = dopri5_per_molecule(drift, y0, batch_index, t0, t1, rtol=1e-5, atol=1e-5)
     for m in range(n_mol):
-        nfe = 0
-        f = f_one(m)
-
-        def counted(t, x, f=f):
-            nonlocal nfe
-            nfe += 1
-            return f(t, x)
-
         sel = batch_index == m
-        ref = odeint(counted, y0[sel], torch.stack([t0[m], t1[m]]), rtol=1e-5, atol=1e-5, method="dopri5")[-1]
+        traj, nfe = _odeint_counted(f_one(m), y0[sel], torch.stack([t0[m], t1[m]]))
+        ref = traj[-1]
         assert torch.allclose(out[sel], ref, rtol=1e-5, atol=1e-6), (m, (out[sel] - ref).abs().max())
         assert int(evals[m]) == nfe, (m, int(evals[m]), nfe)  # the same step sequence
     assert calls == int(evals.max())  # one batched call per stage of the molecule that takes longest
@@ -167,17 +172,9 @@ def test_several_output_times_step_onto_each_as_torchdiffeq_step_t():
                                         times.expand(n_mol, -1), rtol=1e-5, atol=1e-5)  # fmt: skip
     assert out.shape == (4, *y0.shape)
     for m in range(n_mol):
-        nfe = 0
-        fm = f_one(m)
-
-        def counted(t, x, f=fm):
-            nonlocal nfe
-            nfe += 1
-            return f(t, x)
-
         sel = batch_index == m
         ts = torch.cat([torch.ones(1, dtype=torch.float64), times])
-        ref = odeint(counted, y0[sel], ts, rtol=1e-5, atol=1e-5, method="dopri5", options={"step_t": times[:-1]})
+        ref, nfe = _odeint_counted(f_one(m), y0[sel], ts, options={"step_t": times[:-1]})
         assert torch.allclose(out[:, sel], ref[1:], rtol=1e-5, atol=1e-6), (m, (out[:, sel] - ref[1:]).abs().max())
         assert int(evals[m]) == nfe
     with pytest.raises(ValueError, match="direction of integration"):

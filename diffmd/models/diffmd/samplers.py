@@ -127,6 +127,34 @@ def ode_sampler(
     return traj[-1], nfe
 
 
+def _molecule_drift(
+    score_fn: ScoreFn, restrict: Restrict | None, sde: ConditionalVESDE, log_sigma: torch.Tensor,
+    x_init: torch.Tensor, eps_atom: torch.Tensor,
+) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None], torch.Tensor]:  # fmt: skip
+    """The probability-flow drift dx/ds = -1/2 g^2 score for :func:`dopri5_per_molecule`: ``atoms`` / ``mols``
+    the molecules still integrating (None: all), times clamped into [eps_atom, 1]. With ``restrict`` the score
+    runs on that sub-batch; without, on the whole batch with the finished molecules at their start positions."""
+    n = x_init.shape[0]
+
+    def drift(t: torch.Tensor, x: torch.Tensor, atoms: torch.Tensor | None, mols: torch.Tensor | None) -> torch.Tensor:
+        lo = eps_atom if atoms is None else eps_atom[atoms]
+        s = torch.minimum(torch.maximum(t, lo), torch.ones_like(t)).to(x.dtype)
+        ls = log_sigma if atoms is None else log_sigma[atoms]
+        if atoms is None:
+            score = score_fn(x, s)
+        elif restrict is not None:
+            score = restrict(atoms, mols)(x, s)
+        else:
+            xs = x_init.clone()
+            xs[atoms] = x
+            ss = torch.ones(n, dtype=x.dtype, device=x.device)
+            ss[atoms] = s
+            score = score_fn(xs, ss)[atoms]
+        return -0.5 * sde.g2(s[:, None], ls) * score
+
+    return drift
+
+
 def _ode_molecule_steps(
     score_fn: ScoreFn, x_init: torch.Tensor, sde: ConditionalVESDE, sigma: torch.Tensor, eps: float | torch.Tensor,
     batch_index: torch.Tensor | None, n_mol: int, rtol: float, atol: float, restrict: Restrict | None,
@@ -144,26 +172,7 @@ def _ode_molecule_steps(
         raise ValueError(f"ode sampler: {eps_mol.numel()} eps values for {n_mol} molecules")
     if not bool(((eps_mol > 0) & (eps_mol < 1)).all()):
         raise ValueError(f"ode sampler: eps must lie in (0, 1), got {eps_mol.tolist()}")
-    log_sigma = torch.log(sigma)[:, None]
-    eps_atom = eps_mol[batch_index]
-    full: list[torch.Tensor] = [x_init]  # positions of the whole batch, for a score without ``restrict``
-
-    def drift(t: torch.Tensor, x: torch.Tensor, atoms: torch.Tensor | None, mols: torch.Tensor | None) -> torch.Tensor:
-        lo = eps_atom if atoms is None else eps_atom[atoms]
-        s = torch.minimum(torch.maximum(t, lo), torch.ones_like(t)).to(x.dtype)  # inside [eps_i, 1]
-        ls = log_sigma if atoms is None else log_sigma[atoms]
-        if atoms is None:
-            score = score_fn(x, s)
-        elif restrict is not None:
-            score = restrict(atoms, mols)(x, s)
-        else:  # the whole batch, the finished molecules at their start positions
-            xs = full[0].clone()
-            xs[atoms] = x
-            ss = torch.ones(n, dtype=x.dtype, device=x.device)
-            ss[atoms] = s
-            score = score_fn(xs, ss)[atoms]
-        return -0.5 * sde.g2(s[:, None], ls) * score
-
+    drift = _molecule_drift(score_fn, restrict, sde, torch.log(sigma)[:, None], x_init, eps_mol[batch_index])
     t_start = torch.ones(n_mol, dtype=torch.float64, device=x_init.device)
     out, calls, _ = dopri5_per_molecule(drift, x_init, batch_index, t_start, eps_mol, rtol=rtol, atol=atol)
     return out, calls
@@ -260,21 +269,8 @@ def ode_path(
             batch_index = torch.zeros(n, dtype=torch.long, device=x_init.device)
         n_mol = int(batch_index.max()) + 1
 
-        def drift_m(t: torch.Tensor, x: torch.Tensor, atoms: torch.Tensor | None, mols: torch.Tensor | None):
-            s = t.clamp(low, 1.0).to(x.dtype)
-            ls = log_sigma if atoms is None else log_sigma[atoms]
-            if atoms is None:
-                score = score_fn(x, s)
-            elif restrict is not None:
-                score = restrict(atoms, mols)(x, s)
-            else:  # the whole batch, the finished molecules at their start positions
-                xs = x_init.clone()
-                xs[atoms] = x
-                ss = torch.ones(n, dtype=x.dtype, device=x.device)
-                ss[atoms] = s
-                score = score_fn(xs, ss)[atoms]
-            return -0.5 * sde.g2(s[:, None], ls) * score
-
+        drift_m = _molecule_drift(score_fn, restrict, sde, log_sigma, x_init,
+                                  torch.full((n,), low, dtype=torch.float64, device=x_init.device))  # fmt: skip
         ones = torch.ones(n_mol, dtype=torch.float64, device=x_init.device)
         t_out = torch.tensor(order, dtype=torch.float64, device=x_init.device).expand(n_mol, -1)
         traj, calls, _ = dopri5_per_molecule(drift_m, x_init, batch_index, ones, t_out, rtol=rtol, atol=atol)
