@@ -2,6 +2,7 @@
 #   snakemake                                   # the paper's settings (profiles/default: all cores, one GPU job)
 #   snakemake -n                                # its dry run: the complete DAG
 #   snakemake --workflow-profile profiles/quick          # offline quick profile, under runs/quick/
+import os
 import sys
 from pathlib import Path
 
@@ -11,7 +12,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The paper config, by absolute path: the profiles move the working directory (workdir: below), and
+# `snakemake --report` reads every config file again from there.
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 # The run root: every path in the rules (data/..., results/...) is relative to it, so two profiles with
