@@ -1,4 +1,4 @@
-"""Distributional fidelity of a rollout against the reference segment (pure numpy).
+"""Distributional fidelity of a rollout against the reference segment (numpy, scipy, ASE's constants).
 
 A rollout can stay close in ARMSE while sampling the wrong structures (a model that stands still
 or collapses to the mean geometry), and a good chaotic simulator drifts away in ARMSE while
@@ -26,19 +26,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from scipy.stats import wasserstein_distance
 
-from diffmd.elements import MASSES, symbol
+from diffmd.elements import masses, symbol
 from diffmd.graph import find_bonds
 from diffmd.metrics import _as_frames
+from diffmd.units import KB_EV_PER_K, U_A2_PER_FS2_IN_EV
 
 #: Default h(r) range (Å): covers every intramolecular distance of the MD17 and C7O2H10 molecules.
 R_MAX = 10.0
 #: Default number of h(r) bins (0.02 Å wide over [0, R_MAX]).
 N_BINS = 500
-#: Boltzmann constant (J/K, exact SI value).
-K_B = 1.380649e-23
-#: 1 u·Å²/fs² in J (1.66053906660e-27 kg · 1e-20 m² / 1e-30 s²).
-AMU_A2_PER_FS2 = 1.66053906660e-17
 
 
 def _frames(positions: np.ndarray, name: str = "positions") -> np.ndarray:
@@ -132,24 +130,19 @@ def hr_mae(pred: np.ndarray, ref: np.ndarray, n_bins: int = N_BINS, r_max: float
 
 
 def wasserstein1(a: np.ndarray, b: np.ndarray) -> float:
-    """Exact Wasserstein-1 distance between two 1-D empirical samples (equal weights).
+    """Wasserstein-1 distance between two 1-D empirical samples (equal weights):
+    ``scipy.stats.wasserstein_distance`` after dropping non-finite values.
 
-    ``W1 = integral |F_a(x) - F_b(x)| dx`` with ``F`` the empirical CDFs, evaluated exactly on the
-    merged sorted sample (the same computation as ``scipy.stats.wasserstein_distance``). Same unit
-    as the samples (Å for lengths, degrees for angles). Non-finite values are dropped; NaN if either
-    sample is then empty.
+    ``W1 = integral |F_a(x) - F_b(x)| dx`` with ``F`` the empirical CDFs. Same unit as the samples (Å for
+    lengths, degrees for angles). NaN if either sample is empty once non-finite values are dropped (scipy
+    would raise).
     """
     a = np.asarray(a, dtype=np.float64).reshape(-1)
     b = np.asarray(b, dtype=np.float64).reshape(-1)
-    a = np.sort(a[np.isfinite(a)])
-    b = np.sort(b[np.isfinite(b)])
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
     if a.size == 0 or b.size == 0:
         return float("nan")
-    merged = np.sort(np.concatenate([a, b]))
-    deltas = np.diff(merged)
-    cdf_a = np.searchsorted(a, merged[:-1], side="right") / a.size
-    cdf_b = np.searchsorted(b, merged[:-1], side="right") / b.size
-    return float(np.sum(np.abs(cdf_a - cdf_b) * deltas))
+    return float(wasserstein_distance(a, b))
 
 
 def _unique_bonds(bond_index: np.ndarray) -> np.ndarray:
@@ -303,7 +296,7 @@ def kinetic_temperature(
     molecule's internal degrees of freedom; 1 for a diatomic). Removing rotation makes T the
     vibrational temperature whether or not the simulator (thermostat, model) lets the molecule
     tumble; with ``remove_rotation=False`` only the centre of mass is removed and ``n_dof = 3N - 3``.
-    Masses in u from :mod:`diffmd.elements`.
+    Masses in u from :mod:`diffmd.elements` (ASE's), k_B and the energy unit from :mod:`diffmd.units`.
 
     Caveat: finite differences damp fast vibrations. A mode of angular frequency w sampled every
     dt contributes ``(sin(w dt) / (w dt))^2`` of its kinetic energy: ~0.97 for a C-H stretch at
@@ -329,7 +322,7 @@ def kinetic_temperature(
     n_dof = _degrees_of_freedom(z.size, remove_rotation)
     if x.shape[0] < 3:
         return np.empty(0)
-    m = np.array([MASSES[int(a)] for a in z], dtype=np.float64)
+    m = masses(z)
     v = (x[2:] - x[:-2]) / (2.0 * dt)  # (F-2, N, 3) Å/fs
     centre = x[1:-1]
     out = np.full(v.shape[0], np.nan)
@@ -346,8 +339,8 @@ def kinetic_temperature(
         inertia = np.einsum("a,fa->f", m, r2)[:, None, None] * np.eye(3) - np.einsum("a,fai,faj->fij", m, r, r)
         omega = np.einsum("fij,fj->fi", np.linalg.pinv(inertia, hermitian=True), ang)
         v = v - np.cross(omega[:, None, :], r)
-    twice_ke = np.einsum("a,fai,fai->f", m, v, v) * AMU_A2_PER_FS2  # J
-    out[ok] = twice_ke / (n_dof * K_B)
+    twice_ke = np.einsum("a,fai,fai->f", m, v, v) * U_A2_PER_FS2_IN_EV  # eV
+    out[ok] = twice_ke / (n_dof * KB_EV_PER_K)
     return out
 
 

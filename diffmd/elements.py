@@ -1,46 +1,61 @@
-"""Element data for the organic molecules in MD17 and C7O2H10 (H, C, N, O, plus a few spares).
+"""Element data, from ASE's tables (:mod:`ase.data`): symbols, covalent radii, masses and colours.
 
-Covalent radii (Å): Cordero et al., Dalton Trans. 2008 (sp3 carbon). Masses: IUPAC standard
-atomic weights (u). Colours: CPK/Jmol, used by the snapshot figures.
+* Symbols and atomic numbers: ``ase.data.chemical_symbols`` / ``atomic_numbers`` (1..118).
+* Covalent radii (Å): ``ase.data.covalent_radii``, Cordero et al., Dalton Trans. 2008 (sp3 carbon).
+* Masses (u): ``ase.data.atomic_masses`` (IUPAC 2016 standard atomic weights), the masses ASE's ``Atoms``
+  assign, so the GFN2-xTB data simulation and everything here use the same ones.
+* Colours: ``ase.data.colors.jmol_colors`` (CPK/Jmol), used by the snapshot figures.
+
+Only what ASE does not say is decided here: which atomic numbers the project accepts (1..:data:`MAX_Z`,
+the trajectory format's range) and the one-line errors for anything else.
 """
 
 from __future__ import annotations
 
-SYMBOLS = {1: "H", 5: "B", 6: "C", 7: "N", 8: "O", 9: "F", 15: "P", 16: "S", 17: "Cl"}
-NUMBERS = {s: z for z, s in SYMBOLS.items()}
-COVALENT_RADII = {1: 0.31, 5: 0.84, 6: 0.76, 7: 0.71, 8: 0.66, 9: 0.57, 15: 1.07, 16: 1.05, 17: 1.02}
-MASSES = {1: 1.008, 5: 10.81, 6: 12.011, 7: 14.007, 8: 15.999, 9: 18.998, 15: 30.974, 16: 32.06, 17: 35.45}
-COLOURS = {
-    1: "#FFFFFF",
-    5: "#FFB5B5",
-    6: "#909090",
-    7: "#3050F8",
-    8: "#FF0D0D",
-    9: "#90E050",
-    15: "#FF8000",
-    16: "#FFFF30",
-    17: "#1FF01F",
-}
+import numpy as np
+from ase.data import atomic_masses, chemical_symbols, covalent_radii
+from ase.data import atomic_numbers as _ase_numbers
+from ase.data.colors import jmol_colors
+
 #: Largest atomic number anything accepts (the trajectory format's 1..118); every embedding has MAX_Z + 1 rows.
 MAX_Z = 118
 
 
+def _check(z: int) -> int:
+    z = int(z)
+    if not 1 <= z <= MAX_Z:
+        raise KeyError(f"atomic number {z} is not an element (expected 1..{MAX_Z})")
+    return z
+
+
 def symbol(z: int) -> str:
-    try:
-        return SYMBOLS[int(z)]
-    except KeyError:
-        raise KeyError(f"atomic number {z} is not supported (known: {sorted(SYMBOLS)})") from None
+    """``6`` -> ``"C"``."""
+    return chemical_symbols[_check(z)]
 
 
 def atomic_number(sym: str) -> int:
-    try:
-        return NUMBERS[sym.strip().capitalize()]
-    except KeyError:
-        raise KeyError(f"element symbol {sym!r} is not supported (known: {sorted(NUMBERS)})") from None
+    """``"C"`` (any case, surrounding blanks ignored) -> ``6``."""
+    z = _ase_numbers.get(sym.strip().capitalize(), 0)
+    if z < 1:
+        raise KeyError(f"element symbol {sym!r} is not an element") from None
+    return int(z)
 
 
 def covalent_radius(z: int) -> float:
-    try:
-        return COVALENT_RADII[int(z)]
-    except KeyError:
-        raise KeyError(f"no covalent radius for atomic number {z}") from None
+    """Covalent radius (Å) of atomic number ``z``."""
+    return float(covalent_radii[_check(z)])
+
+
+def masses(numbers: np.ndarray) -> np.ndarray:
+    """Atomic masses (u) of atomic numbers ``numbers`` (any shape) -> float64 array of that shape."""
+    z = np.asarray(numbers, dtype=np.int64)
+    bad = z[(z < 1) | (z > MAX_Z)]
+    if bad.size:
+        raise KeyError(f"no mass for atomic number {int(bad.reshape(-1)[0])} (expected 1..{MAX_Z})")
+    return np.asarray(atomic_masses, dtype=np.float64)[z]
+
+
+def colour(z: int) -> str:
+    """The Jmol colour of atomic number ``z`` as ``"#RRGGBB"``."""
+    r, g, b = (int(round(255 * c)) for c in jmol_colors[_check(z)])
+    return f"#{r:02X}{g:02X}{b:02X}"

@@ -77,7 +77,7 @@ def test_truncated_xyz_names_file_and_frame(tmp_path):
     lines = FIRST3.read_text().splitlines()
     bad = tmp_path / "cut.xyz"
     bad.write_text("\n".join(lines[:-3]) + "\n")
-    with pytest.raises(TrajectoryFormatError, match=rf"{bad}: truncated .* frame 2 is incomplete"):
+    with pytest.raises(TrajectoryFormatError, match=rf"{bad}: frame 2: truncated .* frame 2 is incomplete"):
         read_xyz(bad)
 
 

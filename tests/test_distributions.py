@@ -20,11 +20,11 @@ from diffmd.distributions import (
     temperature_drift,
     wasserstein1,
 )
-from diffmd.elements import MASSES
+from diffmd.elements import masses
 from diffmd.graph import find_bonds
 from diffmd.testing import ETHANOL_X, ETHANOL_Z
 
-ETHANOL_M = np.array([MASSES[int(z)] for z in ETHANOL_Z])
+ETHANOL_M = masses(ETHANOL_Z)
 
 
 def rotation(axis: np.ndarray, angle: float) -> np.ndarray:

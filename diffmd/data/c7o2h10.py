@@ -54,13 +54,14 @@ from diffmd.data.download import (
 from diffmd.data.trajectory import Trajectory, TrajectoryFormatError, save_trajectory
 from diffmd.data.xyz import read_xyz
 from diffmd.io import write_json
+from diffmd.units import EV_IN_KCAL_MOL, HARTREE_IN_KCAL_MOL
 
 C7O2H10_DT_FS = 1.0
 C7O2H10_TEMPERATURE_K = 100.0  # DiffMD paper; the archive's description says 500 K (see docstring)
 C7O2H10_REFERENCE = "Brockherde et al., Nat. Commun. 8, 872 (2017); quantum-machine.org/datasets"
 C7O2H10_URL = "http://quantum-machine.org/data/c7o2h10_md.tar.gz"
 _ID = re.compile(r"^(\d+)\.xyz$")
-_KCAL_PER = {"hartree": 627.509474, "eV": 23.060548, "kcal/mol": 1.0}
+_KCAL_PER = {"hartree": HARTREE_IN_KCAL_MOL, "eV": EV_IN_KCAL_MOL, "kcal/mol": 1.0}  # ase.units (diffmd.units)
 # |total energy| windows for C7H10O2 (about 460 Eh); units outside every window are left unknown.
 _ENERGY_WINDOWS = {"hartree": (300.0, 700.0), "eV": (8e3, 2e4), "kcal/mol": (2e5, 4.5e5)}
 

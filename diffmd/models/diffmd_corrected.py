@@ -34,29 +34,26 @@ from collections.abc import Callable
 import torch
 
 from diffmd import batch as B
-from diffmd.elements import MASSES, MAX_Z
+from diffmd.elements import MAX_Z
+from diffmd.elements import masses as _masses
 from diffmd.models.diffmd.egt import EGT
 from diffmd.models.diffmd.sde import ConditionalVESDE
 from diffmd.registry import TrajectoryModel, register_model
+from diffmd.units import EV_PER_U_IN_A2_PER_FS2, KB_EV_PER_K  # ase.units, CODATA 2018
 
-#: Boltzmann constant, eV/K (CODATA 2018).
-KB_EV_PER_K = 8.617333262e-5
-#: 1 eV/u in Å²/fs²: 1.602176634e-19 J / 1.66053906660e-27 kg = 9.64853321e7 m²/s² = 9.64853321e-3 Å²/fs².
-EV_PER_U_IN_A2_PER_FS2 = 9.64853321e-3
-
+#: Masses (u) by atomic number (row 0 unused), ASE's table through :func:`diffmd.elements.masses`.
 _MASS_TABLE = torch.zeros(MAX_Z + 1, dtype=torch.float64)
-for _z, _m in MASSES.items():
-    _MASS_TABLE[_z] = _m
+_MASS_TABLE[1:] = torch.from_numpy(_masses(range(1, MAX_Z + 1)))
 
 
 def atomic_masses(numbers: torch.Tensor) -> torch.Tensor:
-    """Masses (u) of atomic numbers ``numbers`` (N,), from :data:`diffmd.elements.MASSES`, float64."""
+    """Masses (u) of atomic numbers ``numbers`` (N,), from :func:`diffmd.elements.masses`, float64."""
     z = numbers.detach().cpu().long()
     if z.numel() and (z.min() < 0 or z.max() > MAX_Z):
         raise KeyError(f"atomic number out of range 0..{MAX_Z}: {int(z.min())}..{int(z.max())}")
     m = _MASS_TABLE[z]
     if (m == 0).any():
-        raise KeyError(f"no mass for atomic number {int(z[m == 0][0])} (known: {sorted(MASSES)})")
+        raise KeyError(f"no mass for atomic number {int(z[m == 0][0])} (expected 1..{MAX_Z})")
     return m.to(numbers.device)
 
 

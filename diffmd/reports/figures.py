@@ -23,7 +23,8 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Circle  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
 
-from diffmd.elements import COLOURS, covalent_radius  # noqa: E402
+from diffmd.elements import colour as element_colour  # noqa: E402
+from diffmd.elements import covalent_radius  # noqa: E402
 from diffmd.io import atomic_path  # noqa: E402
 from diffmd.metrics import kabsch_rotation  # noqa: E402
 from diffmd.registry import MODEL_MODULES  # noqa: E402
@@ -88,7 +89,7 @@ def draw_molecule(
     for k in np.argsort(proj[:, 2]):
         radius = 0.4 * covalent_radius(int(numbers[k])) + 0.1
         shade = 0.75 + 0.25 * depth[k]
-        colour = np.array(matplotlib.colors.to_rgb(COLOURS.get(int(numbers[k]), "#FF1493"))) * shade
+        colour = np.array(matplotlib.colors.to_rgb(element_colour(int(numbers[k])))) * shade
         ax.add_patch(
             Circle(
                 (proj[k, 0], proj[k, 1]),
