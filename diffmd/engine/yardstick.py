@@ -33,24 +33,25 @@ from diffmd import distributions as D
 from diffmd.graph import find_bonds
 from diffmd.metrics import rmsd_per_frame
 from diffmd.rundir import MultiStart, OneStep
-from diffmd.stats import bootstrap_ci
+from diffmd.stats import interval
 
 BOND_BREAK_FACTOR = 1.5  # a bond longer than 1.5 x its start length is broken (as the validity table)
 
 
 def row(metric: str, horizon_fs: float | None, values: np.ndarray | list[float], unit: str,
         n_diverged: int = 0, n: int | None = None) -> dict[str, Any]:  # fmt: skip
-    """One metrics row: the mean of ``values`` (NaN dropped) with its 95% bootstrap interval."""
+    """One metrics row: the mean of ``values`` (non-finite dropped) with its 95% interval
+    (:func:`diffmd.stats.interval`: Student t for few values, BCa bootstrap for many), the interval's method
+    and the number of values it used."""
     vals = np.asarray(values, dtype=np.float64).reshape(-1)
-    finite = vals[np.isfinite(vals)]
-    est, lo, hi = bootstrap_ci(finite) if finite.size else (np.nan, np.nan, np.nan)
+    est, lo, hi, n_ci, method = interval(vals[np.isfinite(vals)])
 
     def num(x: float) -> float | None:
         return float(x) if np.isfinite(x) else None
 
     return {"metric": metric, "horizon_fs": None if horizon_fs is None else float(horizon_fs), "value": num(est),
             "ci_low": num(lo), "ci_high": num(hi), "n_starts": int(vals.size if n is None else n),
-            "n_diverged": int(n_diverged), "unit": unit}  # fmt: skip
+            "n_diverged": int(n_diverged), "unit": unit, "ci_method": method, "ci_n": int(n_ci)}  # fmt: skip
 
 
 def per_start_rmsd(multi: MultiStart) -> np.ndarray:
@@ -108,10 +109,12 @@ def one_step_rows(one: OneStep, step_fs: float) -> list[dict]:
     total = ((a_true - a_true.mean(axis=0, keepdims=True)) ** 2).sum()
     r2 = 1.0 - resid / total if total > 0 else np.nan
     sq = err**2
-    est, lo, hi = bootstrap_ci(sq[np.isfinite(sq)], statistic=_root_mean) if np.isfinite(sq).any() else (np.nan,) * 3
-    base = {**row("one_step_rmse", step_fs, err, "Å"), "value": _num(est), "ci_low": _num(lo), "ci_high": _num(hi)}
+    est, lo, hi, n_ci, method = interval(sq[np.isfinite(sq)], statistic=_root_mean)
+    base = {**row("one_step_rmse", step_fs, err, "Å"), "value": _num(est), "ci_low": _num(lo), "ci_high": _num(hi),
+            "ci_method": method, "ci_n": n_ci}  # fmt: skip
     out = [base, row("accel_r2", step_fs, [r2], "", n=len(err))]
     out[1]["ci_low"] = out[1]["ci_high"] = None
+    out[1]["ci_method"], out[1]["ci_n"] = "", 0
     return out
 
 
