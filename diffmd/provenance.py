@@ -189,21 +189,25 @@ def provenance_markdown(result_files: Iterable[str | os.PathLike]) -> str:
 
     ``result_files`` are the runs' files (``.../seed1/armse.json``); each row names the run
     directory's ``provenance.json`` with its git commit, config hash, device and input checksums
-    (first 12 hex digits), or says that the file is missing.
+    (first 12 hex digits), or says that the file is missing. The table is ``DataFrame.to_markdown``'s.
     """
-    lines = ["", "Provenance: `provenance.json` in each run directory (package versions, git commit, "
-             "config hash, data checksums, device).", "",
-             "| run | git commit | config hash | device | inputs (SHA-256) |", "|---|---|---|---|---|"]
+    import pandas as pd
+
+    rows = []
     for run in sorted({Path(f).parent for f in result_files}):
         rec = read_provenance(run)
         if rec is None:
-            lines.append(f"| `{run}` | provenance.json missing | | | |")
+            rows.append([f"`{run}`", "provenance.json missing", "", "", ""])
             continue
         git = rec.get("git")
         commit = f"{git['commit'][:12]}{' (dirty)' if git.get('dirty') else ''}" if git else "no git checkout"
         chash = (rec.get("config_hash") or "")[:12]
         inputs = ", ".join(f"{Path(k).name} {v['sha256'][:12]}" for k, v in (rec.get("inputs") or {}).items())
-        lines.append(f"| `{run / PROVENANCE_NAME}` | {commit} | {chash} | {rec.get('device', '')} | {inputs} |")
+        rows.append([f"`{run / PROVENANCE_NAME}`", commit, chash, str(rec.get("device", "")), inputs])
+    table = pd.DataFrame(rows, columns=["run", "git commit", "config hash", "device", "inputs (SHA-256)"])
+    lines = ["", "Provenance: `provenance.json` in each run directory (package versions, git commit, "
+             "config hash, data checksums, device).", "",
+             table.to_markdown(index=False, tablefmt="pipe", disable_numparse=True)]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

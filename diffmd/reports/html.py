@@ -1,14 +1,14 @@
 """HTML pages for the Snakemake report (which shows HTML files inline but offers CSV and Markdown only
 as downloads).
 
-* :func:`html_page`: one page from blocks; the yardstick tables (Tables 1-2, one-step, distributions)
-  put their pandas ``DataFrame.to_html`` tables in it, rendered from the same long-format frame as
-  their CSV and Markdown.
-* :func:`markdown_to_html`: the HTML twin of the older Markdown-only reports (validity, costs, paper
-  vs ours) and of the provenance section. Handles exactly what those writers emit: pipe tables,
-  ``- `` bullet lines, plain paragraphs, ``**bold**`` and ``<u>underline</u>``; everything else is escaped.
+* :func:`html_page`: one page from blocks; the tables put their pandas ``DataFrame.to_html`` tables in
+  it, rendered from the same frame as their CSV and Markdown.
+* :func:`markdown_to_html`: a Markdown file (the benchmarks' tables, cost_md17 and paper_cost) as a page,
+  through Python-Markdown (``markdown`` with its ``tables`` extension: headings, pipe tables, lists, code
+  spans, bold). Raw HTML in the text is escaped first (it is data, never markup), except the ``<u>``
+  underline the tables use for the second best.
 
-CLI (the benchmarks' Markdown tables, cost_md17 and paper_cost, as report pages)::
+CLI (the benchmarks' Markdown tables as report pages)::
 
     python -m diffmd.reports.html --md results/tables/paper_cost.md --html results/tables/paper_cost.html --title T
 """
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import html
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import markdown
 
 STYLE = (
     "body{font-family:sans-serif;font-size:14px;margin:1em}"
@@ -29,18 +30,8 @@ STYLE = (
     "th,td{border:1px solid #bbb;padding:3px 8px;text-align:right}"
     "th:first-child,td:first-child{text-align:left}"
     "th{background:#eee}tr:nth-child(even) td{background:#fafafa}"
-    "li{margin:.2em 0}"
+    "li{margin:.2em 0}code{font-size:90%}"
 )
-
-
-def _inline(text: str) -> str:
-    out = html.escape(text, quote=False)
-    out = out.replace("&lt;u&gt;", "<u>").replace("&lt;/u&gt;", "</u>")
-    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
-
-
-def _cells(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
 def _page(title: str, body: list[str]) -> str:
@@ -50,17 +41,30 @@ def _page(title: str, body: list[str]) -> str:
     )
 
 
+def markdown_fragment(md: str) -> str:
+    """Markdown (tables, lists, paragraphs, code spans, ``**bold**``, ``<u>underline</u>``) as an HTML
+    fragment; any other ``<``, ``>`` or ``&`` in the text is shown as written."""
+    text = html.escape(md, quote=False).replace("&lt;u&gt;", "<u>").replace("&lt;/u&gt;", "</u>")
+    return markdown.markdown(text, extensions=["tables"], output_format="html")
+
+
+def inline(text: str) -> str:
+    """One line of Markdown (code spans, bold) as inline HTML, without the paragraph around it."""
+    out = markdown_fragment(text)
+    return out[3:-4] if out.startswith("<p>") and out.endswith("</p>") else out
+
+
 def html_page(title: str, blocks: Sequence[tuple[str, Any]]) -> str:
-    """One HTML page from ``(kind, content)`` blocks: ``("p", text)`` and ``("h3", text)`` (escaped),
-    ``("ul", [text, ...])`` (escaped items), ``("html", fragment)`` (inserted as is, e.g. the output of
-    ``DataFrame.to_html``) and ``("md", markdown)`` (through :func:`markdown_fragment`)."""
+    """One HTML page from ``(kind, content)`` blocks: ``("p", text)`` and ``("h3", text)`` (inline
+    Markdown), ``("ul", [text, ...])`` (inline Markdown items), ``("html", fragment)`` (inserted as is,
+    e.g. the output of ``DataFrame.to_html``) and ``("md", markdown)`` (through :func:`markdown_fragment`)."""
     body: list[str] = []
     for kind, content in blocks:
         if kind in ("p", "h3"):
-            body.append(f"<{kind}>{html.escape(str(content), quote=False)}</{kind}>")
+            body.append(f"<{kind}>{inline(str(content))}</{kind}>")
         elif kind == "ul":
             if content:
-                body.append("<ul>" + "".join(f"<li>{html.escape(str(c), quote=False)}</li>" for c in content) + "</ul>")
+                body.append("<ul>" + "".join(f"<li>{inline(str(c))}</li>" for c in content) + "</ul>")
         elif kind == "html":
             body.append(str(content))
         elif kind == "md":
@@ -71,46 +75,14 @@ def html_page(title: str, blocks: Sequence[tuple[str, Any]]) -> str:
 
 
 def markdown_to_html(md: str, title: str) -> str:
-    """Render the report's Markdown (tables, bullets, paragraphs) as one HTML page."""
+    """A Markdown document as one HTML page."""
     return _page(title, [markdown_fragment(md)])
-
-
-def markdown_fragment(md: str) -> str:
-    """The body of :func:`markdown_to_html`: Markdown tables, bullets and paragraphs as HTML elements."""
-    body: list[str] = []
-    table: list[list[str]] = []
-    bullets: list[str] = []
-
-    def flush() -> None:
-        if table:
-            head, rows = table[0], table[1:]
-            body.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>")
-            body.extend("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in rows)
-            body.append("</table>")
-            table.clear()
-        if bullets:
-            body.append("<ul>" + "".join(f"<li>{_inline(b)}</li>" for b in bullets) + "</ul>")
-            bullets.clear()
-
-    for line in md.splitlines():
-        if line.startswith("|"):
-            if not re.fullmatch(r"\|(\s*-+:?\s*\|)+", line.replace(" ", "")):
-                table.append(_cells(line))
-            continue
-        if line.startswith("- "):
-            bullets.append(line[2:])
-            continue
-        flush()
-        if line.strip():
-            body.append(f"<p>{_inline(line)}</p>")
-    flush()
-    return "\n".join(body)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Render one Markdown table file as an HTML page (written atomically); one error line on bad input."""
     p = argparse.ArgumentParser(prog="python -m diffmd.reports.html", description=main.__doc__)
-    p.add_argument("--md", required=True, help="input Markdown (pipe tables, bullets, paragraphs)")
+    p.add_argument("--md", required=True, help="input Markdown (pipe tables, lists, paragraphs)")
     p.add_argument("--html", required=True, help="output HTML page")
     p.add_argument("--title", required=True)
     args = p.parse_args(argv)
@@ -123,10 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "|" not in text:
         print(f"error: {src}: no Markdown table in this file", file=sys.stderr)
         return 1
-    out = Path(args.html)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(markdown_to_html(text, args.title), encoding="utf-8")
-    tmp.replace(out)
+    from diffmd.io import write_text
+
+    write_text(args.html, markdown_to_html(text, args.title))
     return 0
 
 
