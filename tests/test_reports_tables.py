@@ -48,7 +48,8 @@ def runs(tmp_path):
         "diffmd": 0.30,
     }
     paths = [_write(tmp_path, "ethanol", m, v, stride=5 if m == "score_dynamics" else 1) for m, v in values.items()]
-    paths += [_write(tmp_path, "uracil", m, 1.0 if m != "gmn" else 0.2) for m in values]
+    uracil = {"gmn": 0.2, "static": 1.0, "constant_velocity": 1.5}  # the other models 1.2
+    paths += [_write(tmp_path, "uracil", m, uracil.get(m, 1.2)) for m in values]
     return paths
 
 
@@ -65,22 +66,23 @@ def test_bold_second_na_and_improvement(runs):
     assert _md_row(md, "egnn")[1] == "<u>0.400</u>"
     assert _md_row(md, "static")[:2] == ["static (reference)", "0.050"]
     assert _md_row(md, "rf")[1] == "NA"
-    assert _md_row(md, "score_dynamics")[:2] == ["score_dynamics (every 5th frame)", "0.450"]
-    # uracil: gmn best (0.2), ties at 1.0 all second, diffmd is not better than the best baseline
+    # another step size (5 frames per step): shown, never ranked with the 1-frame rows
+    assert _md_row(md, "score_dynamics")[:2] == ["score_dynamics (every 5th frame; not ranked)", "0.450"]
+    # uracil: gmn best (0.2), ties at 1.2 all second, diffmd is not better than the best baseline
     assert _md_row(md, "gmn")[2] == "**0.200**"
-    assert _md_row(md, "diffmd")[2] == "<u>1.000</u>"
-    assert _md_row(md, "static")[2] == "1.000"  # a reference row ties but is never marked
-    assert _md_row(md, "Relative improvement")[1:3] == ["25.0%", "-400.0%"]  # (0.40-0.30)/0.40, (0.2-1.0)/0.2
+    assert _md_row(md, "diffmd")[2] == "<u>1.200</u>"
+    assert _md_row(md, "static")[2] == "1.000"  # a reference row is never marked
+    assert _md_row(md, "Relative improvement")[1:3] == ["25.0%", "-500.0%"]  # (0.40-0.30)/0.40, (0.2-1.2)/0.2
     assert md.startswith("Data source: GFN2-xTB simulation")
     assert "| Model" in md and "|:--" in md  # tabulate's pipe table (left-aligned label column)
     frame = pd.read_csv(io.StringIO(tables.render_csv(table)), keep_default_na=False)
     paper = frame[frame["metric"] == "armse_paper"].set_index(["model", "molecule"])
     assert paper.loc[("rf", "ethanol"), "value"] == "" and paper.loc[("rf", "ethanol"), "n_diverged"] == "1"
-    assert float(paper.loc[("score_dynamics", "uracil"), "value"]) == 1.0
+    assert float(paper.loc[("score_dynamics", "uracil"), "value"]) == 1.2
     assert paper.loc[("score_dynamics", "ethanol"), "role"] == "baseline"
     improvement = frame[frame["metric"] == "relative_improvement"].set_index("molecule")
     assert float(improvement.loc["ethanol", "value"]) == pytest.approx(25.0)
-    assert float(improvement.loc["uracil", "value"]) == pytest.approx(-400.0)
+    assert float(improvement.loc["uracil", "value"]) == pytest.approx(-500.0)
     assert set(improvement["unit"]) == {"%"} and set(improvement["model"]) == {"diffmd"}
 
 
@@ -88,7 +90,8 @@ def test_no_improvement_row_without_diffmd(runs):
     records = [r for r in load_records(runs) if r.model != "diffmd"]
     md = tables.render_markdown(tables.make_table(records, MODELS))
     assert "Relative improvement" not in md
-    assert _md_row(md, "egnn")[1] == "**0.400**" and _md_row(md, "score_dynamics")[1] == "<u>0.450</u>"
+    assert _md_row(md, "egnn")[1] == "**0.400**" and _md_row(md, "score_dynamics")[1] == "0.450"
+    assert _md_row(md, "gmn")[1] == "<u>0.500</u>"  # second: Score Dynamics' 0.450 is over every 5th frame
 
 
 def test_seeds_mean_std_and_partial_divergence(tmp_path):

@@ -46,15 +46,32 @@ def test_bonds_of_ethanol():
 def test_stretched_bond_at_known_steps():
     truth = np.repeat(ETHANOL_XYZ[None], 11, axis=0)  # 10 steps after the start frame
     pred = truth.copy()
-    pred[4] = _stretch_co(truth[4], 0.2)  # C-O 1.43 -> 1.63 Å: +14 %, invalid but not broken
+    pred[4] = _stretch_co(truth[4], 0.2)  # C-O 1.43 -> 1.63 Å: +14 %, outside the ±10% rule
     for t in range(7, 11):
-        pred[t] = _stretch_co(truth[t], 1.0)  # 1.70 x its length: broken from step 7 on
+        pred[t] = _stretch_co(truth[t], 1.0)  # 1.70 x its length from step 7 on
     pred_v, truth_v = validity.rollout_validity(_rollout(pred, truth))
     assert pred_v.n_steps == 10 and pred_v.n_bonds == 8
     assert pred_v.valid_fraction == pytest.approx(5 / 10)  # frames 1-3, 5, 6
-    assert pred_v.horizon_steps == 6 and not pred_v.stable
-    assert pred_v.first_broken_bond == f"{C}-{O}"
+    # one rule for both numbers: the horizon ends at the first frame that is not valid (step 4)
+    assert pred_v.horizon_steps == 3 and not pred_v.stable
+    assert pred_v.first_bad_bond == f"{C}-{O}"
     assert truth_v.valid_fraction == 1.0 and truth_v.stable and truth_v.horizon_steps == 10
+
+
+def test_valid_fraction_and_stability_cannot_contradict_each_other():
+    """Before, a rollout with 0% valid frames (every bond +14%) was 'stable for the whole rollout' (1.5x rule)."""
+    truth = np.repeat(ETHANOL_XYZ[None], 9, axis=0)
+    pred = np.stack([truth[0]] + [_stretch_co(f, 0.2) for f in truth[1:]])
+    v, _ = validity.rollout_validity(_rollout(pred, truth))
+    assert v.valid_fraction == 0.0 and v.horizon_steps == 0 and not v.stable
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # any pattern of bad frames: stable <=> 100% valid, 0% valid => horizon 0
+        pred = truth.copy()
+        for t in np.nonzero(rng.random(8) < 0.3)[0]:
+            pred[t + 1] = _stretch_co(truth[t + 1], 0.2)
+        v, _ = validity.rollout_validity(_rollout(pred, truth))
+        assert v.stable == (v.valid_fraction == 1.0)
+        assert v.horizon_steps <= round(v.valid_fraction * v.n_steps)
 
 
 def test_clash_and_nan_end_the_horizon():
@@ -62,7 +79,7 @@ def test_clash_and_nan_end_the_horizon():
     pred = truth.copy()
     pred[3, 4] = pred[3, 3] + np.array([0.3, 0.0, 0.0])  # two hydrogens 0.3 Å apart at step 3
     v, _ = validity.rollout_validity(_rollout(pred, truth))
-    assert v.horizon_steps == 2 and v.first_broken_bond == ""
+    assert v.horizon_steps == 2 and v.first_bad_bond == ""
     pred[3] = truth[3]
     pred[5] = np.nan
     v, _ = validity.rollout_validity(_rollout(pred, truth))
@@ -75,17 +92,38 @@ def test_tolerance_is_a_parameter_and_unknown_keys_fail():
     pred[1] = _stretch_co(truth[1], 0.2)
     assert validity.rollout_validity(_rollout(pred, truth))[0].valid_fraction == 0.5
     assert validity.rollout_validity(_rollout(pred, truth), {"bond_tolerance": 0.2})[0].valid_fraction == 1.0
-    with pytest.raises(ValueError, match="unknown key"):
-        validity.rollout_validity(_rollout(pred, truth), {"tolerance": 0.2})
+    for bad in ("tolerance", "break_factor"):  # break_factor: the second threshold this table no longer has
+        with pytest.raises(ValueError, match="unknown key"):
+            validity.rollout_validity(_rollout(pred, truth), {bad: 0.2})
 
 
-def test_table_has_ground_truth_row_and_horizon_in_fs():
+def _md_row(md: str, label: str) -> list[str]:
+    line = next(line for line in md.splitlines() if line.startswith("| ") and line[2:].startswith(label))
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def test_table_names_its_rule_one_step_rows_dash_and_horizon_in_fs():
     truth = np.repeat(ETHANOL_XYZ[None], 11, axis=0)
     pred = truth.copy()
     pred[7:] = np.nan
-    rows = validity.validity_rows([_rollout(pred, truth)])
-    assert [r.model for r in rows] == ["egnn", validity.GROUND_TRUTH]
-    md = validity.render_validity_md(rows, "test data", ["egnn"], {})
-    assert "| egnn | 3 fs |" in md  # 6 steps x 0.5 fs
-    assert "| ground_truth | 5 fs (whole rollout) |" in md
-    assert "ethanol,egnn,1,10,8,0.6000,6,False,,3,test data" in validity.render_validity_csv(rows, "test data")
+    floor = _rollout(truth[:1], truth[:1])  # a one-step-only model: no rolled-out frames
+    floor.path = "/r/md17/ethanol/force_verlet/seed1/rollout.npz"
+    rows = validity.validity_rows([_rollout(pred, truth), floor])
+    assert [r.model for r in rows] == ["egnn", "force_verlet", validity.GROUND_TRUTH]
+    rep = validity.validity_report(rows, "md17", "xtb", ["egnn", "force_verlet"], {"bond_tolerance": 0.1})
+    md = rep.markdown()
+    assert md.startswith("Data source: GFN2-xTB simulation")
+    assert "every bond within ±10% of its reference length and no two atoms closer than 0.7 Å" in md
+    assert "the first frame that is not valid" in md
+    assert md.count("| egnn ") == 2 and _md_row(md, "egnn")[1] in ("60.0%", "3 fs")
+    assert [_md_row(sec.markdown(), "egnn")[1] for sec in rep.sections] == ["60.0%", "3 fs"]  # 6 steps x 0.5 fs
+    assert [_md_row(sec.markdown(), "force_verlet")[1] for sec in rep.sections] == ["—", "—"]  # was nan%, 0 fs
+    assert [_md_row(sec.markdown(), "ground truth")[1] for sec in rep.sections] == ["100.0%", "5 fs (whole rollout)"]
+    assert "force_verlet (floor)" in md and "nan" not in md.lower()
+    csv = validity.render_validity_csv(rows, "test data", {"bond_tolerance": 0.1})
+    header, egnn, floor_row = csv.splitlines()[:3]
+    assert header.startswith("molecule,model,seed,step_fs,n_steps,n_bonds,valid_fraction,horizon_steps,horizon_fs")
+    assert egnn.startswith("ethanol,egnn,1,0.5,10,8,0.6,6,3.0,False,")
+    assert floor_row.startswith("ethanol,force_verlet,1,0.5,0,8,,,,,")
+    html = rep.html()
+    assert "<table" in html and "±10%" in html and "`" not in html

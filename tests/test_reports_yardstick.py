@@ -198,9 +198,10 @@ def test_markdown_rendered_by_pandas(runs, tmp_path, monkeypatch):
 
     monkeypatch.setattr(pd.DataFrame, "to_markdown", spy)
     md = _cli("distributions", runs, tmp_path)["md"]
-    assert len(calls) == len(Y.DISTRIBUTION_METRICS) - 1  # temperature_ref_K is the ground-truth row
-    assert calls[3] == (len(MODELS) + 1, 1 + len(COLUMNS))  # temperature: + the ground-truth row
-    assert md.count("| Model") == len(calls)
+    # the provenance table (made first), then one table per metric (temperature_ref_K is the ground-truth row)
+    assert len(calls) == len(Y.DISTRIBUTION_METRICS) - 1 + 1
+    assert calls[1 + 3] == (len(MODELS) + 1, 1 + len(COLUMNS))  # temperature: + the ground-truth row
+    assert md.count("| Model") == len(calls) - 1 and md.count("| run ") == 1
 
 
 def test_malformed_metrics_name_file_and_key(runs):
@@ -261,3 +262,55 @@ def test_models_the_plan_leaves_out_are_na_with_the_plans_reason(tmp_path):
     assert "xtb_langevin: NA, the plan says why." in md
     frame = _csv(open(files["csv"], encoding="utf-8").read())
     assert set(frame[frame["model"] == "xtb_langevin"]["note"]) == {"the plan says why"}
+
+
+def test_a_copy_of_static_is_not_ranked_and_gets_no_improvement(tmp_path):
+    """diffmd as published equals static on every metric: before, Table 1 ranked it best and printed an
+    improvement over the baselines (6.8% on quick ethanol)."""
+    truth = vibrating_truth(41, amplitude=0.1)
+    for model, offset in (("static", 0.05), ("constant_velocity", 0.9), ("egnn", 0.4), ("rf", 0.5), ("diffmd", 0.05)):
+        write_run(tmp_path / "r", "md17", "ethanol", model, 1, "xtb", truth, offset)
+    paths = sorted(str(p) for p in (tmp_path / "r").glob("md17/*/*/seed1/armse.json"))
+    out = _cli("tables", paths, tmp_path, models=["static", "constant_velocity", "egnn", "rf", "diffmd"])
+    md = out["md"]
+    assert _row(md, "diffmd")[0] == "diffmd (= static: does not move; not ranked)"
+    assert not any("**" in c or "<u>" in c for c in _row(md, "diffmd"))
+    assert _row(md, "egnn")[1:3] == ["**0.400**", "**0.400 [0.360, 0.440]**"]  # the best model that moves
+    assert set(_row(md, "Relative improvement")[1:]) == {"— (= static)"}
+    assert "diffmd reproduces static on every ARMSE number of ethanol" in md
+    frame = _csv(out["csv"])
+    assert set(frame.loc[frame["metric"] == "relative_improvement", "value"]) == {""}
+
+
+def test_rows_of_another_step_are_not_ranked_with_the_others(tmp_path):
+    """Score Dynamics' one step (here 5 frames = 2.5 fs) is not comparable with the 0.5 fs rows: before, the
+    one-step table marked it best."""
+    truth = vibrating_truth(41, amplitude=0.1)
+    for model, offset, stride in (("static", 0.05, 1), ("egnn", 0.4, 1), ("rf", 0.5, 1), ("score_dynamics", 0.1, 5)):
+        write_run(tmp_path / "r", "md17", "ethanol", model, 1, "xtb", truth, offset, stride=stride)
+    paths = sorted(str(p) for p in (tmp_path / "r").glob("md17/*/*/seed1/armse.json"))
+    models = ["static", "egnn", "rf", "score_dynamics"]
+    one = _cli("one-step", paths, tmp_path, models=models)["md"]
+    assert _row(one, "score_dynamics")[0] == "score_dynamics (every 5th frame, 2.5 fs per step; not ranked)"
+    assert _row(one, "score_dynamics")[1] == "0.01 [0.009, 0.011]"  # the lowest number, unmarked
+    assert _row(one, "egnn")[1] == "**0.04 [0.036, 0.044]**" and _row(one, "rf")[1] == "<u>0.05 [0.045, 0.055]</u>"
+    assert "Not ranked with the rows of the table's own step (0.5 fs): score_dynamics" in one
+    table1 = _cli("tables", paths, tmp_path, models=models)["md"]
+    assert "not ranked" in _row(table1, "score_dynamics")[0] and "**" not in "".join(_row(table1, "score_dynamics"))
+
+
+def test_intervals_name_their_method_and_n(runs, tmp_path):
+    out = _cli("tables", runs, tmp_path)
+    assert "95% intervals over n = 4 starts: Student t" in out["md"]
+    one = _cli("one-step", runs, tmp_path)["md"]
+    assert "over n = 40 test frames: BCa bootstrap" in one
+    frame = _csv(out["csv"])
+    armse = frame[(frame["metric"] == "armse") & (frame["model"] == "egnn")]
+    assert set(armse["ci_method"]) == {"t"} and set(armse["ci_n"]) == {"4"}
+
+
+def test_html_renders_the_markdown_it_cites(runs, tmp_path):
+    """The provenance under every table cites paths as code: before, the HTML showed literal backticks."""
+    html = _cli("tables", runs, tmp_path)["html"]
+    assert "`" not in html and "<code>" in html and "provenance.json</code>" in html
+    assert "<table" in html and "&lt;" not in html.split("<body>")[1].split("Provenance")[0]

@@ -28,8 +28,8 @@ from pathlib import Path
 from diffmd.io import write_text
 from diffmd.provenance import provenance_markdown
 from diffmd.reports import costs, paper, tables, validity, yardstick
-from diffmd.reports.html import markdown_fragment, markdown_to_html
-from diffmd.reports.results import load_record, load_rollout, single_source, source_label
+from diffmd.reports.html import markdown_fragment
+from diffmd.reports.results import load_rollout, single_source, source_label
 
 
 def _common(p: argparse.ArgumentParser, inputs: str = "--inputs", outputs: tuple[str, str] = ("--csv", "--md")):
@@ -81,17 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _write_table(args: argparse.Namespace, csv_text: str, md_text: str) -> None:
-    """CSV, Markdown and (with --html) an HTML page of the same table."""
-    write_text(args.csv, csv_text)
-    write_text(args.md, md_text)
-    if args.html:
-        write_text(args.html, markdown_to_html(md_text, Path(args.md).stem))
-
-
-def _write_report(args: argparse.Namespace, rep: yardstick.Report, provenance: bool = True) -> None:
-    """CSV (long format), Markdown and (with --html) HTML of a yardstick report, with the runs' provenance."""
-    prov = provenance_markdown(args.inputs) if provenance else ""
+def _write_report(args: argparse.Namespace, rep: yardstick.Report, runs: list[str] | None = None) -> None:
+    """CSV, Markdown and (with --html) HTML of one table, all from its frame (``to_csv``, ``to_markdown``,
+    ``to_html``), with the provenance of the runs behind it (files in ``runs``) cited below the table."""
+    prov = provenance_markdown(runs) if runs else ""
     write_text(args.csv, rep.csv())
     write_text(args.md, rep.markdown() + prov)
     if args.html:
@@ -103,11 +96,10 @@ def _records(paths: list[str]) -> list:
     return [y.record for y in yardstick.load_yardsticks(paths)]
 
 
-def _sibling_source(rollout_paths: list[str]) -> str:
-    """Data-source label of rollouts, from the armse.json beside each one (one source only)."""
-    recs = [load_record(Path(p).with_name("armse.json")) for p in rollout_paths]
-    dataset, source = single_source(recs, "validity table")
-    return f"{source_label(dataset, source)} (source = {source!r})"
+def _sibling_source(rollout_paths: list[str]) -> tuple[str, str]:
+    """(dataset, source) of rollouts, from the armse.json beside each one (one source only)."""
+    recs = [yardstick.load_yardstick(Path(p).with_name("armse.json")).record for p in rollout_paths]
+    return single_source(recs, "validity table")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     _ys.PLANNED_NA.update(json.loads(getattr(args, "na_reasons", "{}") or "{}"))
     if args.command == "tables":
         tab = tables.make_table(yardstick.load_yardsticks(args.inputs), args.models, args.columns)
-        _write_report(args, tables.report(tab))  # cites each run's provenance
+        _write_report(args, tables.report(tab), args.inputs)  # cites each run's provenance
     elif args.command in ("one-step", "distributions"):
         build = yardstick.one_step_report if args.command == "one-step" else yardstick.distributions_report
-        _write_report(args, build(yardstick.load_yardsticks(args.inputs), args.models, args.columns))
+        _write_report(args, build(yardstick.load_yardsticks(args.inputs), args.models, args.columns), args.inputs)
     elif args.command == "hr":
         from diffmd.reports import figures
 
@@ -130,18 +122,18 @@ def main(argv: list[str] | None = None) -> int:
         fig = figures.hr_figure(ys, f"{args.title}\n{source_label(dataset, source)}".strip(), args.models)
         figures.save_figure(fig, args.png, args.pdf)
     elif args.command == "paper":
-        sbs = paper.side_by_side(yardstick.load_yardsticks(args.inputs), args.dataset, args.models, args.columns)
-        _write_table(args, paper.render_side_by_side_csv(sbs), paper.render_side_by_side_md(sbs))
+        sbs = paper.side_by_side(_records(args.inputs), args.dataset, args.models, args.columns)
+        _write_report(args, paper.side_by_side_report(sbs))
     elif args.command == "validity":
         params = json.loads(args.params)
-        label = _sibling_source(args.rollouts)
+        dataset, source = _sibling_source(args.rollouts)
         rows = validity.validity_rows([load_rollout(p) for p in args.rollouts], params)
-        md = validity.render_validity_md(rows, label, args.models, params)
-        _write_table(args, validity.render_validity_csv(rows, label), md)
+        _write_report(args, validity.validity_report(rows, dataset, source, args.models, params), args.rollouts)
     elif args.command == "snapshots":
         from diffmd.reports import figures
 
-        label = _sibling_source(args.rollouts)
+        dataset, source = _sibling_source(args.rollouts)
+        label = f"{source_label(dataset, source)} (source = {source!r})"
         fig = figures.snapshot_figure(
             [load_rollout(p) for p in args.rollouts], args.every, f"{args.title}\n{label}".strip(), args.models
         )
@@ -161,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "costs":
         found = costs.find_benchmarks(args.benchmark_dir) if args.benchmark_dir else []
         rows = costs.cost_rows(_records(args.inputs), sorted(set(args.benchmarks) | set(found)))
-        _write_table(args, costs.render_costs_csv(rows), costs.render_costs_md(rows))
+        _write_report(args, costs.costs_report(rows))
     return 0
 
 

@@ -11,13 +11,15 @@ under molecule ``trained`` and is shown for every target.
 from __future__ import annotations
 
 import csv
-import io
 import math
 import os
 from collections import defaultdict
 from pathlib import Path
 
+import pandas as pd
+
 from diffmd.reports.results import RunRecord, source_label
+from diffmd.reports.yardstick import Report, Section
 
 TRAINED_ONCE = "trained"
 #: Rules whose wall time is a model's training cost: the engine's ``train`` and DiffMD's grid
@@ -150,33 +152,35 @@ COLUMNS = [
 ]
 
 
+def costs_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
+    """The rows as a DataFrame with :data:`COLUMNS` (None where not recorded)."""
+    return pd.DataFrame([{c: row[c] for c in COLUMNS} for row in rows], columns=COLUMNS)
+
+
 def render_costs_csv(rows: list[dict[str, object]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
-    for row in rows:
-        w.writerow(["" if row[c] is None else row[c] for c in COLUMNS])
-    return buf.getvalue()
+    """``DataFrame.to_csv``: empty cells where not recorded."""
+    return costs_frame(rows).to_csv(index=False, na_rep="", lineterminator="\n")
+
+
+def costs_report(rows: list[dict[str, object]]) -> Report:
+    """The costs table (every column but the data source, which the notes name) as a
+    :class:`~diffmd.reports.yardstick.Report`: CSV, Markdown and HTML from one frame."""
+    shown = COLUMNS[:-1]
+    body = [(_fmt(row[shown[0]]), [_fmt(row[c]) for c in shown[1:]]) for row in rows]
+    sources = sorted({str(row["data_source"]) for row in rows})
+    notes = [
+        *(f"Data: {s}" for s in sources),
+        "train_seconds: wall time of the training job (`s` column), per seed; for DiffMD the sum over its "
+        "hyper-parameter grid points; O2O models are trained once for all targets "
+        "(train_shared_across_targets = yes).",
+        "peak_memory_MB: the largest `max_rss` of the training and rollout jobs (CPU resident memory).",
+        "score_evals_per_frame: score-network evaluations per generated frame (diffusion models; 0 "
+        "otherwise). '-' = not recorded.",
+    ]
+    title = "Compute costs per model and molecule (Snakemake benchmark files + armse.json)"
+    section = Section(title, list(shown), body, text_columns=3)
+    return Report("", "", title, costs_frame(rows), [section], notes, preamble="")
 
 
 def render_costs_md(rows: list[dict[str, object]]) -> str:
-    shown = COLUMNS[:-1]
-    out = [
-        "Compute costs per model and molecule (Snakemake benchmark files + armse.json).",
-        "",
-        "| " + " | ".join(shown) + " |",
-        "|" + "---|" * len(shown),
-    ]
-    out += ["| " + " | ".join(_fmt(row[c]) for c in shown) + " |" for row in rows]
-    sources = sorted({str(row["data_source"]) for row in rows})
-    out += [
-        "",
-        *(f"- Data: {s}" for s in sources),
-        "- train_seconds: wall time of the training job (`s` column), per seed; for DiffMD the sum over its "
-        "hyper-parameter grid points; O2O models are trained once for all "
-        "targets (train_shared_across_targets = yes).",
-        "- peak_memory_MB: the largest `max_rss` of the training and rollout jobs (CPU resident memory).",
-        "- score_evals_per_frame: score-network evaluations per generated frame (diffusion models; 0 "
-        "otherwise). '-' = not recorded.",
-    ]
-    return "\n".join(out) + "\n"
+    return costs_report(rows).markdown()

@@ -7,14 +7,15 @@ the data source that produced them, so a GFN2-xTB run is never presented as an M
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass
 from importlib import resources
 
+import pandas as pd
+
 from diffmd.reports.results import RunRecord, source_label
 from diffmd.reports.tables import Cell, make_table, ordered
+from diffmd.reports.yardstick import Report, Section
 
 PAPER_FILE = "paper_tables.json"
 
@@ -94,59 +95,42 @@ def side_by_side(
     return SideBySide(paper, dataset, table.source, model_order, col_order, table.grid)
 
 
-def render_side_by_side_md(sbs: SideBySide) -> str:
+def side_by_side_report(sbs: SideBySide) -> Report:
+    """Paper and ours side by side as a :class:`~diffmd.reports.yardstick.Report`: each cell "paper / ours",
+    the CSV one row per (column, model) with both values, each labelled by its data source."""
     ours_label = source_label(sbs.dataset, sbs.source)
     paper_label = f"{sbs.paper.label} of the paper, {sbs.paper.data}"
-    lines = [
-        f"Paper: {paper_label}. Ours: {ours_label} (source = {sbs.source!r}).",
-        "",
-        "ARMSE (Å), each cell 'paper / ours'. '-' = not in that table (model or molecule not run).",
-        "",
-        "| Model | " + " | ".join(sbs.columns) + " |",
-        "|---|" + "---:|" * len(sbs.columns),
-    ]
+    body = []
     for model in sbs.models:
         cells = []
         for col in sbs.columns:
             p = _fmt(sbs.paper.values.get((model, col)), (model, col) in sbs.paper.values)
             cell = sbs.ours.get((model, col))
-            o = cell.text() if cell is not None else "-"
-            cells.append(f"{p} / {o}")
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
-    lines.append("")
+            cells.append(f"{p} / {cell.text() if cell is not None else '-'}")
+        body.append((model, cells))
+    title = "ARMSE (Å), each cell 'paper / ours'. '-' = not in that table (model or molecule not run)"
+    notes = []
     if sbs.source != "download":
-        lines.append(
-            f"- Our numbers come from a different data source ({ours_label}); they are not a reproduction of "
-            "the paper's figures, only the same protocol on other data."
-        )
-    lines.append(f"- Paper values: {sbs.paper.source}")
-    lines += [f"- Paper note: {n}" for n in sbs.paper.notes]
-    return "\n".join(lines) + "\n"
+        notes.append(f"Our numbers come from a different data source ({ours_label}); they are not a reproduction of "
+                     "the paper's figures, only the same protocol on other data.")  # fmt: skip
+    notes.append(f"Paper values: {sbs.paper.source}")
+    notes += [f"Paper note: {n}" for n in sbs.paper.notes]
+    preamble = f"Paper: {paper_label}. Ours: {ours_label} (source = {sbs.source!r})."
+    section = Section(title, ["Model", *sbs.columns], body)
+    return Report(sbs.dataset, sbs.source, title, side_by_side_frame(sbs), [section], notes, preamble=preamble)
 
 
-def render_side_by_side_csv(sbs: SideBySide) -> str:
+def render_side_by_side_md(sbs: SideBySide) -> str:
+    return side_by_side_report(sbs).markdown()
+
+
+def side_by_side_frame(sbs: SideBySide) -> pd.DataFrame:
     """Long format: one row per (column, model) with the paper's value and ours, labelled by source."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(
-        [
-            "molecule",
-            "model",
-            "paper_armse",
-            "paper_data",
-            "ours_armse",
-            "ours_std",
-            "ours_seeds",
-            "ours_diverged_seeds",
-            "ours_data_source",
-            "ours_source_key",
-        ]
-    )
     ours_label = source_label(sbs.dataset, sbs.source)
+    rows = []
     for col in sbs.columns:
         for model in sbs.models:
             in_paper = (model, col) in sbs.paper.values
-            paper_val = _fmt(sbs.paper.values.get((model, col)), in_paper)
             cell = sbs.ours.get((model, col))
             if cell is None:
                 ours = ["-", "", 0, 0]
@@ -154,5 +138,12 @@ def render_side_by_side_csv(sbs: SideBySide) -> str:
                 mean = "NA" if cell.mean is None else f"{cell.mean:.6g}"
                 std = "" if cell.std is None else f"{cell.std:.6g}"
                 ours = [mean, std, cell.n_seeds, cell.n_diverged]
-            w.writerow([col, model, paper_val, sbs.paper.data if in_paper else "", *ours, ours_label, sbs.source])
-    return buf.getvalue()
+            rows.append([col, model, _fmt(sbs.paper.values.get((model, col)), in_paper),
+                         sbs.paper.data if in_paper else "", *ours, ours_label, sbs.source])  # fmt: skip
+    columns = ["molecule", "model", "paper_armse", "paper_data", "ours_armse", "ours_std", "ours_seeds",
+               "ours_diverged_seeds", "ours_data_source", "ours_source_key"]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def render_side_by_side_csv(sbs: SideBySide) -> str:
+    return side_by_side_frame(sbs).to_csv(index=False, lineterminator="\n")

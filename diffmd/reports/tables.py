@@ -18,13 +18,18 @@ Choices (also printed under every table):
   ``armse.json``): ``baseline`` and ``proposed`` rows are ranked; reference rows (static, constant
   velocity), floors, physics oracles and force fields are kept in the table, never bold or underlined,
   and never the "best baseline". A force-field row says that it sees force labels the others do not.
-* Bold = best, underlined = second best among the ranked rows, per column (ties share a mark).
+* Bold = best, underlined = second best among the ranked rows, per column (ties share a mark). A
+  ranked model whose every ARMSE number in a column (paper column, each horizon's ARMSE and RMSD)
+  equals a reference row's is a copy of that reference there (``diffmd`` as published equals
+  ``static``: its rollout does not move): it is shown, labelled, and neither ranked nor given a relative
+  improvement. Rows that step over k > 1 frames (Score Dynamics) are not ranked with the others.
 * NA = every seed of that cell diverged (``armse`` null). When only some seeds diverged, the cell
   shows the converged seeds and says how many diverged (``2/3 NA``). ``—``: a one-step-only model
   (role ``floor``) has no rollout. An oracle named in ``--models`` without runs (a data source with no
   reference potential) is printed as NA with the reason.
 * "Relative improvement" = (best baseline - proposed) / best baseline, in %, for each proposed model
-  (negative when it is worse), as in the paper's last row; also for the horizon columns.
+  (negative when it is worse), as in the paper's last row; also for the horizon columns. Only models that
+  move enter it (neither a copy of a reference row nor a row of another step).
 * A model with ``stride`` k > 1 (Score Dynamics) is evaluated on every k-th frame only; its row
   label says so.
 * A table holds one data set from one data source; mixing raises ``ValueError``.
@@ -129,33 +134,58 @@ def proposed_models(models: list[str], roles: Roles) -> list[str]:
     return [m for m in models if roles.get(m) == "proposed"]
 
 
-def column_marks(grid: Grid, models: list[str], column: str, roles: Roles) -> dict[str, str]:
-    """``{model: "best" | "second"}`` for one column among the ranked rows; ties share a mark."""
-    means = {m: grid[(m, column)].mean for m in models if (m, column) in grid}
-    return ys_mod.rank_marks(means, roles)
-
-
-def improvement(values: dict[str, float | None], roles: Roles, proposed: str) -> float | None:
+def improvement(values: dict[str, float | None], roles: Roles, proposed: str,
+                unranked: Sequence[str] = ()) -> float | None:  # fmt: skip
     """(best baseline - proposed) / best baseline x 100 (%) from per-model values of one column; None
-    without the proposed value or a positive finite baseline."""
+    without the proposed value or a positive finite baseline, or when the proposed model is in ``unranked``
+    (a copy of a reference row, another step); baselines in ``unranked`` do not count."""
     mine = values.get(proposed)
-    if mine is None:
+    if mine is None or proposed in unranked:
         return None
-    baselines = [v for m, v in values.items() if roles.get(m, "baseline") == "baseline" and v is not None]
+    baselines = [v for m, v in values.items()
+                 if roles.get(m, "baseline") == "baseline" and v is not None and m not in unranked]  # fmt: skip
     if not baselines or min(baselines) <= 0:
         return None
     best = min(baselines)
     return 100.0 * (best - mine) / best
 
 
-def relative_improvement(grid: Grid, models: list[str], column: str, roles: Roles, proposed: str) -> float | None:
-    """(best baseline - proposed) / best baseline x 100 (%) of the paper column; None without it."""
-    return improvement({m: grid[(m, column)].mean for m in models if (m, column) in grid}, roles, proposed)
-
-
-def row_label(model: str, grid: Grid, columns: list[str], roles: Roles) -> str:
+def row_label(model: str, grid: Grid, columns: list[str], roles: Roles, steps: dict[str, float] | None = None,
+              off_step: bool = False, copy_of: str = "") -> str:  # fmt: skip
     stride = max((grid[(model, c)].stride for c in columns if (model, c) in grid), default=1)
-    return ys_mod.row_label(model, roles.get(model, "baseline"), stride)
+    label = ys_mod.row_label(model, roles.get(model, "baseline"), stride, (steps or {}).get(model), off_step)
+    return label + (f" (= {copy_of}: does not move; not ranked)" if copy_of else "")
+
+
+#: Relative tolerance under which two ARMSE numbers are the same rollout.
+SAME_REL = 1e-9
+#: The metrics a copy of a reference row reproduces, all of them (the paper column, every horizon).
+COPY_METRICS = (ys_mod.PAPER_METRIC, "armse", "rmsd")
+
+
+def reference_copies(frame: pd.DataFrame, models: Sequence[str], columns: Sequence[str],
+                     roles: Roles) -> dict[tuple[str, str], str]:  # fmt: skip
+    """``{(model, column): reference}`` for ranked-role models whose every ARMSE number of that column (paper
+    column, each horizon's ARMSE and RMSD; at least one finite) equals the reference row's within
+    :data:`SAME_REL`: a copy of the reference (e.g. a model whose rollout stands still, as ``static``)."""
+    sub = frame[frame["metric"].isin(COPY_METRICS) & frame["value"].notna()]
+    out: dict[tuple[str, str], str] = {}
+    refs = [m for m in models if roles.get(m) == "reference"]
+    for col in columns:
+        here = sub[sub["molecule"] == col]
+        values = {m: dict(zip(zip(g["metric"], g["horizon_fs"].fillna(-1.0)), g["value"]))
+                  for m, g in here.groupby("model", sort=False)}  # fmt: skip
+        for model in models:
+            if roles.get(model, "baseline") not in ys_mod.RANKED_ROLES or not values.get(model):
+                continue
+            mine = values[model]
+            for ref in refs:
+                theirs = values.get(ref, {})
+                if set(mine) == set(theirs) and all(
+                        abs(mine[k] - theirs[k]) <= SAME_REL * max(abs(theirs[k]), 1e-300) for k in mine):
+                    out[(model, col)] = ref
+                    break
+    return out
 
 
 @dataclass
@@ -170,6 +200,7 @@ class ArmseTable:
     roles: Roles = field(default_factory=dict)
     frame: pd.DataFrame | None = None
     missing: dict[str, str] = field(default_factory=dict)  # model -> why it has no run
+    steps: dict[str, float] = field(default_factory=dict)  # model -> fs per model step
 
     @property
     def proposed(self) -> list[str]:
@@ -178,6 +209,12 @@ class ArmseTable:
     @property
     def has_proposed(self) -> bool:
         return bool(self.proposed)
+
+    def copies(self) -> dict[tuple[str, str], str]:
+        """``{(model, column): reference}``: ranked models that reproduce a reference row (:func:`reference_copies`)."""
+        if self.frame is None:
+            return {}
+        return reference_copies(self.frame, self.models, self.columns, self.roles)
 
     def horizons(self, column: str) -> list[float]:
         """The multi-start ARMSE horizons (fs) present for ``column``."""
@@ -192,16 +229,6 @@ class ArmseTable:
         sub = sub[(sub["horizon_fs"] == h) | sub["horizon_fs"].isna()]
         return ys_mod.summarise(sub, "armse")
 
-    def improvement_rows(self) -> list[tuple[str, list[str]]]:
-        """(label, cells) per proposed model: "Relative improvement" [+ " (name)" when several], one
-        cell per paper column (the horizon columns: see :meth:`layout`)."""
-        rows = []
-        for model in self.proposed:
-            vals = [relative_improvement(self.grid, self.models, c, self.roles, model) for c in self.columns]
-            label = "Relative improvement" + (f" ({model})" if len(self.proposed) > 1 else "")
-            rows.append((label, ["NA" if v is None else f"{v:.1f}%" for v in vals]))
-        return rows
-
     def layout(self) -> tuple[Section, list[dict]]:
         """The paper layout as a :class:`~diffmd.reports.yardstick.Section` (paper column, then the
         horizon columns, per molecule) and the relative-improvement values as long-format rows."""
@@ -212,6 +239,9 @@ class ArmseTable:
             for h in self.horizons(col):
                 header.append(f"{col} @ {h:g} fs")
                 keys.append((col, h))
+        strides = {m: max((c.stride for (mm, _), c in self.grid.items() if mm == m), default=1) for m in self.models}
+        other_step = ys_mod.off_step(strides, self.roles, self.models)
+        copies = self.copies()
         rows, values = [], []
         for model in self.models:
             cells, vals = [], []
@@ -224,20 +254,30 @@ class ArmseTable:
                     s = self.horizon_summary(model, col, h)
                     cells.append("NA" if model in self.missing else s.text)
                     vals.append(s.value)
-            rows.append((row_label(model, self.grid, self.columns, self.roles), cells))
+            copy_everywhere = {copies.get((model, c)) for c in self.columns}
+            copy_of = next(iter(copy_everywhere)) if len(copy_everywhere) == 1 else ""
+            rows.append((row_label(model, self.grid, self.columns, self.roles, self.steps, model in other_step,
+                                   copy_of or ""), cells))  # fmt: skip
             values.append(vals)
         marks = {}
-        for j in range(len(keys)):
+        for j, (col, _) in enumerate(keys):
             column_values = {m: values[i][j] for i, m in enumerate(self.models)}
-            for model, mark in ys_mod.rank_marks(column_values, self.roles).items():
+            unranked = other_step + [m for m in self.models if (m, col) in copies]
+            for model, mark in ys_mod.rank_marks(column_values, self.roles, unranked).items():
                 marks[(self.models.index(model), j)] = mark
         long_rows = []
         for model in self.proposed:
             label = "Relative improvement" + (f" ({model})" if len(self.proposed) > 1 else "")
             cells = []
             for j, (col, h) in enumerate(keys):
-                v = improvement({m: values[i][j] for i, m in enumerate(self.models)}, self.roles, model)
-                cells.append("NA" if v is None else f"{v:.1f}%")
+                unranked = other_step + [m for m in self.models if (m, col) in copies]
+                v = improvement({m: values[i][j] for i, m in enumerate(self.models)}, self.roles, model, unranked)
+                if (model, col) in copies:
+                    cells.append(f"— (= {copies[(model, col)]})")
+                elif model in other_step:
+                    cells.append("— (another step)")
+                else:
+                    cells.append("NA" if v is None else f"{v:.1f}%")
                 long_rows.append({"dataset": self.dataset, "molecule": col, "model": model, "role": "proposed",
                                   "metric": "relative_improvement", "horizon_fs": h, "value": v, "unit": "%",
                                   "source": self.source,
@@ -261,7 +301,7 @@ def make_table(
     col_order = ordered(columns, [y.record.molecule for y in ys])
     roles = {y.model: y.role for y in ys} | {m: ys_mod._registered_role(m) for m in missing}
     frame = ys_mod.long_frame(ys, ys_mod.ARMSE_METRICS, paper=True, models=models, columns=col_order)
-    return ArmseTable(dataset, source, model_order, col_order, grid, roles, frame, missing)
+    return ArmseTable(dataset, source, model_order, col_order, grid, roles, frame, missing, ys_mod.steps_of(ys))
 
 
 def footnotes(table: ArmseTable) -> list[str]:
@@ -275,15 +315,30 @@ def footnotes(table: ArmseTable) -> list[str]:
     ]
     if any(table.horizons(c) for c in table.columns):
         notes.append(
-            "'@ h fs' columns: ARMSE up to h of the multi-start rollouts, mean over starts [95% bootstrap interval "
+            "'@ h fs' columns: ARMSE up to h of the multi-start rollouts, mean over starts [95% interval "
             "over starts]; (d/n div.): d of n starts diverged before h and the mean is over the others; NA: all "
             "did. The CSV also holds the RMSD at each horizon (metric rmsd)."
         )
+        if table.frame is not None:
+            notes.append(ys_mod.interval_note(table.frame[table.frame["metric"].isin(ys_mod.ARMSE_METRICS)]))
     if table.has_proposed:
         notes.append(
             "Relative improvement: (best baseline - proposed) / best baseline; baselines are the ranked rows "
-            "other than the proposed model(s)."
+            "other than the proposed model(s), among the models that move at the table's own step."
         )
+    copies: dict[str, dict[str, list[str]]] = {}
+    for (model, col), ref in table.copies().items():
+        copies.setdefault(model, {}).setdefault(ref, []).append(col)
+    for model, refs in copies.items():
+        for ref, cols in refs.items():
+            notes.append(f"{model} reproduces {ref} on every ARMSE number of {', '.join(cols)} (to {SAME_REL:g} "
+                         f"relative): its rollout is {ref}'s, so it is neither ranked nor given a relative "
+                         "improvement there.")
+    strides = {m: max((c.stride for (mm, _), c in table.grid.items() if mm == m), default=1) for m in table.models}
+    other = ys_mod.off_step(strides, table.roles, table.models)
+    if other:
+        notes.append(f"Not ranked with the other rows: {', '.join(other)}, which step over "
+                     f"{', '.join(str(strides[m]) for m in other)} frames at a time (ARMSE over every k-th frame).")
     for model in table.models:
         if table.roles.get(model) == "force_field":
             notes.append(f"{model} is a machine-learned force field: it sees force labels the other models do not.")

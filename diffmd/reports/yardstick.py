@@ -9,15 +9,17 @@ renders the Markdown and HTML *from that frame* with pandas + tabulate (:func:`r
 
 Choices (printed under the tables):
 
-* Cells are ``value [ci_low, ci_high]``: the mean over rollout starts and its 95% bootstrap interval
-  over starts (frames for the one-step error), as written by the engine; several seeds: the mean of
-  the seeds' values, the envelope of their intervals, and "(k seeds)".
+* Cells are ``value [ci_low, ci_high]``: the mean over rollout starts and its 95% interval over starts
+  (frames for the one-step error), as written by the engine (:mod:`diffmd.stats`: Student t for the mean
+  of fewer than 30 values, BCa bootstrap otherwise); the notes name the method and n. Several seeds: the
+  mean of the seeds' values, the envelope of their intervals, and "(k seeds)".
 * ``NA``: every start diverged before the horizon (``(d/n div.)`` counts the starts that did, the
   others are averaged), the metric does not exist for this data (energy without a reference
   potential), or the run cannot exist (an oracle on a source without a reference potential: the
   reason is printed). ``—``: a one-step-only model (role ``floor``) has no rollout.
 * Bold = best, underlined = second best per column among the ranked roles
-  (:data:`diffmd.registry.RANKED_ROLES`) only; lower is better except ``accel_r2`` and
+  (:data:`diffmd.registry.RANKED_ROLES`) of the table's own step (rows that step over k > 1 frames at a
+  time, Score Dynamics, are shown but not ranked against them); lower is better except ``accel_r2`` and
   ``stable_fraction`` (higher), drift and energy excess (closer to 0) and the temperature (closer to
   the reference frames' temperature).
 """
@@ -45,7 +47,7 @@ REFERENCE_POTENTIAL_SOURCES = ("xtb",)
 #: Columns of every long-format CSV, in this order.
 LONG_COLUMNS = (
     "dataset", "molecule", "model", "role", "seed", "metric", "horizon_fs", "value", "ci_low", "ci_high",
-    "n_starts", "n_diverged", "unit", "source", "note",
+    "ci_method", "ci_n", "n_starts", "n_diverged", "unit", "source", "note",
 )  # fmt: skip
 #: The paper-protocol single rollout (``armse`` key) as a long-format metric.
 PAPER_METRIC = "armse_paper"
@@ -68,7 +70,8 @@ METRIC_TITLES = {
     "temperature_K": "Kinetic temperature of the rollout frames (K; the ground-truth row: the reference frames)",
     "temperature_drift_K_per_ps": "Kinetic-temperature drift (K/ps, closer to 0 is better)",
     "energy_excess_kcal_mol_atom": "Reference-potential energy excess over the ground truth (kcal/mol/atom)",
-    "stable_fraction": "Stable fraction (starts keeping every bond over the whole horizon; higher is better)",
+    "stable_fraction": "Stable fraction (starts keeping every bond shorter than 1.5x its start length over the "
+    "whole horizon; higher is better)",
 }
 #: How a metric is ranked: "low" (lower is better), "high", "abs" (closer to 0), "ref" (closer to the
 #: reference temperature), None (not ranked).
@@ -88,7 +91,8 @@ ROLE_WORDS = {"reference": "reference", "floor": "floor", "oracle": "physics ora
               "force_field": "force field: sees force labels the other models do not"}  # fmt: skip
 MARK_MD = {"best": "**{}**", "second": "<u>{}</u>"}
 MARK_HTML = {"best": "<b>{}</b>", "second": "<u>{}</u>"}
-_ROW_KEYS = ("metric", "horizon_fs", "value", "ci_low", "ci_high", "n_starts", "n_diverged", "unit")
+_ROW_KEYS = ("metric", "horizon_fs", "value", "ci_low", "ci_high", "ci_method", "ci_n", "n_starts", "n_diverged",
+             "unit")  # fmt: skip
 _CURVE_KEYS = ("t_fs", "rmsd_mean", "rmsd_lo", "rmsd_hi", "armse_mean")
 
 
@@ -168,6 +172,8 @@ def load_yardstick(path: str | os.PathLike) -> Yardstick:
             "value": _num(row["value"], f"{where}.value'"),
             "ci_low": _num(row.get("ci_low"), f"{where}.ci_low'"),
             "ci_high": _num(row.get("ci_high"), f"{where}.ci_high'"),
+            "ci_method": str(row.get("ci_method") or ""),
+            "ci_n": None if row.get("ci_n") is None else int(row["ci_n"]),
             "n_starts": int(row.get("n_starts") or 0),
             "n_diverged": int(row.get("n_diverged") or 0),
             "unit": str(row.get("unit") or ""),
@@ -279,7 +285,8 @@ def long_frame(
         if paper:
             horizon = r.n_frames * y.step_fs if (y.step_fs and r.n_frames) else None
             rows.append({**base, "metric": PAPER_METRIC, "horizon_fs": horizon, "value": r.armse, "ci_low": None,
-                         "ci_high": None, "n_starts": 1, "n_diverged": int(r.diverged), "unit": "Å",
+                         "ci_high": None, "ci_method": "", "ci_n": None, "n_starts": 1,
+                         "n_diverged": int(r.diverged), "unit": "Å",
                          "note": "" if y.rollout_applicable else NOT_APPLICABLE})  # fmt: skip
         for m in y.metrics:
             if m["metric"] in metrics:
@@ -307,8 +314,9 @@ def long_frame(
     frame = pd.DataFrame(rows, columns=list(LONG_COLUMNS))
     for col in ("horizon_fs", "value", "ci_low", "ci_high"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
-    for col in ("seed", "n_starts", "n_diverged"):
+    for col in ("seed", "ci_n", "n_starts", "n_diverged"):
         frame[col] = frame[col].astype("Int64")
+    frame["ci_method"] = frame["ci_method"].fillna("")
     frame["note"] = frame["note"].fillna("")
     frame["unit"] = frame["unit"].fillna("")
     return frame
@@ -331,6 +339,7 @@ class Section:
     rows: list[tuple[str, list[str]]]  # (row label, cells)
     marks: dict[tuple[int, int], str] = field(default_factory=dict)  # (row, column) -> "best" | "second"
     notes: list[str] = field(default_factory=list)
+    text_columns: int = 1  # leading columns aligned left (labels); the rest right (numbers)
 
     def frame(self, marks: dict[str, str], escape: bool = False) -> pd.DataFrame:
         """The section as a DataFrame of strings, with ``marks`` templates applied (HTML-escaped first)."""
@@ -347,17 +356,21 @@ class Section:
     def markdown(self) -> str:
         """The section's table through ``DataFrame.to_markdown`` (tabulate, pipe format)."""
         frame = self.frame(MARK_MD)
+        k = min(self.text_columns, frame.shape[1])
         return frame.to_markdown(index=False, disable_numparse=True,
-                                 colalign=("left",) + ("right",) * (frame.shape[1] - 1))  # fmt: skip
+                                 colalign=("left",) * k + ("right",) * (frame.shape[1] - k))  # fmt: skip
 
     def html(self) -> str:
         """The section's table through ``DataFrame.to_html`` (cells escaped, then marked)."""
         return self.frame(MARK_HTML, escape=True).to_html(index=False, escape=False, border=0)
 
 
-def rank_marks(scores: dict[str, float | None], roles: dict[str, str]) -> dict[str, str]:
-    """``{model: "best" | "second"}`` among the ranked roles by ``scores`` (lower is better); ties share."""
-    ranked = {m: s for m, s in scores.items() if roles.get(m, "baseline") in RANKED_ROLES and s is not None}
+def rank_marks(scores: dict[str, float | None], roles: dict[str, str],
+               unranked: Sequence[str] = ()) -> dict[str, str]:  # fmt: skip
+    """``{model: "best" | "second"}`` among the ranked roles by ``scores`` (lower is better), leaving out the
+    models in ``unranked`` (another step size, a copy of a reference row); ties share."""
+    ranked = {m: s for m, s in scores.items()
+              if roles.get(m, "baseline") in RANKED_ROLES and s is not None and m not in unranked}  # fmt: skip
     ranked = {m: s for m, s in ranked.items() if not math.isnan(s)}
     finite = sorted(set(ranked.values()))
     marks = {}
@@ -425,14 +438,32 @@ def roles_of(frame: pd.DataFrame) -> dict[str, str]:
     return dict(zip(frame["model"], frame["role"]))
 
 
-def row_label(model: str, role: str, stride: int = 1) -> str:
-    """``model`` + its role words when not ranked + the stride when it steps over frames."""
+def row_label(model: str, role: str, stride: int = 1, step_fs: float | None = None, off_step: bool = False) -> str:
+    """``model`` + its role words when not ranked + its step when it steps over frames (+ "not ranked" when
+    that step is not the table's: ``off_step``, see :func:`off_step`)."""
     label = model
     if role in ROLE_WORDS:
         label += f" ({ROLE_WORDS[role]})"
     if stride > 1:
-        label += f" (every {ordinal(stride)} frame)"
+        step = f", {step_fs:g} fs per step" if step_fs else ""
+        label += f" (every {ordinal(stride)} frame{step}{'; not ranked' if off_step else ''})"
+    elif off_step:
+        label += " (not ranked: another step)"
     return label
+
+
+def base_stride(strides: dict[str, int], roles: dict[str, str], models: Sequence[str]) -> int:
+    """The step (frames) the table ranks at: the smallest stride among the ranked rows (1 when there are none).
+    Rows of any other stride are shown but not ranked: a longer step's one-step error is over another time,
+    its ARMSE over every k-th frame only."""
+    ranked = [strides.get(m, 1) for m in models if roles.get(m, "baseline") in RANKED_ROLES]
+    return min(ranked, default=1)
+
+
+def off_step(strides: dict[str, int], roles: dict[str, str], models: Sequence[str]) -> list[str]:
+    """The ranked-role models whose stride is not the table's :func:`base_stride`."""
+    base = base_stride(strides, roles, models)
+    return [m for m in models if roles.get(m, "baseline") in RANKED_ROLES and strides.get(m, 1) != base]
 
 
 def ordinal(k: int) -> str:
@@ -452,10 +483,14 @@ def metric_section(
     columns: list[str],
     strides: dict[str, int] | None = None,
     title: str | None = None,
+    steps: dict[str, float] | None = None,
 ) -> Section:
     """A models x molecules table of one metric (one horizon per metric: the multi-start horizon or the
-    model's step); the temperature table adds a ground-truth row (``temperature_ref_K``)."""
+    model's step); the temperature table adds a ground-truth row (``temperature_ref_K``). Rows of another
+    step than the table's (:func:`off_step`) are shown but not ranked."""
     roles = roles_of(frame)
+    strides, steps = strides or {}, steps or {}
+    other_step = off_step(strides, roles, models)
     sub = frame[frame["metric"] == metric]
     ref_temps: dict[str, float | None] = {}
     rows: list[tuple[str, list[str]]] = []
@@ -474,11 +509,12 @@ def metric_section(
             s = summarise(sub[(sub["model"] == model) & (sub["molecule"] == col)], metric)
             cells.append(s.text)
             scores[col][model] = score(metric, s.value, ref_temps.get(col))
-        rows.append((row_label(model, roles.get(model, "baseline"), (strides or {}).get(model, 1)), cells))
+        rows.append((row_label(model, roles.get(model, "baseline"), strides.get(model, 1), steps.get(model),
+                               model in other_step), cells))  # fmt: skip
     offset = 1 if metric == "temperature_K" else 0
     marks = {}
     for j, col in enumerate(columns):
-        for model, mark in rank_marks(scores[col], roles).items():
+        for model, mark in rank_marks(scores[col], roles, other_step).items():
             marks[(offset + models.index(model), j)] = mark
     horizons = sorted(set(sub["horizon_fs"].dropna()))
     when = ""
@@ -489,19 +525,51 @@ def metric_section(
     return Section((title or METRIC_TITLES.get(metric, metric)) + when, ["Model", *columns], rows, marks)
 
 
-def common_notes(frame: pd.DataFrame, source: str, models: Sequence[str] | None = None) -> list[str]:
+def interval_note(frame: pd.DataFrame) -> str:
+    """One line naming the interval method(s) and the n behind the intervals of ``frame`` (per metric kind)."""
+    words = {"t": "Student t", "BCa": "BCa bootstrap (scipy.stats.bootstrap)", "exact": "exact (all values equal)"}
+    with_ci = frame[frame["ci_method"].isin(list(words)) & frame["ci_n"].notna()]
+    if with_ci.empty:
+        return ""
+    parts = []
+    for kind, sub in (("starts", with_ci[~with_ci["metric"].isin(ONE_STEP_METRICS)]),
+                      ("test frames", with_ci[with_ci["metric"].isin(ONE_STEP_METRICS)])):  # fmt: skip
+        if sub.empty:
+            continue
+        ns = sorted(set(int(n) for n in sub["ci_n"]))
+        n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}-{ns[-1]}"
+        methods = " or ".join(words[m] for m in ("t", "BCa", "exact") if m in set(sub["ci_method"]))
+        parts.append(f"over {n_text} {kind}: {methods}")
+    return ("95% intervals " + "; ".join(parts) + " (Student t for the mean of fewer than 30 values, "
+            "BCa from 30 on; docs/intervals.md). The CSV gives each cell's method and n (ci_method, ci_n).")
+
+
+def common_notes(frame: pd.DataFrame, source: str, models: Sequence[str] | None = None,
+                 strides: dict[str, int] | None = None,
+                 steps: dict[str, float] | None = None) -> list[str]:  # fmt: skip
     """The footnotes every yardstick table shares (ranking, intervals, NA, reasons); rows in ``models`` order."""
     roles = roles_of(frame)
-    unranked = [m for m in ordered(models, list(frame["model"])) if roles.get(m) not in RANKED_ROLES]
+    order = ordered(models, list(frame["model"]))
+    unranked = [m for m in order if roles.get(m) not in RANKED_ROLES]
+    strides, steps = strides or {}, steps or {}
+    other = off_step(strides, roles, order)
     notes = [
         "Bold: best; underlined: second best, per column, among learned models (roles "
         f"{', '.join(RANKED_ROLES)})." + (f" Rows {', '.join(unranked)} are shown but not ranked." if unranked else ""),
-        "Cells: mean over rollout starts [95% bootstrap interval over starts]; several seeds: mean of the seeds' "
+        "Cells: mean over rollout starts [95% interval]; several seeds: mean of the seeds' "
         "values [envelope of their intervals] (k seeds). (d/n div.): d of n starts diverged before the horizon; "
         "the mean is over the others.",
+        interval_note(frame),
         "NA: every start diverged before the horizon, or the metric is not defined for this run; "
         "—: a one-step-only model (floor) has no rollout.",
     ]
+    if other:
+        base = base_stride(strides, roles, order)
+        own = {steps.get(m) for m in order if strides.get(m, 1) == base} - {None}
+        own_text = f" ({', '.join(f'{s:g} fs' for s in sorted(own))})" if own else ""
+        notes.append(f"Not ranked with the rows of the table's own step{own_text}: {', '.join(other)}, which step "
+                     f"over {', '.join(str(strides.get(m, 1)) for m in other)} frames at a time: its one-step error "
+                     "is over a longer time and its ARMSE averages every k-th frame only.")
     for model in dict.fromkeys(frame.loc[frame["role"] == "force_field", "model"]):
         notes.append(f"{model} is a machine-learned force field: it is trained on force labels the other models "
                      "do not see.")  # fmt: skip
@@ -510,7 +578,7 @@ def common_notes(frame: pd.DataFrame, source: str, models: Sequence[str] | None 
         notes.append(f"{model}: NA, {note}.")
     if source not in REFERENCE_POTENTIAL_SOURCES and "energy_excess_kcal_mol_atom" in set(frame["metric"]):
         notes.append(f"Energy excess: NA, no reference potential for source {source!r}.")
-    return notes
+    return [n for n in notes if n]
 
 
 def strides_of(ys: Sequence[Yardstick]) -> dict[str, int]:
@@ -520,9 +588,19 @@ def strides_of(ys: Sequence[Yardstick]) -> dict[str, int]:
     return out
 
 
+def steps_of(ys: Sequence[Yardstick]) -> dict[str, float]:
+    """fs per model step of each model (the largest over its runs)."""
+    out: dict[str, float] = {}
+    for y in ys:
+        if y.step_fs:
+            out[y.model] = max(out.get(y.model, 0.0), float(y.step_fs))
+    return out
+
+
 @dataclass
 class Report:
-    """A rendered-ready yardstick table: long frame + sections + notes, one data set, one data source."""
+    """A rendered-ready table: its frame (the CSV) + sections + notes, one data set, one data source (or a
+    ``preamble`` of its own instead of the data-source line: a table over several data sets)."""
 
     dataset: str
     source: str
@@ -530,6 +608,12 @@ class Report:
     frame: pd.DataFrame
     sections: list[Section]
     notes: list[str]
+    preamble: str | None = None
+
+    def _first_line(self, key: str) -> str:
+        if self.preamble is not None:
+            return self.preamble
+        return f"Data source: {source_label(self.dataset, self.source)} ({key} = {self.source!r})."
 
     def _heading(self, sec: Section) -> str:
         return f"{sec.title}." if sec.title == self.title else f"{sec.title}:"
@@ -539,7 +623,8 @@ class Report:
 
     def markdown(self) -> str:
         """Markdown: the data source, then each section's pandas/tabulate table, then the notes."""
-        parts = [f"Data source: {source_label(self.dataset, self.source)} (armse.json source = {self.source!r}).", ""]
+        first = self._first_line("armse.json source")
+        parts = [first, ""] if first else []
         if self._own_title():
             parts += [f"{self.title}.", ""]
         for sec in self.sections:
@@ -552,9 +637,8 @@ class Report:
         """One self-contained HTML page: the same sections through ``DataFrame.to_html``."""
         from diffmd.reports.html import html_page
 
-        blocks: list[tuple[str, Any]] = [
-            ("p", f"Data source: {source_label(self.dataset, self.source)} (source = {self.source!r}).")
-        ]
+        first = self._first_line("source")
+        blocks: list[tuple[str, Any]] = [("p", first)] if first else []
         if self._own_title():
             blocks.append(("p", f"{self.title}."))
         for sec in self.sections:
@@ -591,8 +675,9 @@ def one_step_report(
     dataset, source = single_source([y.record for y in ys], "one-step table")
     frame = long_frame(ys, ONE_STEP_METRICS, models=models, columns=columns)
     mods, cols = _models_and_columns(frame, models, columns)
-    sections = [metric_section(frame, m, mods, cols, strides_of(ys)) for m in ONE_STEP_METRICS]
-    notes = common_notes(frame, source, mods) + [
+    strides, steps = strides_of(ys), steps_of(ys)
+    sections = [metric_section(frame, m, mods, cols, strides, steps=steps) for m in ONE_STEP_METRICS]
+    notes = common_notes(frame, source, mods, strides, steps) + [
         "One-step: each test frame's next frame predicted from the true current state (teacher forcing); "
         "interval over frames. constant_velocity (x + v) and force_verlet (x + v + F dt²/m, the data's own "
         "forces: the thermostat-noise floor) bound what a one-step model can reach."
@@ -607,9 +692,10 @@ def distributions_report(
     dataset, source = single_source([y.record for y in ys], "distributions table")
     frame = long_frame(ys, DISTRIBUTION_METRICS, models=models, columns=columns)
     mods, cols = _models_and_columns(frame, models, columns)
-    sections = [metric_section(frame, m, mods, cols, strides_of(ys))
+    strides, steps = strides_of(ys), steps_of(ys)
+    sections = [metric_section(frame, m, mods, cols, strides, steps=steps)
                 for m in DISTRIBUTION_METRICS if m != "temperature_ref_K"]  # fmt: skip
-    notes = common_notes(frame, source, mods) + [
+    notes = common_notes(frame, source, mods, strides, steps) + [
         "Temperatures come from finite-difference velocities of the stored frames, which damp fast vibrations "
         "(compare a row with the ground-truth row at the same frame spacing, not with the thermostat)."
     ]

@@ -129,10 +129,14 @@ def _ci(value: float | None) -> tuple[float | None, float | None]:
 def metric_row(
     metric: str, horizon_fs: float | None, value: float | None, n_starts: int, n_diverged: int, unit: str
 ) -> dict[str, Any]:
-    """One ``metrics`` row of ``armse.json`` with the synthetic interval [0.9 value, 1.1 value]."""
+    """One ``metrics`` row of ``armse.json`` with the synthetic interval [0.9 value, 1.1 value], labelled as the
+    engine labels it (:func:`diffmd.stats.interval`: Student t below 30 values, BCa from 30)."""
     lo, hi = _ci(value)
+    n_ci = n_starts - n_diverged
+    method = "" if lo is None else ("t" if n_ci < 30 else "BCa")
     return {"metric": metric, "horizon_fs": horizon_fs, "value": value, "ci_low": lo, "ci_high": hi,
-            "n_starts": n_starts, "n_diverged": n_diverged, "unit": unit}  # fmt: skip
+            "ci_method": method, "ci_n": n_ci if method else None, "n_starts": n_starts, "n_diverged": n_diverged,
+            "unit": unit}  # fmt: skip
 
 
 def yardstick_keys(
