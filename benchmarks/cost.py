@@ -137,18 +137,16 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def to_markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    lines = [
-        "| molecule | simulator | stride | step (fs) | s / simulated ps | x reference MD | speed-up | ARMSE (Å) "
-        "| denoiser evals / step |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['molecule']} | {r['simulator']} | {r['stride']} | {_fmt(r['stride'] * r['dt_fs'], '.1f')} "
-            f"| {_fmt(r['seconds_per_ps'], '.3g')} | {_fmt(r['ratio_to_md'], '.3g')} "
-            f"| {_fmt(r['speedup_vs_md'], '.3g')} "
-            f"| {_fmt(r['armse'], '.4f')} | {_fmt(r['score_evals_per_step'], '.0f')} |"
-        )
+    """The table through ``DataFrame.to_markdown`` (text columns left, numbers right), then the notes."""
+    import pandas as pd
+
+    header = ["molecule", "simulator", "stride", "step (fs)", "s / simulated ps", "x reference MD", "speed-up",
+              "ARMSE (Å)", "denoiser evals / step"]  # fmt: skip
+    table = pd.DataFrame([[r["molecule"], r["simulator"], str(r["stride"]), _fmt(r["stride"] * r["dt_fs"], ".1f"),
+                           _fmt(r["seconds_per_ps"], ".3g"), _fmt(r["ratio_to_md"], ".3g"),
+                           _fmt(r["speedup_vs_md"], ".3g"), _fmt(r["armse"], ".4f"),
+                           _fmt(r["score_evals_per_step"], ".0f")] for r in rows], columns=header)  # fmt: skip
+    lines = [table.to_markdown(index=False, disable_numparse=True, colalign=("left",) * 2 + ("right",) * 7)]
     notes = [
         "",
         f"Measured in one run on one machine ({meta['threads']} thread(s); model rollouts on {meta['device']}, "

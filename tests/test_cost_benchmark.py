@@ -87,7 +87,9 @@ def test_rollouts_and_tables(workdir):
     assert all(r["score_evals_per_step"] == 3 for r in rows)
     assert all(r["ratio_to_md"] is None for r in rows)
     md = cost.to_markdown(rows, {"threads": 1, "device": "cpu", "md_steps": 0, "frames": 8})
-    assert "| ethanol | score_dynamics (stride 2) | 2 | 1.0 |" in md and "NA" in md
+    line = next(line for line in md.splitlines() if "score_dynamics (stride 2)" in line)  # DataFrame.to_markdown
+    assert [c.strip() for c in line.strip("|").split("|")][:4] == ["ethanol", "score_dynamics (stride 2)", "2", "1.0"]
+    assert "NA" in md
 
 
 @pytest.mark.slow
