@@ -495,15 +495,23 @@ class Plan:
                 for mol in molecules for model in models for seed in (seeds or self.seeds)]  # fmt: skip
 
     def train_logs(self, dataset: str, w: Any = None) -> list[str]:
-        """The figure seed's ``train_log.csv`` of every model trained by the ``train`` rule on ``dataset``
-        (per molecule for S2L, the one O2O training run), for the learning-curve figure; none when the
-        dataset is switched off. (A tuned model's logs sit in its grid points' directories.)"""
+        """The learning-curve figure's inputs for ``dataset`` (per molecule for S2L, the one O2O training run;
+        none when the dataset is switched off), every trained model in the config's order: the figure seed's
+        ``train_log.csv`` of a model the ``train`` rule trains, the ``selection.json`` of a model tuned over a
+        grid (its selected point's log sits in that point's directory, which the selection names)."""
         if not self.enabled(dataset):
             return []
         runs = self.md17_molecules if self.task(dataset) == "s2l" else [O2O_TRAINED]
-        models = [m for m in self.models_for(dataset) if m in self.engine_models()]
-        return [f"{self.run_dir(dataset, run, model, self.figure_seed())}/train_log.csv"
-                for run in runs for model in models]  # fmt: skip
+        engine, tuned = set(self.engine_models()), set(self.tuned_models())
+        out = []
+        for run in runs:
+            for model in self.models_for(dataset):
+                run_dir = self.run_dir(dataset, run, model, self.figure_seed())
+                if model in engine:
+                    out.append(f"{run_dir}/train_log.csv")
+                elif model in tuned:
+                    out.append(f"{run_dir}/selection.json")
+        return out
 
     def train_logs_of(self, w: Any) -> list[str]:
         return self.train_logs(w.dataset)

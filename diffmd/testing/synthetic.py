@@ -75,21 +75,23 @@ def write_run(
     armse = None if diverged or not applicable else float(math.sqrt(float(np.mean(rmsd**2))))
     if not applicable:
         diverged, rmsd, curve = False, rmsd[:0], curve[:0]
+    kept = n + 1 if applicable else 1  # a one-step-only model's rollout.npz holds the start frame only, as the engine's
     write_rollout(
         run,
-        positions=pred,
-        reference=ref,
-        frame_indices=np.arange(n + 1) * stride,
+        positions=pred[:kept],
+        reference=ref[:kept],
+        frame_indices=np.arange(kept) * stride,
         atomic_numbers=ETHANOL_Z,
         diverged_at=n // 2 if diverged else -1,
         stride=stride,
         dt_fs=dt_fs,
         seconds=0.01 * n,
-        score_evals=np.full(n, score_evals, dtype=np.int64),
+        score_evals=np.full(kept - 1, score_evals, dtype=np.int64),
         source=source,
         molecule=molecule,
         model=model,
         extxyz=False,
+        applicable=applicable,
     )
     record: dict[str, Any] = {
         "dataset": dataset,
