@@ -216,7 +216,7 @@ def test_malformed_metrics_name_file_and_key(runs):
         Y.load_yardstick(runs[0])
 
 
-def test_curves_in_fs_with_oracle_band_and_dashed_references(tmp_path):
+def test_curves_in_fs_with_oracle_band_and_references_underneath(tmp_path):
     paths = _write_all(tmp_path / "r", source="xtb", oracles=True)
     ys = Y.load_yardsticks(paths)
     fig = figures.curves_figure(ys, "t", MODELS)
@@ -225,7 +225,9 @@ def test_curves_in_fs_with_oracle_band_and_dashed_references(tmp_path):
     bands = [c for c in bottom.collections if c.__class__.__name__ in ("PolyCollection", "FillBetweenPolyCollection")]
     assert len(bands) == 1  # only the oracle row is shaded
     lines = {ln.get_label(): ln for ln in top.get_lines() if not ln.get_label().startswith("_")}
-    assert lines["static"].get_linestyle() == "--" and lines["static"].get_zorder() > lines["diffmd"].get_zorder()
+    # references: wide pale lines underneath, so a model on the same curve stays visible on top
+    assert lines["static"].get_linewidth() > 2 * lines["diffmd"].get_linewidth()
+    assert lines["static"].get_zorder() < lines["diffmd"].get_zorder()
     assert "force_verlet" not in lines  # a one-step model has no curve
     x = lines["diffmd"].get_xdata()
     assert x[0] == pytest.approx(0.5) and x[-1] == pytest.approx(20.0)  # fs, not frames
@@ -265,19 +267,20 @@ def test_models_the_plan_leaves_out_are_na_with_the_plans_reason(tmp_path):
 
 
 def test_a_copy_of_static_is_not_ranked_and_gets_no_improvement(tmp_path):
-    """diffmd as published equals static on every metric: before, Table 1 ranked it best and printed an
-    improvement over the baselines (6.8% on quick ethanol)."""
+    """diffmd as published is static on every metric (to 3e-4 on quick ethanol): before, Table 1 ranked it best
+    and printed an improvement over the baselines (6.8% on quick ethanol)."""
     truth = vibrating_truth(41, amplitude=0.1)
-    for model, offset in (("static", 0.05), ("constant_velocity", 0.9), ("egnn", 0.4), ("rf", 0.5), ("diffmd", 0.05)):
+    offsets = {"static": 0.05, "constant_velocity": 0.9, "egnn": 0.4, "rf": 0.5, "diffmd": 0.05001}
+    for model, offset in offsets.items():
         write_run(tmp_path / "r", "md17", "ethanol", model, 1, "xtb", truth, offset)
     paths = sorted(str(p) for p in (tmp_path / "r").glob("md17/*/*/seed1/armse.json"))
     out = _cli("tables", paths, tmp_path, models=["static", "constant_velocity", "egnn", "rf", "diffmd"])
     md = out["md"]
-    assert _row(md, "diffmd")[0] == "diffmd (= static: does not move; not ranked)"
+    assert _row(md, "diffmd")[0] == "diffmd (≈ static: does not move; not ranked)"
     assert not any("**" in c or "<u>" in c for c in _row(md, "diffmd"))
     assert _row(md, "egnn")[1:3] == ["**0.400**", "**0.400 [0.360, 0.440]**"]  # the best model that moves
-    assert set(_row(md, "Relative improvement")[1:]) == {"— (= static)"}
-    assert "diffmd reproduces static on every ARMSE number of ethanol" in md
+    assert set(_row(md, "Relative improvement")[1:]) == {"— (≈ static)"}
+    assert "diffmd is within 1% of static on every ARMSE number of ethanol" in md
     frame = _csv(out["csv"])
     assert set(frame.loc[frame["metric"] == "relative_improvement", "value"]) == {""}
 

@@ -19,10 +19,12 @@ Choices (also printed under every table):
   velocity), floors, physics oracles and force fields are kept in the table, never bold or underlined,
   and never the "best baseline". A force-field row says that it sees force labels the others do not.
 * Bold = best, underlined = second best among the ranked rows, per column (ties share a mark). A
-  ranked model whose every ARMSE number in a column (paper column, each horizon's ARMSE and RMSD)
-  equals a reference row's is a copy of that reference there (``diffmd`` as published equals
-  ``static``: its rollout does not move): it is shown, labelled, and neither ranked nor given a relative
-  improvement. Rows that step over k > 1 frames (Score Dynamics) are not ranked with the others.
+  ranked model whose every ARMSE number in a column (paper column, each horizon's ARMSE and RMSD; at
+  least three of them) is within :data:`SAME_REL` (1%) of a reference row's behaves as that reference
+  there (``diffmd`` as published is ``static`` to 3e-4: its rollout does not move; a model that moves
+  differs from ``static`` by far more at the shortest horizons): it is shown, labelled, and neither
+  ranked nor given a relative improvement. Rows that step over k > 1 frames (Score Dynamics) are not
+  ranked with the others.
 * NA = every seed of that cell diverged (``armse`` null). When only some seeds diverged, the cell
   shows the converged seeds and says how many diverged (``2/3 NA``). ``—``: a one-step-only model
   (role ``floor``) has no rollout. An oracle named in ``--models`` without runs (a data source with no
@@ -154,11 +156,13 @@ def row_label(model: str, grid: Grid, columns: list[str], roles: Roles, steps: d
               off_step: bool = False, copy_of: str = "") -> str:  # fmt: skip
     stride = max((grid[(model, c)].stride for c in columns if (model, c) in grid), default=1)
     label = ys_mod.row_label(model, roles.get(model, "baseline"), stride, (steps or {}).get(model), off_step)
-    return label + (f" (= {copy_of}: does not move; not ranked)" if copy_of else "")
+    return label + (f" (≈ {copy_of}: does not move; not ranked)" if copy_of else "")
 
 
-#: Relative tolerance under which two ARMSE numbers are the same rollout.
-SAME_REL = 1e-9
+#: Relative tolerance under which a model's ARMSE numbers are a reference row's (it does not move otherwise).
+SAME_REL = 0.01
+#: The fewest numbers of a column compared before a model is called a reference's copy.
+SAME_MIN_NUMBERS = 3
 #: The metrics a copy of a reference row reproduces, all of them (the paper column, every horizon).
 COPY_METRICS = (ys_mod.PAPER_METRIC, "armse", "rmsd")
 
@@ -166,8 +170,9 @@ COPY_METRICS = (ys_mod.PAPER_METRIC, "armse", "rmsd")
 def reference_copies(frame: pd.DataFrame, models: Sequence[str], columns: Sequence[str],
                      roles: Roles) -> dict[tuple[str, str], str]:  # fmt: skip
     """``{(model, column): reference}`` for ranked-role models whose every ARMSE number of that column (paper
-    column, each horizon's ARMSE and RMSD; at least one finite) equals the reference row's within
-    :data:`SAME_REL`: a copy of the reference (e.g. a model whose rollout stands still, as ``static``)."""
+    column, each horizon's ARMSE and RMSD; at least :data:`SAME_MIN_NUMBERS` finite ones) is within
+    :data:`SAME_REL` of the reference row's: it behaves as the reference (e.g. a rollout that stands still,
+    as ``static``)."""
     sub = frame[frame["metric"].isin(COPY_METRICS) & frame["value"].notna()]
     out: dict[tuple[str, str], str] = {}
     refs = [m for m in models if roles.get(m) == "reference"]
@@ -176,7 +181,7 @@ def reference_copies(frame: pd.DataFrame, models: Sequence[str], columns: Sequen
         values = {m: dict(zip(zip(g["metric"], g["horizon_fs"].fillna(-1.0)), g["value"]))
                   for m, g in here.groupby("model", sort=False)}  # fmt: skip
         for model in models:
-            if roles.get(model, "baseline") not in ys_mod.RANKED_ROLES or not values.get(model):
+            if roles.get(model, "baseline") not in ys_mod.RANKED_ROLES or len(values.get(model, {})) < SAME_MIN_NUMBERS:
                 continue
             mine = values[model]
             for ref in refs:
@@ -273,7 +278,7 @@ class ArmseTable:
                 unranked = other_step + [m for m in self.models if (m, col) in copies]
                 v = improvement({m: values[i][j] for i, m in enumerate(self.models)}, self.roles, model, unranked)
                 if (model, col) in copies:
-                    cells.append(f"— (= {copies[(model, col)]})")
+                    cells.append(f"— (≈ {copies[(model, col)]})")
                 elif model in other_step:
                     cells.append("— (another step)")
                 else:
@@ -331,9 +336,9 @@ def footnotes(table: ArmseTable) -> list[str]:
         copies.setdefault(model, {}).setdefault(ref, []).append(col)
     for model, refs in copies.items():
         for ref, cols in refs.items():
-            notes.append(f"{model} reproduces {ref} on every ARMSE number of {', '.join(cols)} (to {SAME_REL:g} "
-                         f"relative): its rollout is {ref}'s, so it is neither ranked nor given a relative "
-                         "improvement there.")
+            notes.append(f"{model} is within {100 * SAME_REL:g}% of {ref} on every ARMSE number of {', '.join(cols)}"
+                         f" (paper column and every horizon): its rollout behaves as {ref}'s, so it is neither "
+                         "ranked nor given a relative improvement there.")
     strides = {m: max((c.stride for (mm, _), c in table.grid.items() if mm == m), default=1) for m in table.models}
     other = ys_mod.off_step(strides, table.roles, table.models)
     if other:
