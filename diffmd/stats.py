@@ -3,7 +3,8 @@
 Every rollout metric is computed once per start frame, giving one value per start; the table reports
 the statistic over starts (the mean by default) and a 95% interval for it:
 
-* The mean of fewer than :data:`SMALL_N` values: the Student t interval ``mean ± t_{n-1} s/√n``.
+* The mean of fewer than :data:`SMALL_N` values: the Student t interval ``mean ± t_{n-1} s/√n`` (its lower
+  end clipped at 0 when no value is negative: a mean error cannot be below 0).
 * Every other case (the mean of :data:`SMALL_N` or more values, any other statistic at n >= 2): the
   bias-corrected and accelerated (BCa) bootstrap of ``scipy.stats.bootstrap`` (Efron & Tibshirani 1993,
   ch. 14).
@@ -101,7 +102,10 @@ def interval(
         return Interval(estimate, estimate, estimate, n, "exact")
     if statistic is np.mean and n < SMALL_N:
         half = float(_st.t.ppf(0.5 + level / 2.0, n - 1)) * float(np.std(x, ddof=1)) / np.sqrt(n)
-        return Interval(estimate, estimate - half, estimate + half, n, "t")
+        low = estimate - half
+        if x.min() >= 0.0:  # errors, distances: the mean of non-negative values is not negative either
+            low = max(low, 0.0)
+        return Interval(estimate, low, estimate + half, n, "t")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=_st.DegenerateDataWarning)
         res = _st.bootstrap((x,), statistic, n_resamples=n_boot, confidence_level=level, method="BCa",
