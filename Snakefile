@@ -13,7 +13,7 @@ min_version("9.0")
 
 
 # The paper config, by absolute path: the profiles move the working directory (workdir: below), and
-# `snakemake --report` reads every config file again from there.
+# Snakemake's report (--report) reads every config file again from there.
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
@@ -45,7 +45,7 @@ rule all:
         c7o2h10_final_targets,
 
 
-# `snakemake --report` only bundles a finished run: before Snakemake stops at the first missing file,
+# The report (--report) only bundles a finished run: before Snakemake stops at the first missing file,
 # say which run the report needs.
 if any(a == "--report" or a.startswith("--report=") for a in sys.argv) and "--report-after-run" not in sys.argv:
     check_report_inputs(RUN_ROOT, Path(workflow.basedir))

@@ -1,5 +1,5 @@
 # Data layer (diffmd/data): raw sources -> canonical trajectories -> split files.
-# Each rule is one `python -m diffmd.data <command>` line. Formats: docs/ARCHITECTURE.md ("Data files").
+# Each rule is one line of the diffmd.data command line. Formats: docs/ARCHITECTURE.md ("Data files").
 #   data/md17/{molecule}.npz             MD17 trajectory (download, local or GFN2-xTB)
 #   data/c7o2h10/{isomer}.npz + index.json   C7O2H10 isomers (iso<ID> downloaded, xtb01... simulated)
 #   data/splits/md17/{molecule}.json     S2L split;  data/splits/c7o2h10.json   O2O split

@@ -1,4 +1,4 @@
-# Engine rules (diffmd/engine): train -> rollout -> evaluate, one `python -m diffmd.engine.<cli>` line each.
+# Engine rules (diffmd/engine): train -> rollout -> evaluate, one line of the engine's command line each.
 #   results/md17/{molecule}/{model}/seed{seed}/model.pt        S2L: trained per molecule
 #   results/c7o2h10/trained/{model}/seed{seed}/model.pt        O2O: trained once per model
 #   results/{dataset}/{molecule}/{model}/seed{seed}/{rollout.npz,rollout.extxyz,armse.json}

@@ -2,7 +2,7 @@
 # the one-step and distribution tables (issue 12), the paper side by side, physical validity, the
 # snapshot figures (the paper's Fig. 4), ARMSE/RMSD curves in fs, h(r) figures and the costs table.
 # The yardstick tables' CSVs are long format; their Markdown and HTML are rendered from them.
-# Each rule is one `python -m diffmd.reports <command>` line; outputs are report() items, so
+# Each rule is one line of the diffmd.reports command line; outputs are report() items, so
 #   snakemake --report results/report.html                            (paper config, repository root)
 #   snakemake --workflow-profile profiles/quick --report results/report.html   (quick profile: runs/quick/results/)
 # builds one browsable page with every table (the benchmarks' cost_md17 and paper_cost through their HTML
