@@ -88,8 +88,9 @@ def _groups(workflow: Path) -> dict[tuple, list[tuple[Command, argparse.Namespac
     another test's failure)."""
     groups: dict[tuple, list] = {}
     for cmd in SNAKEMAKE:
-        if cmd.placeholders():
-            continue
+        yours = [p for t in cmd.tokens[1:] if _TARGET.match(t) for p in Path(t).parts if p.startswith("my")]
+        if cmd.placeholders() or yours:
+            continue  # a placeholder fails its own test; a target the reader makes first (my_model) is a tutorial's
         try:
             args = _parse(cmd, workflow)
         except AssertionError:
@@ -126,18 +127,21 @@ def _dry_run(key: tuple, members: list[tuple[Command, argparse.Namespace]], root
     return key, members, proc, wd
 
 
+def _quick(key: tuple) -> bool:
+    return "profiles/quick" in (key[3], *key[4])
+
+
 def test_every_snakemake_set_up_dry_runs_with_all_its_targets(workflow, tmp_path):
-    groups = _groups(workflow)
+    # the quick profile's report is built for real on a finished tiny run: tests/test_report_command.py
+    groups = {k: v for k, v in _groups(workflow).items() if not (k[0] == "report" and _quick(k))}
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(lambda job: _dry_run(*job[1], tmp_path, job[0]), enumerate(groups.items())))
     failures = []
     for key, members, proc, wd in results:
         out = proc.stdout + proc.stderr
         printed = "; ".join(repr(c) for c, _ in members)
-        mode, quick = key[0], "profiles/quick" in (key[3], *key[4])
+        mode, quick = key[0], _quick(key)
         if mode == "report":
-            if quick:
-                continue  # built for real on a finished tiny run: tests/test_report_command.py
             if proc.returncode == 0 or "report files are missing under" not in out:
                 failures.append(f"{printed}: expected the missing-run message, rc {proc.returncode}:\n{out[-1500:]}")
             continue

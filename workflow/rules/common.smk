@@ -13,7 +13,7 @@ from diffmd.plan import ISOMER_PATTERN, Plan, shell_arg
 config.update(coerce_to_schema(config))  # --config 'seeds=[1,2]' arrives as strings
 validate(config, schema=str(SCHEMA_PATH))
 
-# Rules call the package's command lines with `python -m`: make that the interpreter running Snakemake (the venv),
+# Rules call the package's command lines with python: make that the interpreter running Snakemake (the venv),
 # also when the venv is not activated, and make the package importable from the workflow's own
 # directory under --use-conda. Jobs inherit both.
 os.environ.update(
