@@ -190,6 +190,9 @@ def _check_page_ready(fig, png_px, pdf_pt):
                 assert not title.overlaps(ax.title.get_window_extent(renderer)), "the title overlaps a panel title"
     for legend in fig.legends:
         assert not title.overlaps(legend.get_window_extent(renderer)), "the title overlaps the legend"
+    labels = [ax.yaxis.label.get_window_extent(renderer) for ax in fig.axes
+              if ax.get_visible() and ax.yaxis.label.get_text()]  # fmt: skip
+    assert not any(a.overlaps(b) for i, a in enumerate(labels) for b in labels[i + 1:]), "axis labels overlap"
 
 
 def _inputs(root, name):

@@ -45,3 +45,14 @@ def test_a_log_without_the_needed_columns_is_named(tmp_path):
                         "--png", str(tmp_path / "x.png"), "--pdf", str(tmp_path / "x.pdf")],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 1 and r.stderr.strip().count("\n") == 0 and "lacks column" in r.stderr
+
+
+def test_a_one_epoch_training_is_drawn_not_taken_for_a_reference(tmp_path):
+    root = tmp_path / "results" / "md17" / "ethanol"
+    ref = _log(root / "static" / "seed1" / "train_log.csv", [(0, 1.0, 0.01, None, 0.0, 0.1)])
+    one = _log(root / "egnn" / "seed1" / "train_log.csv", [(1, 2.0, 0.003, None, 5e-4, 1.0)])
+    fig = figures.learning_curves_figure([ref, one], "t", ["static", "egnn"])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["static (no epochs)", "egnn"]
+    drawn = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "egnn"][0]
+    assert list(drawn.get_xdata()) == [1.0] and drawn.get_marker() not in ("", "None")  # a point, visible

@@ -294,7 +294,7 @@ def snapshot_figure(rollouts: list[Rollout], every: int, title: str, models: lis
     if one_step:
         fig.text(0.01, 0.01, f"Not drawn (one-step models, no rollout): {', '.join(one_step)}.",
                  fontsize=RC["xtick.labelsize"], ha="left", va="bottom")  # fmt: skip
-    fig.text(1 - 0.05 / width, 1 - (title_h - 0.05) / height, "time after the start frame", ha="right", va="bottom",
+    fig.text(0.01, 1 - (title_h - 0.05) / height, "time after the start frame:", ha="left", va="bottom",
              fontsize=MIN_FONT_PT, color="0.35")  # fmt: skip
     _suptitle(fig, title, y=1 - 0.05 / height, va="top")
     return fig
@@ -335,6 +335,11 @@ def _same_curve(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> bool:
     return all(np.allclose(x, y, rtol=SAME_REL, atol=0.0, equal_nan=True) for x, y in zip(a[1:], b[1:]))
 
 
+def _legend_height(entries: int, title_lines: int) -> float:
+    """Inches a one-column legend of ``entries`` lines needs beside the panels, the figure's title included."""
+    return (entries + title_lines + 1) * RC["legend.fontsize"] * 2.2 / 72 + 0.7
+
+
 def _grid_shape(n_panels: int, max_cols: int = 4) -> tuple[int, int]:
     cols = min(n_panels, max_cols)
     return -(-n_panels // cols), cols
@@ -360,7 +365,8 @@ def curves_figure(records: list[Yardstick], title: str, models: list[str] | None
     horizons = sorted({m["horizon_fs"] for y in records for m in y.metrics
                        if m["metric"] == "armse" and m["horizon_fs"]})  # fmt: skip
     block_rows, cols = _grid_shape(len(molecules))
-    fig, axs = _figure(max(2.3 * cols + 2.6, 5.5), 3.4 * block_rows + 0.8, 2 * block_rows, cols, sharex="col")
+    height = max(3.4 * block_rows + 0.8, _legend_height(len(model_order), 2))
+    fig, axs = _figure(max(2.3 * cols + 2.6, 5.5), height, 2 * block_rows, cols, sharex="col")
     handles: dict[str, object] = {}
     for i, mol in enumerate(molecules):
         br, c = divmod(i, cols)
@@ -540,6 +546,11 @@ def selected_train_log(selection: str | os.PathLike) -> tuple[Path, str]:
 
 
 @_styled
+def _no_epochs(log: dict[str, np.ndarray]) -> bool:
+    """A log of a model that is not trained by epochs: one row, at epoch 0 (references, floors, sGDML)."""
+    return log["epoch"].size == 1 and not float(log["epoch"][0]) > 0
+
+
 def learning_curves_figure(logs: list[str | os.PathLike], title: str, models: list[str] | None = None):
     """Learning curves of every trained model, two panels per molecule (or training run): the validation
     one-step error (Å, top) and the dimensionless training loss (bottom) against epoch, one distinct style
@@ -561,20 +572,21 @@ def learning_curves_figure(logs: list[str | os.PathLike], title: str, models: li
     model_order = ordered(models, [e[1] for e in entries])
     styles = model_styles(model_order)
     block_rows, cols = _grid_shape(len(runs))
-    fig, axs = _figure(max(2.3 * cols + 2.6, 5.5), 3.2 * block_rows + 0.7, 2 * block_rows, cols, sharex="col")
+    height = max(3.2 * block_rows + 0.7, _legend_height(len(model_order), 2))
+    fig, axs = _figure(max(2.3 * cols + 2.6, 5.5), height, 2 * block_rows, cols, sharex="col")
     handles: dict[str, object] = {}
     for i, run in enumerate(runs):
         br, c = divmod(i, cols)
         top, bottom = axs[2 * br, c], axs[2 * br + 1, c]
-        learned = [e for e in entries if e[0] == run and e[2]["epoch"].size > 1]
+        learned = [e for e in entries if e[0] == run and not _no_epochs(e[2])]
         last_epoch = max((float(np.nanmax(e[2]["epoch"])) for e in learned), default=1.0)
         for model in model_order:
             for _, _, log, note in (e for e in entries if e[0] == run and e[1] == model):
                 st = dict(styles[model])
                 one = _positive(log["val_one_step"])
-                if log["epoch"].size == 1:  # reference / floor: a level to compare with
+                if _no_epochs(log):  # reference / floor: a level to compare with
                     if np.isfinite(one[0]):
-                        (line,) = top.plot([1, max(last_epoch, 1)], [one[0]] * 2, **{**st, "marker": ""})
+                        (line,) = top.plot([0, max(last_epoch, 1)], [one[0]] * 2, **{**st, "marker": ""})
                         handles.setdefault(model, line)
                         line.set_label(model + " (no epochs)")
                     continue
@@ -588,7 +600,7 @@ def learning_curves_figure(logs: list[str | os.PathLike], title: str, models: li
                     top.plot(log["epoch"][best], one[best], "o", color=st["color"], ms=5, mfc="none", mew=1.2,
                              zorder=20)  # fmt: skip
                 bottom.plot(log["epoch"], _positive(log["loss"]), markevery=every, **st)
-        for ax, ylabel in ((top, "validation one-step error (Å)"), (bottom, "training loss (dimensionless)")):
+        for ax, ylabel in ((top, "validation\none-step error (Å)"), (bottom, "training loss\n(dimensionless)")):
             ax.set_yscale("log")
             ax.grid(alpha=0.3, which="both", lw=0.4)
             if c == 0:

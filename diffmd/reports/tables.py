@@ -257,6 +257,9 @@ class ArmseTable:
                     vals.append(cell.mean)
                 else:
                     s = self.horizon_summary(model, col, h)
+                    step = self.steps.get(model)
+                    if s.text == "not run" and (model, col) in self.grid and step and step > h:
+                        s = ys_mod.Summary(f"— (one step is {step:g} fs)")  # no frame of this model before h
                     cells.append("NA" if model in self.missing else s.text)
                     vals.append(s.value)
             copy_everywhere = {copies.get((model, c)) for c in self.columns}
