@@ -26,6 +26,7 @@ the time order, which O2O rollouts need; frame pairs built from it could not be 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -42,13 +43,18 @@ from diffmd.data.download import (
     DEFAULT_MAX_EXTRACT_BYTES,
     DEFAULT_MAX_MEMBERS,
     ChecksumLock,
+    ContentError,
     DiskFullError,
     DownloadError,
     Fetched,
-    check_gzip_tar,
+    TarEntry,
+    check_tar_end,
     disk_full,
     download_settings,
     fetch,
+    link_size,
+    open_tar_stream,
+    scan_gzip_tar,
     use_local,
 )
 from diffmd.data.trajectory import Trajectory, TrajectoryFormatError, save_trajectory
@@ -93,7 +99,8 @@ def read_energy_dat(path: Path, n_frames: int) -> tuple[np.ndarray | None, dict[
 
 
 def convert_isomer(xyz_path: Path, out_path: Path, source: str, archive: dict[str, Any]) -> str:
-    """Write one canonical trajectory from ``<ID>.xyz`` (+ ``<ID>.energy.dat``); returns its name."""
+    """Write one canonical trajectory from ``<ID>.xyz`` (+ ``<ID>.energy.dat``); returns the SHA-256 of its
+    positions (two isomers with equal positions are one trajectory twice)."""
     file_id = _ID.match(xyz_path.name).group(1)  # type: ignore[union-attr]
     frames = read_xyz(xyz_path)
     if frames.positions.shape[1] != 19:
@@ -110,7 +117,7 @@ def convert_isomer(xyz_path: Path, out_path: Path, source: str, archive: dict[st
                     "paper_name": f"ISO_{file_id}", "name_mapping": "ISO_<ID> -> <ID>.xyz (assumed)",
                     "temperature_note": "paper: 100 K; archive description: 500 K", **note},
     ))
-    return name
+    return hashlib.sha256(np.ascontiguousarray(frames.positions, dtype=np.float64).tobytes()).hexdigest()
 
 
 def safe_extract(archive: Path, dest_dir: Path, tag: str = "", max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
@@ -119,9 +126,11 @@ def safe_extract(archive: Path, dest_dir: Path, tag: str = "", max_bytes: int = 
 
     Members are unpacked one by one as the stream is read; before each one its header is checked
     against the caps (``max_members`` entries, ``max_bytes`` in total; config
-    ``data.c7o2h10.download.max_members`` / ``max_extract_bytes``), so a small archive that would
-    unpack to gigabytes stops at the first member too many. ``.extracting/`` is removed on every
-    failure, and a full disk is reported as such, naming the folder.
+    ``data.c7o2h10.download.max_members`` / ``max_extract_bytes``; a hard or symbolic link counts at its
+    target's size, so 300 links to one big file are 300 big files), so a small archive that would
+    unpack to gigabytes stops at the first member too many. The gzip stream is read to its end (CRC
+    checked) before the folder is put in place. ``.extracting/`` is removed on every failure, and a full
+    disk is reported as such, naming the folder.
 
     An earlier extraction is reused only if its marker holds the same ``tag`` (the archive's SHA-256).
     """
@@ -137,10 +146,18 @@ def safe_extract(archive: Path, dest_dir: Path, tag: str = "", max_bytes: int = 
     key = "data.c7o2h10.download"
     try:
         count, total = 0, 0
-        with tarfile.open(archive, "r|gz") as tar:
+        sizes: dict[str, TarEntry] = {}
+        with open_tar_stream(archive) as (tar, reader):
             for member in tar:
                 count += 1
-                total += max(int(member.size), 0)
+                if member.islnk() or member.issym():
+                    size = link_size(member, sizes, archive).size
+                else:
+                    size = max(int(member.size), 0)
+                    if member.isfile():
+                        sizes[os.path.normpath(member.name)] = TarEntry(os.path.normpath(member.name), "file", size,
+                                                                        None)
+                total += size
                 if count > max_members:
                     raise TrajectoryFormatError(f"{archive}: more than {max_members} entries ({key}.max_members)")
                 if total > max_bytes:
@@ -149,6 +166,7 @@ def safe_extract(archive: Path, dest_dir: Path, tag: str = "", max_bytes: int = 
                         f" {key}.max_extract_bytes)"
                     )
                 tar.extract(member, tmp, filter="data")
+            check_tar_end(archive, tar, reader)
         found = sorted(tmp.rglob("*.xyz"))
         if not found:
             raise TrajectoryFormatError(f"{archive}: no .xyz files inside")
@@ -160,6 +178,8 @@ def safe_extract(archive: Path, dest_dir: Path, tag: str = "", max_bytes: int = 
         marker.write_text(stamp)
     except TrajectoryFormatError:
         raise
+    except ContentError as exc:
+        raise TrajectoryFormatError(str(exc)) from None
     except (tarfile.TarError, EOFError, OSError, zlib.error, TypeError, ValueError) as exc:  # TypeError: cut header
         if disk_full(exc):
             raise DiskFullError(f"{tmp}: disk full (no space left on device) while unpacking {archive}") from None
@@ -170,13 +190,24 @@ def safe_extract(archive: Path, dest_dir: Path, tag: str = "", max_bytes: int = 
 
 
 def archive_check(max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES, max_members: int = DEFAULT_MAX_MEMBERS):
-    """Content check of a downloaded archive before its checksum is recorded: gzip, a tar listing
-    within the caps, and at least one ``<ID>.xyz`` member."""
+    """Content check of a downloaded archive before its checksum is recorded: gzip read to its end (CRC),
+    every member's data read (a link at its target's size) within the caps, at least one ``<ID>.xyz``
+    member, and no two ``<ID>.xyz`` members with the same bytes (a duplicated isomer would sit on both
+    sides of the O2O split)."""
 
     def check(path: Path) -> None:
-        names = check_gzip_tar(path, max_members, max_bytes, "data.c7o2h10.download")
-        if not any(_ID.match(Path(n).name) for n in names):
-            raise TrajectoryFormatError(f"{path}: no <ID>.xyz member in the archive ({len(names)} entries)")
+        entries = scan_gzip_tar(path, max_members, max_bytes, "data.c7o2h10.download")
+        isomers = [e for e in entries if _ID.match(Path(e.name).name) and e.kind in ("file", "link")]
+        if not isomers:
+            raise TrajectoryFormatError(f"{path}: no <ID>.xyz member in the archive ({len(entries)} entries)")
+        first: dict[str | None, str] = {}
+        for entry in isomers:
+            if entry.sha256 in first:
+                raise TrajectoryFormatError(
+                    f"{path}: members {first[entry.sha256]!r} and {entry.name!r} hold the same trajectory"
+                    f"{' (a link)' if entry.kind == 'link' else ''}: duplicate isomers would leak across the O2O"
+                    " split")
+            first[entry.sha256] = entry.name
 
     return check
 
@@ -218,15 +249,22 @@ def obtain_c7o2h10(source: str, cfg: dict[str, Any], raw_dir: Path, lock_path: P
 
 
 def convert_folder(folder: Path, out_dir: Path, source: str, archive: dict[str, Any]) -> dict[str, str]:
-    """Convert every ``<ID>.xyz`` in ``folder``; returns {isomer name: npz path}."""
+    """Convert every ``<ID>.xyz`` in ``folder``; returns {isomer name: npz path}. Two isomers with the same
+    positions (a copied or linked file) are refused: one trajectory on both sides of the O2O split."""
     xyz = sorted((p for p in folder.glob("*.xyz") if _ID.match(p.name)), key=lambda p: int(p.stem))
     if not xyz:
         raise TrajectoryFormatError(f"{folder}: no <ID>.xyz files")
-    files = {}
+    files: dict[str, str] = {}
+    seen: dict[str, Path] = {}
     for path in tqdm(xyz, desc="c7o2h10 isomers", mininterval=2.0):
         name = isomer_name(path.stem)
         out = out_dir / f"{name}.npz"
-        convert_isomer(path, out, source, archive)
+        digest = convert_isomer(path, out, source, archive)
+        if digest in seen:
+            out.unlink(missing_ok=True)
+            raise TrajectoryFormatError(f"{path}: the same trajectory as {seen[digest]} (a copy or a link):"
+                                        " duplicate isomers would leak across the O2O split")
+        seen[digest] = path
         files[name] = str(out)
     return files
 

@@ -5,14 +5,18 @@
 partial file in ``<dest>.part.json``), so a changed upstream file is fetched from zero instead of
 spliced onto an old beginning; a partial file with no such record (left by something else) is
 discarded. The body must match ``Content-Length`` / ``Content-Range``; every failure is retried with
-exponential backoff within an overall deadline per file (``download.deadline_s``), and the finished
-file is checked against its pinned (``download.sha256``) or known size and SHA-256 before it is
-renamed onto ``dest``. Files whose checksum we do not know have their *content* checked (a gzip
-archive that lists as tar, an npz with the expected arrays; an HTML error page served with status
-200 is refused) and are then recorded in a lock file (``data/checksums.lock.json``) and verified
-against that record on every later use, so a silently changed upstream file or a damaged cache is
-caught. A cached file that fails verification is removed and fetched again; it is never used.
-Redirects to another host are returned in :class:`Fetched` and end up in the provenance.
+exponential backoff within an overall deadline per file (``download.deadline_s``: connect, headers and
+body; a watchdog shuts the socket at the deadline, so a server trickling its headers cannot outlast
+it), and the finished file is checked against its pinned (``download.sha256``) or known size and
+SHA-256 before it is renamed onto ``dest``. Files whose checksum we do not know have their *content*
+read in full (a gzip archive to its end with its CRC and every tar member's data; an npz with the
+expected arrays and every member's zip CRC; an HTML error page served with status 200 is refused)
+and are then recorded in a lock file (``data/checksums.lock.json``) and verified against that record
+on every later use, so a silently changed upstream file or a damaged cache is caught. A resumed
+download that fails verification (a server that changed the bytes behind the same ETag: a splice)
+is discarded and fetched once more from the start. A cached file that fails verification is removed
+and fetched again; it is never used. Redirects to another host are returned in :class:`Fetched` and
+end up in the provenance.
 
 Facts about the upstream files (``MD17_FILES``, ``MD17_FRAMES``, ``KNOWN_FILES``) come from the
 public loaders of MD17 (quantum-machine.org); only the aspirin checksum is known in advance.
@@ -22,11 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gzip
+import hashlib
 import http.client
 import json
 import os
 import socket
 import tarfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -243,48 +250,147 @@ def _verify(path: Path, exp: Expected) -> str:
 # ---------------------------------------------------------------------------------------------- content
 
 
-def check_gzip_tar(path: Path, max_members: int = DEFAULT_MAX_MEMBERS,
-                   max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES, config_key: str = "download") -> list[str]:
-    """The member names of a ``.tar.gz``, read header by header (no data is written).
+@dataclass
+class TarEntry:
+    """One member of a tar archive as :func:`scan_gzip_tar` read it."""
 
-    Raises :class:`ContentError` when the file is not gzip (an HTML page, say), not a tar inside,
-    truncated, or holds more than ``max_members`` entries or ``max_bytes`` of data in total.
+    name: str
+    kind: str  # "file" | "link" (hard or symbolic) | "dir" | "other"
+    size: int  # bytes it unpacks to; a link counts at its target's size
+    sha256: str | None  # of its data (a link: its target's); None for directories and others
+    target: str | None = None  # a link's target, as a member name
+
+
+class _CountingReader:
+    """A read-only stream over a decompressed archive that records how far it was read and where its last
+    non-zero byte lies (a tar archive ends in zero blocks: anything non-zero after the last member that
+    :mod:`tarfile` parsed is a header it could not read)."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw, self.pos, self.last_nonzero = raw, 0, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        stripped = len(data.rstrip(b"\0"))
+        if stripped:
+            self.last_nonzero = self.pos + stripped
+        self.pos += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+
+def _link_target(member: tarfile.TarInfo) -> str:
+    """The member name a hard link or symbolic link points at (symbolic links are relative to their folder)."""
+    if member.islnk():
+        return os.path.normpath(member.linkname)
+    return os.path.normpath(os.path.join(os.path.dirname(member.name), member.linkname))
+
+
+@contextlib.contextmanager
+def open_tar_stream(path: Path) -> Iterator[tuple[tarfile.TarFile, _CountingReader]]:
+    """``path`` (a .tar.gz) opened for one pass: gzip decompressed by :mod:`gzip`, which checks the CRC and
+    length of every gzip member at its end and raises on a cut stream (tarfile's own ``r|gz`` does neither)."""
+    with gzip.open(path, "rb") as gz:
+        reader = _CountingReader(gz)
+        with tarfile.open(fileobj=reader, mode="r|") as tar:  # type: ignore[call-overload]
+            yield tar, reader
+
+
+def check_tar_end(path: Path, tar: tarfile.TarFile, reader: _CountingReader) -> None:
+    """After the last member: read the gzip stream to its end (its CRC is checked there) and make sure nothing
+    but zero padding follows the last member tarfile could parse (tarfile stops silently at a bad header)."""
+    reader.drain()
+    if reader.last_nonzero > tar.offset:
+        raise ContentError(f"{path}: corrupt archive (unreadable tar header at byte {tar.offset} of"
+                           f" {reader.pos} after {len(tar.members)} members)")
+
+
+def link_size(member: tarfile.TarInfo, seen: dict[str, TarEntry], path: Path) -> TarEntry:
+    """A link member's target among the members before it (its size counts toward the caps); a link to
+    anything else is refused."""
+    target = _link_target(member)
+    entry = seen.get(target)
+    if entry is None or entry.kind != "file":
+        raise ContentError(f"{path}: link member {member.name!r} points at {member.linkname!r}, which is not a file"
+                           " earlier in the archive")
+    return entry
+
+
+def scan_gzip_tar(path: Path, max_members: int = DEFAULT_MAX_MEMBERS, max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
+                  config_key: str = "download") -> list[TarEntry]:
+    """Every member of a ``.tar.gz``, read in full (nothing is written): the gzip stream to its end with its
+    CRC, every member's data (hashed), and no unreadable header before the end.
+
+    Raises :class:`ContentError` when the file is not gzip (an HTML page, say), not a tar inside, truncated
+    or spliced (a CRC that does not match), or holds more than ``max_members`` entries or ``max_bytes`` of
+    data in total; a hard or symbolic link counts at its target's size.
     """
     with path.open("rb") as fh:
         head = fh.read(64)
     if head[:2] != b"\x1f\x8b":
         raise ContentError(f"{path}: not a gzip archive (starts with {head[:24]!r}; an error page?)")
-    names: list[str] = []
+    entries: list[TarEntry] = []
+    seen: dict[str, TarEntry] = {}
     total = 0
     try:
-        with tarfile.open(path, "r|gz") as tar:
+        with open_tar_stream(path) as (tar, reader):
             for member in tar:
-                names.append(member.name)
-                total += max(int(member.size), 0)
-                if len(names) > max_members:
+                if len(entries) >= max_members:
                     raise ContentError(f"{path}: more than {max_members} entries ({config_key}.max_members)")
+                if member.isfile():
+                    digest, n = hashlib.sha256(), 0
+                    src = tar.extractfile(member)
+                    for block in iter(lambda: src.read(_CHUNK), b""):  # noqa: B023 - consumed right here
+                        digest.update(block)
+                        n += len(block)
+                    if n != member.size:
+                        raise ContentError(f"{path}: member {member.name!r} holds {n} of its {member.size} bytes")
+                    entry = TarEntry(os.path.normpath(member.name), "file", n, digest.hexdigest())
+                elif member.islnk() or member.issym():
+                    target = link_size(member, seen, path)
+                    entry = TarEntry(os.path.normpath(member.name), "link", target.size, target.sha256, target.name)
+                else:
+                    entry = TarEntry(os.path.normpath(member.name), "dir" if member.isdir() else "other",
+                                     max(int(member.size), 0), None)
+                total += entry.size
                 if total > max_bytes:
-                    raise ContentError(
-                        f"{path}: unpacks to more than {max_bytes} bytes ({config_key}.max_extract_bytes)")
+                    raise ContentError(f"{path}: unpacks to more than {max_bytes} bytes (member {member.name!r};"
+                                       f" {config_key}.max_extract_bytes)")
+                entries.append(entry)
+                seen[entry.name] = entry
+            check_tar_end(path, tar, reader)
     except ContentError:
         raise
     except (tarfile.TarError, EOFError, OSError, zlib.error, TypeError, ValueError) as exc:  # TypeError: a cut header
         if disk_full(exc):
             raise DiskFullError(f"{path}: disk full while reading the archive ({exc.strerror})") from None
         raise ContentError(f"{path}: corrupt or truncated archive ({type(exc).__name__}: {exc})") from None
-    if not names:
+    if not entries:
         raise ContentError(f"{path}: empty archive")
-    return names
+    return entries
 
 
-def check_npz(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
-    """``{key: (shape, dtype)}`` of an npz from its headers alone; :class:`ContentError` when it is not one."""
-    from diffmd.data.trajectory import TrajectoryFormatError, npz_headers
+def check_gzip_tar(path: Path, max_members: int = DEFAULT_MAX_MEMBERS,
+                   max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES, config_key: str = "download") -> list[str]:
+    """The member names of a ``.tar.gz`` read in full by :func:`scan_gzip_tar` (same errors)."""
+    return [e.name for e in scan_gzip_tar(path, max_members, max_bytes, config_key)]
+
+
+def check_npz(path: Path, max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES) -> dict[str, tuple[tuple[int, ...], str]]:
+    """``{key: (shape, dtype)}`` of an npz read in full: every header (nothing allocated from what it claims),
+    then every member's data streamed to its end, so zip's CRC of each is checked (a flipped bit in an array
+    is caught here, before a checksum is locked). :class:`ContentError` when it is not a sound npz."""
+    from diffmd.data.trajectory import TrajectoryFormatError, npz_headers, read_npz_members
 
     try:
-        return npz_headers(path)
+        heads = npz_headers(path)
+        read_npz_members(path, max_bytes)
     except TrajectoryFormatError as exc:
         raise ContentError(str(exc)) from None
+    return heads
 
 
 def default_check(name: str) -> ContentCheck | None:
@@ -327,8 +433,79 @@ class _RecordRedirects(urllib.request.HTTPRedirectHandler):
         return new
 
 
+class _Watchdog:
+    """Shuts a download's sockets down when its per-file deadline passes.
+
+    A socket timeout bounds one operation only: a server trickling its status line and headers one byte at
+    a time (or the body, between two reads) never trips it. The watchdog's timer covers the whole file:
+    connect (bounded by the socket timeout, itself capped at the time left), headers and body.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline, self.fired = deadline, False
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._classes: dict[type, type] = {}
+        self._timer = threading.Timer(max(deadline - time.monotonic(), 0.0), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            socks, self._socks = self._socks, []
+        for sock in socks:
+            _shutdown(sock)
+
+    def register(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            if not self.fired:
+                self._socks.append(sock)
+                return
+        _shutdown(sock)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def expired(self) -> bool:
+        return self.fired or time.monotonic() >= self.deadline
+
+    def connection_class(self, base: type) -> type:
+        """``base`` (an ``http.client`` connection class) whose sockets this watchdog can shut down."""
+        if base not in self._classes:
+            watchdog = self
+
+            class Watched(base):  # type: ignore[misc, valid-type]
+                def connect(self) -> None:
+                    super().connect()
+                    watchdog.register(self.sock)
+
+            self._classes[base] = Watched
+        return self._classes[base]
+
+    def handlers(self) -> list[urllib.request.BaseHandler]:
+        watchdog = self
+
+        class HTTP(urllib.request.HTTPHandler):
+            def do_open(self, http_class, req, **kwargs):  # noqa: ANN001 - urllib API
+                return super().do_open(watchdog.connection_class(http_class), req, **kwargs)
+
+        class HTTPS(urllib.request.HTTPSHandler):
+            def do_open(self, http_class, req, **kwargs):  # noqa: ANN001 - urllib API
+                return super().do_open(watchdog.connection_class(http_class), req, **kwargs)
+
+        return [HTTP(), HTTPS()]
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 def _open(url: str, start: int, timeout_s: float, validator: str | None = None,
-          hops: list[dict[str, Any]] | None = None) -> http.client.HTTPResponse:
+          hops: list[dict[str, Any]] | None = None, watchdog: _Watchdog | None = None) -> http.client.HTTPResponse:
     headers = {"User-Agent": "diffmd-bench"}
     if start > 0:
         headers["Range"] = f"bytes={start}-"
@@ -336,6 +513,8 @@ def _open(url: str, start: int, timeout_s: float, validator: str | None = None,
             headers["If-Range"] = validator
     host = urllib.parse.urlsplit(url).hostname or ""
     handlers: list[urllib.request.BaseHandler] = [_RecordRedirects(hops if hops is not None else [])]
+    if watchdog is not None:
+        handlers += watchdog.handlers()
     if host in ("127.0.0.1", "localhost", "::1"):
         handlers.append(urllib.request.ProxyHandler({}))
     opener = urllib.request.build_opener(*handlers)
@@ -365,6 +544,7 @@ class _Partial:
         self.part, self.meta, self.url = part, part.with_name(part.name + ".json"), url
         self.validator: str | None = None
         self.trusted = False  # bytes in ``part`` were written by this call (resumable without a validator)
+        self.resumed = False  # bytes were appended to an earlier response's (a splice, if the server lied)
 
     def adopt(self) -> None:
         """Keep a partial file from an earlier run only if it records this URL and a validator."""
@@ -397,7 +577,7 @@ class _Partial:
     def discard(self) -> None:
         self.part.unlink(missing_ok=True)
         self.meta.unlink(missing_ok=True)
-        self.validator, self.trusted = None, False
+        self.validator, self.trusted, self.resumed = None, False, False
 
 
 class _DeadlineExceeded(Exception):
@@ -409,7 +589,7 @@ def _append(fh: Any, chunk: bytes) -> None:
 
 
 def _stream_once(url: str, partial: _Partial, timeout_s: float, bars: dict[str, tqdm], deadline: float,
-                 hops: list[dict[str, Any]]) -> tuple[int, int | None]:
+                 hops: list[dict[str, Any]], watchdog: _Watchdog | None = None) -> tuple[int, int | None]:
     """One HTTP request appending to the partial file; returns (bytes on disk, total expected or None).
 
     The progress bar is created on the first response, so a failed connection prints nothing.
@@ -417,7 +597,8 @@ def _stream_once(url: str, partial: _Partial, timeout_s: float, bars: dict[str, 
     start = partial.size() if partial.resumable() else 0
     if start == 0:
         partial.discard()
-    with _open(url, start, min(timeout_s, max(deadline - time.monotonic(), 0.001)), partial.validator, hops) as resp:
+    with _open(url, start, min(timeout_s, max(deadline - time.monotonic(), 0.001)), partial.validator, hops,
+               watchdog) as resp:
         status = resp.status
         length = resp.headers.get("Content-Length")
         validator = _validator(resp)
@@ -431,6 +612,7 @@ def _stream_once(url: str, partial: _Partial, timeout_s: float, bars: dict[str, 
                 partial.discard()
                 raise ConnectionError(f"server answered Range {start}- with {crange!r}: restarting")
             total = int(crange.rsplit("/", 1)[1]) if "/" in crange and not crange.endswith("*") else None
+            partial.resumed = True
         else:
             if status == 206:
                 raise ConnectionError("unexpected 206 for a request without Range")
@@ -471,41 +653,47 @@ def _retry_loop(url: str, partial: _Partial, retries: int, timeout_s: float, bac
             f" raise {config_key}.download.deadline_s or use a faster mirror ({config_key}.download.url_base)"
         )
 
-    while True:
-        try:
-            have, total = _stream_once(url, partial, timeout_s, bars, deadline, hops)
-            if total is None or have == total:
-                return
-            if have > total:  # more bytes than announced: the file on disk is not this resource
-                partial.discard()
-                raise ConnectionError(f"got {have} bytes, the server announced {total}")
-            raise ConnectionError(f"connection closed after {have} of {total} bytes")
-        except _DeadlineExceeded:
-            raise too_late() from None
-        except urllib.error.HTTPError as exc:
-            if exc.code == 416:  # range not satisfiable: our partial file is stale
-                partial.discard()
-            elif exc.code not in _RETRY_HTTP:
-                raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
-            err: BaseException = exc
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            reason = getattr(exc, "reason", exc)
-            if disk_full(exc) or disk_full(reason):
-                partial.discard()
-                raise DiskFullError(f"{partial.part}: disk full (no space left on device) while downloading {url}"
-                                    ) from None
-            if _is_unreachable(exc):
-                raise NoNetworkError(no_network_message(url, exc, config_key)) from None
-            if isinstance(reason, (TimeoutError, socket.timeout)) and time.monotonic() >= deadline:
+    watchdog = _Watchdog(deadline)
+    try:
+        while True:
+            try:
+                have, total = _stream_once(url, partial, timeout_s, bars, deadline, hops, watchdog)
+                if watchdog.expired():  # the watchdog cut the connection: the body may look complete but is not
+                    raise _DeadlineExceeded
+                if total is None or have == total:
+                    return
+                if have > total:  # more bytes than announced: the file on disk is not this resource
+                    partial.discard()
+                    raise ConnectionError(f"got {have} bytes, the server announced {total}")
+                raise ConnectionError(f"connection closed after {have} of {total} bytes")
+            except _DeadlineExceeded:
                 raise too_late() from None
-            err = exc
-        attempt += 1
-        if attempt > retries:
-            raise DownloadError(f"{url}: failed after {retries} retries ({type(err).__name__}: {err})")
-        pause = backoff_s * 2 ** (attempt - 1)
-        if time.monotonic() + pause >= deadline:
-            raise too_late()
-        time.sleep(pause)
+            except urllib.error.HTTPError as exc:
+                if exc.code == 416:  # range not satisfiable: our partial file is stale
+                    partial.discard()
+                elif exc.code not in _RETRY_HTTP:
+                    raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+                err: BaseException = exc
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+                reason = getattr(exc, "reason", exc)
+                if disk_full(exc) or disk_full(reason):
+                    partial.discard()
+                    raise DiskFullError(f"{partial.part}: disk full (no space left on device) while downloading"
+                                        f" {url}") from None
+                if watchdog.expired():  # connect, headers or body cut at the deadline
+                    raise too_late() from None
+                if _is_unreachable(exc):
+                    raise NoNetworkError(no_network_message(url, exc, config_key)) from None
+                err = exc
+            attempt += 1
+            if attempt > retries:
+                raise DownloadError(f"{url}: failed after {retries} retries ({type(err).__name__}: {err})")
+            pause = backoff_s * 2 ** (attempt - 1)
+            if time.monotonic() + pause >= deadline:
+                raise too_late()
+            time.sleep(pause)
+    finally:
+        watchdog.cancel()
 
 
 def no_network_message(url: str, exc: BaseException, config_key: str) -> str:
@@ -557,26 +745,32 @@ def fetch(
     partial = _Partial(dest.with_name(dest.name + ".part"), url)
     partial.adopt()
     hops: list[dict[str, Any]] = []
-    bars: dict[str, tqdm] = {}
-    try:
-        _retry_loop(url, partial, retries, timeout_s, backoff_s, config_key, bars, deadline_s, hops)
-    finally:
-        if "bar" in bars:
-            bars["bar"].close()
     part = partial.part
-    try:
-        actual = _verify(part, exp)
-        if exp.sha256 is None:
-            _run_check(check, part)
-    except ChecksumError as exc:
-        partial.discard()
-        detail = str(exc).split(": ", 1)[1]
-        raise ChecksumError(f"{url}: download does not match ({detail}); removed it; {exp.hint}") from None
-    except ContentError as exc:
-        partial.discard()
-        detail = str(exc).split(": ", 1)[1] if str(exc).startswith(str(part)) else str(exc)
-        raise ContentError(f"{url}: the download is not the expected file ({detail}); removed it, nothing recorded"
-                           ) from None
+    for attempt in (1, 2):
+        bars: dict[str, tqdm] = {}
+        try:
+            _retry_loop(url, partial, retries, timeout_s, backoff_s, config_key, bars, deadline_s, hops)
+        finally:
+            if "bar" in bars:
+                bars["bar"].close()
+        resumed = partial.resumed
+        try:
+            actual = _verify(part, exp)
+            if exp.sha256 is None:
+                _run_check(check, part)
+            break
+        except (ChecksumError, ContentError) as exc:
+            partial.discard()
+            if resumed and attempt == 1:  # a splice of two versions behind one validator: start from zero
+                tqdm.write(f"{url}: the resumed download fails verification ({exc}); discarded it, downloading"
+                           " it again from the start")
+                continue
+            if isinstance(exc, ChecksumError):
+                detail = str(exc).split(": ", 1)[1]
+                raise ChecksumError(f"{url}: download does not match ({detail}); removed it; {exp.hint}") from None
+            detail = str(exc).split(": ", 1)[1] if str(exc).startswith(str(part)) else str(exc)
+            raise ContentError(f"{url}: the download is not the expected file ({detail}); removed it, nothing"
+                               " recorded") from None
     os.replace(part, dest)
     partial.meta.unlink(missing_ok=True)
     if exp.sha256 is None and lock is not None:

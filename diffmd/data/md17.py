@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from diffmd.data.download import (
+    DEFAULT_MAX_EXTRACT_BYTES,
     MD17_FILES,
     MD17_FRAMES,
     MD17_LEGACY_FILES,
@@ -26,7 +27,7 @@ from diffmd.data.download import (
     find_local,
     use_local,
 )
-from diffmd.data.trajectory import Trajectory, TrajectoryFormatError, npz_headers
+from diffmd.data.trajectory import Trajectory, TrajectoryFormatError, npz_headers, read_npz_members
 
 MD17_TEMPERATURE_K = 500.0
 MD17_DT_FS = 0.5
@@ -110,11 +111,14 @@ def read_md17_npz(path: str | os.PathLike, molecule: str, check_frames: bool = T
     return data
 
 
-def md17_content_check(molecule: str, check_frames: bool):
-    """The check :func:`~diffmd.data.download.fetch` runs before a checksum is recorded."""
+def md17_content_check(molecule: str, check_frames: bool, max_bytes: int = DEFAULT_MAX_EXTRACT_BYTES):
+    """The check :func:`~diffmd.data.download.fetch` runs before a checksum is recorded: keys, shapes and frames
+    from the headers, then every member read to its end (zip's CRC-32 of each: a flipped bit anywhere is
+    caught; ``max_bytes`` caps what the members may unpack to), then the atoms must be the molecule's."""
 
     def check(path: Path) -> None:
         check_md17_headers(path, molecule, check_frames)
+        read_npz_members(path, max_bytes)
         try:
             with np.load(path, allow_pickle=False) as npz:
                 z = np.asarray(npz["z"])
@@ -160,13 +164,14 @@ def obtain_md17(molecule: str, source: str, cfg: dict[str, Any], cache_dir: str 
     name = MD17_FILES[molecule]
     local_dir = dl.get("local_dir")
     pinned = dl.get("sha256")
+    cap = int(dl.get("max_extract_bytes", DEFAULT_MAX_EXTRACT_BYTES))
     if source == "local":
         if not local_dir:
             raise KeyError("data.md17.download.local_dir: required with data.md17.source: local")
         path = find_local(local_dir, (name, *MD17_LEGACY_FILES[molecule], f"{molecule}.npz"), "data.md17")
-        return use_local(path, lock, sha256=pinned, check=md17_content_check(molecule, path.name == name))
+        return use_local(path, lock, sha256=pinned, check=md17_content_check(molecule, path.name == name, cap))
     if local_dir and (Path(local_dir) / name).is_file():
-        return use_local(Path(local_dir) / name, lock, sha256=pinned, check=md17_content_check(molecule, True))
+        return use_local(Path(local_dir) / name, lock, sha256=pinned, check=md17_content_check(molecule, True, cap))
     url_base = str(dl.get("url_base", "http://quantum-machine.org/gdml/data/npz")).rstrip("/")
     return fetch(f"{url_base}/{name}", Path(cache_dir) / name, lock=lock, config_key="data.md17", sha256=pinned,
-                 check=md17_content_check(molecule, True), **download_settings(dl))
+                 check=md17_content_check(molecule, True, cap), **download_settings(dl))

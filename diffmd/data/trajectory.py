@@ -170,6 +170,27 @@ def npz_headers(path: str | os.PathLike) -> dict[str, tuple[tuple[int, ...], np.
     return heads
 
 
+def read_npz_members(path: str | os.PathLike, max_bytes: int | None = None) -> int:
+    """Read every member of an npz (a zip archive) to its end, so zip checks each member's CRC-32; returns the
+    bytes read. Nothing is kept in memory; ``max_bytes`` caps the total (a zip bomb stops there).
+    :class:`TrajectoryFormatError` naming the file and member otherwise."""
+    path = Path(path)
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                with zf.open(info) as fh:
+                    for block in iter(lambda: fh.read(1 << 20), b""):  # noqa: B023 - consumed right here
+                        total += len(block)
+                        if max_bytes is not None and total > max_bytes:
+                            raise TrajectoryFormatError(f"{path}: members unpack to more than {max_bytes} bytes")
+    except TrajectoryFormatError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as exc:
+        raise TrajectoryFormatError(f"{path}: corrupt or truncated npz ({_one_line(exc)})") from None
+    return total
+
+
 def _one_line(exc: BaseException) -> str:
     """``Type: message`` on one line, with numpy's advice to enable pickle loading left out."""
     text = " ".join(str(exc).split())
