@@ -78,6 +78,13 @@ def section_defaults(*path: str) -> dict[str, Any]:
     return out
 
 
+def definition_defaults(name: str) -> dict[str, Any]:
+    """The defaults of a shared definition of the schema (``definitions.<name>``), e.g. ``trajectory_checks``."""
+    out: dict[str, Any] = {}
+    _fill(out, load_schema()["definitions"][name])
+    return out
+
+
 def _coerce(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
     if "$ref" in schema:
         ref = schema["$ref"].split("/")[-1]

@@ -246,10 +246,14 @@ class Plan:
         return f"data/splits/{dataset}.json"
 
     def split_config(self, dataset: str) -> dict[str, Any]:
-        """``splits.<dataset>``; O2O adds the history frames every target rollout starts after."""
+        """``splits.<dataset>``; O2O adds the history frames every target rollout starts after; ``checks``: the
+        plausibility bounds ``data.<dataset>.checks`` when the config sets them (the split job checks every
+        trajectory it splits, against the schema's defaults otherwise)."""
         cfg = dict(self.config["splits"][dataset])
         if self.task(dataset) == "o2o":
             cfg["history_frames"] = self.history_frames(dataset)
+        if self.config["data"][dataset].get("checks"):
+            cfg["checks"] = dict(self.config["data"][dataset]["checks"])
         return cfg
 
     def history_frames(self, dataset: str) -> int:

@@ -75,13 +75,14 @@ def test_download_without_network_is_one_line(tmp_path, capsys):
 
 
 def _fake_isomer_xyz(n_frames: int, seed: int) -> str:
-    """A C7O2H10-shaped xyz text (19 atoms drifting 0.01 Å per frame)."""
+    """A C7O2H10-shaped xyz text (19 atoms drifting 0.01 Å per frame and jiggling by 0.005 Å: a plausible
+    kinetic temperature, data.c7o2h10.checks)."""
     rng = np.random.default_rng(seed)
     symbols = ["C"] * 7 + ["O"] * 2 + ["H"] * 10
     base = rng.normal(scale=1.5, size=(19, 3))
     out = []
     for f in range(n_frames):
-        pos = base + 0.01 * f
+        pos = base + 0.01 * f + rng.normal(scale=0.005, size=base.shape)
         out += ["19", f"frame {f}"] + [f"{s} {p[0]:.6f} {p[1]:.6f} {p[2]:.6f}" for s, p in zip(symbols, pos)]
     return "\n".join(out) + "\n"
 

@@ -136,6 +136,7 @@ def diverged_table(tmp_path_factory, shared_data) -> Path:
     diverges (read by the two tests below: the NA cell, and every result directory's provenance)."""
     cfg = copy.deepcopy(CONFIG)
     cfg["models"] = ["static", "constant_velocity"]
+    cfg["data"]["md17"]["checks"] = {"max_speed_A_per_fs": None}  # the 60 Å frame is the point of this test
     wd = fresh(tmp_path_factory.mktemp("table"), "diverge", shared_data, cfg)
     _displace_test_start(wd)
     run_snakemake(wd, "results/tables/table1_md17.csv")

@@ -9,8 +9,10 @@ Commands::
     split-c7o2h10 --index data/c7o2h10/index.json --config-json JSON --out data/splits/c7o2h10.json
 
 ``--config-json`` is the config section as JSON: ``data.md17`` / ``data.c7o2h10`` for the data
-commands, ``splits.md17`` / ``splits.c7o2h10`` for the split commands. Errors are one line
-(``error: <file or key>: <what>``) and exit status 1; finished outputs are never modified.
+commands, ``splits.md17`` / ``splits.c7o2h10`` for the split commands (plus ``checks``: the dataset's
+``data.<dataset>.checks`` when the config sets it; every trajectory split must pass them, defaults
+otherwise). Errors are one line (``error: <file or key>: <what>``) and exit status 1; finished outputs are
+never modified.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ def cmd_split_md17(args: argparse.Namespace) -> None:
         if key not in cfg:
             raise KeyError(f"splits.md17.{key}: missing")
     split = md17_split(args.trajectory, int(cfg["n_train"]), int(cfg["n_val"]), int(cfg["n_test"]),
-                       int(cfg.get("stride", 1)), molecule=_md17_molecule(args))
+                       int(cfg.get("stride", 1)), molecule=_md17_molecule(args), checks=cfg.get("checks") or {})
     write_json(args.out, split)
 
 
@@ -127,7 +129,8 @@ def cmd_split_c7o2h10(args: argparse.Namespace) -> None:
     index = read_json(args.index)
     if not isinstance(index, dict) or "files" not in index:
         raise TrajectoryFormatError(f"{args.index}: not a C7O2H10 index (no 'files')")
-    write_json(args.out, c7o2h10_split(index, _config(args.config_json, "splits.c7o2h10"), str(args.index)))
+    cfg = _config(args.config_json, "splits.c7o2h10")
+    write_json(args.out, c7o2h10_split(index, cfg, str(args.index), checks=cfg.get("checks") or {}))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from diffmd.data.plausibility import check_plausible
 from diffmd.data.trajectory import Trajectory, load_trajectory
 from diffmd.metrics import armse
 from diffmd.provenance import sha256_file
@@ -45,9 +46,10 @@ def check_md17_identity(traj: Trajectory, molecule: str, origin: str | os.PathLi
 
 
 def md17_split(traj_path: str | os.PathLike, n_train: int, n_val: int, n_test: int, stride: int = 1,
-               molecule: str | None = None) -> dict[str, Any]:
+               molecule: str | None = None, checks: dict[str, Any] | None = None) -> dict[str, Any]:
     """The S2L split of one MD17 trajectory (ranges of current frames ``t``); with ``molecule``, the
-    trajectory must hold that molecule."""
+    trajectory must hold that molecule; with ``checks`` (``data.md17.checks``; ``{}``: the defaults) it must
+    pass the plausibility checks (:mod:`diffmd.data.plausibility`)."""
     if stride < 1:
         raise SplitError(f"splits.md17.stride: must be >= 1, got {stride}")
     for key, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
@@ -56,6 +58,9 @@ def md17_split(traj_path: str | os.PathLike, n_train: int, n_val: int, n_test: i
     traj = load_trajectory(traj_path)
     if molecule is not None:
         check_md17_identity(traj, molecule, traj_path)
+    if checks is not None:
+        check_plausible(traj.positions, traj.atomic_numbers, traj.dt_fs, traj.temperature_K, checks, str(traj_path),
+                        "data.md17.checks")
     n_frames = traj.n_frames
     start = 2 * stride
     train_stop = start + n_train
@@ -108,8 +113,10 @@ def _spread(names: list[str], k: int) -> list[str]:
     return [names[int((i + 0.5) * m / k)] for i in range(k)] if k else []
 
 
-def c7o2h10_split(index: dict[str, Any], cfg: dict[str, Any], index_path: str = "index.json") -> dict[str, Any]:
-    """The O2O split from ``index.json``'s content and config ``splits.c7o2h10``."""
+def c7o2h10_split(index: dict[str, Any], cfg: dict[str, Any], index_path: str = "index.json",
+                  checks: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The O2O split from ``index.json``'s content and config ``splits.c7o2h10``; with ``checks``
+    (``data.c7o2h10.checks``) every isomer must pass the plausibility checks."""
     stride = int(cfg.get("stride", 1))
     if stride < 1:
         raise SplitError(f"splits.c7o2h10.stride: must be >= 1, got {stride}")
@@ -124,6 +131,9 @@ def c7o2h10_split(index: dict[str, Any], cfg: dict[str, Any], index_path: str = 
         if traj.name != name or traj.dataset != "c7o2h10":
             raise SplitError(f"{files[name]}: holds {traj.dataset} {traj.name!r}, but {index_path} lists it as"
                              f" c7o2h10 {name!r}")
+        if checks is not None:
+            check_plausible(traj.positions, traj.atomic_numbers, traj.dt_fs, traj.temperature_K, checks, files[name],
+                            "data.c7o2h10.checks")
         frames[name] = _frames_range(
             traj.n_frames, stride, cfg.get("max_frames"), files[name], cfg.get("history_frames", 0)
         )
