@@ -20,7 +20,6 @@ import itertools
 import json
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from diffmd.config import (
@@ -178,30 +177,12 @@ class Plan:
         self.check_existing_data()
 
     def check_existing_data(self, root: str = ".") -> None:
-        """Refuse, at parse time, an existing MD17 trajectory that is unreadable or too short for its split
-        (read from the npz headers alone), so Snakemake fails before it deletes any finished output that
-        depends on it (a split, a checkpoint)."""
-        from diffmd.data.trajectory import TrajectoryFormatError, npz_headers
+        """Refuse, at parse time, any existing data file a job would refuse (a trajectory too short, corrupt,
+        of another molecule or implausible; a hand-edited index or split; a split whose trajectory changed), so
+        Snakemake fails before it deletes any finished output that depends on it: :mod:`diffmd.data.preflight`."""
+        from diffmd.data.preflight import check_existing_inputs
 
-        cfg = self.config["splits"]["md17"]
-        stride = int(cfg.get("stride", 1))
-        needed = 2 * stride + int(cfg["n_train"]) + int(cfg["n_val"]) + int(cfg["n_test"]) + stride
-        for molecule in self.md17_molecules:
-            path = Path(root) / f"data/md17/{molecule}.npz"
-            if not path.exists():
-                continue
-            try:
-                heads = npz_headers(path)
-            except TrajectoryFormatError as exc:
-                raise ValueError(f"{exc} (delete it to remake it)") from None
-            if "positions" not in heads:
-                raise ValueError(f"{path}: missing key 'positions' (delete it to remake it)")
-            n_frames = heads["positions"][0][0] if heads["positions"][0] else 0
-            if n_frames < needed:
-                raise ValueError(
-                    f"{path}: {n_frames} frames, splits.md17 needs {needed} (2*stride + n_train + n_val + n_test "
-                    f"+ stride); make the trajectory longer (data.md17.xtb.n_frames) or the split smaller"
-                )
+        check_existing_inputs(self, root)
 
     # --- datasets and tasks ---------------------------------------------------------------------
     def enabled(self, dataset: str) -> bool:

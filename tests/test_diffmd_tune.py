@@ -15,6 +15,7 @@ from diffmd.data.trajectory import Trajectory, save_trajectory
 from diffmd.engine.common import load_torch
 from diffmd.io import write_json
 from diffmd.models.diffmd import tune
+from diffmd.provenance import sha256_file
 from diffmd.testing import ETHANOL_X, ETHANOL_Z
 
 GRID = {"sigma_s": [1e-2, 1.0], "a_bar": [1.0], "eta_sigma": [1.0], "eps": [0.5, 0.9]}
@@ -162,7 +163,8 @@ def _synthetic_split(tmp_path):
     save_trajectory(tmp_path / "ethanol.npz", traj)
     split = {"dataset": "md17", "molecule": "ethanol", "trajectory": str(tmp_path / "ethanol.npz"),
              "source": "xtb", "stride": 1, "n_frames": 40, "train": {"start": 2, "stop": 22},
-             "val": {"start": 22, "stop": 30}, "test": {"start": 30, "stop": 38}}  # fmt: skip
+             "val": {"start": 22, "stop": 30}, "test": {"start": 30, "stop": 38},
+             "trajectory_sha256": sha256_file(tmp_path / "ethanol.npz")}  # fmt: skip
     write_json(tmp_path / "split.json", split)
     return str(tmp_path / "split.json")
 

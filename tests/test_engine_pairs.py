@@ -12,6 +12,7 @@ import torch
 from diffmd import batch as B
 from diffmd.data.pairs import PairDataset, Segment, load_split, segment_batch, split_segments
 from diffmd.data.trajectory import Trajectory, save_trajectory
+from diffmd.provenance import sha256_file
 from diffmd.testing import ETHANOL_X, ETHANOL_Z
 
 DATA = Path(__file__).parent / "data"
@@ -31,7 +32,7 @@ def toy_md17(directory: Path, n_frames: int = 300, ranges=((2, 150), (150, 200),
     traj_path = directory / "toy.npz"
     save_trajectory(traj_path, Trajectory(toy_positions(n_frames), ETHANOL_Z, 0.5, 300.0, "ethanol", "md17", "xtb"))
     split = {"dataset": "md17", "molecule": "ethanol", "trajectory": str(traj_path), "source": "xtb", "stride": 1,
-             "n_frames": n_frames}  # fmt: skip
+             "n_frames": n_frames, "trajectory_sha256": sha256_file(traj_path)}  # fmt: skip
     for part, (a, b) in zip(("train", "val", "test"), ranges):
         split[part] = {"start": a, "stop": b}
     path = directory / "split.json"
@@ -48,7 +49,8 @@ def toy_c7o2h10(directory: Path) -> Path:
         save_trajectory(path, Trajectory(toy_positions(120, seed=i), ETHANOL_Z, 1.0, 100.0, name, "c7o2h10", "xtb"))
         trajs[name], frames[name] = str(path), {"start": 2, "stop": 119}
     split = {"dataset": "c7o2h10", "source": "xtb", "stride": 1, "selection": "config", "train_isomers": ["iso1"],
-             "val_isomers": ["iso2"], "targets": ["iso3"], "trajectories": trajs, "frames": frames}  # fmt: skip
+             "val_isomers": ["iso2"], "targets": ["iso3"], "trajectories": trajs, "frames": frames,
+             "trajectory_sha256": {n: sha256_file(p) for n, p in trajs.items()}}  # fmt: skip
     path = directory / "c7o2h10.json"
     path.write_text(json.dumps(split))
     return path

@@ -9,6 +9,7 @@ A real simulated trajectory (the quick profile's GFN2-xTB ethanol, copied into t
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,7 @@ def test_implausible_trajectory_is_refused_in_one_line_and_the_check_can_be_swit
     code, out = _split(tmp_path, traj)
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and err.startswith(f"error: {traj}: "), err
-    assert __import__("re").search(message, err), err
+    assert re.search(message, err), err
     assert not Path(out).exists()
     off = {key: None} if key != "atom_order" else {key: False}
     if name == "swapped":  # the swap is also a 1.6 Å step in half a femtosecond: relax that bound too

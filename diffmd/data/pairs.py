@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from diffmd import batch as B
+from diffmd.data.splits import check_split_trajectory, resolve_path, validate_split
 from diffmd.data.trajectory import Trajectory, load_trajectory
 from diffmd.graph import bonded_graph
 from diffmd.io import read_json
@@ -168,105 +168,13 @@ class PairDataset:
 # --- split files --------------------------------------------------------------------------------
 
 
-def resolve_path(path: str, split_path: str | os.PathLike) -> Path:
-    """A path from a split file: relative to the working directory (the repository root)."""
-    p = Path(path)
-    if p.is_absolute() or p.exists():
-        return p
-    raise FileNotFoundError(f"{split_path}: trajectory {path} not found (relative to {Path.cwd()})")
-
-
 def load_split(path: str | os.PathLike) -> dict[str, Any]:
-    """A split file, validated (one-line :class:`ValueError` naming the file): stride >= 1, train/val/test
-    segments in range and disjoint, and each trajectory's SHA-256 equal to the one the split was made from."""
-    split = read_json(path)
-    if not isinstance(split, dict):
-        raise ValueError(f"{path}: not a split file (expected a JSON object)")
-    for key in ("dataset", "stride"):
-        if key not in split:
-            raise ValueError(f"{path}: missing key {key!r}")
-    if split["dataset"] == "md17":
-        missing = [k for k in ("trajectory", "train", "val", "test") if k not in split]
-    elif split["dataset"] == "c7o2h10":
-        missing = [k for k in ("train_isomers", "val_isomers", "targets", "trajectories", "frames") if k not in split]
-    else:
-        raise ValueError(f"{path}: unknown dataset {split['dataset']!r}")
-    if missing:
-        raise ValueError(f"{path}: missing key(s) {', '.join(missing)}")
-    stride = split["stride"]
-    if not _is_int(stride) or stride < 1:
-        raise ValueError(f"{path}: 'stride' must be an integer >= 1, got {stride!r}")
-    if split["dataset"] == "md17":
-        _check_md17_split(split, path)
-    else:
-        _check_c7o2h10_split(split, path)
+    """A split file, validated (:func:`diffmd.data.splits.validate_split`; one-line :class:`ValueError` naming the
+    file): stride >= 1, train/val/test segments in range and disjoint, each trajectory's SHA-256 recorded and
+    equal to the one the split was made from."""
+    split = validate_split(read_json(path), path)
     split["_path"] = str(path)
     return split
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_range(rng: Any, what: str, stride: int, n_frames: Any, path: str | os.PathLike) -> tuple[int, int]:
-    """``{"start", "stop"}`` of current frames: integers, history ``2*stride`` before, targets inside."""
-    if not (isinstance(rng, dict) and _is_int(rng.get("start")) and _is_int(rng.get("stop"))):
-        raise ValueError(f"{path}: {what} must be {{'start': int, 'stop': int}}, got {rng!r}")
-    start, stop = rng["start"], rng["stop"]
-    if start < 2 * stride:
-        raise ValueError(f"{path}: {what} starts at frame {start}, before the history 2*stride={2 * stride}")
-    if stop <= start:
-        raise ValueError(f"{path}: {what} is empty or reversed ({start}..{stop})")
-    if _is_int(n_frames) and stop + stride > n_frames:
-        raise ValueError(f"{path}: {what} ends at {stop}; with stride {stride} its last target is past the"
-                         f" {n_frames} frames of the trajectory")
-    return start, stop
-
-
-def _check_checksum(traj: str, expected: Any, what: str, path: str | os.PathLike) -> None:
-    from diffmd.provenance import sha256_file
-
-    actual = sha256_file(resolve_path(traj, path))
-    if actual != expected:
-        raise ValueError(f"{path}: {what} {traj} has SHA-256 {actual[:16]}..., the split was made from"
-                         f" {str(expected)[:16]}...: the trajectory changed; remake the split")
-
-
-def _check_md17_split(split: dict[str, Any], path: str | os.PathLike) -> None:
-    stride, n_frames = split["stride"], split.get("n_frames")
-    parts = {part: _check_range(split[part], f"'{part}'", stride, n_frames, path) for part in ("train", "val", "test")}
-    ordered = sorted(parts.items(), key=lambda kv: kv[1])
-    for (a, (_, a_stop)), (b, (b_start, _)) in zip(ordered, ordered[1:]):
-        if b_start < a_stop:
-            raise ValueError(f"{path}: '{a}' {parts[a]} and '{b}' {parts[b]} overlap (train, val and test must be"
-                             " disjoint)")
-    if "trajectory_sha256" in split:
-        _check_checksum(str(split["trajectory"]), split["trajectory_sha256"], "trajectory", path)
-
-
-def _check_c7o2h10_split(split: dict[str, Any], path: str | os.PathLike) -> None:
-    stride = split["stride"]
-    lists = {key: split[key] for key in ("train_isomers", "val_isomers", "targets")}
-    for key, names in lists.items():
-        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
-            raise ValueError(f"{path}: {key!r} must be a list of isomer names")
-    seen: dict[str, str] = {}
-    for key, names in lists.items():
-        for name in names:
-            if name in seen:
-                raise ValueError(f"{path}: isomer {name!r} is in both {seen[name]!r} and {key!r} (leakage)")
-            seen[name] = key
-    trajectories, frames = split["trajectories"], split["frames"]
-    if not (isinstance(trajectories, dict) and isinstance(frames, dict)):
-        raise ValueError(f"{path}: 'trajectories' and 'frames' must map isomer names to a file / a frame range")
-    n_frames = split.get("n_frames") if isinstance(split.get("n_frames"), dict) else {}
-    shas = split.get("trajectory_sha256")
-    for name in seen:
-        if name not in trajectories or name not in frames:
-            raise ValueError(f"{path}: isomer {name!r} missing from 'trajectories' or 'frames'")
-        _check_range(frames[name], f"frames of {name!r}", stride, n_frames.get(name), path)
-        if isinstance(shas, dict) and name in shas:
-            _check_checksum(str(trajectories[name]), shas[name], f"trajectory of {name!r}", path)
 
 
 def _segment(traj: Trajectory, rng: dict[str, int], split_stride: int, stride: int, path: str) -> Segment:
@@ -296,7 +204,9 @@ def split_segments(
     stride = split_stride if stride is None else int(stride)
     if split["dataset"] == "md17":
         path = str(resolve_path(split["trajectory"], where))
-        return [_segment(load_trajectory(path), split[part], split_stride, stride, path)]
+        traj = load_trajectory(path)
+        check_split_trajectory(split, traj, path, where)
+        return [_segment(traj, split[part], split_stride, stride, path)]
     names = {"train": split["train_isomers"], "val": split["val_isomers"]}.get(part)
     if part == "test":
         if isomer is None:
@@ -309,5 +219,7 @@ def split_segments(
         if name not in split["trajectories"] or name not in split["frames"]:
             raise ValueError(f"{where}: isomer {name!r} missing from 'trajectories' or 'frames'")
         path = str(resolve_path(split["trajectories"][name], where))
-        segs.append(_segment(load_trajectory(path), split["frames"][name], split_stride, stride, path))
+        traj = load_trajectory(path)
+        check_split_trajectory(split, traj, path, where, isomer=name)
+        segs.append(_segment(traj, split["frames"][name], split_stride, stride, path))
     return segs

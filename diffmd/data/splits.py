@@ -16,13 +16,14 @@ neither the easiest nor the hardest of them) and the rest train.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from diffmd.data.plausibility import check_plausible
-from diffmd.data.trajectory import Trajectory, load_trajectory
+from diffmd.data.trajectory import Trajectory, TrajectoryFormatError, load_trajectory
 from diffmd.metrics import armse
 from diffmd.provenance import sha256_file
 
@@ -178,3 +179,134 @@ def read_split(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("dataset") not in ("md17", "c7o2h10"):
         raise SplitError(f"{path}: not a split file (no 'dataset' md17 or c7o2h10)")
     return data
+
+
+# --- validation of split files (the jobs on load, the workflow at parse time) ----------------------
+
+
+def resolve_path(path: str, split_path: str | os.PathLike) -> Path:
+    """A path from a split file: relative to the working directory (the repository root)."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    raise FileNotFoundError(f"{split_path}: trajectory {path} not found (relative to {Path.cwd()})")
+
+
+#: ``checksum(path) -> SHA-256`` of a trajectory; the workflow passes a cached one (diffmd.data.preflight)
+Checksum = Callable[[Path], str]
+
+
+def validate_split(split: Any, path: str | os.PathLike, checksum: Checksum | None = sha256_file) -> dict[str, Any]:
+    """``split`` (a split file's content) checked, one-line :class:`ValueError` naming ``path``: its keys, stride >= 1,
+    train/val/test ranges in range and disjoint (O2O: no isomer in two parts), every trajectory's SHA-256
+    recorded (a split without its trajectory's checksum is refused: it could point at any file), and, with
+    ``checksum``, equal to the file's now. Returns ``split``."""
+    if not isinstance(split, dict):
+        raise ValueError(f"{path}: not a split file (expected a JSON object)")
+    for key in ("dataset", "stride"):
+        if key not in split:
+            raise ValueError(f"{path}: missing key {key!r}")
+    if split["dataset"] == "md17":
+        missing = [k for k in ("trajectory", "train", "val", "test", "trajectory_sha256") if k not in split]
+    elif split["dataset"] == "c7o2h10":
+        missing = [k for k in ("train_isomers", "val_isomers", "targets", "trajectories", "frames",
+                               "trajectory_sha256") if k not in split]  # fmt: skip
+    else:
+        raise ValueError(f"{path}: unknown dataset {split['dataset']!r}")
+    if missing:
+        why = (": a split without its trajectory's checksum is refused (it could point at any file); remake it"
+               if "trajectory_sha256" in missing else "")
+        raise ValueError(f"{path}: missing key(s) {', '.join(missing)}{why}")
+    stride = split["stride"]
+    if not _is_int(stride) or stride < 1:
+        raise ValueError(f"{path}: 'stride' must be an integer >= 1, got {stride!r}")
+    if split["dataset"] == "md17":
+        _check_md17_split(split, path, checksum)
+    else:
+        _check_c7o2h10_split(split, path, checksum)
+    return split
+
+
+def check_split_trajectory(split: dict[str, Any], traj: Trajectory, traj_path: str | os.PathLike,
+                           split_path: str | os.PathLike, isomer: str | None = None) -> None:
+    """The trajectory a split points at must hold the split's molecule (MD17: its name, dataset and atoms) or
+    the isomer it is listed as (C7O2H10): a split edited to point at another molecule's file is refused."""
+    if split["dataset"] == "md17":
+        molecule = split.get("molecule")
+        if not isinstance(molecule, str):
+            raise ValueError(f"{split_path}: missing key 'molecule' (the MD17 molecule the split is of)")
+        try:
+            check_md17_identity(traj, molecule, traj_path)
+        except (SplitError, TrajectoryFormatError) as exc:
+            raise ValueError(f"{split_path}: is a split of MD17 {molecule!r}, but {exc}") from None
+    elif traj.name != isomer or traj.dataset != "c7o2h10":
+        raise ValueError(f"{split_path}: lists {traj_path} as c7o2h10 {isomer!r}, but it holds {traj.dataset}"
+                         f" {traj.name!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_range(rng: Any, what: str, stride: int, n_frames: Any, path: str | os.PathLike) -> tuple[int, int]:
+    """``{"start", "stop"}`` of current frames: integers, history ``2*stride`` before, targets inside."""
+    if not (isinstance(rng, dict) and _is_int(rng.get("start")) and _is_int(rng.get("stop"))):
+        raise ValueError(f"{path}: {what} must be {{'start': int, 'stop': int}}, got {rng!r}")
+    start, stop = rng["start"], rng["stop"]
+    if start < 2 * stride:
+        raise ValueError(f"{path}: {what} starts at frame {start}, before the history 2*stride={2 * stride}")
+    if stop <= start:
+        raise ValueError(f"{path}: {what} is empty or reversed ({start}..{stop})")
+    if _is_int(n_frames) and stop + stride > n_frames:
+        raise ValueError(f"{path}: {what} ends at {stop}; with stride {stride} its last target is past the"
+                         f" {n_frames} frames of the trajectory")
+    return start, stop
+
+
+def _check_checksum(traj: str, expected: Any, what: str, path: str | os.PathLike, checksum: Checksum | None) -> None:
+    if not (isinstance(expected, str) and len(expected) == 64):
+        raise ValueError(f"{path}: the SHA-256 of {what} {traj} must be 64 hex digits, got {expected!r}")
+    if checksum is None:
+        return
+    actual = checksum(resolve_path(traj, path))
+    if actual != expected:
+        raise ValueError(f"{path}: {what} {traj} has SHA-256 {actual[:16]}..., the split was made from"
+                         f" {str(expected)[:16]}...: the trajectory changed; remake the split")
+
+
+def _check_md17_split(split: dict[str, Any], path: str | os.PathLike, checksum: Checksum | None) -> None:
+    stride, n_frames = split["stride"], split.get("n_frames")
+    parts = {part: _check_range(split[part], f"'{part}'", stride, n_frames, path) for part in ("train", "val", "test")}
+    ordered = sorted(parts.items(), key=lambda kv: kv[1])
+    for (a, (_, a_stop)), (b, (b_start, _)) in zip(ordered, ordered[1:]):
+        if b_start < a_stop:
+            raise ValueError(f"{path}: '{a}' {parts[a]} and '{b}' {parts[b]} overlap (train, val and test must be"
+                             " disjoint)")
+    _check_checksum(str(split["trajectory"]), split["trajectory_sha256"], "trajectory", path, checksum)
+
+
+def _check_c7o2h10_split(split: dict[str, Any], path: str | os.PathLike, checksum: Checksum | None) -> None:
+    stride = split["stride"]
+    lists = {key: split[key] for key in ("train_isomers", "val_isomers", "targets")}
+    for key, names in lists.items():
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise ValueError(f"{path}: {key!r} must be a list of isomer names")
+    seen: dict[str, str] = {}
+    for key, names in lists.items():
+        for name in names:
+            if name in seen:
+                raise ValueError(f"{path}: isomer {name!r} is in both {seen[name]!r} and {key!r} (leakage)")
+            seen[name] = key
+    trajectories, frames, shas = split["trajectories"], split["frames"], split["trajectory_sha256"]
+    if not (isinstance(trajectories, dict) and isinstance(frames, dict) and isinstance(shas, dict)):
+        raise ValueError(f"{path}: 'trajectories', 'frames' and 'trajectory_sha256' must map isomer names to a file,"
+                         " a frame range and a SHA-256")
+    n_frames = split.get("n_frames") if isinstance(split.get("n_frames"), dict) else {}
+    for name in seen:
+        if name not in trajectories or name not in frames:
+            raise ValueError(f"{path}: isomer {name!r} missing from 'trajectories' or 'frames'")
+        _check_range(frames[name], f"frames of {name!r}", stride, n_frames.get(name), path)
+        if name not in shas:
+            raise ValueError(f"{path}: no SHA-256 of isomer {name!r} in 'trajectory_sha256': a split without its"
+                             " trajectories' checksums is refused; remake it")
+        _check_checksum(str(trajectories[name]), shas[name], f"trajectory of {name!r}", path, checksum)

@@ -21,7 +21,10 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])),
 )
 
-PLAN = Plan(config, origin="config")
+try:  # the plan checks the config and every existing data file a job would refuse (diffmd/data/preflight.py)
+    PLAN = Plan(config, origin="config")
+except ValueError as exc:  # one line naming the key or file, before any job ran (so before anything is deleted)
+    raise WorkflowError(str(exc)) from None
 SEEDS, MODELS, MD17_MOLECULES = PLAN.seeds, PLAN.models, PLAN.md17_molecules
 C7O2H10_INDEX = "data/c7o2h10/index.json"
 C7O2H10_SPLIT = PLAN.split_path("c7o2h10", "")
