@@ -191,6 +191,9 @@ class GMNLayer(nn.Module):
 class GMN(TrajectoryModel):
     """GMN with sticks from the bond graph; ``forward(batch)`` -> x(t+1) (n_atoms, 3) Å."""
 
+    #: values checked at parse time (diffmd.registry.check_params); the constructor enforces the same
+    param_schema = {"sticks": {"enum": list(STICK_MODES)}}
+
     def __init__(self, n_layers: int = 4, hidden: int = 64, sticks: str = "bonds", unit_inputs: bool = True,
                  velocity_residual: bool = True, n_rbf: int = 16, r_max: float = 5.0) -> None:  # fmt: skip
         super().__init__()

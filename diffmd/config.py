@@ -85,10 +85,18 @@ def definition_defaults(name: str) -> dict[str, Any]:
     return out
 
 
+#: YAML 1.1's words for true and false (what a YAML file would have read as a boolean)
+_TRUE, _FALSE = ("true", "yes", "on"), ("false", "no", "off")
+
+
 def _coerce(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
     if "$ref" in schema:
         ref = schema["$ref"].split("/")[-1]
         schema = root.get("definitions", {}).get(ref, schema)
+    for branch in schema.get("anyOf") or schema.get("oneOf") or ():  # the first branch the value can be made to fit
+        out = _coerce(value, branch, root)
+        if _fits(out, branch):
+            return out
     types = schema.get("type")
     types = types if isinstance(types, list) else [types]
     if isinstance(value, str):
@@ -100,6 +108,8 @@ def _coerce(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
                 return float(text)
         except ValueError:
             return value
+        if "boolean" in types and text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
         if "null" in types and text.lower() in ("null", "none", "~"):
             return None
         return value
@@ -111,11 +121,54 @@ def _coerce(value: Any, schema: dict[str, Any], root: dict[str, Any]) -> Any:
     return value
 
 
+def _fits(value: Any, schema: dict[str, Any]) -> bool:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(schema).is_valid(value)
+
+
 def coerce_to_schema(config: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``config`` whose strings are numbers (or null) where the schema wants them: Snakemake's
+    """A copy of ``config`` whose strings are numbers, booleans (or null) where the schema wants them: Snakemake's
     ``--config 'seeds=[1,2]'`` gives the list ``['1', '2']``; anything else is left for the validation."""
     schema = load_schema()
     return _coerce(copy.deepcopy(config), schema, schema)
+
+
+def coerce_command_line(config: dict[str, Any], command_line: dict[str, Any] | None) -> dict[str, Any]:
+    """:func:`coerce_to_schema`, and the model parameters given on the command line coerced too.
+
+    Snakemake parses a nested ``--config`` value with YAML's base loader, so every scalar in it is a string:
+    ``--config 'model_params={"egnn":{"hidden":64}}'`` arrives as ``{"hidden": "64"}``. The experiment schema
+    does not know model parameters (each model's constructor does), so the values of ``model_params`` given on
+    ``command_line`` (``workflow.config_settings.config``) are coerced to the type the model declares for them
+    (:func:`diffmd.registry.param_types`; ``train:`` by the ``train`` section's schema). Values from YAML files
+    keep their types: ``hidden: "32"`` in a config file is still refused.
+    """
+    out = coerce_to_schema(config)
+    given = (command_line or {}).get("model_params")
+    params = out.get("model_params")
+    if isinstance(given, dict) and isinstance(params, dict):
+        for model, values in given.items():
+            if isinstance(values, dict) and isinstance(params.get(model), dict):
+                params[model] = coerce_model_params(model, params[model], only=set(values))
+    return out
+
+
+def coerce_model_params(model: str, params: dict[str, Any], only: set[str] | None = None) -> dict[str, Any]:
+    """``params`` of ``model`` with string values coerced to the parameter's declared type (``only``: these keys)."""
+    from diffmd.registry import param_types
+
+    schema = load_schema()
+    types = param_types(model)
+    out = dict(params)
+    for key, value in params.items():
+        if only is not None and key not in only:
+            continue
+        if key == "train" and isinstance(value, dict):
+            out[key] = _coerce(value, schema["properties"]["train"], schema)
+        elif key in types:
+            out[key] = _coerce(value, types[key], schema)
+    return out
 
 
 def validate_config(config: dict[str, Any], origin: str = "config") -> None:

@@ -95,6 +95,12 @@ class TrajectoryModel(nn.Module):
     source_params: tuple[str, ...] = ()
     #: False for one-step-only models that need data the rollout cannot provide (e.g. the data's forces).
     can_rollout: bool = True
+    #: JSON-schema fragments of constructor parameters whose values are constrained beyond their default's type
+    #: (a set of choices, a range, a number or a non-empty list): :func:`check_params` validates them with the key
+    #: path named, at parse time (the plan) and on every build, so a bad config value stops the dry run instead of
+    #: the job. Declared next to the constructor that enforces them (tests/test_models_all.py checks that every
+    #: string option a constructor refuses is declared here).
+    param_schema: dict[str, dict[str, Any]] = {}
     #: Frames of the source trajectory per model step; set by :func:`build_model`.
     stride: int = 1
     #: Registry name, set by :func:`register_model`.
@@ -210,6 +216,9 @@ def check_params(name: str, params: dict[str, Any], source: str = "model paramet
             raise ValueError(
                 f"{source}: unknown parameter {key!r} for model {name!r}; allowed: {', '.join(allowed) or '(none)'}"
             )
+        if key in cls.param_schema:
+            _check_declared(name, key, value, cls.param_schema[key], source)
+            continue
         default = allowed[key].default
         if value is None or default is inspect.Parameter.empty or default is None:
             continue
@@ -219,6 +228,48 @@ def check_params(name: str, params: dict[str, Any], source: str = "model paramet
                 f"{source}: parameter {key!r} of model {name!r} must be {type(default).__name__}, "
                 f"got {type(value).__name__} {value!r}"
             )
+
+
+def param_types(name: str) -> dict[str, dict[str, Any]]:
+    """A JSON schema per constructor parameter of model ``name``: its declared one (``param_schema``), else the
+    type of its default (int, float, bool, str, a list of numbers); ``stride`` an integer. Used to coerce
+    command-line strings (:func:`diffmd.config.coerce_model_params`)."""
+    cls = get_model_class(name)
+    out: dict[str, dict[str, Any]] = {"stride": {"type": "integer"}}
+    for key, param in inspect.signature(cls.__init__).parameters.items():
+        default = param.default
+        if key == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+            continue
+        if key in cls.param_schema:
+            out[key] = cls.param_schema[key]
+        elif isinstance(default, bool):
+            out[key] = {"type": "boolean"}
+        elif isinstance(default, int):
+            out[key] = {"type": "integer"}
+        elif isinstance(default, float):
+            out[key] = {"type": "number"}
+        elif isinstance(default, (tuple, list)) and all(isinstance(v, (int, float)) for v in default):
+            out[key] = {"type": "array", "items": {"type": "number"}}
+        elif default is None:  # untyped: a number, a boolean or null as YAML would read them, else the string
+            out[key] = {"anyOf": [{"type": "integer"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"},
+                                  {"type": "string"}]}
+    return out
+
+
+def _check_declared(name: str, key: str, value: Any, schema: dict[str, Any], source: str) -> None:
+    """``value`` against the model's declared schema of parameter ``key`` (one line with the key path)."""
+    import jsonschema
+
+    try:
+        jsonschema.validate(value, schema)
+    except jsonschema.ValidationError as exc:
+        where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
+        message = f": {exc.message}"
+        if exc.validator == "enum":
+            message = f" must be one of {exc.validator_value}, got {exc.instance!r}"
+        elif exc.validator in ("anyOf", "oneOf") and "description" in exc.schema:  # what would do, not each branch
+            message = f": {exc.instance!r} is not {exc.schema['description']}"
+        raise ValueError(f"{source}: parameter {name}.{key}{where}{message}") from None
 
 
 def count_parameters(model: nn.Module) -> int:

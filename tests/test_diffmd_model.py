@@ -135,7 +135,7 @@ def test_rollout_stats_counts_and_resets():
 def test_bad_config_names_key():
     with pytest.raises(ValueError, match="attention_graph"):
         tiny_model(attention_graph="knn")
-    with pytest.raises(KeyError, match="sampler"):
+    with pytest.raises(ValueError, match="sampler must be one of"):  # declared choices (param_schema)
         tiny_model(sampler="ddim")
     with pytest.raises(ValueError, match="sampler_options.ode: unknown option"):
         tiny_model(sampler_options={"ode": {"n_steps": 3}})

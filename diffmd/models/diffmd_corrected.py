@@ -36,7 +36,7 @@ import torch
 from diffmd import batch as B
 from diffmd.elements import MAX_Z
 from diffmd.elements import masses as _masses
-from diffmd.models.diffmd.egt import EGT
+from diffmd.models.diffmd.egt import ATTENTION_GRAPHS, COORD_WEIGHTS, EGT
 from diffmd.models.diffmd.sde import ConditionalVESDE
 from diffmd.registry import TrajectoryModel, register_model
 from diffmd.units import EV_PER_U_IN_A2_PER_FS2, KB_EV_PER_K  # ase.units, CODATA 2018
@@ -115,6 +115,8 @@ class DiffMDCorrected(TrajectoryModel):
     grid_train_eps = False
     #: filled by the plan from ``data.<dataset>.xtb``: the kernel's thermal scale uses the data's conditions
     source_params = ("dt_fs", "temperature_K")
+    #: values checked at parse time (diffmd.registry.check_params); the constructors enforce the same
+    param_schema = {"attention_graph": {"enum": list(ATTENTION_GRAPHS)}, "coord_weights": {"enum": list(COORD_WEIGHTS)}}
 
     def __init__(
         self,

@@ -127,6 +127,15 @@ class SGDMLForceField(_XTBOracle):
     # time step and temperature come from the training segment itself, the friction from the config
     requires = ("forces", "one_molecule")
     source_params = ("friction_per_fs",)
+    #: values checked at parse time (diffmd.registry.check_params); the constructor enforces the same
+    param_schema = {
+        "thermostat": {"enum": list(THERMOSTATS)},
+        "sigma": {"description": "a length scale > 0 or a non-empty grid of them",
+                  "anyOf": [{"type": "number", "exclusiveMinimum": 0},
+                            {"type": "array", "minItems": 1, "items": {"type": "number", "exclusiveMinimum": 0}}]},
+        "n_train": {"type": "integer", "minimum": 2},
+        "n_valid": {"type": "integer", "minimum": 1},
+    }
 
     def __init__(
         self,

@@ -167,6 +167,8 @@ class ScoreDynamics(TrajectoryModel):
     #: measured (tests/test_precision.py): bf16 moves its denoising loss by 3% and its gradient to cosine 0.97
     bf16_refused = "its denoising loss is 3% off and its gradient at cosine 0.97 from float32 under bf16"
     stride_from_config = True
+    #: values checked at parse time (diffmd.registry.check_params); the constructor enforces the same
+    param_schema = {"sampler": {"enum": list(SAMPLERS)}}
 
     def __init__(
         self,

@@ -7,10 +7,11 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from diffmd.config import SCHEMA_PATH, coerce_to_schema
+from diffmd.config import SCHEMA_PATH, coerce_command_line
 from diffmd.plan import ISOMER_PATTERN, Plan, shell_arg
 
-config.update(coerce_to_schema(config))  # --config 'seeds=[1,2]' arrives as strings
+# --config 'seeds=[1,2]' and --config 'model_params={"egnn":{"hidden":64}}' arrive as strings
+config.update(coerce_command_line(config, dict(workflow.config_settings.config)))
 validate(config, schema=str(SCHEMA_PATH))
 
 # Rules call the package's command lines with python: make that the interpreter running Snakemake (the venv),

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 
 from diffmd import batch as B
-from diffmd.models.diffmd.egt import EGT
+from diffmd.models.diffmd.egt import ATTENTION_GRAPHS, EGT
 from diffmd.models.diffmd.samplers import available_samplers, get_sampler
-from diffmd.models.diffmd.sde import ConditionalVESDE, get_loss_fn
+from diffmd.models.diffmd.sde import ACCEL_NORMS, ConditionalVESDE, get_loss_fn
 from diffmd.registry import TrajectoryModel, register_model
 
 SCORE_SCALINGS = ("inverse_std", "none")
@@ -58,6 +58,16 @@ class DiffMD(TrajectoryModel):
     grid_train_keys = ("sigma_s", "a_bar", "eta_sigma")
     grid_point_labels = ("s", "a", "h")
     grid_train_eps = True
+    #: values checked at parse time (diffmd.registry.check_params); the constructor enforces the same
+    param_schema = {
+        "sampler": {"enum": list(available_samplers())},
+        "sampler_options": {"type": ["object", "null"], "propertyNames": {"enum": list(available_samplers())},
+                            "additionalProperties": {"type": "object"}},
+        "score_scaling": {"enum": list(SCORE_SCALINGS)},
+        "attention_graph": {"enum": list(ATTENTION_GRAPHS)},
+        "accel_norm": {"enum": list(ACCEL_NORMS)},
+        "eps": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+    }
 
     def __init__(
         self,
