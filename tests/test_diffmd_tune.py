@@ -148,7 +148,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     rc, err = _main(val, capsys)
     assert rc == 1 and err == f"error: {tmp_path / 'none.pt'}: checkpoint not found\n", err
     rc, err = _main(val + ["--train-config", '{"select_by": "loss"}'], capsys)
-    assert rc == 1 and err.startswith("error: train.select_by: 'loss'"), err
+    assert rc == 1 and err.startswith("error: --train-config: select_by: 'loss'"), err
     rc, err = _main(["validate", "--eps", "small"], capsys)
     assert rc == 1 and err.startswith("error: ") and err.count("\n") == 1, err
 

@@ -15,6 +15,7 @@ from test_engine_pairs import toy_c7o2h10, toy_md17, toy_positions
 from diffmd.data.trajectory import Trajectory, save_trajectory
 from diffmd.engine import train as T
 from diffmd.engine.common import load_torch
+from diffmd.provenance import sha256_file
 from diffmd.testing import ETHANOL_Z
 
 PARAMS = {"hidden": 8, "layers": 2}
@@ -102,6 +103,7 @@ def test_another_configuration_or_data_starts_afresh(tmp_path, capsys, monkeypat
         T.train(str(split), "egnn", PARAMS, {**cfg, "lr": 1e-3}, seed=1, out=tmp_path / "run")
     traj = json.loads(split.read_text())["trajectory"]
     save_trajectory(traj, Trajectory(toy_positions(300, seed=5), ETHANOL_Z, 0.5, 300.0, "ethanol", "md17", "xtb"))
+    split.write_text(json.dumps({**json.loads(split.read_text()), "trajectory_sha256": sha256_file(traj)}))  # remade
     with pytest.raises(Killed):
         T.train(str(split), "egnn", PARAMS, {**cfg, "lr": 1e-3}, seed=1, out=tmp_path / "run")
     assert "starting afresh" in capsys.readouterr().out
@@ -249,8 +251,8 @@ def test_cli_errors_are_one_line_naming_the_argument_file_or_key(tmp_path, capsy
     cases = [
         (["--params", "{hidden: 8}"], "error: --params: not valid JSON"),
         (["--train-config", "[1, 2]"], "error: --train-config: expected a JSON object"),
-        (["--train-config", '{"epochz": 1}'], "error: train config: unknown key(s) epochz"),
-        (["--train-config", '{"select_by": "best"}'], "error: train.select_by: 'best' is not one of"),
+        (["--train-config", '{"epochz": 1}'], "error: --train-config: unknown key 'epochz'"),
+        (["--train-config", '{"select_by": "best"}'], "error: --train-config: select_by: 'best' is not one of"),
         (["--seed", "x"], "error: argument --seed: invalid int value"),
     ]
     for extra, expected in cases:

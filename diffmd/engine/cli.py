@@ -29,6 +29,76 @@ def json_argument(text: str, name: str) -> dict[str, Any]:
     return value
 
 
+def _check_value(value: Any, schema: dict[str, Any], where: str) -> None:
+    """``value`` against a JSON schema (``$ref`` into the experiment schema's definitions); one-line ``ValueError``
+    naming ``where`` and the offending key path."""
+    import jsonschema
+
+    from diffmd.config import load_schema
+
+    root = load_schema()
+    try:
+        jsonschema.validate(value, {**schema, "definitions": root.get("definitions", {})})
+    except jsonschema.ValidationError as exc:
+        path = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
+        raise ValueError(f"{where}{path}: {exc.message}") from None
+
+
+def section_argument(text: str, name: str, *sections: str) -> dict[str, Any]:
+    """The JSON object given to option ``name`` whose keys come from the experiment config's ``sections`` (e.g.
+    ``train`` and ``rollout``: the plan passes the trainer its section plus the rollout's divergence bound):
+    every key must be one of theirs and every value of the type the schema gives it, else one line
+    ``<option>: <key>: <what>`` (no TypeError deep inside the job)."""
+    from diffmd.config import load_schema
+
+    value = json_argument(text, name)
+    props: dict[str, Any] = {}
+    for section in sections:
+        props.update(load_schema()["properties"][section].get("properties", {}))
+    for key, item in value.items():
+        if key not in props:
+            raise ValueError(f"{name}: unknown key {key!r}; known: {', '.join(sorted(props))}")
+        _check_value(item, props[key], f"{name}: {key}")
+    return value
+
+
+#: ``--meta`` of the evaluate CLI: which run a rollout belongs to
+META_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"dataset": {"enum": ["md17", "c7o2h10"]}, "molecule": {"type": "string"},
+                   "model": {"type": "string"}, "seed": {"type": "integer", "minimum": 0}},
+}
+#: ``--grid`` of the tuning CLI: ``<model>.grid``, each key a list of numbers
+GRID_SCHEMA: dict[str, Any] = {"type": "object", "additionalProperties": {"$ref": "#/definitions/grid_values"}}
+
+
+def schema_argument(text: str, name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """The JSON object given to option ``name``, checked against ``schema`` (one line naming the option and key)."""
+    value = json_argument(text, name)
+    _check_value(value, schema, name)
+    return value
+
+
+def model_params_argument(text: str, name: str, model: str) -> dict[str, Any]:
+    """``--params`` of a model: a JSON object of its constructor parameters (checked against its signature and
+    declared choices, :func:`diffmd.registry.check_params`) and an optional ``train`` mapping of trainer keys."""
+    from diffmd.registry import check_params
+
+    value = json_argument(text, name)
+    params = {k: v for k, v in value.items() if k != "train"}
+    if "train" in value:
+        train = value["train"]
+        if not isinstance(train, dict):
+            raise ValueError(f"{name}: train: expected a JSON object of trainer keys, got {type(train).__name__}")
+        section_argument(json.dumps(train), f"{name}: train", "train")
+    if "stride" in params and (not isinstance(params["stride"], int) or isinstance(params["stride"], bool)
+                               or params["stride"] < 1):  # fmt: skip
+        raise ValueError(f"{name}: stride: must be an integer >= 1, got {params['stride']!r}")
+    check_params(model, params, name)
+    return value
+
+
 def run_cli(body: Callable[[], object]) -> int:
     """Run a CLI's ``body``: 0 on success; a bad argument or input (``ValueError``, ``KeyError``,
     ``FileNotFoundError``, so ``json.JSONDecodeError`` too) prints ``error: <file or key>: <what>`` on one

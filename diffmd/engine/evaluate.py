@@ -13,7 +13,6 @@ The ARMSE is the paper's accumulative RMSE after Kabsch superposition (see :mod:
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Any
@@ -100,23 +99,27 @@ def summarize(paths: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from diffmd.engine.cli import META_SCHEMA, OneLineArgumentParser, schema_argument, section_argument
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "summarize":
-        p = argparse.ArgumentParser(prog="diffmd.engine.evaluate summarize")
+        p = OneLineArgumentParser(prog="diffmd.engine.evaluate summarize")
         p.add_argument("--out", required=True)
         p.add_argument("armse", nargs="+", help="armse.json files")
         a = p.parse_args(argv[1:])
         write_json(a.out, summarize(a.armse))
         return
-    p = argparse.ArgumentParser(description="ARMSE of a rollout -> armse.json")
+    p = OneLineArgumentParser(description="ARMSE of a rollout -> armse.json")
     p.add_argument("--rollout", required=True, help="RUNDIR/rollout.npz")
     p.add_argument("--meta", default="{}", help='JSON: {"dataset", "molecule", "model", "seed"}')
     p.add_argument("--rollout-config", default="{}", help="JSON: the config's rollout section (horizons_fs, ...)")
     p.add_argument("--out", required=True, help="RUNDIR/armse.json")
     a = p.parse_args(argv)
+    meta = schema_argument(a.meta, "--meta", META_SCHEMA)
+    rollout_cfg = section_argument(a.rollout_config, "--rollout-config", "rollout", "train")
     roll = load_rollout(a.rollout)
-    rec = evaluate(roll, json.loads(a.meta))
-    rec.update(yardstick(roll, json.loads(a.rollout_config)))
+    rec = evaluate(roll, meta)
+    rec.update(yardstick(roll, rollout_cfg))
     if not roll.applicable:  # one-step only: no rollout, no ARMSE (the tables print "-", not NA)
         rec.update(armse=None, armse_unaligned=None, diverged=False, n_frames=0)
     write_record(a.out, rec)

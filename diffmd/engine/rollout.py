@@ -263,7 +263,10 @@ def frames_for_fs(fs: float, dt_fs: float) -> int:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = {**section_defaults("rollout"), **json.loads(args.rollout_config)}
+    from diffmd.engine.cli import section_argument
+
+    given = section_argument(args.rollout_config, "--rollout-config", "rollout", "train")  # one line when wrong
+    cfg = {**section_defaults("rollout"), **given}
     device = resolve_device(cfg.get("device", "auto"))
     model, ckpt = load_checkpoint(args.checkpoint, device)
     split = load_split(args.split)
@@ -310,7 +313,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Autoregressive rollout of a trained model on the test segment.")
+    from diffmd.engine.cli import OneLineArgumentParser  # one-line `error: ...` on a bad argument
+
+    p = OneLineArgumentParser(description="Autoregressive rollout of a trained model on the test segment.")
     p.add_argument("--split", required=True, help="split JSON (data/splits/...)")
     p.add_argument("--checkpoint", required=True, help="model.pt written by diffmd.engine.train")
     p.add_argument("--target", default=None, help="C7O2H10 target isomer (O2O)")

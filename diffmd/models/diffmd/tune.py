@@ -379,7 +379,14 @@ def _best_for(rows: list[dict[str, Any]], eps: float,
 
 def main(argv: list[str] | None = None) -> int:
     """The tune CLI (module docstring); returns the exit status."""
-    from diffmd.engine.cli import OneLineArgumentParser, json_argument, run_cli
+    from diffmd.engine.cli import (
+        GRID_SCHEMA,
+        OneLineArgumentParser,
+        model_params_argument,
+        run_cli,
+        schema_argument,
+        section_argument,
+    )
 
     p = OneLineArgumentParser(description="Grid search of a diffmd_grid model: validate a point, train a halving slot, "
                                           "rank, select.")
@@ -416,22 +423,23 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         from diffmd.io import write_json
 
+        train_cfg = section_argument(a.train_config, "--train-config", "train", "rollout") if a.cmd in (
+            "validate", "train-slot") else None
+        grid = schema_argument(a.grid, "--grid", GRID_SCHEMA) if a.cmd in ("train-slot", "select") else None
         if a.cmd == "validate":
-            doc = validate_point(a.split, a.checkpoint, a.eps, json_argument(a.train_config, "--train-config"), a.seed,
-                                 not a.no_batch_eps)  # fmt: skip
+            doc = validate_point(a.split, a.checkpoint, a.eps, train_cfg, a.seed, not a.no_batch_eps)
             write_json(a.out, doc)
             print(json.dumps(doc))
         elif a.cmd == "train-slot":
-            doc = train_slot(a.split, a.model, json_argument(a.params, "--params"), json_argument(a.grid, "--grid"),
-                             a.slot, a.epochs, a.ranking, json_argument(a.train_config, "--train-config"), a.seed,
-                             a.out_dir, not a.no_batch_eps)  # fmt: skip
+            doc = train_slot(a.split, a.model, model_params_argument(a.params, "--params", a.model), grid, a.slot,
+                             a.epochs, a.ranking, train_cfg, a.seed, a.out_dir, not a.no_batch_eps)  # fmt: skip
             print(json.dumps(doc))
         elif a.cmd == "rank":
             doc = rank(a.validations, a.keep)
             write_json(a.out, doc)
             print(json.dumps(doc["survivors"]))
         else:
-            summary = write_selection(a.validations, json_argument(a.grid, "--grid"), a.out_model, a.out_selection)
+            summary = write_selection(a.validations, grid, a.out_model, a.out_selection)
             print(json.dumps(summary["best"]))
 
     return run_cli(body)
