@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from diffmd.io import atomic_path
-from diffmd.registry import TrajectoryModel, build_model
+from diffmd.registry import TrajectoryModel
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -104,11 +104,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[TrajectoryModel, dict]:
-    """Rebuild the model of a ``model.pt`` (``{"model", "params", "state_dict", ...}``)."""
+    """Rebuild the model of a ``model.pt`` (``{"model", "params", "state_dict", ...}``), its contents checked first
+    (:func:`diffmd.engine.checkpoints.build_checked`: one-line ``ValueError`` naming the file)."""
+    from diffmd.engine.checkpoints import build_checked
+
     ckpt = load_torch(path)
-    for key in ("model", "params", "state_dict"):
-        if key not in ckpt:
-            raise ValueError(f"{path}: missing key {key!r}")
-    model = build_model(ckpt["model"], ckpt["params"], source=str(path))
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(device), ckpt
+    return build_checked(ckpt, path, device), ckpt

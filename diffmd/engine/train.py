@@ -82,7 +82,14 @@ from tqdm import tqdm
 from diffmd import batch as B
 from diffmd.config import deep_update, section_defaults, split_train_overrides
 from diffmd.data.pairs import PairDataset, Segment, load_split, split_segments
-from diffmd.engine.cli import OneLineArgumentParser, json_argument, run_cli  # noqa: F401 (re-exported)
+from diffmd.engine.checkpoints import check_state_dict
+from diffmd.engine.cli import (  # noqa: F401 (re-exported)
+    OneLineArgumentParser,
+    json_argument,
+    model_params_argument,
+    run_cli,
+    section_argument,
+)
 from diffmd.engine.common import (
     load_torch,
     resolve_device,
@@ -370,11 +377,17 @@ def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_
         (out / "best.pt").unlink(missing_ok=True)
         (out / "last.done.pt").unlink(missing_ok=True)
     else:
-        model.load_state_dict(last["model_state"])
-        opt.load_state_dict(last["optimizer"])
-        sched.load_state_dict(last["scheduler"])
-        set_rng_state(last["rng"])
-        state = {k: last[k] for k in state}
+        try:  # a damaged last.pt: one line naming it (diffmd.engine.checkpoints), not a traceback
+            check_state_dict(model, last["model_state"], f"{out / 'last.pt'}: model_state")
+            model.load_state_dict(last["model_state"])
+            opt.load_state_dict(last["optimizer"])
+            sched.load_state_dict(last["scheduler"])
+            set_rng_state(last["rng"])
+            state = {k: last[k] for k in state}
+        except (KeyError, TypeError, RuntimeError, IndexError) as exc:
+            raise ValueError(f"{out / 'last.pt'}: cannot resume from it ({type(exc).__name__}: "
+                             f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); delete it to start"
+                             " afresh") from None
         print(f"resuming from {out / 'last.pt'} after epoch {state['epoch']}", flush=True)
 
     def one_step(epoch: int) -> float:
@@ -535,8 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     def body() -> None:
-        params = json_argument(a.params, "--params")
-        train_cfg = json_argument(a.train_config, "--train-config")
+        params = model_params_argument(a.params, "--params", a.model)  # types and declared choices, one line
+        train_cfg = section_argument(a.train_config, "--train-config", "train", "rollout")
         set_threads(a.threads)
         info = train(a.split, a.model, params, train_cfg, a.seed, a.out)
         print(json.dumps(info))

@@ -301,8 +301,10 @@ class SGDMLForceField(_XTBOracle):
         return state
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
-        if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"sgdml: extra state format {state.get('format')!r}, expected {STATE_FORMAT!r}")
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            got = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise ValueError(f"sgdml: extra state format {got!r}, expected {STATE_FORMAT!r}")
+        check_state(state)
         self.dt_fs, self.temperature_K = float(state["dt_fs"]), float(state["temperature_K"])
         if "R_desc" not in state:
             self._set_model(None)
@@ -340,6 +342,61 @@ class SGDMLForceField(_XTBOracle):
 
     def loss(self, batch: B.Batch) -> torch.Tensor:
         raise TypeError("sgdml trains with its own solver (fit_own), not on the engine's loss")
+
+
+def check_state(state: dict[str, Any]) -> None:
+    """A checkpoint's sGDML state consistent before sGDML indexes with it (a corrupt or forged file is one line,
+    not an IndexError or a segfault in the predictor): the MD step and temperature, the arrays' shapes against
+    the number of atoms, permutations and indices in range, finite numbers."""
+
+    def number(key: str, low: float, strict: bool) -> float:
+        value = state.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) \
+                or value < low or (strict and value == low):
+            bound = f"{'>' if strict else '>='} {low:g}"
+            raise ValueError(f"sgdml: extra state {key!r} must be a number {bound}, got {value!r}")
+        return float(value)
+
+    number("dt_fs", 0.0, True)
+    number("temperature_K", 0.0, False)
+    if "R_desc" not in state:
+        return
+    arrays = {}
+    for key in ("z", "R_desc", "R_d_desc_alpha", "perms", "tril_perms_lin", "alphas_F"):
+        value = state.get(key)
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(f"sgdml: extra state {key!r} missing or not an array")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"sgdml: extra state {key!r} holds NaN or inf")
+        arrays[key] = value
+    z, perms, tril = arrays["z"], arrays["perms"], arrays["tril_perms_lin"]
+    n = int(z.numel())
+    if z.ndim != 1 or n < 2 or z.is_floating_point() or int(z.min()) < 1 or int(z.max()) > 118:
+        raise ValueError(f"sgdml: extra state 'z' must list the atomic numbers (1..118) of >= 2 atoms, got shape"
+                         f" {tuple(z.shape)}")
+    d = n * (n - 1) // 2
+    n_train = int(arrays["R_desc"].shape[-1]) if arrays["R_desc"].ndim == 2 else -1
+    expected = {"R_desc": (d, n_train), "R_d_desc_alpha": (n_train, d), "alphas_F": (n_train * 3 * n,)}
+    for key, shape in expected.items():
+        if n_train < 1 or tuple(arrays[key].shape) != shape:
+            raise ValueError(f"sgdml: extra state {key!r} has shape {tuple(arrays[key].shape)}, {n} atoms and"
+                             f" {n_train} training frames need {shape}")
+    if perms.ndim != 2 or perms.shape[1] != n or perms.is_floating_point() or perms.shape[0] < 1:
+        raise ValueError(f"sgdml: extra state 'perms' has shape {tuple(perms.shape)}, expected (n_perms, {n})")
+    if not bool((torch.sort(perms, dim=1).values == torch.arange(n)).all()):
+        raise ValueError(f"sgdml: extra state 'perms' holds a row that is not a permutation of the {n} atoms")
+    size = int(perms.shape[0]) * d
+    if tuple(tril.shape) != (size,) or tril.is_floating_point():
+        raise ValueError(f"sgdml: extra state 'tril_perms_lin' has shape {tuple(tril.shape)} ({tril.dtype}), expected"
+                         f" {size} integer indices")
+    if int(tril.min()) < 0 or int(tril.max()) >= size:
+        raise ValueError(f"sgdml: extra state 'tril_perms_lin' holds indices in [{int(tril.min())}, {int(tril.max())}],"
+                         f" outside [0, {size})")
+    number("sig", 0.0, True)
+    for key in ("std", "c"):
+        value = state.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise ValueError(f"sgdml: extra state {key!r} must be a finite number, got {value!r}")
 
 
 def _sgdml_version() -> str:
