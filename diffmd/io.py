@@ -1,29 +1,87 @@
 """Atomic file writes and small readers shared by every command-line entry point.
 
 Every output is written to a temporary file in the destination folder and renamed into place,
-so a killed job never leaves a half-written result that looks finished.
+so a killed job never leaves a half-written result that looks finished; the temporary file a killed
+writer leaves behind is removed by the next write of the same output.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
+import re
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+#: Temporary files of :func:`atomic_path` are ``.<name>.tmp-<host>-<pid>-<random><suffix>``: the writer's host and
+#: process id say whether a left-over one belongs to a write still running.
+_TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<host>[A-Za-z0-9_-]*)-(?P<pid>\d+)-[A-Za-z0-9_]+$")
+#: A temporary file of another host (a cluster node) or of the code before 0.1 is taken as abandoned after this long.
+FOREIGN_TEMP_AGE_S = 6 * 3600.0
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed writers of ``path`` left beside it (SIGKILL during a write skips
+    every ``finally``); returns them. One of this host whose process is gone is removed at once; one of another
+    host, or without a process id (written by older code), once it is older than :data:`FOREIGN_TEMP_AGE_S`.
+    A write still running keeps its file."""
+    path = Path(path)
+    gone: list[Path] = []
+    try:
+        siblings = list(path.parent.glob(f".{glob.escape(path.name)}.*"))
+    except OSError:
+        return gone
+    host, now = _host(), time.time()
+    for tmp in siblings:
+        try:
+            if not tmp.is_file():
+                continue
+            found = _TEMP.match(tmp.name[: len(tmp.name) - len(tmp.suffix)] if tmp.suffix else tmp.name) or \
+                _TEMP.match(tmp.name)
+            if found and found.group("name") == path.name and found.group("host") == host:
+                stale = not _alive(int(found.group("pid")))
+            else:
+                stale = now - tmp.stat().st_mtime > FOREIGN_TEMP_AGE_S
+            if stale:
+                tmp.unlink(missing_ok=True)
+                gone.append(tmp)
+        except OSError:
+            continue
+    return gone
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success. The temporaries of earlier
+    writers of ``path`` that were killed are removed first (:func:`remove_stale_temporaries`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-{_host()}-{os.getpid()}-",
+                               suffix=suffix or path.suffix)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
