@@ -11,7 +11,7 @@ from diffmd.config import SCHEMA_PATH, coerce_command_line
 from diffmd.plan import ISOMER_PATTERN, Plan, shell_arg
 
 # --config 'seeds=[1,2]' and --config 'model_params={"egnn":{"hidden":64}}' arrive as strings
-config.update(coerce_command_line(config, dict(workflow.config_settings.config)))
+config.update(coerce_command_line(config, dict(getattr(getattr(workflow, "config_settings", None), "config", {}))))
 validate(config, schema=str(SCHEMA_PATH))
 
 # Rules call the package's command lines with python: make that the interpreter running Snakemake (the venv),
