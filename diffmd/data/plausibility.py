@@ -9,7 +9,7 @@ schema ``definitions.trajectory_checks``; ``null`` switches a check off):
 
 * ``temperature_K``: [low, high] K for the recorded ``temperature_K`` and for the median kinetic
   temperature of the frames (central-difference velocities, centre-of-mass motion removed, 3N-3
-  degrees of freedom, the elements' masses; skipped for elements without a tabulated mass);
+  degrees of freedom, the elements' masses);
 * ``max_repeated_frames``: frames identical to the one before;
 * ``atom_order``: an atom that jumps, in one frame, further than an ordinary step (ten times the median
   step, at least 0.1 Å) and lands within an ordinary step of the previous place of another atom of its
@@ -42,32 +42,32 @@ def resolve_checks(checks: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _u_A2_per_fs2_in_K() -> float:
-    """1 u·Å²/fs² divided by Boltzmann's constant, in K (CODATA via scipy)."""
-    from scipy.constants import atomic_mass, k
+    """1 u·Å²/fs² divided by Boltzmann's constant, in K (the project's units: :mod:`diffmd.units`, CODATA 2018)."""
+    from diffmd.units import KB_EV_PER_K, U_A2_PER_FS2_IN_EV
 
-    return atomic_mass * 1e10 / k
-
-
-def _masses(z: np.ndarray) -> np.ndarray | None:
-    from diffmd.elements import MASSES
-
-    if not all(int(n) in MASSES for n in z):
-        return None
-    return np.array([MASSES[int(n)] for n in z], dtype=np.float64)
+    return U_A2_PER_FS2_IN_EV / KB_EV_PER_K
 
 
 def _symbol(z: int) -> str:
-    from diffmd.elements import SYMBOLS
+    from diffmd.elements import symbol
 
-    return SYMBOLS.get(int(z), f"Z={int(z)}")
+    try:
+        return symbol(int(z))
+    except KeyError:
+        return f"Z={int(z)}"
 
 
 def kinetic_temperatures(positions: np.ndarray, z: np.ndarray, dt_fs: float) -> np.ndarray | None:
-    """Kinetic temperature (K) of frames 1..F-2 from central differences, centre-of-mass motion removed;
-    None when an element has no tabulated mass or there are fewer than 3 frames."""
-    m = _masses(z)
+    """Kinetic temperature (K) of frames 1..F-2 from central differences, centre-of-mass motion removed (masses:
+    :func:`diffmd.elements.masses`); None with fewer than 3 frames."""
+    from diffmd.elements import masses
+
     n_frames, n_atoms = positions.shape[:2]
-    if m is None or n_frames < 3:
+    try:
+        m = masses(z)
+    except KeyError:  # not an element: the format checks say so
+        return None
+    if n_frames < 3:
         return None
     dof = 3 * n_atoms - 3 if n_atoms > 1 else 3
     scale = _u_A2_per_fs2_in_K() / dof
