@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,22 @@ def coerce_model_params(model: str, params: dict[str, Any], only: set[str] | Non
         elif key in types:
             out[key] = _coerce(value, types[key], schema)
     return out
+
+
+@functools.lru_cache(maxsize=512)
+def _validator(schema_text: str) -> Any:
+    import jsonschema
+
+    schema = json.loads(schema_text)
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def schema_error(instance: Any, schema: dict[str, Any]) -> Any:
+    """The most relevant ``jsonschema.ValidationError`` of ``instance`` against ``schema`` (this project's own
+    schemas: their validator is built once per process and the schema itself not re-checked), or None."""
+    import jsonschema
+
+    return jsonschema.exceptions.best_match(_validator(json.dumps(schema, sort_keys=True)).iter_errors(instance))
 
 
 def validate_config(config: dict[str, Any], origin: str = "config") -> None:

@@ -258,11 +258,10 @@ def param_types(name: str) -> dict[str, dict[str, Any]]:
 
 def _check_declared(name: str, key: str, value: Any, schema: dict[str, Any], source: str) -> None:
     """``value`` against the model's declared schema of parameter ``key`` (one line with the key path)."""
-    import jsonschema
+    from diffmd.config import schema_error
 
-    try:
-        jsonschema.validate(value, schema)
-    except jsonschema.ValidationError as exc:
+    exc = schema_error(value, schema)
+    if exc is not None:
         where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
         message = f": {exc.message}"
         if exc.validator == "enum":
