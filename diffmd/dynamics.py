@@ -1,0 +1,292 @@
+"""Molecular dynamics with ASE, shared by the GFN2-xTB data source and every row that simulates.
+
+One place decides how a molecule is integrated, so the data (:mod:`diffmd.data.xtb_md`) and the rows that
+re-simulate it (the GFN2-xTB oracles, ``sgdml``, ``ase_calculator``: :mod:`diffmd.models.physics`) run the
+same integrators with the same settings. Units are ASE's (eV, Å, u, ASE time) unless a name says fs or K.
+
+Dynamics (:data:`DYNAMICS`):
+
+* ``nve``: ``ase.md.verlet.VelocityVerlet``;
+* ``nose_hoover``: ASE's Nosé-Hoover chain NVT (``ase.md.nose_hoover_chain.NoseHooverChainNVT``; chain of
+  :data:`NOSE_HOOVER_CHAIN`, ``tdamp`` = :data:`NOSE_HOOVER_TDAMP_STEPS` steps), thermostatting the 3N - 6
+  internal degrees of freedom (:class:`NoseHooverChain`);
+* ``langevin``: ``ase.md.langevin.Langevin`` (``fixcm=False``; the centre of mass is held by ``FixCom``).
+
+Continuing stored data exactly. Velocity Verlet and the Nosé-Hoover chain (a Trotter splitting: thermostat
+half step, velocity Verlet, thermostat half step) move the positions with the half-step momentum, so
+``x(t) - x(t-1) = h·p(t-½)/m`` holds to rounding. From two stored frames and the force at x(t):
+
+* ``nve``: p(t) = m·(x(t) - x(t-1))/h + F(t)·h/2;
+* ``nose_hoover``: p(t) = NHC_{h/2}(m·(x(t) - x(t-1))/h + F(t)·h/2) with the chain in the state it had at the
+  half step t-½ (:attr:`NoseHooverChain.half_step_state`, what the data stores per frame), which the
+  thermostat half step brings to its state at t. These are the integrator's own operations, so the
+  continuation repeats the data's next steps to rounding (:func:`continue_dynamics`).
+
+Langevin dynamics draws new noise: it continues the same *ensemble*, never the same trajectory.
+
+Equilibration (:func:`equipartition_start`): a deterministic production run keeps, for picoseconds, the energy
+each vibration had when it started (measured on GFN2-xTB ethanol at 500 K: after a massive Langevin bath,
+the O-H stretch of a Nosé-Hoover run stayed at 66 K on average over 10 ps). The data source therefore
+starts its deterministic runs from the bath's basin minimum with every vibrational normal mode at its
+equipartition energy k_B·T (random phases).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: Thermostat time scale of the Nosé-Hoover chain in MD steps (ASE's suggestion: 100 x the time step).
+NOSE_HOOVER_TDAMP_STEPS = 100.0
+#: Thermostats in the Nosé-Hoover chain.
+NOSE_HOOVER_CHAIN = 3
+#: Integrators a simulating row can run (``dynamics``); ``data`` in a model resolves to one of them.
+DYNAMICS = ("nve", "nose_hoover", "langevin")
+#: Normal modes whose harmonic amplitude at k_B·T moves an atom farther than this (Å: torsions, floppy bends)
+#: start with all their energy kinetic at Q = 0: displaced along the linear mode, a rotation would stretch the
+#: bonds (by d²/2r: 0.06 Å for the O-H torsion of ethanol, more than the stretch's own amplitude, 0.04 Å).
+LARGE_AMPLITUDE_A = 0.1
+#: Finite-difference step (Å) of the Hessian of :func:`normal_modes`.
+HESSIAN_STEP_A = 0.005
+
+
+def internal_dof(n_atoms: int) -> int:
+    """Degrees of freedom that carry kinetic energy with the centre of mass fixed and no rotation: 3N - 6
+    (3N - 5 for one or two atoms, which cannot rotate about their axis)."""
+    return 3 * n_atoms - 6 if n_atoms > 2 else max(3 * n_atoms - 5, 1)
+
+
+def chain_size() -> int:
+    """Numbers per frame of the Nosé-Hoover chain state: η_1..η_M, then p_η,1..p_η,M."""
+    return 2 * NOSE_HOOVER_CHAIN
+
+
+def _nhc_classes():
+    try:
+        from ase.md.nose_hoover_chain import NoseHooverChainNVT, NoseHooverChainThermostat
+    except ImportError as exc:  # ASE < 3.25
+        raise RuntimeError(f"Nosé-Hoover dynamics needs ase.md.nose_hoover_chain (ASE >= 3.25): {exc}") from None
+    return NoseHooverChainNVT, NoseHooverChainThermostat
+
+
+def _nose_hoover_class():
+    NoseHooverChainNVT, _ = _nhc_classes()
+
+    class NoseHooverChain(NoseHooverChainNVT):
+        """ASE's ``NoseHooverChainNVT`` whose step also keeps the chain state at the half step.
+
+        ``step`` is ASE's operator sequence unchanged (thermostat h/2, momenta h/2, positions h, momenta h/2,
+        thermostat h/2; tests/test_dynamics.py checks it equals ASE's bit for bit); after the first
+        thermostat half step it copies the chain (η, p_η) into :attr:`half_step_state`: the state the
+        position update saw, which the data stores per frame.
+        """
+
+        half_step_state: np.ndarray | None = None
+
+        def step(self) -> None:
+            dt2 = self.dt / 2
+            self._p = self._thermostat.integrate_nhc(self._p, dt2)
+            self.half_step_state = get_chain_state(self)
+            self._integrate_p(dt2)
+            self._integrate_q(self.dt)
+            self._integrate_p(dt2)
+            self._p = self._thermostat.integrate_nhc(self._p, dt2)
+            self._update_atoms()
+
+    return NoseHooverChain
+
+
+def nose_hoover(atoms, dt_fs: float, temperature_K: float):
+    """ASE's Nosé-Hoover chain NVT on ``atoms`` (``FixCom`` set), thermostatting 3N - 6 degrees of freedom.
+
+    ASE's chain counts 3N (``3 * num_atoms_global``); with the centre of mass fixed and the angular momentum
+    zero (and conserved by the deterministic dynamics in vacuum) 3N - 6 carry kinetic energy, so the
+    thermostat is rebuilt with that count (its only use of ``num_atoms_global``).
+    """
+    from ase import units
+
+    _, NoseHooverChainThermostat = _nhc_classes()
+    dt = float(dt_fs) * units.fs
+    tdamp = NOSE_HOOVER_TDAMP_STEPS * dt
+    dyn = _nose_hoover_class()(atoms, timestep=dt, temperature_K=temperature_K, tdamp=tdamp,
+                               tchain=NOSE_HOOVER_CHAIN)  # fmt: skip
+    dyn._thermostat = NoseHooverChainThermostat(num_atoms_global=internal_dof(len(atoms)) / 3.0,
+                                                masses=dyn.masses, temperature_K=temperature_K, tdamp=tdamp,
+                                                tchain=NOSE_HOOVER_CHAIN)  # fmt: skip
+    return dyn
+
+
+def get_chain_state(dyn) -> np.ndarray:
+    """(2M,) copy of a Nosé-Hoover chain's state: η_1..η_M (dimensionless), p_η,1..p_η,M (eV·ASE time)."""
+    th = dyn._thermostat
+    return np.concatenate([th._eta, th._p_eta]).astype(np.float64)
+
+
+def set_chain_state(dyn, state: np.ndarray) -> None:
+    """Set a Nosé-Hoover chain's (η, p_η) from ``state`` (2M,), as :func:`get_chain_state` returns it."""
+    state = np.asarray(state, dtype=np.float64).reshape(-1)
+    m = NOSE_HOOVER_CHAIN
+    if state.shape != (2 * m,) or not np.isfinite(state).all():
+        raise ValueError(f"Nosé-Hoover chain state must be {2 * m} finite numbers, got shape {state.shape}")
+    dyn._thermostat._eta = state[:m].copy()
+    dyn._thermostat._p_eta = state[m:].copy()
+
+
+def velocity_verlet(atoms, dt_fs: float):
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+
+    return VelocityVerlet(atoms, timestep=float(dt_fs) * units.fs)
+
+
+def langevin(atoms, dt_fs: float, temperature_K: float, friction_per_fs: float, rng: np.random.Generator):
+    """ASE's Langevin, every atom its own bath (a per-atom friction and noise), centre of mass held by FixCom."""
+    from ase import units
+    from ase.md.langevin import Langevin
+
+    return Langevin(atoms, timestep=float(dt_fs) * units.fs, temperature_K=temperature_K,
+                    friction=float(friction_per_fs) / units.fs, fixcm=False, rng=rng)  # fmt: skip
+
+
+def make_dynamics(kind: str, atoms, dt_fs: float, *, temperature_K: float = 0.0, friction_per_fs: float = 0.0,
+                  rng: np.random.Generator | None = None):  # fmt: skip
+    """The integrator ``kind`` (:data:`DYNAMICS`) on ``atoms``."""
+    if kind == "nve":
+        return velocity_verlet(atoms, dt_fs)
+    if kind == "nose_hoover":
+        if temperature_K <= 0:
+            raise ValueError("Nosé-Hoover dynamics needs a temperature > 0")
+        return nose_hoover(atoms, dt_fs, temperature_K)
+    if kind == "langevin":
+        if temperature_K <= 0 or friction_per_fs <= 0 or rng is None:
+            raise ValueError("Langevin dynamics needs a temperature > 0, a friction > 0 and a random generator")
+        return langevin(atoms, dt_fs, temperature_K, friction_per_fs, rng)
+    raise ValueError(f"dynamics must be one of {', '.join(DYNAMICS)}, got {kind!r}")
+
+
+def continue_dynamics(kind: str, atoms, step_A: np.ndarray, dt_fs: float, *, data_dt_fs: float | None = None,
+                      temperature_K: float = 0.0, friction_per_fs: float = 0.0, rng: np.random.Generator | None = None,
+                      chain_state: np.ndarray | None = None):  # fmt: skip
+    """Start ``kind`` dynamics with step ``dt_fs`` on ``atoms`` (positions x(t), calculator and ``FixCom`` set)
+    so that its next steps continue data whose last step (``data_dt_fs``, default ``dt_fs``) moved the atoms by
+    ``step_A`` = x(t) - x(t-1) (Å).
+
+    Momenta: p(t) = m·step/h + F(t)·h/2 with h the data's step (the half-step momentum plus half a kick, F(t)
+    the force with the ``FixCom`` constraint applied, as the integrators use it), then for ``nose_hoover`` the
+    thermostat's half step h/2 from ``chain_state`` (the chain at t-½, (2M,)), which also leaves the chain at
+    its state at t. Exact for data made by the same integrator with step ``dt_fs`` (module docstring), second
+    order otherwise. Returns the integrator.
+    """
+    from ase import units
+
+    if kind == "nose_hoover" and chain_state is None:
+        raise ValueError("continuing Nosé-Hoover dynamics needs the chain state at the start (the data stores none)")
+    h = float(dt_fs if data_dt_fs is None else data_dt_fs) * units.fs
+    masses = atoms.get_masses()[:, None]
+    forces = atoms.get_forces(md=True)  # eV/Å, FixCom applied; cached for the integrator's first step
+    momenta = masses * np.asarray(step_A, dtype=np.float64) / h + forces * h / 2.0
+    if kind != "nose_hoover":
+        atoms.set_momenta(momenta)
+        return make_dynamics(kind, atoms, dt_fs, temperature_K=temperature_K, friction_per_fs=friction_per_fs,
+                             rng=rng)  # fmt: skip
+    dyn = make_dynamics(kind, atoms, dt_fs, temperature_K=temperature_K)
+    set_chain_state(dyn, chain_state)
+    dyn._q = atoms.get_positions()
+    dyn._p = dyn._thermostat.integrate_nhc(momenta, h / 2.0)
+    dyn._update_atoms()
+    return dyn
+
+
+# --- equilibration ------------------------------------------------------------------------------------
+
+
+def hessian(atoms, step_A: float = HESSIAN_STEP_A) -> np.ndarray:
+    """(3N, 3N) Hessian (eV/Å²) of ``atoms``' calculator by central differences of its forces (6N calls)."""
+    x0 = atoms.get_positions()
+    n = len(atoms)
+    out = np.empty((3 * n, 3 * n))
+    try:
+        for a in range(n):
+            for c in range(3):
+                forces = []
+                for sign in (1.0, -1.0):
+                    x = x0.copy()
+                    x[a, c] += sign * step_A
+                    atoms.set_positions(x, apply_constraint=False)
+                    forces.append(atoms.get_forces(apply_constraint=False).reshape(-1))
+                out[3 * a + c] = -(forces[0] - forces[1]) / (2.0 * step_A)
+    finally:
+        atoms.set_positions(x0, apply_constraint=False)
+    return 0.5 * (out + out.T)
+
+
+def _external_basis(positions: np.ndarray, masses: np.ndarray) -> np.ndarray:
+    """Orthonormal mass-weighted translations and rotations, (3N, k) with k = 6 (5 for a linear molecule)."""
+    sq = np.sqrt(masses)[:, None]
+    r = positions - (masses[:, None] * positions).sum(0) / masses.sum()
+    vecs = []
+    for c in range(3):
+        e = np.zeros(3)
+        e[c] = 1.0
+        vecs.append((sq * np.broadcast_to(e, positions.shape)).reshape(-1))
+        vecs.append((sq * np.cross(e, r)).reshape(-1))
+    u, s, _ = np.linalg.svd(np.array(vecs).T, full_matrices=False)
+    return u[:, s > 1e-6 * s.max()]
+
+
+def normal_modes(atoms, step_A: float = HESSIAN_STEP_A) -> tuple[np.ndarray, np.ndarray]:
+    """Vibrational normal modes of ``atoms`` at a minimum: angular frequencies (K,) in ASE units (rad per ASE
+    time) and mass-weighted orthonormal modes (3N, K), K = 3N - 6 (translations and rotations projected out)."""
+    masses = atoms.get_masses()
+    inv = np.repeat(masses**-0.5, 3)
+    h_mw = hessian(atoms, step_A) * inv[:, None] * inv[None, :]
+    ext = _external_basis(atoms.get_positions(), masses)
+    proj = np.eye(len(inv)) - ext @ ext.T
+    w2, modes = np.linalg.eigh(proj @ h_mw @ proj)
+    keep = np.sort(np.argsort(np.abs(w2))[ext.shape[1] :])  # drop the external (zero) eigenvalues
+    w2, modes = w2[keep], modes[:, keep]
+    if (w2 <= 0).any():
+        worst = float(w2.min())
+        raise ValueError(f"not a minimum: a vibrational mode has curvature {worst:.3g} eV/Å²/u (relax it first)")
+    return np.sqrt(w2), modes
+
+
+def wavenumbers_cm(omega: np.ndarray) -> np.ndarray:
+    """Angular frequencies in ASE units -> wavenumbers (cm⁻¹)."""
+    from ase import units
+
+    return np.asarray(omega) * units.second / (2.0 * np.pi * units._c * 100.0)
+
+
+def equipartition_start(atoms, temperature_K: float, rng: np.random.Generator,
+                        large_amplitude_A: float = LARGE_AMPLITUDE_A) -> dict[str, Any]:  # fmt: skip
+    """Set ``atoms`` (at a minimum of its calculator) to a state with every vibrational normal mode at its
+    equipartition energy k_B·T: classical normal-mode sampling with fixed mode energies and random phases
+    φ (Q = √(2kT)/ω·cos φ, Q̇ = -√(2kT)·sin φ in mass-weighted coordinates); a mode whose amplitude would move
+    an atom farther than ``large_amplitude_A`` starts at Q = 0 with all its energy kinetic (|Q̇| = √(2kT),
+    random sign). No translation, no rotation (the angular momentum the displaced positions leave, second order in
+    the displacements, is removed). Returns ``{"n_modes", "n_kinetic", "lowest_cm", "highest_cm"}``.
+    """
+    from ase import units
+
+    omega, modes = normal_modes(atoms)
+    cm = wavenumbers_cm(omega)
+    amp = np.sqrt(2.0 * units.kB * float(temperature_K))
+    phase = rng.uniform(0.0, 2.0 * np.pi, size=omega.shape)
+    inv = np.repeat(atoms.get_masses() ** -0.5, 3)
+    n = len(atoms)
+    reach = (amp / omega) * np.linalg.norm((inv[:, None] * modes).reshape(n, 3, -1), axis=1).max(axis=0)
+    soft = reach > large_amplitude_A
+    q = np.where(soft, 0.0, amp / omega * np.cos(phase))
+    qdot = np.where(soft, amp * np.where(np.cos(phase) >= 0, 1.0, -1.0), -amp * np.sin(phase))
+    from ase.md.velocitydistribution import Stationary, ZeroRotation
+
+    atoms.set_positions(atoms.get_positions() + (inv * (modes @ q)).reshape(n, 3), apply_constraint=False)
+    atoms.set_momenta(atoms.get_masses()[:, None] * (inv * (modes @ qdot)).reshape(n, 3), apply_constraint=False)
+    # the modes carry no rotation at the minimum; at the displaced positions a small angular momentum is left
+    # (second order in the displacements): removed, so the deterministic run keeps L = 0 (3N - 6 degrees of freedom)
+    Stationary(atoms)
+    ZeroRotation(atoms)
+    return {"n_modes": int(len(omega)), "n_kinetic": int(soft.sum()), "lowest_cm": float(cm.min()),
+            "highest_cm": float(cm.max())}  # fmt: skip
