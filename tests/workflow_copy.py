@@ -27,12 +27,12 @@ TINY_CONFIG: dict = {
             "source": "xtb",
             "molecules": ["ethanol"],
             "xtb": {"temperature_K": 500.0, "dt_fs": 0.5, "n_frames": 320, "equilibration_steps": 20,
-                    "friction_per_fs": 0.01, "seed": 1},
+                    "friction_per_fs": 0.01, "seed": 1, "massive_langevin_steps": 40},
         },
         "c7o2h10": {
             "source": "xtb",
             "xtb": {"n_isomers": 2, "temperature_K": 100.0, "dt_fs": 1.0, "n_frames": 50,
-                    "equilibration_steps": 10, "friction_per_fs": 0.01, "seed": 1},
+                    "equilibration_steps": 10, "friction_per_fs": 0.01, "seed": 1, "massive_langevin_steps": 20},
         },
     },
     "splits": {

@@ -19,7 +19,15 @@ dataset            () str                  "md17" or "c7o2h10"
 source             () str                  "download", "local" or "xtb"
 provenance         () str                  JSON: URL + SHA-256, or simulation settings + seed
 format_version     () i8                   1
+nhc_eta            (frames, M) f8          optional: Nosé-Hoover chain positions η_1..η_M
+nhc_p_eta          (frames, M) f8          optional: Nosé-Hoover chain momenta p_η (eV·ASE time)
 =================  =====================  ===============================================
+
+``nhc_eta`` / ``nhc_p_eta`` (both or neither; the ``xtb`` source with ``thermostat: nose_hoover``): the state
+of the data's Nosé-Hoover chain (M = :data:`diffmd.dynamics.NOSE_HOOVER_CHAIN`) at the half step t-½ of
+every frame t, where the velocity x(t) - x(t-1) lives: with two frames and the force at x(t) it continues
+the trajectory exactly (:func:`diffmd.dynamics.continue_dynamics`). Frame 0 holds the chain as the production
+run started (exact from frame 1 on; rollouts start at frame 2 or later). Files without them stay valid.
 """
 
 from __future__ import annotations
@@ -43,7 +51,10 @@ SOURCES = ("download", "local", "xtb")
 #: Keys holding one value, and the dtype kinds allowed for them.
 SCALAR_KEYS = {"dt_fs": "fiu", "temperature_K": "fiu", "format_version": "iu", "name": "U", "dataset": "U",
                "source": "U", "provenance": "U"}
-ARRAY_KINDS = {"positions": "fiu", "atomic_numbers": "iu", "energies": "fiu", "forces": "fiu"}
+ARRAY_KINDS = {"positions": "fiu", "atomic_numbers": "iu", "energies": "fiu", "forces": "fiu", "nhc_eta": "f",
+               "nhc_p_eta": "f"}
+#: Optional per-frame thermostat state: the data's Nosé-Hoover chain (see the module docstring).
+CHAIN_KEYS = ("nhc_eta", "nhc_p_eta")
 
 
 class TrajectoryFormatError(ValueError):
@@ -62,6 +73,15 @@ class Trajectory:
     energies: np.ndarray | None = None  # (frames,) kcal/mol
     forces: np.ndarray | None = None  # (frames, atoms, 3) kcal/mol/Å
     provenance: dict[str, Any] = field(default_factory=dict)
+    nhc_eta: np.ndarray | None = None  # (frames, M) Nosé-Hoover chain positions at the half step t-½
+    nhc_p_eta: np.ndarray | None = None  # (frames, M) and momenta (eV·ASE time)
+
+    @property
+    def chain_state(self) -> np.ndarray | None:
+        """(frames, 2M): η_1..η_M then p_η,1..p_η,M per frame, or None when the file stores no chain."""
+        if self.nhc_eta is None or self.nhc_p_eta is None:
+            return None
+        return np.concatenate([self.nhc_eta, self.nhc_p_eta], axis=1)
 
     @property
     def n_frames(self) -> int:
@@ -91,6 +111,15 @@ class Trajectory:
             raise TrajectoryFormatError(f"{origin}: 'energies' has shape {self.energies.shape}")
         if self.forces is not None and self.forces.shape != pos.shape:
             raise TrajectoryFormatError(f"{origin}: 'forces' has shape {self.forces.shape}")
+        chain = [k for k in CHAIN_KEYS if getattr(self, k) is not None]
+        if len(chain) == 1:
+            raise TrajectoryFormatError(f"{origin}: {chain[0]!r} without {(set(CHAIN_KEYS) - set(chain)).pop()!r}")
+        for key in chain:
+            arr = getattr(self, key)
+            if arr.ndim != 2 or arr.shape[0] != pos.shape[0] or arr.shape != self.nhc_eta.shape or arr.shape[1] < 1:
+                raise TrajectoryFormatError(f"{origin}: {key!r} has shape {arr.shape}, expected ({pos.shape[0]}, M)")
+            if not np.isfinite(arr).all():
+                raise TrajectoryFormatError(f"{origin}: {key!r} holds NaN/inf")
         if not (self.dt_fs > 0):
             raise TrajectoryFormatError(f"{origin}: 'dt_fs' must be > 0, got {self.dt_fs}")
         if self.source not in SOURCES:
@@ -103,6 +132,7 @@ def save_trajectory(path: str | os.PathLike, traj: Trajectory) -> None:
     n_frames, n_atoms = traj.n_frames, traj.n_atoms
     energies = traj.energies if traj.energies is not None else np.full(n_frames, np.nan)
     forces = traj.forces if traj.forces is not None else np.full((n_frames, n_atoms, 3), np.nan)
+    chain = {} if traj.nhc_eta is None else {k: np.asarray(getattr(traj, k), dtype=np.float64) for k in CHAIN_KEYS}
     save_npz(
         path,
         positions=np.asarray(traj.positions, dtype=np.float64),
@@ -116,6 +146,7 @@ def save_trajectory(path: str | os.PathLike, traj: Trajectory) -> None:
         source=np.str_(traj.source),
         provenance=np.str_(json.dumps(traj.provenance, sort_keys=True)),
         format_version=np.int64(FORMAT_VERSION),
+        **chain,
     )
 
 
@@ -261,6 +292,7 @@ def load_trajectory(path: str | os.PathLike, mmap: bool = False) -> Trajectory:
         energies=None if energies is None or np.isnan(energies).all() else energies,
         forces=None if forces is None or np.isnan(forces).all() else forces,
         provenance=provenance,
+        **{k: data[k].astype(np.float64, copy=False) for k in CHAIN_KEYS if k in data},
     )
     traj.validate(str(path))
     return traj

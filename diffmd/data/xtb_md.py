@@ -1,27 +1,35 @@
-"""Offline molecular dynamics with GFN2-xTB (tblite's ASE calculator) and a Langevin thermostat (default).
+"""Offline molecular dynamics with GFN2-xTB (tblite's ASE calculator): the ``xtb`` data source.
 
 Protocol (one trajectory per molecule or isomer, fully determined by the settings and the seed):
 
 1. start geometry: an MD17 frame in MD17's atom order, or an RDKit + MMFF94 embedding of a SMILES;
 2. GFN2-xTB geometry optimisation (BFGS to ``OPT_FMAX_EV_A``);
-3. Maxwell-Boltzmann velocities at ``temperature_K`` from a seeded generator, centre-of-mass
-   motion and rotation removed;
-4. Langevin dynamics (ASE, centre of mass fixed) with step ``dt_fs`` and ``friction_per_fs``;
-   the first ``equilibration_steps`` steps are discarded, then ``n_frames`` consecutive frames are
-   recorded with potential energies and forces (converted to kcal/mol and kcal/mol/Å).
+3. Maxwell-Boltzmann velocities at ``temperature_K`` from a seeded generator, centre-of-mass motion and
+   rotation removed, centre of mass fixed (``FixCom``) from here on;
+4. equilibration in a *massive* Langevin bath: every atom its own bath with a strong friction
+   (``massive_friction_per_fs``, default 0.1/fs: every vibration relaxes in ~10 fs) for
+   ``massive_langevin_steps`` steps;
+5. deterministic productions (``nose_hoover``, ``nve``) with ``equipartition_start`` (default): the bath's
+   configuration is relaxed to the minimum of its basin (the conformer the bath chose) and every vibrational
+   normal mode gets its equipartition energy k_B·T with a random phase (:func:`diffmd.dynamics.equipartition_start`);
+6. the production dynamics (``thermostat``) with step ``dt_fs``: ``equilibration_steps`` steps discarded,
+   then ``n_frames`` consecutive frames recorded with potential energies and forces (kcal/mol, kcal/mol/Å).
 
-``xtb.thermostat`` chooses the dynamics of step 4 (:data:`THERMOSTATS`):
+Why step 5: a deterministic run keeps, for picoseconds, the energy each vibration had when it began. Measured
+on GFN2-xTB ethanol at 500 K (docs/data_equilibrium.md): after step 4 alone, the O-H stretch's kinetic
+temperature over the 650 fs quick trajectory ranged 75-1,334 K over six seeds (and stayed at 66 K over 10 ps
+of Nosé-Hoover for one), whatever the bath's length; from an equipartitioned start it ranged 379-652 K.
 
-* ``langevin`` (default): as above, equilibration and recorded frames alike;
-* ``nose_hoover``: ASE's Nosé-Hoover chain NVT (``ase.md.nose_hoover_chain.NoseHooverChainNVT``,
-  chain of 3, ``tdamp`` = 100 steps) for equilibration and recording: deterministic, so the next
-  frame is a function of the state, as in AIMD with a Nosé-Hoover thermostat (MD17's protocol). The
-  chain thermostats 3N - 6 degrees of freedom (the centre of mass is fixed, the zero angular momentum
-  of step 3 is conserved), so ``get_temperature`` (3N - 3) reads T·(3N - 6)/(3N - 3);
-* ``nve``: the Langevin equilibration, then velocity Verlet (``ase.md.verlet.VelocityVerlet``) for the
-  recorded frames: microcanonical, energy-conserving, deterministic.
+``xtb.thermostat`` chooses the production dynamics (:data:`THERMOSTATS`, integrators of :mod:`diffmd.dynamics`):
 
-The default path is exactly the original protocol, so existing ``langevin`` data stays bit-identical.
+* ``langevin`` (default): ASE's Langevin with ``friction_per_fs``; with ``massive_langevin_steps: 0`` this is
+  exactly the original protocol (existing ``langevin`` data stays bit-identical);
+* ``nose_hoover``: ASE's Nosé-Hoover chain NVT (chain of 3, ``tdamp`` = 100 steps, 3N - 6 degrees of freedom):
+  deterministic, the next frame a function of the state, as in AIMD with a Nosé-Hoover thermostat (MD17's
+  protocol). The chain's state at every frame's half step is stored (``nhc_eta``, ``nhc_p_eta`` of the
+  trajectory file), so the ``xtb_nh`` oracle continues the data exactly. ``get_temperature`` (3N - 3 degrees
+  of freedom) reads T·(3N - 6)/(3N - 3);
+* ``nve``: velocity Verlet: microcanonical, energy-conserving, deterministic.
 
 tblite runs one OpenMP thread per job (``OMP_NUM_THREADS``, set before tblite is imported) so
 Snakemake can run many simulations side by side under ``--cores``.
@@ -41,6 +49,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from diffmd import dynamics as _D
 from diffmd.data.isomers import C7H10O2_SMILES, embed_smiles, isomer_index, md17_start_structure
 from diffmd.data.trajectory import Trajectory
 from diffmd.elements import covalent_radius
@@ -51,8 +60,8 @@ OPT_FMAX_EV_A = 0.01  # eV/Å, convergence of the pre-MD geometry optimisation
 OPT_MAX_STEPS = 1000
 BOND_TOLERANCE = 1.25  # a bond: distance < 1.25 x sum of covalent radii (topology check only)
 THERMOSTATS = ("langevin", "nose_hoover", "nve")
-NOSE_HOOVER_TDAMP_STEPS = 100.0  # thermostat time scale in MD steps (ASE's suggestion: 100 x timestep)
-NOSE_HOOVER_CHAIN = 3
+#: Productions that are deterministic (a function of the state): they start equipartitioned (step 5).
+DETERMINISTIC = ("nose_hoover", "nve")
 
 
 @dataclass(frozen=True)
@@ -66,12 +75,20 @@ class XTBSettings:
     friction_per_fs: float
     seed: int
     accuracy: float = 1.0
-    #: dynamics of the run, one of THERMOSTATS (``friction_per_fs`` is used by the Langevin parts only)
+    #: production dynamics, one of THERMOSTATS (``friction_per_fs`` is used by ``langevin`` only)
     thermostat: str = "langevin"
+    #: steps of the massive Langevin bath before the production (step 4); 0: none (the original protocol)
+    massive_langevin_steps: int = 1000
+    #: friction of the massive bath (1/fs)
+    massive_friction_per_fs: float = 0.1
+    #: deterministic productions start from the bath's basin minimum with every normal mode at k_B·T (step 5)
+    equipartition_start: bool = True
 
     def __post_init__(self) -> None:
         if self.thermostat not in THERMOSTATS:
             raise ValueError(f"xtb.thermostat must be one of {', '.join(THERMOSTATS)}, got {self.thermostat!r}")
+        if self.massive_langevin_steps < 0 or not self.massive_friction_per_fs > 0:
+            raise ValueError("xtb.massive_langevin_steps must be >= 0 and xtb.massive_friction_per_fs > 0")
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any], key: str) -> XTBSettings:
@@ -79,8 +96,9 @@ class XTBSettings:
         missing = [f for f in fields if f not in cfg]
         if missing:
             raise KeyError(f"{key}: missing {', '.join(missing)}")
-        return cls(**{f: cfg[f] for f in fields}, accuracy=float(cfg.get("accuracy", 1.0)),
-                   thermostat=str(cfg.get("thermostat", "langevin")))  # fmt: skip
+        optional = {"accuracy": float, "thermostat": str, "massive_langevin_steps": int,
+                    "massive_friction_per_fs": float, "equipartition_start": bool}  # fmt: skip
+        return cls(**{f: cfg[f] for f in fields}, **{k: kind(cfg[k]) for k, kind in optional.items() if k in cfg})
 
 
 def set_threads(threads: int = 1) -> None:
@@ -135,37 +153,15 @@ def optimise(z: np.ndarray, pos: np.ndarray, accuracy: float):
     return atoms
 
 
-def _nose_hoover(atoms, settings: XTBSettings):
-    """ASE's Nosé-Hoover chain NVT on ``atoms`` (FixCom set), thermostatting 3N - 6 degrees of freedom.
-
-    ASE's chain counts 3N (``3 * num_atoms_global``); with the centre of mass fixed and the angular
-    momentum zero (and conserved by the deterministic dynamics in vacuum) 3N - 6 carry kinetic energy,
-    so the thermostat is rebuilt with that count (its only use of ``num_atoms_global``).
-    """
-    from ase import units
-
-    try:
-        from ase.md.nose_hoover_chain import NoseHooverChainNVT, NoseHooverChainThermostat
-    except ImportError as exc:  # ASE < 3.25
-        raise RuntimeError(f"xtb.thermostat nose_hoover needs ase.md.nose_hoover_chain (ASE >= 3.25): {exc}") from None
-    dt = settings.dt_fs * units.fs
-    tdamp = NOSE_HOOVER_TDAMP_STEPS * dt
-    dyn = NoseHooverChainNVT(atoms, timestep=dt, temperature_K=settings.temperature_K, tdamp=tdamp,
-                             tchain=NOSE_HOOVER_CHAIN)  # fmt: skip
-    dof = 3 * len(atoms) - 6 if len(atoms) > 2 else 3 * len(atoms) - 5
-    dyn._thermostat = NoseHooverChainThermostat(num_atoms_global=dof / 3.0, masses=dyn.masses,
-                                                temperature_K=settings.temperature_K, tdamp=tdamp,
-                                                tchain=NOSE_HOOVER_CHAIN)  # fmt: skip
-    return dyn
-
-
-def run_md(atoms, settings: XTBSettings, seed_words: list[int], desc: str) -> dict[str, np.ndarray]:
-    """Run the MD of ``settings.thermostat``; returns positions (F, N, 3) Å, energies (F,) eV, forces
-    (F, N, 3) eV/Å, temperature (F,) K (3N - 3 degrees of freedom) and kinetic_energy (F,) eV."""
-    from ase import units
+def run_md(atoms, settings: XTBSettings, seed_words: list[int], desc: str) -> dict[str, Any]:
+    """Steps 3-6 of the protocol on ``atoms`` (at the optimised geometry, calculator set). Returns positions
+    (F, N, 3) Å, energies (F,) eV, forces (F, N, 3) eV/Å, temperature (F,) K (3N - 3 degrees of freedom),
+    kinetic_energy (F,) eV, ``chain_state`` (F, 2M) for ``nose_hoover`` (else None) and ``equilibration``
+    (what steps 4-5 did, for the provenance)."""
     from ase.constraints import FixCom
     from ase.md import velocitydistribution as vd
-    from ase.md.langevin import Langevin
+
+    from diffmd import dynamics as D
 
     rng = np.random.default_rng(seed_words)
     if hasattr(vd, "thermalize_momenta"):  # ASE >= 3.29
@@ -176,65 +172,89 @@ def run_md(atoms, settings: XTBSettings, seed_words: list[int], desc: str) -> di
     vd.ZeroRotation(atoms)
     atoms.set_constraint(FixCom())  # centre of mass fixed; the temperature counts 3N - 3 degrees of freedom
     n_atoms, n_frames = len(atoms), settings.n_frames
-    out = {"positions": np.empty((n_frames, n_atoms, 3)), "energies": np.empty(n_frames),
-           "forces": np.empty((n_frames, n_atoms, 3)), "temperature": np.empty(n_frames),
-           "kinetic_energy": np.empty(n_frames)}  # fmt: skip
-    total = settings.equilibration_steps + n_frames - 1
+    nose_hoover = settings.thermostat == "nose_hoover"
+    out: dict[str, Any] = {"positions": np.empty((n_frames, n_atoms, 3)), "energies": np.empty(n_frames),
+                           "forces": np.empty((n_frames, n_atoms, 3)), "temperature": np.empty(n_frames),
+                           "kinetic_energy": np.empty(n_frames),
+                           "chain_state": np.zeros((n_frames, D.chain_size())) if nose_hoover else None}  # fmt: skip
+    massive = settings.massive_langevin_steps
+    production = settings.equilibration_steps + n_frames - 1
+    total = massive + production
     # a bar on a terminal; in a log file (Snakemake's) plain lines every 10% instead of carriage returns
     bar = tqdm(total=total, desc=desc, unit="step", mininterval=5.0, disable=None)
     state = {"step": 0, "t0": time.perf_counter()}
     every = max(1, total // 10)
+    equilibration: dict[str, Any] = {
+        "massive_langevin": {"steps": massive, "friction_per_fs": settings.massive_friction_per_fs},
+        "equipartition_start": None, "production_steps_discarded": settings.equilibration_steps,
+    }  # fmt: skip
 
-    def record() -> None:
-        k = state["step"] - settings.equilibration_steps
-        if k >= 0:
-            out["positions"][k] = atoms.get_positions()
-            out["energies"][k] = atoms.get_potential_energy()
-            out["forces"][k] = atoms.get_forces(apply_constraint=False)  # physical forces, net force kept
-            out["temperature"][k] = atoms.get_temperature()
-            out["kinetic_energy"][k] = atoms.get_kinetic_energy()
-        if state["step"] > 0:
-            bar.update(1)
-            if bar.disable and (state["step"] % every == 0 or state["step"] == total):
-                sec = time.perf_counter() - state["t0"]
-                print(f"{desc}: step {state['step']}/{total}  {state['step'] / max(sec, 1e-9):.0f} steps/s  "
-                      f"eta {(total - state['step']) * sec / state['step']:.0f}s", flush=True)
+    def tick() -> None:
         state["step"] += 1
+        bar.update(1)
+        if bar.disable and (state["step"] % every == 0 or state["step"] == total):
+            sec = time.perf_counter() - state["t0"]
+            print(f"{desc}: step {state['step']}/{total}  {state['step'] / max(sec, 1e-9):.0f} steps/s  "
+                  f"eta {(total - state['step']) * sec / state['step']:.0f}s", flush=True)
 
-    def bath():
-        return Langevin(atoms, timestep=settings.dt_fs * units.fs, temperature_K=settings.temperature_K,
-                        friction=settings.friction_per_fs / units.fs, fixcm=False, rng=rng)  # fmt: skip
+    def record(dyn, k: int) -> None:
+        if k < 0:
+            return
+        out["positions"][k] = atoms.get_positions()
+        out["energies"][k] = atoms.get_potential_energy()
+        out["forces"][k] = atoms.get_forces(apply_constraint=False)  # physical forces, net force kept
+        out["temperature"][k] = atoms.get_temperature()
+        out["kinetic_energy"][k] = atoms.get_kinetic_energy()
+        if nose_hoover and getattr(dyn, "half_step_state", None) is not None:
+            out["chain_state"][k] = dyn.half_step_state
 
-    if settings.thermostat == "langevin":  # the original protocol, unchanged
-        dyn = bath()
-        dyn.attach(record, interval=1)
-        dyn.run(total)  # the observer also fires once before the first step
+    if massive:  # step 4: every atom in a strong bath
+        bath = D.langevin(atoms, settings.dt_fs, settings.temperature_K, settings.massive_friction_per_fs, rng)
+        for _ in range(massive):
+            bath.step()
+            tick()
+    if settings.thermostat in DETERMINISTIC and settings.equipartition_start:  # step 5
+        from ase.optimize import BFGS
+
+        if not BFGS(atoms, logfile=None).run(fmax=OPT_FMAX_EV_A, steps=OPT_MAX_STEPS):
+            raise RuntimeError(f"{desc}: relaxing the bath's configuration did not converge in {OPT_MAX_STEPS} steps")
+        equilibration["equipartition_start"] = D.equipartition_start(atoms, settings.temperature_K, rng)
+    elif settings.thermostat in DETERMINISTIC and massive:
+        # the bath spun the molecule up; the deterministic run keeps its angular momentum, and the chain counts
+        # 3N - 6 degrees of freedom: rotation removed, as at the start
+        vd.Stationary(atoms)
+        vd.ZeroRotation(atoms)
+    if settings.thermostat == "langevin":  # the original protocol's production, unchanged
+        dyn = D.langevin(atoms, settings.dt_fs, settings.temperature_K, settings.friction_per_fs, rng)
+        calls = {"n": 0}
+
+        def observe() -> None:  # ASE calls it once before the first step, then after every step
+            n = calls["n"]
+            calls["n"] += 1
+            record(dyn, n - settings.equilibration_steps)
+            if n > 0:
+                tick()
+
+        dyn.attach(observe, interval=1)
+        dyn.run(production)
     else:
-        if settings.thermostat == "nve":
-            from ase.md.verlet import VelocityVerlet
-
-            equilibrate = bath()
-            production = VelocityVerlet(atoms, timestep=settings.dt_fs * units.fs)
-        else:
-            equilibrate = production = _nose_hoover(atoms, settings)
-        record()
-        for i in range(total):
-            (equilibrate if i < settings.equilibration_steps else production).step()
-            record()
+        dyn = D.make_dynamics(settings.thermostat, atoms, settings.dt_fs, temperature_K=settings.temperature_K)
+        record(dyn, -settings.equilibration_steps)
+        for i in range(production):
+            dyn.step()
+            tick()
+            record(dyn, i + 1 - settings.equilibration_steps)
     bar.close()
+    out["equilibration"] = equilibration
     return out
-
-
-def langevin(atoms, settings: XTBSettings, seed_words: list[int], desc: str) -> dict[str, np.ndarray]:
-    """The data's MD (the name predates ``xtb.thermostat``): :func:`run_md`."""
-    return run_md(atoms, settings, seed_words, desc)
 
 
 INTEGRATORS = {
     "langevin": "ase.md.langevin.Langevin + FixCom",
-    "nose_hoover": f"ase.md.nose_hoover_chain.NoseHooverChainNVT (chain {NOSE_HOOVER_CHAIN}, tdamp "
-                   f"{NOSE_HOOVER_TDAMP_STEPS:g} steps, 3N - 6 degrees of freedom) + FixCom",
-    "nve": "ase.md.langevin.Langevin + FixCom (equilibration), then ase.md.verlet.VelocityVerlet + FixCom",
+    "nose_hoover": "diffmd.dynamics.nose_hoover: ase.md.nose_hoover_chain.NoseHooverChainNVT (chain "
+                   f"{_D.NOSE_HOOVER_CHAIN}, tdamp {_D.NOSE_HOOVER_TDAMP_STEPS:g} steps, 3N - 6 degrees of freedom)"
+                   " + FixCom",
+    "nve": "ase.md.verlet.VelocityVerlet + FixCom",
 }  # fmt: skip
 
 
@@ -249,7 +269,7 @@ def simulate(z: np.ndarray, pos: np.ndarray, settings: XTBSettings, *, name: str
         t1 = time.perf_counter()
         raw = run_md(atoms, settings, seed_words, desc=f"xtb {name}")
         seconds = time.perf_counter() - t1
-    steps = settings.equilibration_steps + settings.n_frames - 1
+    steps = settings.massive_langevin_steps + settings.equilibration_steps + settings.n_frames - 1
     ev_to_kcal = units.mol / units.kcal
     topology_kept = bonds(z, raw["positions"][0]) == bonds(z, raw["positions"][-1])
     provenance = {
@@ -259,11 +279,20 @@ def simulate(z: np.ndarray, pos: np.ndarray, settings: XTBSettings, *, name: str
         "md_seconds": round(seconds, 3), "ms_per_step": round(1e3 * seconds / max(steps, 1), 4),
         "mean_kinetic_temperature_K": float(raw["temperature"].mean()), "topology_preserved": topology_kept,
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "versions": package_versions(),
+        "equilibration": raw["equilibration"],
     }
+    chain = raw["chain_state"]
+    if chain is not None:
+        provenance["thermostat_state"] = {
+            "keys": ["nhc_eta", "nhc_p_eta"], "chain": _D.NOSE_HOOVER_CHAIN, "tdamp_steps": _D.NOSE_HOOVER_TDAMP_STEPS,
+            "dof": _D.internal_dof(len(z)), "at": "the half step t-1/2 of frame t (diffmd.dynamics)",
+        }  # fmt: skip
+    m = _D.NOSE_HOOVER_CHAIN
     return Trajectory(
         positions=raw["positions"], atomic_numbers=np.asarray(z, dtype=np.int64), dt_fs=settings.dt_fs,
         temperature_K=settings.temperature_K, name=name, dataset=dataset, source="xtb",
         energies=raw["energies"] * ev_to_kcal, forces=raw["forces"] * ev_to_kcal, provenance=provenance,
+        nhc_eta=None if chain is None else chain[:, :m], nhc_p_eta=None if chain is None else chain[:, m:],
     )
 
 
