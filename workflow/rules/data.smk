@@ -1,6 +1,7 @@
 # Data layer (diffmd/data): raw sources -> canonical trajectories -> split files.
 # Each rule is one line of the diffmd.data command line. Formats: docs/ARCHITECTURE.md ("Data files").
 #   data/md17/{molecule}.npz             MD17 trajectory (download, local or GFN2-xTB)
+#   data/md17/{molecule}.report.{csv,md} its equilibrium: per-bond-type temperature and spread vs rMD17 DFT
 #   data/c7o2h10/{isomer}.npz + index.json   C7O2H10 isomers (iso<ID> downloaded, xtb01... simulated)
 #   data/splits/md17/{molecule}.json     S2L split;  data/splits/c7o2h10.json   O2O split
 
@@ -22,6 +23,24 @@ rule md17_trajectory:
     threads: 1
     shell:
         "python -m diffmd.data md17 --molecule {wildcards.molecule} --source {params.source} --config-json {params.cfg} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule md17_report:
+    conda:
+        "../../envs/workflow.yaml"
+    input:
+        "data/md17/{molecule}.npz",
+    output:
+        csv="data/md17/{molecule}.report.csv",
+        md="data/md17/{molecule}.report.md",
+    log:
+        "results/logs/md17_report/{molecule}.log",
+    benchmark:
+        "results/benchmarks/md17_report/{molecule}.tsv"
+    wildcard_constraints:
+        molecule="|".join(MD17_MOLECULES),
+    shell:
+        "python -m diffmd.data.equilibrium --trajectory {input} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
 
 
 rule xtb_isomer:
