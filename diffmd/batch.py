@@ -29,6 +29,11 @@ FORCE_STEP = "force_step"
 
 # --- per molecule ---------------------------------------------------------------------------
 NUM_ATOMS = "num_atoms"  # (n_molecules,) long | atoms per molecule
+#: (n_molecules, 2M) float64 | the data's Nosé-Hoover chain (η_1..η_M, p_η,1..p_η,M) at the half step t-½ of
+#: the current frame (present only where the trajectory stores it: ``nhc_eta``/``nhc_p_eta``). What a
+#: simulator needs to continue the data's dynamics exactly (:func:`diffmd.dynamics.continue_dynamics`);
+#: like FORCE_STEP, never an input of a learned model (it is not in INPUT_KEYS).
+THERMOSTAT_STATE = "thermostat_state"
 
 # --- graphs (topology from the molecule's first frame; fixed along a trajectory) -------------
 EDGE_INDEX = "edge_index"  # (2, n_edges) long | bonded graph + 2-hop neighbours, both directions

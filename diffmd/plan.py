@@ -266,9 +266,13 @@ class Plan:
         source = self.source(dataset)
         no_forces = None if source == "xtb" or self.task(dataset) == "s2l" else (
             f"the {dataset} {source} data has no force labels")
+        thermostat = (self.config["data"][dataset].get("xtb") or {}).get("thermostat", "langevin")
         return {
             "forces": no_forces,
             "reference_potential": None if source == "xtb" else f"no reference potential for source {source!r}",
+            "thermostat_state": None if source == "xtb" and thermostat == "nose_hoover" else (
+                f"the {dataset} {source} data stores no Nosé-Hoover chain state"
+                + (f" (xtb.thermostat {thermostat})" if source == "xtb" else "")),
             "one_molecule": None if self.task(dataset) == "s2l" else "a single-molecule model (no transfer to O2O)",
         }
 
@@ -610,6 +614,7 @@ class Plan:
         md17 = self.md17_molecules if self.enabled("md17") else []
         on = [d for d in TASKS if self.enabled(d)]
         out = [f"data/md17/{m}.npz" for m in md17]
+        out += [f"data/md17/{m}.report.{ext}" for m in md17 for ext in ("csv", "md")]  # equilibrium of the data
         out += [self.split_path("md17", m) for m in md17]
         if self.enabled("c7o2h10"):
             out += ["data/c7o2h10/index.json", self.split_path("c7o2h10", "")]

@@ -42,8 +42,10 @@ MODEL_MODULES: dict[str, str] = {
     "gmn_nosticks": "baselines.gmn",
     "scfnn": "baselines.scfnn",
     "force_verlet": "diffmd.models.physics",
+    "xtb_nh": "diffmd.models.physics",
     "xtb_nve": "diffmd.models.physics",
     "xtb_langevin": "diffmd.models.physics",
+    "ase_calculator": "diffmd.models.physics",
     "sgdml": "diffmd.models.forcefield",
 }
 
@@ -51,9 +53,11 @@ _REGISTRY: dict[str, type[TrajectoryModel]] = {}
 
 #: What a model is in the tables (never a name list elsewhere): ``reference`` rows (static, constant
 #: velocity) and ``floor`` rows (one-step error floors from the data itself) are shown but not ranked;
-#: ``baseline`` and ``proposed`` rows are the learned models the paper ranks; ``oracle`` rows re-simulate
-#: with the reference potential; ``force_field`` rows are machine-learned force fields trained on forces.
-ROLES = ("reference", "floor", "baseline", "proposed", "oracle", "force_field")
+#: ``baseline`` and ``proposed`` rows are the learned models the paper ranks; ``oracle`` rows continue the
+#: data's own dynamics with the reference potential; ``ensemble`` rows re-simulate with the reference potential
+#: under another dynamics (a Langevin bath with new noise: what a physically right stochastic model scores);
+#: ``force_field`` rows are force fields (trained on forces, or any ASE calculator) run with the data's dynamics.
+ROLES = ("reference", "floor", "baseline", "proposed", "oracle", "ensemble", "force_field")
 #: Roles whose rows are ranked (bold / underline) and enter the relative improvement.
 RANKED_ROLES = ("baseline", "proposed")
 

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def generic(name: str) -> bool:
     cls = get_model_class(name)
-    return cls.role != "oracle" and cls.trainer == "engine"
+    return "reference_potential" not in cls.requires and cls.trainer == "engine"  # not a GFN2-xTB re-simulation
 
 
 def quick_params(name: str) -> dict:

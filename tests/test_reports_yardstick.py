@@ -26,7 +26,7 @@ RUNS = {
     "diffmd": (0.3, "proposed"),
     "sgdml": (0.02, "force_field"),
 }
-ORACLES = ["xtb_nve", "xtb_langevin"]
+ORACLES = ["xtb_nve", "xtb_langevin"]  # an oracle and an ensemble reference: both need a reference potential
 MODELS = list(RUNS) + ORACLES
 COLUMNS = ["ethanol", "uracil"]
 REQUIRED = ["dataset", "molecule", "model", "role", "metric", "horizon_fs", "value", "ci_low", "ci_high", "n_starts"]
@@ -66,10 +66,11 @@ def _csv(text):
 
 
 def test_oracles_are_registered_as_oracles():
-    for model in ORACLES:
-        if model in MODEL_MODULES:
-            assert role_of(model) == "oracle"
+    """The rows that continue the data's dynamics are oracles; the Langevin re-simulation is another dynamics."""
+    assert {m: role_of(m) for m in ("xtb_nh", "xtb_nve", "xtb_langevin") if m in MODEL_MODULES} == {
+        "xtb_nh": "oracle", "xtb_nve": "oracle", "xtb_langevin": "ensemble"}
     assert Y._registered_role("xtb_nve") == "oracle"
+    assert set(Y.REFERENCE_POTENTIAL_ROLES) == {"oracle", "ensemble"}
 
 
 def test_long_csv_columns_full_precision_and_empty_cells(runs, tmp_path):
@@ -115,7 +116,7 @@ def test_bold_underline_only_among_ranked_roles(runs, tmp_path):
 def test_oracle_na_with_reason_without_reference_potential(runs, tmp_path):
     out = _cli("tables", runs, tmp_path)
     for oracle in ORACLES:
-        assert _row(out["md"], oracle)[0] == f"{oracle} (physics oracle)"
+        assert _row(out["md"], oracle)[0] == f"{oracle} ({Y.ROLE_WORDS[role_of(oracle)]})"
         assert set(_row(out["md"], oracle)[1:]) == {"NA"}
         assert f"{oracle}: NA, no reference potential for source 'download'." in out["md"]
     frame = _csv(out["csv"])
@@ -260,7 +261,7 @@ def test_models_the_plan_leaves_out_are_na_with_the_plans_reason(tmp_path):
             "--na-reasons", '{"xtb_langevin": "the plan says why"}']  # fmt: skip
     assert main(argv + [x for k, v in files.items() for x in (f"--{k}", v)]) == 0
     md = open(files["md"], encoding="utf-8").read()
-    assert set(_row(md, "xtb_langevin")[1:]) == {"NA"} and "physics oracle" in _row(md, "xtb_langevin")[0]
+    assert set(_row(md, "xtb_langevin")[1:]) == {"NA"} and "ensemble reference" in _row(md, "xtb_langevin")[0]
     assert "xtb_langevin: NA, the plan says why." in md
     frame = _csv(open(files["csv"], encoding="utf-8").read())
     assert set(frame[frame["model"] == "xtb_langevin"]["note"]) == {"the plan says why"}

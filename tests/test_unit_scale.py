@@ -42,8 +42,8 @@ def skip_reason(name: str) -> str | None:
         return "nothing to train"
     if cls.trainer != "engine":
         return "trained by its own package's trainer"
-    if cls.role == "oracle":
-        return "a re-simulating oracle: no training loss"
+    if "reference_potential" in cls.requires:
+        return "a re-simulation with the reference potential: no training loss"
     if cls.loss is not TrajectoryModel.loss and name not in OWN_LOSS_CHECKED:
         return "its own objective (score matching or similar), normalised in its own file"
     return None

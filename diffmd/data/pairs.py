@@ -47,6 +47,8 @@ class Segment:
     forces: np.ndarray | None = None
     energies: np.ndarray | None = None
     temperature_K: float = 0.0
+    #: (frames, 2M) the data's Nosé-Hoover chain at each frame's half step where the source stores it, else None
+    thermostat_state: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         k, n = self.stride, self.positions.shape[0]
@@ -107,6 +109,8 @@ def segment_batch(seg: Segment, frames: np.ndarray, dtype: torch.dtype = torch.f
     }
     if seg.forces is not None:
         out[B.FORCE_STEP] = flat(force_step(seg.forces[frames], seg.atomic_numbers, seg.dt_fs, k))
+    if seg.thermostat_state is not None:  # float64 whatever ``dtype``: it continues the data to rounding
+        out[B.THERMOSTAT_STATE] = torch.as_tensor(seg.thermostat_state[frames], dtype=torch.float64)
     return out
 
 
@@ -189,6 +193,7 @@ def _segment(traj: Trajectory, rng: dict[str, int], split_stride: int, stride: i
         name=traj.name, positions=traj.positions, atomic_numbers=traj.atomic_numbers,
         start=start, stop=stop, stride=stride, dt_fs=traj.dt_fs, source=traj.source, path=path,
         forces=traj.forces, energies=traj.energies, temperature_K=traj.temperature_K,
+        thermostat_state=traj.chain_state,
     )  # fmt: skip
 
 
