@@ -157,6 +157,10 @@ class OneStep:
     target: np.ndarray  # (F, atoms, 3) Å, x(t+k)
     current: np.ndarray  # (F, atoms, 3) Å, x(t)
     previous: np.ndarray  # (F, atoms, 3) Å, x(t-k)
+    #: (F, atoms, 3) kcal/mol/Å at x(t): the model's forces and the data's, for the rows that compute forces
+    #: (``predict_forces``: force fields, oracles) on data with force labels; None otherwise
+    forces_predicted: np.ndarray | None = None
+    forces_target: np.ndarray | None = None
 
 
 MULTI_KEYS = {"starts": "ms_starts", "positions": "ms_positions", "reference": "ms_reference",
@@ -164,6 +168,8 @@ MULTI_KEYS = {"starts": "ms_starts", "positions": "ms_positions", "reference": "
               "score_evals": "ms_score_evals"}  # fmt: skip
 ONE_STEP_KEYS = {"frames": "os_frames", "predicted": "os_predicted", "target": "os_target",
                  "current": "os_current", "previous": "os_previous"}  # fmt: skip
+#: Optional members of the one-step part (both or neither).
+ONE_STEP_FORCE_KEYS = {"forces_predicted": "os_forces_predicted", "forces_target": "os_forces_target"}
 
 
 @dataclass
@@ -237,11 +243,12 @@ def load_rollout(path: str | os.PathLike) -> Rollout:
         rollout_stats=json.loads(str(data["rollout_stats"])) if "rollout_stats" in data else {},
         applicable=bool(data.get("applicable", True)),
         multi=_part(data, MULTI_KEYS, MultiStart, path),
-        one_step=_part(data, ONE_STEP_KEYS, OneStep, path),
+        one_step=_part(data, ONE_STEP_KEYS, OneStep, path, ONE_STEP_FORCE_KEYS),
     )
 
 
-def _part(data: dict[str, np.ndarray], keys: dict[str, str], cls: type, path: str):
+def _part(data: dict[str, np.ndarray], keys: dict[str, str], cls: type, path: str,
+          optional: dict[str, str] | None = None):  # fmt: skip
     present = [k for k in keys.values() if k in data]
     if not present:
         return None
@@ -249,6 +256,12 @@ def _part(data: dict[str, np.ndarray], keys: dict[str, str], cls: type, path: st
     if missing:
         raise ValueError(f"{path}: missing key(s) {', '.join(missing)}")
     values = {name: data[key] for name, key in keys.items()}
+    optional = optional or {}
+    have = [k for k in optional.values() if k in data]
+    if have and len(have) != len(optional):
+        raise ValueError(f"{path}: key(s) {', '.join(k for k in optional.values() if k not in data)} missing beside "
+                         f"{', '.join(have)}")  # fmt: skip
+    values.update({name: data[key] for name, key in optional.items() if key in data})
     if "seconds" in values:
         values["seconds"] = float(values["seconds"])
     return cls(**values)
@@ -286,9 +299,10 @@ def write_rollout(
     """Write ``rollout.npz`` (and ``rollout.extxyz``) of one run into ``out_dir``, atomically."""
     out = Path(out_dir)
     extra: dict[str, Any] = {"applicable": np.bool_(applicable)}
-    for part, keys in ((multi, MULTI_KEYS), (one_step, ONE_STEP_KEYS)):
+    for part, keys in ((multi, MULTI_KEYS), (one_step, ONE_STEP_KEYS), (one_step, ONE_STEP_FORCE_KEYS)):
         if part is not None:
-            extra.update({key: np.asarray(getattr(part, name)) for name, key in keys.items()})
+            extra.update({key: np.asarray(getattr(part, name)) for name, key in keys.items()
+                          if getattr(part, name) is not None})  # fmt: skip
     save_npz(
         out / ROLLOUT_NAME,
         positions=positions, reference=reference, frame_indices=frame_indices, atomic_numbers=atomic_numbers,

@@ -72,7 +72,7 @@ def yardstick(roll: Rollout, cfg: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"dt_fs": float(roll.dt_fs), "step_fs": step_fs, "rollout_applicable": roll.applicable,
                            "metrics": [], "curve": None, "hr": None}  # fmt: skip
     if roll.one_step is not None:
-        out["metrics"] += Y.one_step_rows(roll.one_step, step_fs)
+        out["metrics"] += Y.one_step_rows(roll.one_step, step_fs, roll.atomic_numbers)
     if roll.multi is not None:
         rows, curve = Y.horizon_rows(roll.multi, step_fs, list(cfg["horizons_fs"]))
         horizon = step_fs * (roll.multi.positions.shape[1] - 1)

@@ -163,7 +163,11 @@ def rollout_starts(
     hist = [frames(2), frames(1), frames(0)]
     centre = hist[-1].view(m, n, 3).mean(dim=1, keepdim=True)
     vel0, acc0 = history_inputs(hist[2], hist[1], hist[0])
-    model.begin_rollout({**const, B.POSITIONS: hist[2], B.VELOCITIES: vel0, B.ACCELERATIONS: acc0})
+    start_batch = {**const, B.POSITIONS: hist[2], B.VELOCITIES: vel0, B.ACCELERATIONS: acc0}
+    if seg.thermostat_state is not None:  # the data's thermostat at the starts, for simulators that continue it
+        start_batch[B.THERMOSTAT_STATE] = torch.as_tensor(seg.thermostat_state[starts], dtype=torch.float64,
+                                                          device=device)  # fmt: skip
+    model.begin_rollout(start_batch)
     out = np.full((m, n_steps + 1, n, 3), np.nan)
     out[:, 0] = seg.positions[starts]
     evals = np.zeros(n_steps)
@@ -297,6 +301,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     frames = one_step_frames(seg, int(cfg["one_step_frames"]))
     pred = one_step(model, seg, frames, device)
     one = OneStep(frames, pred, seg.positions[frames + k], seg.positions[frames], seg.positions[frames - k])
+    if seg.forces is not None and hasattr(model, "predict_forces"):  # held-out force errors (force fields, oracles)
+        one.forces_predicted = model.predict_forces(seg.positions[frames], seg.atomic_numbers)
+        one.forces_target = seg.forces[frames]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_rollout(

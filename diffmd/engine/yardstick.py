@@ -100,7 +100,7 @@ def horizon_rows(multi: MultiStart, step_fs: float, horizons_fs: list[float]) ->
     return rows, curve
 
 
-def one_step_rows(one: OneStep, step_fs: float) -> list[dict]:
+def one_step_rows(one: OneStep, step_fs: float, numbers: np.ndarray | None = None) -> list[dict]:
     """``one_step_rmse`` (Å, RMS per atom, CI over frames) and ``accel_r2`` of the teacher-forced predictions."""
     err = np.sqrt(((one.predicted - one.target) ** 2).sum(-1).mean(-1))  # (F,) per-frame RMS per atom
     a_true = one.target - 2 * one.current + one.previous
@@ -115,7 +115,28 @@ def one_step_rows(one: OneStep, step_fs: float) -> list[dict]:
     out = [base, row("accel_r2", step_fs, [r2], "", n=len(err))]
     out[1]["ci_low"] = out[1]["ci_high"] = None
     out[1]["ci_method"], out[1]["ci_n"] = "", 0
+    if one.forces_predicted is not None and one.forces_target is not None and numbers is not None:
+        out += force_rows(one.forces_predicted, one.forces_target, numbers, step_fs)
     return out
+
+
+def force_rows(predicted: np.ndarray, target: np.ndarray, numbers: np.ndarray, step_fs: float) -> list[dict]:
+    """``force_mae``, ``force_rmse`` (kcal/mol/Å per component, interval over frames) of forces (F, atoms, 3)
+    against the data's, and ``force_step_rmse`` (Å, RMS per atom): the one-step error the force error alone
+    causes, |F_err|·h²/m (one position-Verlet step of h = ``step_fs``; :func:`diffmd.units.force_step`).
+    ``numbers`` (atoms,) atomic numbers."""
+    from diffmd.units import force_step
+
+    err = np.asarray(predicted, dtype=np.float64) - np.asarray(target, dtype=np.float64)
+    err = err[np.isfinite(err).all(axis=(1, 2))]
+    disp = force_step(err, numbers, step_fs, 1)
+    per_frame_step = np.sqrt((disp**2).sum(-1).mean(-1))
+    rmse = row("force_rmse", step_fs, (err**2).reshape(len(err), -1).mean(-1), "kcal/mol/Å")
+    step = row("force_step_rmse", step_fs, per_frame_step, "Å")
+    for r, sq in ((rmse, (err**2).reshape(len(err), -1).mean(-1)), (step, per_frame_step**2)):
+        est, lo, hi, n_ci, method = interval(sq, statistic=_root_mean)  # RMS over frames, as one_step_rmse
+        r.update(value=_num(est), ci_low=_num(lo), ci_high=_num(hi), ci_method=method, ci_n=int(n_ci))
+    return [row("force_mae", step_fs, np.abs(err).reshape(len(err), -1).mean(-1), "kcal/mol/Å"), rmse, step]
 
 
 def distribution_rows(multi: MultiStart, numbers: np.ndarray, dt_fs: float, stride: int, horizon_fs: float,

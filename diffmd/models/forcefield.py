@@ -2,16 +2,19 @@
 
 What a user would pick instead of DiffMD: a force field trained on the training frames' *forces and
 energies* (labels no other learned model of the tables sees), integrated from the same start frames
-with ASE and the reference data's thermostat and time step.
+with ASE and the data's own dynamics and time step, so its row differs from the oracle's by its force error
+alone (one step: F_err·dt²/m, the ``force_step_rmse`` of the one-step table).
 
 * Training (``trainer = "own"``): the ``sgdml`` package's own trainer (``sgdml.train.GDMLTrain``,
   closed-form analytic solver) on ``n_train`` frames taken evenly from the first training segment's
   frames [start, stop); the kernel length scale ``sigma`` is chosen from a grid by the force MAE on the
   validation segments' frames, as sGDML's own CLI does (its default grid is 10, 20, ..., 90).
-* Dynamics: exactly the GFN2-xTB oracle's (:class:`diffmd.models.physics._XTBOracle`: one ASE
-  ``Atoms`` per molecule of the batch, FixCom, momenta from v(t0) = (x(t0) - x(t0-1))/h + F(t0)·h/(2m),
-  velocity Verlet or ASE ``Langevin``); the only difference is the calculator, sGDML's
-  ``sgdml.intf.ase_calc.SGDMLCalculator`` on the trained model instead of tblite.
+* Dynamics: the simulating rows' (:class:`diffmd.models.physics.ASESimulator`: one ASE ``Atoms`` per
+  molecule of the batch, FixCom, :mod:`diffmd.dynamics`'s integrators started from x(t0), x(t0) - x(t0-1)):
+  ``dynamics: data`` (default) continues the data's Nosé-Hoover chain from the state the ``xtb`` source
+  stores (as ``xtb_nh``) and runs velocity Verlet where the data stores none (as ``xtb_nve``); never a
+  Langevin bath on deterministic data unless asked (``dynamics: langevin``). The only difference from the
+  oracle is the calculator, sGDML's ``sgdml.intf.ase_calc.SGDMLCalculator`` on the trained model.
 * Checkpoint: the trained sGDML model (descriptors, coefficients, permutations, integration constant)
   is the module's extra state, a dict of float64/int64 tensors, numbers and strings, so ``state_dict()``
   loads with ``torch.load(weights_only=True)`` and a fresh model given it predicts identically.
@@ -36,12 +39,11 @@ import torch
 
 from diffmd import batch as B
 from diffmd.data.pairs import Segment
-from diffmd.models.physics import XTBNVE, XTBLangevin, _XTBOracle
+from diffmd.models.physics import DYNAMICS, ASESimulator
 from diffmd.registry import register_model
 
 #: sGDML's CLI default length-scale grid (``sgdml all`` without ``--sig``: 10:10:100).
 SIGMA_GRID: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80, 90)
-THERMOSTATS = ("langevin", "nve")
 #: model-dict entries kept in the checkpoint: arrays (tensors) and scalars GDMLPredict needs or reports
 _ARRAY_KEYS = ("z", "R_desc", "R_d_desc_alpha", "perms", "tril_perms_lin", "alphas_F", "alphas_E", "idxs_train")
 _SCALAR_KEYS = {"sig": float, "lam": float, "std": float, "c": float, "use_E": bool, "solver_name": str,
@@ -102,7 +104,7 @@ def _calculator(predictor):
 
 
 @register_model("sgdml")
-class SGDMLForceField(_XTBOracle):
+class SGDMLForceField(ASESimulator):
     """sGDML force field (trained with sGDML's own solver) integrated with ASE like the GFN2-xTB oracle.
 
     Parameters:
@@ -112,7 +114,8 @@ class SGDMLForceField(_XTBOracle):
     * ``lam``: ridge regularisation; ``use_sym``: permutational symmetries (sGDML vs GDML);
     * ``use_E``: also fit the energies (when the data has them); ``use_E_cstr``: energies as kernel
       constraints; ``n_valid``: validation frames (evenly spaced over the validation segments);
-    * ``thermostat``: ``"langevin"`` (ASE ``Langevin``, the data's thermostat) or ``"nve"`` (velocity Verlet);
+    * ``dynamics``: ``data`` (default: the data's Nosé-Hoover chain continued where the data stores it, else
+      velocity Verlet), ``nve``, ``nose_hoover`` or ``langevin`` (a bath with new noise: another dynamics);
     * ``dt_fs``, ``temperature_K``: MD step (fs) and bath temperature (K); ``None`` takes them from the
       training segment (its frame spacing × stride / ``steps_per_call``; its temperature), a value is
       checked against it; ``friction_per_fs``: Langevin friction (1/fs); ``seed``: Langevin noise
@@ -146,17 +149,18 @@ class SGDMLForceField(_XTBOracle):
         use_E: bool = True,
         use_E_cstr: bool = False,
         n_valid: int = 200,
-        thermostat: str = "langevin",
+        dynamics: str = "data",
         dt_fs: float | None = None,
         temperature_K: float | None = None,
         friction_per_fs: float = 0.01,
         seed: int = 0,
         steps_per_call: int = 1,
     ):
-        super().__init__(dt_fs=1.0 if dt_fs is None else dt_fs, temperature_K=temperature_K or 0.0,
-                         friction_per_fs=friction_per_fs, seed=seed, steps_per_call=steps_per_call)  # fmt: skip
-        if thermostat not in THERMOSTATS:
-            raise ValueError(f"thermostat must be one of {THERMOSTATS}, got {thermostat!r}")
+        if dynamics not in DYNAMICS:
+            raise ValueError(f"dynamics must be one of {', '.join(DYNAMICS)}, got {dynamics!r}")
+        super().__init__(dynamics=dynamics, dt_fs=1.0 if dt_fs is None else dt_fs,
+                         temperature_K=temperature_K or 0.0, friction_per_fs=friction_per_fs, seed=seed,
+                         steps_per_call=steps_per_call)  # fmt: skip
         sigmas = tuple(float(s) for s in (sigma if isinstance(sigma, Sequence) else (sigma,)))
         if not sigmas or min(sigmas) <= 0:
             raise ValueError(f"sigma must be > 0 (a number or a non-empty grid), got {sigma!r}")
@@ -165,7 +169,6 @@ class SGDMLForceField(_XTBOracle):
         self.n_train, self.n_valid = int(n_train), int(n_valid)
         self.sigmas, self.lam, self.use_sym = sigmas, float(lam), bool(use_sym)
         self.use_E, self.use_E_cstr = bool(use_E), bool(use_E_cstr)
-        self.thermostat = thermostat
         self._dt_given = None if dt_fs is None else float(dt_fs)
         self._temperature_given = None if temperature_K is None else float(temperature_K)
         self._model: dict[str, Any] | None = None  # sGDML's model dict (NumPy arrays), None until trained
@@ -181,8 +184,9 @@ class SGDMLForceField(_XTBOracle):
                              f"data's model step {seg.dt_fs} fs x stride {seg.stride}")  # fmt: skip
         self.dt_fs = step_fs
         temp = self._temperature_given if self._temperature_given is not None else float(seg.temperature_K)
-        if self.thermostat == "langevin" and temp <= 0:
-            raise ValueError(f"sgdml: Langevin needs a temperature; {seg.name} records none (give temperature_K)")
+        if self.dynamics in ("langevin", "nose_hoover") and temp <= 0:
+            raise ValueError(f"sgdml: {self.dynamics} needs a temperature; {seg.name} records none "
+                             "(give temperature_K)")  # fmt: skip
         self.temperature_K = temp
 
     def fit_own(self, train: list[Segment], val: list[Segment], seed: int, out_dir: str) -> dict[str, Any]:
@@ -238,7 +242,7 @@ class SGDMLForceField(_XTBOracle):
             "package": "sgdml", "version": _sgdml_version(), "n_train": int(len(tr_frames)),
             "n_perms": int(best[1]["perms"].shape[0]), "sigma": float(best[1]["sig"]), "use_E": bool(use_E),
             "val_force_mae_by_sigma": per_sigma, "train_seconds": seconds, "dt_fs": self.dt_fs,
-            "temperature_K": self.temperature_K, "thermostat": self.thermostat,
+            "temperature_K": self.temperature_K, "dynamics": self.dynamics,
         }  # fmt: skip
         if val_parts:
             summary.update({f"val_{k}": v for k, v in self._val_errors(best[1], val_parts, n_val_total).items()})
@@ -322,12 +326,6 @@ class SGDMLForceField(_XTBOracle):
     def _calculator(self):
         """sGDML's ASE calculator on the trained model (one shared predictor); the base class counts it."""
         return _calculator(self._predictor())
-
-    def _make_dynamics(self, atoms, index: int):
-        """The oracle's integrator: ``XTBNVE``'s velocity Verlet or ``XTBLangevin``'s Langevin."""
-        if self.thermostat == "nve":
-            return XTBNVE._make_dynamics(self, atoms, index)
-        return XTBLangevin._make_dynamics(self, atoms, index)
 
     def begin_rollout(self, batch: B.Batch) -> None:
         """Check every molecule of ``batch`` is the trained one, then start the ASE simulations (see base)."""

@@ -53,6 +53,8 @@ LONG_COLUMNS = (
 PAPER_METRIC = "armse_paper"
 ARMSE_METRICS = ("armse", "rmsd")
 ONE_STEP_METRICS = ("one_step_rmse", "accel_r2")
+#: Force errors on the held-out one-step frames, for the rows that compute forces (force fields, oracles).
+FORCE_METRICS = ("force_mae", "force_rmse", "force_step_rmse")
 DISTRIBUTION_METRICS = (
     "hr_mae", "bond_w1", "angle_w1", "temperature_K", "temperature_ref_K", "temperature_drift_K_per_ps",
     "energy_excess_kcal_mol_atom", "stable_fraction",
@@ -64,6 +66,10 @@ METRIC_TITLES = {
     "one_step_rmse": "One-step (teacher-forced) RMSE (Å, RMS per atom over the test frames)",
     "accel_r2": "Acceleration R² (fraction of the true second-difference variance explained by "
     "x̂(t+1) − x(t) − v(t); higher is better, 1 = exact)",
+    "force_mae": "Force MAE on the held-out one-step frames (kcal/mol/Å, per component)",
+    "force_rmse": "Force RMSE on the held-out one-step frames (kcal/mol/Å, per component)",
+    "force_step_rmse": "One-step error the force error alone predicts, |F_err|·dt²/m (Å, RMS per atom; compare "
+    "with the row's one-step RMSE)",
     "hr_mae": "h(r) MAE (dimensionless, 0 = identical interatomic-distance distributions, 2 = disjoint)",
     "bond_w1": "Bond-length Wasserstein-1, mean over bond types (Å)",
     "angle_w1": "Bond-angle Wasserstein-1, mean over angle types (degrees)",
@@ -77,6 +83,7 @@ METRIC_TITLES = {
 #: reference temperature), None (not ranked).
 DIRECTION = {
     PAPER_METRIC: "low", "armse": "low", "rmsd": "low", "one_step_rmse": "low", "accel_r2": "high",
+    "force_mae": "low", "force_rmse": "low", "force_step_rmse": "low",
     "hr_mae": "low", "bond_w1": "low", "angle_w1": "low", "temperature_K": "ref", "temperature_ref_K": None,
     "temperature_drift_K_per_ps": "abs", "energy_excess_kcal_mol_atom": "abs", "stable_fraction": "high",
 }  # fmt: skip
@@ -87,8 +94,11 @@ DEFAULT_FORMAT = ".3g"
 #: ``note`` of a one-step-only model's rollout rows.
 NOT_APPLICABLE = "one-step model: no rollout"
 #: Row-label suffix of the roles that are shown but not ranked.
-ROLE_WORDS = {"reference": "reference", "floor": "floor", "oracle": "physics oracle",
+ROLE_WORDS = {"reference": "reference", "floor": "floor", "oracle": "physics oracle: the data's dynamics",
+              "ensemble": "ensemble reference: reference potential, Langevin bath",
               "force_field": "force field: sees force labels the other models do not"}  # fmt: skip
+#: Roles of the rows that re-simulate with the reference potential (NA without one).
+REFERENCE_POTENTIAL_ROLES = ("oracle", "ensemble")
 MARK_MD = {"best": "**{}**", "second": "<u>{}</u>"}
 MARK_HTML = {"best": "<b>{}</b>", "second": "<u>{}</u>"}
 _ROW_KEYS = ("metric", "horizon_fs", "value", "ci_low", "ci_high", "ci_method", "ci_n", "n_starts", "n_diverged",
@@ -236,7 +246,7 @@ def ordered(preferred: Sequence[str] | None, present: Sequence[str]) -> list[str
 
 def missing_reason(role: str, source: str) -> str:
     """Why a model named in ``--models`` has no run: an oracle needs a reference potential."""
-    if role == "oracle" and source not in REFERENCE_POTENTIAL_SOURCES:
+    if role in REFERENCE_POTENTIAL_ROLES and source not in REFERENCE_POTENTIAL_SOURCES:
         return f"no reference potential for source {source!r}"
     return "not run"
 
@@ -258,7 +268,7 @@ def missing_oracles(ys: Sequence[Yardstick], models: Sequence[str] | None, sourc
     if source in REFERENCE_POTENTIAL_SOURCES:
         return out
     return {**out, **{m: missing_reason("oracle", source) for m in models or [] if m not in present
-                      and m not in out and _registered_role(m) == "oracle"}}  # fmt: skip
+                      and m not in out and _registered_role(m) in REFERENCE_POTENTIAL_ROLES}}  # fmt: skip
 
 
 def long_frame(
@@ -304,7 +314,7 @@ def long_frame(
             for metric in wanted:
                 horizons = sorted({row["horizon_fs"] for row in rows if row["metric"] == metric
                                    and row["horizon_fs"] is not None}) or [None]  # fmt: skip
-                if metric in ONE_STEP_METRICS + DISTRIBUTION_METRICS + (PAPER_METRIC,):
+                if metric in ONE_STEP_METRICS + FORCE_METRICS + DISTRIBUTION_METRICS + (PAPER_METRIC,):
                     horizons = [None]
                 for h in horizons:
                     rows.append({"dataset": dataset, "molecule": mol, "model": model,
@@ -520,7 +530,7 @@ def metric_section(
     when = ""
     if metric in DISTRIBUTION_METRICS and horizons:
         when = f", over the multi-start frames up to {', '.join(horizon_text(h) for h in horizons)}"
-    elif metric in ONE_STEP_METRICS and horizons:
+    elif metric in ONE_STEP_METRICS + FORCE_METRICS and horizons:
         when = f", one model step ({', '.join(horizon_text(h) for h in horizons)})"
     return Section((title or METRIC_TITLES.get(metric, metric)) + when, ["Model", *columns], rows, marks)
 
@@ -674,9 +684,17 @@ def one_step_report(
     """One-step RMSE and acceleration R², every model and the floors as rows."""
     dataset, source = single_source([y.record for y in ys], "one-step table")
     frame = long_frame(ys, ONE_STEP_METRICS, models=models, columns=columns)
+    forces = long_frame(ys, FORCE_METRICS, columns=columns)  # the rows that computed forces, no NA rows
+    if not forces.empty:
+        frame = pd.concat([frame, forces], ignore_index=True)
     mods, cols = _models_and_columns(frame, models, columns)
     strides, steps = strides_of(ys), steps_of(ys)
     sections = [metric_section(frame, m, mods, cols, strides, steps=steps) for m in ONE_STEP_METRICS]
+    for metric in FORCE_METRICS:  # only the rows that compute forces
+        values = frame.loc[frame["metric"] == metric]
+        have = [m for m in mods if values.loc[values["model"] == m, "value"].notna().any()]
+        if have:
+            sections.append(metric_section(frame, metric, have, cols, strides, steps=steps))
     notes = common_notes(frame, source, mods, strides, steps) + [
         "One-step: each test frame's next frame predicted from the true current state (teacher forcing); "
         "interval over frames. constant_velocity (x + v) and force_verlet (x + v + F dt²/m, the data's own "
