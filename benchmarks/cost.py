@@ -61,10 +61,12 @@ def seconds_per_ps(seconds: float, steps: int, stride: int, dt_fs: float) -> flo
 
 
 def reference_md(molecule: str, xtb_cfg: dict[str, Any], steps: int) -> dict[str, Any]:
-    """Time ``steps`` GFN2-xTB Langevin steps of ``molecule`` (the data source's integrator)."""
+    """Time ``steps`` GFN2-xTB steps of ``molecule`` with the data source's production integrator (no
+    equilibration: ``md_seconds`` then covers the timed steps alone)."""
     from diffmd.data.xtb_md import simulate_md17
 
-    cfg = {**xtb_cfg, "n_frames": int(steps) + 1, "equilibration_steps": 0}
+    cfg = {**xtb_cfg, "n_frames": int(steps) + 1, "equilibration_steps": 0, "massive_langevin_steps": 0,
+           "equipartition_start": False}  # fmt: skip
     traj = simulate_md17(molecule, cfg)
     seconds = float(traj.provenance["md_seconds"])
     return {"molecule": molecule, "simulator": REFERENCE, "stride": 1, "dt_fs": float(traj.dt_fs),

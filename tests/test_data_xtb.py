@@ -17,7 +17,7 @@ from diffmd.data.xtb_md import bonds, simulate_isomer, simulate_md17  # noqa: E4
 
 DATA = Path(__file__).parent / "data"
 SHORT = {"temperature_K": 500.0, "dt_fs": 0.5, "n_frames": 30, "equilibration_steps": 10,
-         "friction_per_fs": 0.01, "seed": 7}
+         "friction_per_fs": 0.01, "seed": 7, "massive_langevin_steps": 20}
 
 
 @pytest.fixture(scope="module")

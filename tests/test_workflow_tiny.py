@@ -1,6 +1,7 @@
 """The real DAG end to end on a tiny config, through the special paths: DiffMD's grid tuning, Score
-Dynamics' stride from the config, a one-step-only floor, a physics oracle re-simulating with the
-reference potential and the reference rows, up to Table 1 (one molecule, GFN2-xTB data)."""
+Dynamics' stride from the config, a one-step-only floor, the physics oracles re-simulating with the
+reference potential (xtb_nh continuing the stored Nose-Hoover chain) and the reference rows, up to Table 1
+(one molecule, GFN2-xTB data)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from workflow_copy import TINY_CONFIG, make_workdir, run_snakemake
 
 pytestmark = pytest.mark.slow
 
-MODELS = ["static", "constant_velocity", "force_verlet", "xtb_nve", "egnn", "score_dynamics", "diffmd"]
+MODELS = ["static", "constant_velocity", "force_verlet", "xtb_nh", "xtb_nve", "egnn", "score_dynamics", "diffmd"]
 
 
 def test_tiny_dag_through_every_special_path(tmp_path):
@@ -27,8 +28,8 @@ def test_tiny_dag_through_every_special_path(tmp_path):
     runs = wd / "results/md17/ethanol"
     records = {m: json.loads((runs / m / "seed1/armse.json").read_text()) for m in MODELS}
     assert {m: r["role"] for m, r in records.items()} == {
-        "static": "reference", "constant_velocity": "reference", "force_verlet": "floor", "xtb_nve": "oracle",
-        "egnn": "baseline", "score_dynamics": "baseline", "diffmd": "proposed"}  # fmt: skip
+        "static": "reference", "constant_velocity": "reference", "force_verlet": "floor", "xtb_nh": "oracle",
+        "xtb_nve": "oracle", "egnn": "baseline", "score_dynamics": "baseline", "diffmd": "proposed"}  # fmt: skip
     assert (runs / "diffmd/seed1/selection.json").exists()  # the grid's selection made DiffMD's checkpoint
     assert records["score_dynamics"]["stride"] == 5  # score_dynamics.stride.md17 from the config
     assert records["force_verlet"]["rollout_applicable"] is False and records["force_verlet"]["armse"] is None
@@ -40,7 +41,10 @@ def test_tiny_dag_through_every_special_path(tmp_path):
     one_step = {m: next(r["value"] for r in rec["metrics"] if r["metric"] == "one_step_rmse")
                 for m, rec in records.items() if rec["stride"] == 1}  # fmt: skip
     # the floors order as physics says: the data's own force beats constant velocity beats standing still,
-    # and the exact potential re-run one step is the force floor itself (same forces, same Verlet step)
+    # and the exact potential re-run one step without the thermostat is the force floor itself (same forces,
+    # same Verlet step); continuing the data's Nose-Hoover chain (stored in the trajectory, carried through
+    # the split and the rollout) is the data's own next frame, far below that floor
     assert one_step["force_verlet"] < one_step["constant_velocity"] < one_step["static"]
     assert one_step["xtb_nve"] == pytest.approx(one_step["force_verlet"], rel=0.05)
+    assert one_step["xtb_nh"] < 0.1 * one_step["force_verlet"]
     assert (wd / "results/tables/table1_md17.csv").exists()
