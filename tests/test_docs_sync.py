@@ -30,7 +30,8 @@ def test_architecture_lists_exactly_the_rollout_npz_keys(tmp_path):
                               reference=np.zeros((m, n + 1, atoms, 3)), frame_indices=np.zeros((m, n + 1), int),
                               diverged_at=np.full(m, -1), seconds=0.1, score_evals=np.zeros(n))  # fmt: skip
     one = rundir.OneStep(frames=np.arange(f), predicted=np.zeros((f, atoms, 3)), target=np.zeros((f, atoms, 3)),
-                         current=np.zeros((f, atoms, 3)), previous=np.zeros((f, atoms, 3)))  # fmt: skip
+                         current=np.zeros((f, atoms, 3)), previous=np.zeros((f, atoms, 3)),
+                         forces_predicted=np.zeros((f, atoms, 3)), forces_target=np.zeros((f, atoms, 3)))  # fmt: skip
     rundir.write_rollout(tmp_path, positions=pos, reference=pos, frame_indices=np.arange(n + 1),
                          atomic_numbers=np.array([6, 1, 1]), diverged_at=-1, stride=1, dt_fs=0.5, seconds=0.1,
                          score_evals=np.zeros(n), source="xtb", molecule="ethanol", model="egnn", extxyz=False,
