@@ -1,7 +1,7 @@
 """Config values checked at parse time with the key path named, and nested command-line values coerced like
 top-level ones (issue 27, rows 5 and 13).
 
-Row 5: ``sgdml.thermostat: nose``, ``diffmd.sampler: bogus``, ``gmn.sticks: bogus``, ``sgdml.sigma: []`` used to
+Row 5: ``sgdml.dynamics: nose``, ``diffmd.sampler: bogus``, ``gmn.sticks: bogus``, ``sgdml.sigma: []`` used to
 pass the parse and fail in the job, after Snakemake had deleted the finished model; each model now declares
 the values its constructor accepts (``param_schema``) and the plan checks them. Every string option a
 constructor refuses must be declared, or the dry run would not catch it (checked over every registered model).
@@ -33,7 +33,8 @@ def _elsewhere(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("model, params, message", [
-    ("sgdml", {"thermostat": "nose"}, "parameter sgdml.thermostat must be one of ['langevin', 'nve'], got 'nose'"),
+    ("sgdml", {"dynamics": "nose"}, "parameter sgdml.dynamics must be one of ['data', 'nve', 'nose_hoover', "
+                                    "'langevin'], got 'nose'"),
     ("diffmd", {"sampler": "bogus"}, "parameter diffmd.sampler must be one of ['euler_maruyama', 'ode', 'pc'],"
                                      " got 'bogus'"),
     ("gmn", {"sticks": "bogus"}, "parameter gmn.sticks must be one of ['bonds', 'heavy', 'none'], got 'bogus'"),
@@ -54,7 +55,7 @@ def test_a_bad_model_value_fails_the_parse_with_its_key_path(model, params, mess
 
 
 def test_good_values_pass():
-    Plan(deep_update(QUICK, {"model_params": {"sgdml": {"thermostat": "nve", "sigma": 20},
+    Plan(deep_update(QUICK, {"model_params": {"sgdml": {"dynamics": "nve", "sigma": 20},
                                               "gmn": {"sticks": "heavy"}}}))
 
 

@@ -132,7 +132,7 @@ class SGDMLForceField(ASESimulator):
     source_params = ("friction_per_fs",)
     #: values checked at parse time (diffmd.registry.check_params); the constructor enforces the same
     param_schema = {
-        "thermostat": {"enum": list(THERMOSTATS)},
+        "dynamics": {"enum": list(DYNAMICS)},
         "sigma": {"description": "a length scale > 0 or a non-empty grid of them",
                   "anyOf": [{"type": "number", "exclusiveMinimum": 0},
                             {"type": "array", "minItems": 1, "items": {"type": "number", "exclusiveMinimum": 0}}]},

@@ -307,6 +307,13 @@ class ASECalculator(ASESimulator):
 
     role = "force_field"
     trainer = "own"
+    #: values checked at parse time (diffmd.registry.check_params); the constructor enforces the same (and imports)
+    param_schema = {
+        "dynamics": {"enum": list(DYNAMICS)},
+        "calculator": {"description": "an import path, package.module:Name or package.module.Name",
+                       "type": "string", "pattern": r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*([:.][A-Za-z_][\w.]*)?$"},
+        "calculator_kwargs": {"type": ["object", "null"]},
+    }
 
     def __init__(
         self,
