@@ -43,6 +43,8 @@ Options (issue 13; measured effects in docs/reproduction_notes_baselines.md):
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -209,8 +211,27 @@ class GMN(TrajectoryModel):
         self.layers = nn.ModuleList(GMNLayer(hidden, EDGE_SCALARS, rbf, dt) for _ in range(n_layers))
         self._stick_cache: dict[bytes, np.ndarray] = {}
 
+    def molecule_structures(self, numbers: Any, graph: dict[str, Any]) -> dict[str, Any]:
+        """One molecule's isolated atoms (n_iso,) and sticks (2, S), local indices, chosen once (the batch
+        builders gather them with the batch, so a forward never reads the device to choose them)."""
+        z = np.asarray(numbers, dtype=np.int64)
+        sticks = choose_sticks(z, stick_bonds(z, np.asarray(graph["bond_index"], dtype=np.int64), self.stick_mode))
+        free = np.ones(len(z), dtype=bool)
+        free[sticks.reshape(-1)] = False
+        return {"gmn_iso": np.nonzero(free)[0].astype(np.int64), "gmn_sticks": sticks.astype(np.int64)}
+
+    def objects(self, batch: B.Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(isolated atoms, sticks) of the batch: the batch builders' (built once per molecule), else
+        :meth:`sticks` (host reads)."""
+        iso = batch.get(B.STRUCTURE + "gmn_iso")
+        sticks = batch.get(B.STRUCTURE + "gmn_sticks")
+        if iso is None or sticks is None:
+            return self.sticks(batch)
+        return iso, sticks
+
     def sticks(self, batch: B.Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Global (isolated atoms (n_iso,), sticks (2, S)) of the batch, per molecule from a cache."""
+        """Global (isolated atoms (n_iso,), sticks (2, S)) of the batch, per molecule from a cache (reads the
+        batch's graph on the host: for batches built by hand)."""
         z = batch[B.ATOMIC_NUMBERS].cpu().numpy()
         bonds = batch[B.BOND_INDEX].cpu().numpy()
         sizes = batch[B.NUM_ATOMS].cpu().numpy()
@@ -234,7 +255,7 @@ class GMN(TrajectoryModel):
     def forward(self, batch: B.Batch) -> torch.Tensor:
         require(batch, (B.POSITIONS, B.VELOCITIES, B.EDGE_INDEX, B.EDGE_ATTR, B.BOND_INDEX), "gmn")
         x, v = batch[B.POSITIONS], batch[B.VELOCITIES]
-        iso, sticks = self.sticks(batch)
+        iso, sticks = self.objects(batch)
         speed = v.norm(dim=1, keepdim=True) / (SPEED_UNIT if self.unit_inputs else 1.0)
         h = self.h_in(torch.cat([self.embed(batch[B.ATOMIC_NUMBERS]), speed], dim=1))
         e = edge_scalars(batch)

@@ -27,13 +27,15 @@ No bonded graph is used: SCFNN has its own all-pairs neighbour list within each 
 from __future__ import annotations
 
 import math
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from baselines.common import mlp, require
 from diffmd import batch as B
-from diffmd.graph import full_edge_index, scatter_sum
+from diffmd.graph import complete_pairs, full_edge_index, scatter_sum
 from diffmd.registry import TrajectoryModel, register_model
 
 SPECIES = (1, 6, 7, 8)  # H, C, N, O; any other element shares one extra species channel
@@ -45,8 +47,8 @@ G4_PARAMS = ((1.0, 1.0), (1.0, -1.0), (4.0, 1.0), (4.0, -1.0))  # (zeta, lambda)
 def species_index(z: torch.Tensor) -> torch.Tensor:
     """Atomic numbers (n,) -> species channel (n,) in [0, N_SPECIES)."""
     out = torch.full_like(z, len(SPECIES))
-    for k, zk in enumerate(SPECIES):
-        out[z == zk] = k
+    for k, zk in enumerate(SPECIES):  # selects, not boolean-mask writes (those read the device)
+        out = torch.where(z == zk, torch.full_like(z, k), out)
     return out
 
 
@@ -64,6 +66,20 @@ def triplets(edge_index: torch.Tensor, n_atoms: int) -> tuple[torch.Tensor, torc
     return e1[keep], e2[keep]
 
 
+def triplet_atoms(n_atoms: int) -> np.ndarray:
+    """The triplets of one molecule as atoms (3, T): receiver i and neighbours j != k (i != j, i != k), in the
+    order :func:`triplets` gives them on its complete graph, so a batch's triplets are its molecules' in turn."""
+    edges = torch.as_tensor(complete_pairs(n_atoms))
+    a, b = triplets(edges, n_atoms)
+    return torch.stack([edges[0][a], edges[1][a], edges[1][b]]).numpy()
+
+
+def batch_triplet_atoms(edge_index: torch.Tensor, n_atoms: int) -> torch.Tensor:
+    """:func:`triplet_atoms` of a whole batch from its complete graph (host reads: the batch builders give it)."""
+    a, b = triplets(edge_index, n_atoms)
+    return torch.stack([edge_index[0][a], edge_index[1][a], edge_index[1][b]])
+
+
 def cosine_cutoff(r: torch.Tensor, r_c: float) -> torch.Tensor:
     return torch.where(r < r_c, 0.5 * (torch.cos(math.pi * r / r_c) + 1.0), torch.zeros_like(r))
 
@@ -75,10 +91,10 @@ def nearest_ranks(edge_index: torch.Tensor, dist: torch.Tensor, n_atoms: int, k:
     recv = edge_index[0][order]
     deg = torch.bincount(recv, minlength=n_atoms)
     rank = torch.arange(len(order), device=dist.device) - (torch.cumsum(deg, 0) - deg)[recv]
-    out = torch.full((n_atoms, k), -1, dtype=torch.long, device=dist.device)
-    sel = rank < k
-    out[recv[sel], rank[sel]] = edge_index[1][order][sel]
-    return out
+    # ranks >= k go to a spare column k, dropped after: no boolean mask, so no host read of the device
+    out = torch.full((n_atoms, k + 1), -1, dtype=torch.long, device=dist.device)
+    out[recv, rank.clamp(max=k)] = edge_index[1][order]
+    return out[:, :k]
 
 
 def local_frames(pos: torch.Tensor, near: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -108,7 +124,9 @@ class SymmetryFunctions(nn.Module):
         self.eta_r = 1.0 / (2.0 * (float(self.mu[1] - self.mu[0]) if n_radial > 1 else 1.0) ** 2)
         self.dim = N_SPECIES * n_radial + len(PAIRS) * len(G4_PARAMS) + N_SPECIES
 
-    def forward(self, pos: torch.Tensor, spec: torch.Tensor, edge_index: torch.Tensor, trip) -> torch.Tensor:  # noqa: ANN001
+    def forward(self, pos: torch.Tensor, spec: torch.Tensor, edge_index: torch.Tensor,
+                trip: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """``edge_index`` (2, E) the complete graph, ``trip`` (3, T) the triplets as atoms (i, j, k)."""
         n = pos.shape[0]
         i, j = edge_index
         vec = pos[j] - pos[i]
@@ -116,20 +134,23 @@ class SymmetryFunctions(nn.Module):
         fc = cosine_cutoff(r, self.r_cut)
         g2 = torch.exp(-self.eta_r * (r[:, None] - self.mu.to(r.dtype)) ** 2) * fc[:, None]  # (E, R)
         g2 = scatter_sum(g2, i * N_SPECIES + spec[j], n * N_SPECIES)  # (n * species, R)
-        a, b = trip
-        k = j[b]
-        r_jk = (pos[j[a]] - pos[k]).norm(dim=1)
-        cos = (vec[a] * vec[b]).sum(1) / (r[a] * r[b])
-        radial = torch.exp(-self.eta_a * (r[a] ** 2 + r[b] ** 2 + r_jk**2))
-        radial = radial * fc[a] * fc[b] * cosine_cutoff(r_jk, self.r_cut)
+        ti, tj, k = trip
+        v_ij, v_ik = pos[tj] - pos[ti], pos[k] - pos[ti]
+        r_ij, r_ik = v_ij.norm(dim=1), v_ik.norm(dim=1)
+        r_jk = (pos[tj] - pos[k]).norm(dim=1)
+        cos = (v_ij * v_ik).sum(1) / (r_ij * r_ik)
+        radial = torch.exp(-self.eta_a * (r_ij**2 + r_ik**2 + r_jk**2))
+        radial = radial * cosine_cutoff(r_ij, self.r_cut) * cosine_cutoff(r_ik, self.r_cut) * cosine_cutoff(
+            r_jk, self.r_cut)  # fmt: skip
         terms = torch.stack(
             [2 ** (1 - z) * (1 + lam * cos) ** z * radial for z, lam in G4_PARAMS], dim=1
         )  # (T, 4)
-        sj, sk = spec[j[a]], spec[k]
+        sj, sk = spec[tj], spec[k]
         lo, hi = torch.minimum(sj, sk), torch.maximum(sj, sk)
         pair = lo * N_SPECIES - lo * (lo - 1) // 2 + (hi - lo)  # index into PAIRS
-        g4 = scatter_sum(terms, i[a] * len(PAIRS) + pair, n * len(PAIRS))  # (n * pairs, 4)
-        own = nn.functional.one_hot(spec, N_SPECIES).to(r.dtype)
+        g4 = scatter_sum(terms, ti * len(PAIRS) + pair, n * len(PAIRS))  # (n * pairs, 4)
+        # one-hot by comparison (F.one_hot checks its range on the host)
+        own = (spec[:, None] == torch.arange(N_SPECIES, device=spec.device)).to(r.dtype)
         return torch.cat([g2.reshape(n, -1), 0.5 * g4.reshape(n, -1), own], dim=1)
 
 
@@ -154,23 +175,23 @@ class SCFNN(TrajectoryModel):
         self.descriptors = SymmetryFunctions(r_cut, n_radial, eta_angular)
         self.net = mlp([self.descriptors.dim] + [hidden] * n_layers + [3])
         self.accel_scale = accel_scale
-        self._triplet_cache: dict[bytes, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
-    def _graph(self, num_atoms: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        key = num_atoms.cpu().numpy().tobytes() + str(num_atoms.device).encode()
-        if key not in self._triplet_cache:
-            if len(self._triplet_cache) > 64:
-                self._triplet_cache.clear()
-            edges = full_edge_index(num_atoms)
-            self._triplet_cache[key] = (edges, *triplets(edges, int(num_atoms.sum())))
-        edges, a, b = self._triplet_cache[key]
-        return edges, (a, b)
+    def molecule_structures(self, numbers: Any, graph: dict[str, Any]) -> dict[str, Any]:
+        """The complete graph and the triplets of one molecule, built once by the batch builders."""
+        n = len(numbers)
+        return {"complete": complete_pairs(n), "triplets": triplet_atoms(n)}
+
+    def _graph(self, batch: B.Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's complete graph and triplets (prebuilt by the batch builders; else built here)."""
+        edges = B.structure(batch, "complete", lambda b: full_edge_index(b[B.NUM_ATOMS]))
+        trip = B.structure(batch, "triplets", lambda b: batch_triplet_atoms(edges, b[B.POSITIONS].shape[0]))
+        return edges, trip
 
     def acceleration(self, batch: B.Batch) -> torch.Tensor:
         """a(t) (n_atoms, 3) Å/step² from positions only (Verlet acceleration, one model step)."""
         require(batch, (B.POSITIONS, B.ATOMIC_NUMBERS, B.NUM_ATOMS), "scfnn")
         pos = batch[B.POSITIONS]
-        edges, trip = self._graph(batch[B.NUM_ATOMS])
+        edges, trip = self._graph(batch)
         spec = species_index(batch[B.ATOMIC_NUMBERS])
         feats = self.descriptors(pos, spec, edges, trip)
         near = nearest_ranks(edges, (pos[edges[1]] - pos[edges[0]]).norm(dim=1), pos.shape[0], 3)

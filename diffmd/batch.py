@@ -42,6 +42,14 @@ BOND_INDEX = "bond_index"  # (2, n_bonds) long | covalent bonds only, both direc
 
 EDGE_ATTR_DIM = 4
 
+# --- structures a model declares (``TrajectoryModel.molecule_structures``) ------------------------
+#: Prefix of the keys of model-declared index structures that are constant for a molecule (a complete graph,
+#: GMN's sticks, SCFNN's triplets): ``STRUCTURE + name`` -> (..., L) long, global atom indices. The engine's
+#: batch builders (:mod:`diffmd.engine.batching`) make them once per molecule and gather them with the batch,
+#: so a forward never rebuilds them (nor reads the device to do so); a forward that finds one missing builds it
+#: from the batch itself (:func:`structure`).
+STRUCTURE = "structure."
+
 #: Keys a model may read at prediction time (never the target).
 INPUT_KEYS = (
     POSITIONS,
@@ -76,6 +84,12 @@ def inputs_only(batch: Batch) -> Batch:
 
 def num_molecules(batch: Batch) -> int:
     return int(batch[NUM_ATOMS].shape[0])
+
+
+def structure(batch: Batch, name: str, build) -> torch.Tensor:  # noqa: ANN001 (a callable of the batch)
+    """The batch's ``STRUCTURE + name`` (built once per molecule by the engine), else ``build(batch)``."""
+    value = batch.get(STRUCTURE + name)
+    return build(batch) if value is None else value
 
 
 def check_batch(batch: Batch) -> None:

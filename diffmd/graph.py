@@ -69,8 +69,18 @@ def bonded_graph(positions: np.ndarray, numbers: np.ndarray, scale: float = BOND
     return {"edge_index": edge_index, "edge_attr": edge_attr, "bond_index": bonds}
 
 
+def complete_pairs(n_atoms: int) -> np.ndarray:
+    """All ordered pairs i != j of one molecule of ``n_atoms`` atoms, (2, n (n - 1)) local indices, in the order
+    :func:`full_edge_index` gives them (i major): the per-molecule template a batch builder offsets and
+    concatenates once, so no step rebuilds the complete graph."""
+    i, j = np.divmod(np.arange(n_atoms * n_atoms, dtype=np.int64), n_atoms)
+    keep = i != j
+    return np.stack([i[keep], j[keep]])
+
+
 def full_edge_index(num_atoms: torch.Tensor) -> torch.Tensor:
-    """All ordered pairs i != j within each molecule; ``num_atoms`` (n_molecules,) -> (2, E)."""
+    """All ordered pairs i != j within each molecule; ``num_atoms`` (n_molecules,) -> (2, E). Reads the sizes on
+    the host (three syncs on a GPU): hot loops take the batch's ``STRUCTURE + "complete"`` instead."""
     import torch
 
     device = num_atoms.device

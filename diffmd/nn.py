@@ -24,12 +24,17 @@ def mlp(sizes: list[int], act: type[nn.Module] = nn.SiLU, last_act: bool = False
 
 
 class AtomEmbedding(nn.Embedding):
-    """Learned embedding of the atomic number Z in 0..MAX_Z: (n_atoms,) long -> (n_atoms, dim)."""
+    """Learned embedding of the atomic number Z in 0..MAX_Z: (n_atoms,) long -> (n_atoms, dim).
+
+    The range is checked where a molecule enters the engine (once per molecule,
+    :func:`diffmd.engine.batching.check_atomic_numbers`), not here: a check in the forward reads the device
+    (two host syncs per call on a GPU). :meth:`check` does it for a batch built by hand."""
 
     def __init__(self, dim: int) -> None:
         super().__init__(MAX_Z + 1, dim)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    @staticmethod
+    def check(z: torch.Tensor) -> None:
+        """ValueError naming the batch key when ``z`` holds an atomic number outside 0..MAX_Z (reads the device)."""
         if z.numel() and (int(z.max()) > MAX_Z or int(z.min()) < 0):
             raise ValueError(f"batch[{B.ATOMIC_NUMBERS!r}] holds Z outside 0..{MAX_Z}: {int(z.min())}..{int(z.max())}")
-        return super().forward(z)

@@ -150,6 +150,17 @@ class TrajectoryModel(nn.Module):
         initialise it here; every learned model is a pure function of the batch and ignores it.
         """
 
+    def molecule_structures(self, numbers: Any, graph: dict[str, Any]) -> dict[str, Any]:
+        """Index structures that are constant for one molecule and that ``forward``/``loss`` read (a complete
+        graph, sticks, triplets): ``{name: (..., L) int64 numpy array of local atom indices}``, from the
+        molecule's atomic numbers (n,) and its bonded graph (:func:`diffmd.graph.bonded_graph`). The engine's
+        batch builders (:mod:`diffmd.engine.batching`) call it once per molecule and put each one in the batch
+        under ``batch.STRUCTURE + name`` as global indices, so no step rebuilds them or reads the device to do
+        so (a forward that finds one missing builds it from the batch: :func:`diffmd.batch.structure`). It may
+        raise ``ValueError`` for a molecule the model cannot handle (an element it has no data for). None by
+        default."""
+        return {}
+
 
 def register_model(name: str):
     """Class decorator: ``@register_model("egnn")``."""

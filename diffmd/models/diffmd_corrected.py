@@ -30,7 +30,9 @@ What changes against ``diffmd`` (the paper as written, :mod:`diffmd.models.diffm
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 import torch
 
 from diffmd import batch as B
@@ -157,13 +159,27 @@ class DiffMDCorrected(TrajectoryModel):
         self.train_eps, self.eps, self.n_steps = float(train_eps), float(eps), int(n_steps)
         self.temperature_K, self.dt_fs = float(temperature_K), float(dt_fs)
         self._score_evals = 0
+        # masses by atomic number on the model's device: the thermal std is a lookup, not a host round trip
+        self.register_buffer("mass_table", _MASS_TABLE.clone(), persistent=False)
+
+    def molecule_structures(self, numbers: Any, graph: dict[str, Any]) -> dict[str, Any]:
+        """The EGT's complete graph of the molecule; checks once that every element has a mass."""
+        try:
+            atomic_masses(torch.as_tensor(np.asarray(numbers, dtype=np.int64)))
+        except KeyError as exc:
+            raise ValueError(f"diffmd_corrected: {exc.args[0]}") from None
+        return self.egt.molecule_structures(len(numbers))
 
     # --- the kernel --------------------------------------------------------------------------------
     def thermal_std(self, batch: B.Batch) -> torch.Tensor:
         """sqrt(2 k_B T / m_i) * (stride * dt) per atom (N,), Å, in the batch's dtype."""
         x = batch[B.POSITIONS]
-        tau = thermal_step_std(batch[B.ATOMIC_NUMBERS], self.temperature_K, self.stride * self.dt_fs)
-        return tau.to(device=x.device, dtype=x.dtype)
+        # thermal_step_std's arithmetic (float64) with the masses looked up on the device (checked per molecule
+        # by molecule_structures; a batch built by hand is checked by atomic_masses in thermal_step_std)
+        kt_ev = KB_EV_PER_K * float(self.temperature_K)
+        masses = self.mass_table[batch[B.ATOMIC_NUMBERS]]
+        tau = torch.sqrt(2.0 * kt_ev * EV_PER_U_IN_A2_PER_FS2 / masses) * float(self.stride * self.dt_fs)
+        return tau.to(dtype=x.dtype)
 
     def kernel_std(self, s: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         """std_i(s) = kernel_scale * tau_i * sqrt(var(s)/var(1)) (Å), s broadcast against tau (N,)."""
@@ -175,7 +191,8 @@ class DiffMDCorrected(TrajectoryModel):
         x, v = batch[B.POSITIONS], batch[B.VELOCITIES]
         tau = self.thermal_std(batch)
         std = self.kernel_std(s_atom, tau)
-        disp = self.egt(x, x_noisy - x, batch[B.ATOMIC_NUMBERS], batch[B.NUM_ATOMS], s_atom, torch.log(std))
+        disp = self.egt(x, x_noisy - x, batch[B.ATOMIC_NUMBERS], batch[B.NUM_ATOMS], s_atom, torch.log(std),
+                        self.egt.graph_of(batch, x))
         return x + v + tau[:, None] * disp
 
     def score(self, batch: B.Batch, x_noisy: torch.Tensor, s_atom: torch.Tensor) -> torch.Tensor:
@@ -217,7 +234,7 @@ class DiffMDCorrected(TrajectoryModel):
         tau = self.thermal_std(batch)
 
         def std_fn(s: float) -> torch.Tensor:
-            return self.kernel_std(torch.tensor(s, dtype=tau.dtype, device=tau.device), tau)
+            return self.kernel_std(torch.full((), s, dtype=tau.dtype, device=tau.device), tau)
 
         if score_fn is None:
 

@@ -41,13 +41,14 @@ never accepts a failing sample. Everything is counted in :meth:`ScoreDynamics.ro
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import torch
 from torch import nn
 
 from diffmd import batch as B
-from diffmd.elements import covalent_radius
-from diffmd.graph import BOND_SCALE, radius_edge_index, scatter_sum
+from diffmd.elements import COVALENT_RADII, MAX_Z, covalent_radius
+from diffmd.graph import BOND_SCALE, complete_pairs, radius_edge_index, scatter_sum
 from diffmd.models.score_dynamics_sampling import VPSchedule, ancestral, dpm_solver3, fourier_features
 from diffmd.nn import AtomEmbedding, mlp
 from diffmd.registry import TrajectoryModel, register_model
@@ -74,10 +75,13 @@ class MGNLayer(nn.Module):
         self.edge = _mlp(3 * hidden, hidden, hidden, layer_norm=True)
         self.node = _mlp(2 * hidden, hidden, hidden, layer_norm=True)
 
-    def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor,
+                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """``mask`` (E, 1): 1 for the edges of the radius graph, 0 for the complete graph's others (their
+        features are computed and never summed into a node: the sums are the radius graph's exactly)."""
         i, j = edge_index
         e = e + self.edge(torch.cat([e, h[i], h[j]], dim=-1))
-        h = h + self.node(torch.cat([h, scatter_sum(e, i, h.shape[0])], dim=-1))
+        h = h + self.node(torch.cat([h, scatter_sum(e if mask is None else e * mask, i, h.shape[0])], dim=-1))
         return h, e
 
 
@@ -115,14 +119,17 @@ class Denoiser(nn.Module):
             self.out = _mlp(hidden, hidden, 3)
 
     def forward(self, batch: B.Batch, z: torch.Tensor, t: torch.Tensor, scale: torch.Tensor,
-                edge_index: torch.Tensor) -> torch.Tensor:
-        """``z`` (n_atoms, 3) noised normalised displacement; ``t`` (n_molecules,) diffusion time."""
+                edge_index: torch.Tensor, cutoff: float | None = None) -> torch.Tensor:  # fmt: skip
+        """``z`` (n_atoms, 3) noised normalised displacement; ``t`` (n_molecules,) diffusion time.
+        ``cutoff``: ``edge_index`` is the complete graph and only its pairs closer than ``cutoff`` (Å) pass
+        messages (the radius graph, with static shapes and no host read); None: ``edge_index`` is the graph."""
         pos, mol = batch[B.POSITIONS], batch[B.BATCH]
         i, j = edge_index
         r = pos[j] - pos[i]
         dz = z[j] - z[i]
         d = r + scale * dz
         r_len, d_len = r.norm(dim=-1, keepdim=True), d.norm(dim=-1, keepdim=True)
+        mask = None if cutoff is None else (r_len < cutoff).to(pos.dtype)
         tf = fourier_features(t.to(pos.dtype), self.freqs)[mol]
         v = batch[B.VELOCITIES] / scale if self.use_velocities else None
         if self.equivariant:
@@ -139,15 +146,22 @@ class Denoiser(nn.Module):
         h = self.node_in(torch.cat([self.embed(batch[B.ATOMIC_NUMBERS])] + node, dim=-1)) + self.time_embed(tf)
         e = self.edge_in(torch.cat(edge, dim=-1))
         for block in self.blocks:
-            h, e = block(h, e, edge_index)
+            h, e = block(h, e, edge_index, mask)
         if not self.equivariant:
             return self.out(h)
         a = self.self_weight(h)
         w = self.edge_weight(e)
-        out = a[:, :1] * z + scatter_sum(w[:, :1] * r / r_len + w[:, 1:] * dz, i, z.shape[0])
+        msg = w[:, :1] * r / r_len + w[:, 1:] * dz
+        out = a[:, :1] * z + scatter_sum(msg if mask is None else msg * mask, i, z.shape[0])
         if v is not None:
             out = out + a[:, 1:] * v
         return out
+
+
+def _forget_mirrors(module: nn.Module, incompatible: Any) -> None:
+    """After ``load_state_dict``: the buffers may have changed, so their host mirrors are read again."""
+    module._scale_set = False
+    module._ema_n = None
 
 
 def random_rotations(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -225,6 +239,17 @@ class ScoreDynamics(TrajectoryModel):
             self.register_buffer("ema_updates", torch.tensor(0, dtype=torch.long))
         self._stats = dict.fromkeys(STAT_KEYS, 0)
         self._bond_warnings = 0
+        # covalent radii by atomic number on the model's device (NaN where unknown; checked per molecule)
+        table = torch.full((MAX_Z + 1,), float("nan"), dtype=torch.float64)
+        for zz, rr in COVALENT_RADII.items():
+            if 0 <= int(zz) <= MAX_Z:
+                table[int(zz)] = float(rr)
+        self.register_buffer("radius_table", table, persistent=False)
+        # host mirrors of two buffers, so a step never reads the device for them: whether dx_scale is set,
+        # and the EMA's update count (None: not known yet; read once, e.g. after a checkpoint is loaded)
+        self._scale_set = False
+        self._ema_n: int | None = None
+        self.register_load_state_dict_post_hook(_forget_mirrors)
 
     # --- EMA of the weights -----------------------------------------------------------------------
     def ema_decay_at(self, n: int) -> float:
@@ -234,20 +259,31 @@ class ScoreDynamics(TrajectoryModel):
             return 0.0
         return min(self.ema_decay, (1.0 + n) / (10.0 + n)) if self.ema_warmup else self.ema_decay
 
+    def _ema_count(self) -> int:
+        """The EMA's update count, from its host mirror (the buffer is read once, after a load)."""
+        if self._ema_n is None:
+            self._ema_n = int(self.ema_updates)
+        return self._ema_n
+
     @torch.no_grad()
     def after_optimizer_step(self) -> None:
-        """ema <- d ema + (1 - d) theta for every denoiser parameter (d from :meth:`ema_decay_at`)."""
+        """ema <- d ema + (1 - d) theta for every denoiser parameter (d from :meth:`ema_decay_at`): two
+        multi-tensor launches (``torch._foreach_*``), the same arithmetic as one ``mul_``/``add_`` per tensor."""
         if not self._ema_names:
             return
-        d = self.ema_decay_at(int(self.ema_updates))
-        for name, param in self.denoiser.named_parameters():
-            buf = getattr(self, self._ema_names[name])
-            buf.mul_(d).add_(param.detach().to(buf.dtype), alpha=1.0 - d)
+        n = self._ema_count()
+        d = self.ema_decay_at(n)
+        names = [name for name, _ in self.denoiser.named_parameters()]
+        bufs = [getattr(self, self._ema_names[name]) for name in names]
+        params = [p.detach().to(b.dtype) for p, b in zip(self.denoiser.parameters(), bufs)]
+        torch._foreach_mul_(bufs, d)
+        torch._foreach_add_(bufs, params, alpha=1.0 - d)
         self.ema_updates += 1
+        self._ema_n = n + 1
 
     def ema_active(self) -> bool:
         """True when sampling uses the EMA weights: EMA on and updated at least once (else the raw weights)."""
-        return bool(self._ema_names) and int(self.ema_updates) > 0
+        return bool(self._ema_names) and self._ema_count() > 0
 
     def ema_parameters(self) -> dict[str, torch.Tensor]:
         """The EMA weights under the denoiser's parameter names (for :func:`torch.func.functional_call`)."""
@@ -255,21 +291,34 @@ class ScoreDynamics(TrajectoryModel):
 
     # --- pieces -----------------------------------------------------------------------------------
     def scale(self) -> torch.Tensor:
-        if float(self.dx_scale) <= 0:
-            raise RuntimeError("score_dynamics: displacement scale not set; train first or set displacement_scale")
+        if not self._scale_set:  # read once (then mirrored on the host)
+            if float(self.dx_scale) <= 0:
+                raise RuntimeError("score_dynamics: displacement scale not set; train first or set displacement_scale")
+            self._scale_set = True
         return self.dx_scale
 
-    def graph(self, batch: B.Batch) -> torch.Tensor:
-        return radius_edge_index(batch[B.POSITIONS], batch[B.NUM_ATOMS], self.cutoff)
+    def molecule_structures(self, numbers: Any, graph: dict[str, Any]) -> dict[str, Any]:
+        """The complete graph of the molecule (messages pass on its pairs within ``cutoff``: the radius graph
+        with static shapes); checks once that every element has a covalent radius (the bond check's)."""
+        for z in set(int(k) for k in numbers):
+            covalent_radius(z)
+        return {"complete": complete_pairs(len(numbers))}
 
-    def eps(self, batch: B.Batch, z: torch.Tensor, t: torch.Tensor, edge_index: torch.Tensor | None = None,
-            ema: bool = False) -> torch.Tensor:  # fmt: skip
-        """Noise prediction (n_atoms, 3); ``t`` scalar or (n_molecules,); ``ema``: with the EMA weights
-        (where :meth:`ema_active`), else the raw (trained) ones."""
-        if edge_index is None:
-            edge_index = self.graph(batch)
+    def graph(self, batch: B.Batch) -> tuple[torch.Tensor, float | None]:
+        """(edges, cutoff): the batch's complete graph with the cutoff applied as a mask in the denoiser, or,
+        for a batch built by hand, the radius graph itself (host reads) and no mask."""
+        complete = batch.get(B.STRUCTURE + "complete")
+        if complete is not None:
+            return complete, self.cutoff
+        return radius_edge_index(batch[B.POSITIONS], batch[B.NUM_ATOMS], self.cutoff), None
+
+    def eps(self, batch: B.Batch, z: torch.Tensor, t: torch.Tensor,
+            graph: tuple[torch.Tensor, float | None] | None = None, ema: bool = False) -> torch.Tensor:  # fmt: skip
+        """Noise prediction (n_atoms, 3); ``t`` scalar or (n_molecules,); ``graph``: :meth:`graph` of the batch
+        (built here when None); ``ema``: with the EMA weights (where :meth:`ema_active`), else the raw ones."""
+        edge_index, cutoff = self.graph(batch) if graph is None else graph
         t = t.reshape(-1).expand(B.num_molecules(batch)) if t.numel() == 1 else t
-        args = (batch, z, t, self.scale().to(z.dtype), edge_index)
+        args = (batch, z, t, self.scale().to(z.dtype), edge_index, cutoff)
         if ema and self.ema_active():
             return torch.func.functional_call(self.denoiser, self.ema_parameters(), args)
         return self.denoiser(*args)
@@ -288,9 +337,10 @@ class ScoreDynamics(TrajectoryModel):
     def loss(self, batch: B.Batch) -> torch.Tensor:
         """E_{lambda ~ U, eps} |eps_theta(alpha z0 + sigma eps, t) - eps|^2 per coordinate (dimensionless)."""
         dx = batch[B.TARGET_POSITIONS] - batch[B.POSITIONS]
-        if float(self.dx_scale) <= 0:
+        if not self._scale_set and float(self.dx_scale) <= 0:  # the first batch sets it (one host read)
             with torch.no_grad():
                 self.dx_scale.fill_(float(dx.pow(2).mean().sqrt().clamp_min(1e-6)))
+        self._scale_set = True
         if self.training and self.random_rotation:
             batch = self._rotate(batch)
             dx = batch[B.TARGET_POSITIONS] - batch[B.POSITIONS]
@@ -310,13 +360,13 @@ class ScoreDynamics(TrajectoryModel):
         with the EMA weights (``ema``, where :meth:`ema_active`) as the original samples with its EMA model."""
         sampler = sampler or self.sampler
         z = torch.randn_like(batch[B.POSITIONS]) if noise is None else noise
-        edge_index = self.graph(batch)
+        graph = self.graph(batch)
         evals = 0
 
         def eps_fn(zz: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
             nonlocal evals
             evals += 1
-            return self.eps(batch, zz, tt, edge_index, ema=ema)
+            return self.eps(batch, zz, tt, graph, ema=ema)
 
         if sampler == "dpm3":
             z0 = dpm_solver3(eps_fn, z, self.schedule, self.sampling_steps)
@@ -333,7 +383,7 @@ class ScoreDynamics(TrajectoryModel):
         Bonds: ``BOND_INDEX`` when present (the first frame's topology), else d < 1.2 (r_i + r_j) now.
         """
         pos, z = batch[B.POSITIONS], batch[B.ATOMIC_NUMBERS]
-        radii = pos.new_tensor([covalent_radius(int(k)) for k in z.tolist()])
+        radii = self.radius_table[z].to(pos.dtype)  # a lookup on the device (elements checked per molecule)
         if B.BOND_INDEX in batch:
             bonds = batch[B.BOND_INDEX]
         else:

@@ -27,11 +27,13 @@ phi is the softmax over the neighbours j of i. Reproduction choices (docs/reprod
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
-from diffmd.graph import full_edge_index, radius_edge_index, scatter_softmax, scatter_sum
+from diffmd import batch as B
+from diffmd.graph import complete_pairs, full_edge_index, radius_edge_index, scatter_softmax, scatter_sum
 from diffmd.models.diffmd.sbf import SphericalFourierBessel, safe_norm
 from diffmd.nn import AtomEmbedding
 
@@ -146,9 +148,21 @@ class EGT(nn.Module):
         )
 
     def edges(self, x: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:
+        """The attention graph built from the batch (host reads: hot paths pass the batch's prebuilt one)."""
         if self.attention_graph == "full":
             return full_edge_index(num_atoms)
         return radius_edge_index(x, num_atoms, self.cutoff)
+
+    def molecule_structures(self, n_atoms: int) -> dict[str, Any]:
+        """The constant attention graph of one molecule (``complete``: every ordered pair) for the batch
+        builders; none for ``attention_graph: radius`` (it changes with the positions)."""
+        return {"complete": complete_pairs(n_atoms)} if self.attention_graph == "full" else {}
+
+    def graph_of(self, batch: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The attention graph of ``batch`` at positions ``x``: its prebuilt complete graph when it has one."""
+        if self.attention_graph == "full":
+            return B.structure(batch, "complete", lambda b: full_edge_index(b[B.NUM_ATOMS]))
+        return radius_edge_index(x, batch[B.NUM_ATOMS], self.cutoff)
 
     def forward(
         self,
@@ -158,9 +172,12 @@ class EGT(nn.Module):
         num_atoms: torch.Tensor,
         s: torch.Tensor,
         log_std: torch.Tensor,
+        edge_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """x (N, 3) Å noised positions, v (N, 3) Å/step, z (N,) atomic numbers, s and log_std (N,)."""
-        edge_index = self.edges(x, num_atoms)
+        """x (N, 3) Å noised positions, v (N, 3) Å/step, z (N,) atomic numbers, s and log_std (N,);
+        ``edge_index``: the attention graph when the caller has it (:meth:`graph_of`), else built here."""
+        if edge_index is None:
+            edge_index = self.edges(x, num_atoms)
         speed = safe_norm(v, self.angle_eps)
         feats = torch.cat([speed[:, None], log_std[:, None], time_features(s, self.n_time_freq)], -1)
         h = self.embed(z) + self.scalars(feats)

@@ -36,7 +36,7 @@ def sampler_kwargs(name: str, options: dict[str, dict[str, Any]] | None) -> dict
     if unknown:
         raise ValueError(f"diffmd sampler_options: unknown sampler(s) {', '.join(unknown)}")
     kwargs = dict(options.get(name) or {})
-    fixed = {"score_fn", "x_init", "sde", "sigma", "eps", "batch_index", "generator", "restrict"}
+    fixed = {"score_fn", "x_init", "sde", "sigma", "eps", "batch_index", "generator", "restrict", "n_mol"}
     allowed = set(inspect.signature(get_sampler(name)).parameters) - fixed
     bad = sorted(set(kwargs) - allowed)
     if bad:
@@ -124,13 +124,18 @@ class DiffMD(TrajectoryModel):
         self.adaptive_solver = sampler == "ode" and self.sampler_options.get("method", "dopri5") in ADAPTIVE
         self._score_evals = 0
 
+    def molecule_structures(self, numbers: Any, graph: dict[str, Any]) -> dict[str, Any]:
+        """The EGT's complete attention graph of the molecule, built once (``attention_graph: full``)."""
+        return self.egt.molecule_structures(len(numbers))
+
     def score(
         self, batch: B.Batch, x: torch.Tensor, s_atom: torch.Tensor, sigma: torch.Tensor
     ) -> torch.Tensor:
         """Score of x(t+1) at diffusion time s: x (N, 3) Å, s_atom and sigma (N,) -> (N, 3) 1/Å."""
         std = self.sde.kernel_std(s_atom, sigma)
         disp = self.egt(
-            x, batch[B.VELOCITIES], batch[B.ATOMIC_NUMBERS], batch[B.NUM_ATOMS], s_atom, torch.log(std)
+            x, batch[B.VELOCITIES], batch[B.ATOMIC_NUMBERS], batch[B.NUM_ATOMS], s_atom, torch.log(std),
+            self.egt.graph_of(batch, x),
         )
         if self.score_scaling == "inverse_std":
             return disp / std[:, None]
@@ -167,6 +172,7 @@ class DiffMD(TrajectoryModel):
             self.eps,
             batch_index=batch[B.BATCH],
             generator=generator,
+            n_mol=B.num_molecules(batch),
             **self.sampler_options,
             **extra,
         )

@@ -70,7 +70,8 @@ def available_samplers() -> list[str]:
 
 
 def _time(value: float, like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(value, dtype=like.dtype, device=like.device)
+    """A 0-d time on ``like``'s device, made there (a fill: no host-to-device copy, capturable)."""
+    return torch.full((), value, dtype=like.dtype, device=like.device)
 
 
 @register_sampler("ode")
@@ -88,8 +89,12 @@ def ode_sampler(
     step_size: float | None = None,
     step_control: str = "molecule",
     restrict: Restrict | None = None,
+    n_mol: int | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Probability-flow ODE from s = 1 to ``eps`` (deterministic; ``generator`` unused).
+
+    ``n_mol``: the molecules of ``batch_index`` (the caller knows it from the batch's shape; else it is read
+    from ``batch_index``, a host sync).
 
     Stage times outside [eps, 1] are clamped into it (dopri5's first-step probe otherwise evaluates
     sigma^(2s) at s << 0, which overflows). ``eps`` as a tensor (n_molecules,): one eps per molecule of
@@ -102,12 +107,14 @@ def ode_sampler(
     """
     if step_control not in STEP_CONTROLS:
         raise ValueError(f"ode sampler: step_control must be one of {STEP_CONTROLS}, got {step_control!r}")
-    n_mol = 1 if batch_index is None or batch_index.numel() == 0 else int(batch_index.max()) + 1
+    if n_mol is None:
+        n_mol = 1 if batch_index is None or batch_index.numel() == 0 else int(batch_index.max()) + 1
     per_molecule = step_control == "molecule" and method == "dopri5" and step_size is None
     if per_molecule and (torch.is_tensor(eps) or n_mol > 1):
         return _ode_molecule_steps(score_fn, x_init, sde, sigma, eps, batch_index, n_mol, rtol, atol, restrict)
     if torch.is_tensor(eps):
-        return _ode_per_molecule_eps(score_fn, x_init, sde, sigma, eps, batch_index, rtol, atol, method, step_size)
+        return _ode_per_molecule_eps(score_fn, x_init, sde, sigma, eps, batch_index, rtol, atol, method, step_size,
+                                     n_mol)
     from torchdiffeq import odeint
 
     nfe = 0
@@ -165,13 +172,13 @@ def _ode_molecule_steps(
     n = x_init.shape[0]
     if batch_index is None:
         batch_index = torch.zeros(n, dtype=torch.long, device=x_init.device)
+    if not torch.is_tensor(eps) and not 0 < float(eps) < 1:  # a tensor of eps is checked where it is made
+        raise ValueError(f"ode sampler: eps must lie in (0, 1), got {eps}")
     eps_mol = torch.as_tensor(eps, dtype=torch.float64, device=x_init.device).reshape(-1)
     if eps_mol.numel() == 1:
         eps_mol = eps_mol.expand(n_mol)
     if eps_mol.numel() != n_mol:
         raise ValueError(f"ode sampler: {eps_mol.numel()} eps values for {n_mol} molecules")
-    if not bool(((eps_mol > 0) & (eps_mol < 1)).all()):
-        raise ValueError(f"ode sampler: eps must lie in (0, 1), got {eps_mol.tolist()}")
     drift = _molecule_drift(score_fn, restrict, sde, torch.log(sigma)[:, None], x_init, eps_mol[batch_index])
     t_start = torch.ones(n_mol, dtype=torch.float64, device=x_init.device)
     out, calls, _ = dopri5_per_molecule(drift, x_init, batch_index, t_start, eps_mol, rtol=rtol, atol=atol)
@@ -200,6 +207,7 @@ def per_molecule_max_norm(
 def _ode_per_molecule_eps(
     score_fn: ScoreFn, x_init: torch.Tensor, sde: ConditionalVESDE, sigma: torch.Tensor, eps: torch.Tensor,
     batch_index: torch.Tensor | None, rtol: float, atol: float, method: str, step_size: float | None,
+    n_mol: int | None = None,
 ) -> tuple[torch.Tensor, int]:  # fmt: skip
     """The probability-flow ODE with one eps per molecule, on the clocks s_i(tau) = 1 - tau (1 - eps_i)."""
     from torchdiffeq import odeint
@@ -207,7 +215,8 @@ def _ode_per_molecule_eps(
     n = x_init.shape[0]
     if batch_index is None:
         batch_index = torch.zeros(n, dtype=torch.long, device=x_init.device)
-    n_mol = int(batch_index.max()) + 1
+    if n_mol is None:
+        n_mol = int(batch_index.max()) + 1
     eps = eps.to(dtype=x_init.dtype, device=x_init.device).reshape(-1)
     if eps.numel() != n_mol:
         raise ValueError(f"ode sampler: {eps.numel()} eps values for {n_mol} molecules")
@@ -245,6 +254,7 @@ def ode_path(
     step_control: str = "molecule",
     batch_index: torch.Tensor | None = None,
     restrict: Restrict | None = None,
+    n_mol: int | None = None,
 ) -> tuple[list[torch.Tensor], int]:
     """The probability-flow ODE from s = 1 down to min(``eps_values``), with x(eps) at every value (in the
     order given): one integration for every eps (module docstring); an adaptive solver is made to step onto
@@ -267,7 +277,8 @@ def ode_path(
         n = x_init.shape[0]
         if batch_index is None:
             batch_index = torch.zeros(n, dtype=torch.long, device=x_init.device)
-        n_mol = int(batch_index.max()) + 1
+        if n_mol is None:
+            n_mol = int(batch_index.max()) + 1
 
         drift_m = _molecule_drift(score_fn, restrict, sde, log_sigma, x_init,
                                   torch.full((n,), low, dtype=torch.float64, device=x_init.device))  # fmt: skip
@@ -330,8 +341,9 @@ def euler_maruyama_sampler(
     batch_index: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     n_steps: int = 100,
+    n_mol: int | None = None,
 ) -> tuple[torch.Tensor, int]:
-    """Reverse SDE with ``n_steps`` uniform steps on [eps, 1]; the last step is noise-free."""
+    """Reverse SDE with ``n_steps`` uniform steps on [eps, 1]; the last step is noise-free (no host read)."""
     log_sigma = torch.log(sigma)[:, None]
     ds = (1.0 - eps) / n_steps
     x = x_init
@@ -349,11 +361,13 @@ def _langevin_step(
     snr: float,
     batch_index: torch.Tensor,
     generator: torch.Generator | None,
+    n_mol: int | None = None,
 ) -> torch.Tensor:
     """Annealed Langevin corrector; step 2 (snr |z| / |score|)^2 with norms per molecule."""
     score = score_fn(x, _time(s, x))
     z = _noise(x, generator)
-    n_mol = int(batch_index.max()) + 1
+    if n_mol is None:
+        n_mol = int(batch_index.max()) + 1
     grad_norm = scatter_sum((score * score).sum(-1), batch_index, n_mol).sqrt()
     noise_norm = scatter_sum((z * z).sum(-1), batch_index, n_mol).sqrt()
     step = (2 * (snr * noise_norm / grad_norm.clamp_min(1e-12)) ** 2)[batch_index][:, None]
@@ -372,6 +386,7 @@ def pc_sampler(
     n_steps: int = 100,
     n_corrector: int = 1,
     snr: float = 0.16,
+    n_mol: int | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Algorithm 1: ``n_steps`` (N_P) predictor steps, each but the last followed by ``n_corrector`` correctors.
 
@@ -397,6 +412,6 @@ def pc_sampler(
             break  # x is the noise-free mean of the step to eps: the denoised sample
         s_next = 1.0 - (k + 1) * ds
         for _ in range(n_corrector):
-            x = _langevin_step(score_fn, x, s_next, snr, batch_index, generator)
+            x = _langevin_step(score_fn, x, s_next, snr, batch_index, generator, n_mol)
             nfe += 1
     return x, nfe

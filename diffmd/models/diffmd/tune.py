@@ -19,10 +19,19 @@ Two searches (``diffmd.search``, docs/paper_scale.md):
   (no Snakemake checkpoint); which point a slot trains is read from the ranking when the job runs. The
   selection reads the last rung's validations.
 
-Each validation row holds both of the trainer's validation numbers (:mod:`diffmd.engine.train`):
-``val_armse`` (rollout of ``val_horizon`` frames) and ``val_one_step`` (teacher-forced, on ``val_frames``
-frames), and ``val_metric``, the one ``train.select_by`` names (``select_by``, default ``one_step``).
-The selection minimises ``val_metric``; every row must have been validated with the same ``select_by``.
+Each validation row holds the trainer's validation numbers (:mod:`diffmd.engine.train`): ``val_one_step``
+(teacher-forced, on ``val_frames`` frames), ``val_armse`` (rollout of ``val_horizon`` frames; ``rollout``
+says whether it ran) and ``val_metric``, the one ``train.select_by`` names (``select_by``, default
+``one_step``). The selection minimises ``val_metric``; every row must have been validated with the same
+``select_by``.
+
+Rollouts only where something reads them (issue 21, :func:`rollout_plan`): with ``select_by: one_step`` a point
+rolls out once, at its best eps, and only where it can become the run's model (every point of a full search, the
+last rung of a halving: ``--no-report-rollout`` elsewhere), so the selected model's ``val_armse`` is still
+reported; the earlier rungs rank on the one-step loss alone. With ``rollout_armse`` every eps rolls out, all
+segments and all eps as one batch of copies. The grid trainings themselves roll nothing out
+(``train --no-final-rollout``). Before, every point rolled out at every eps, and every grid training every
+``val_every`` epochs, for numbers no selection read.
 
 Batching over eps (``batch_eps``, default on, the ODE sampler only): the one-step predictions at every eps
 come from one integration down to the smallest eps (:func:`diffmd.models.diffmd.samplers.ode_path`), and
@@ -35,10 +44,11 @@ set for each), each exactly as a separate validation would.
 CLI::
 
     python -m diffmd.models.diffmd.tune validate --split SPLIT.json --checkpoint grid/P/model.pt
-        --eps 0.1 0.2 ... --train-config JSON --seed N [--no-batch-eps] --out grid/P/validation.json
+        --eps 0.1 0.2 ... --train-config JSON --seed N [--no-batch-eps] [--no-report-rollout]
+        --out grid/P/validation.json
     python -m diffmd.models.diffmd.tune train-slot --split SPLIT.json --model MODEL --params JSON --grid JSON
         --slot J --epochs E [--ranking grid/rung<r-1>/ranking.json] --train-config JSON --seed N
-        --out-dir grid/rung<r>/slot<J>
+        [--no-report-rollout] --out-dir grid/rung<r>/slot<J>
     python -m diffmd.models.diffmd.tune rank --validations V.json ... --keep K --out grid/rung<r>/ranking.json
     python -m diffmd.models.diffmd.tune select --validations V.json ... --grid JSON
         --out-model RUN/model.pt --out-selection RUN/selection.json
@@ -89,18 +99,22 @@ def _batchable(model: Any, eps_values: list[float], batch_eps: bool) -> bool:
 
 def _one_step_all_eps(model: Any, data: Any, eps_values: list[float], batch_size: int, device: Any) -> list[float]:
     """The trainer's one-step loss (:func:`diffmd.engine.train.validation_one_step`) at every eps, from one
-    ODE integration per batch (:func:`ode_path`); inf for an eps with a non-finite prediction."""
+    ODE integration per batch (:func:`ode_path`); inf for an eps with a non-finite prediction. The frames are
+    resident on the device (:class:`diffmd.engine.batching.DeviceData`) and the sums stay there until the end."""
     import torch
 
     from diffmd import batch as B
+    from diffmd.engine.train import on_device
     from diffmd.models.diffmd.samplers import ode_path
 
     model.eval()
     model.rollout_stats()
-    totals, n_atoms = [0.0] * len(eps_values), 0
+    data = on_device(data, device, model)
+    totals = torch.zeros(len(eps_values), dtype=torch.float64, device=data.device)
+    finite = torch.ones(len(eps_values), dtype=torch.bool, device=data.device)
+    n_atoms = 0
     with torch.no_grad():
         for batch in data.batches(batch_size):
-            batch = B.to_device(batch, device)
             target, inputs = batch[B.TARGET_POSITIONS].double(), B.inputs_only(batch)
             model.begin_rollout(inputs)
             sigma, n = model.sde.sigma_from_batch(inputs), inputs[B.POSITIONS].shape[0]
@@ -110,57 +124,42 @@ def _one_step_all_eps(model: Any, data: Any, eps_values: list[float], batch_size
                 return model.score(inputs, x, s.expand(n), sigma)
 
             preds, nfe = ode_path(score_fn, inputs[B.POSITIONS], model.sde, sigma, eps_values, **model.sampler_options,
-                                  batch_index=inputs[B.BATCH], restrict=model._restrict(inputs, sigma))
+                                  batch_index=inputs[B.BATCH], restrict=model._restrict(inputs, sigma),
+                                  n_mol=B.num_molecules(inputs))  # fmt: skip
             model._score_evals += nfe
             for i, pred in enumerate(preds):
-                ok = bool(torch.isfinite(pred).all())
-                totals[i] = math.inf if not ok else totals[i] + float(((pred.double() - target) ** 2).sum())
+                finite[i] &= torch.isfinite(pred).all()
+                totals[i] += ((pred.double() - target) ** 2).sum()
             n_atoms += int(target.shape[0])
     model.rollout_stats()
-    return [math.sqrt(t / max(n_atoms, 1)) for t in totals]
+    ok, sums = finite.tolist(), totals.tolist()
+    return [math.sqrt(t / max(n_atoms, 1)) if good else math.inf for t, good in zip(sums, ok)]
 
 
-def _rollouts_all_eps(model: Any, segs: list[Any], eps_values: list[float], horizon: int, bound: float,
-                      device: Any) -> list[dict[str, float]]:  # fmt: skip
-    """The trainer's validation rollouts (:func:`diffmd.engine.train.validation_rollouts`) at every eps in one
-    batch per segment: one copy of the segment's start per eps, ``model.eps`` one value per copy. Per eps:
-    ``armse`` (inf when it diverged on any segment), ``frames`` and ``score_evals`` of the batch."""
-    import torch
-
-    from diffmd.engine.rollout import n_steps_for, rollout_starts
-    from diffmd.metrics import armse
-
-    m = len(eps_values)
-    values: list[list[float]] = [[] for _ in range(m)]
-    dead = [False] * m
-    frames, evals = 0, 0.0
-    saved = model.eps
-    model.eps = torch.tensor(eps_values, dtype=torch.float32, device=device)
-    try:
-        for seg in segs:
-            steps = n_steps_for(seg, model.stride, horizon, seg.start)
-            res = rollout_starts(model, seg, np.full(m, seg.start), steps, bound, device)
-            done = [int(d) - 1 if d >= 0 else steps for d in res.diverged_at]
-            frames += max(max(done), 0) + (1 if (res.diverged_at >= 0).any() else 0)
-            evals += float(res.score_evals.sum())
-            for i in range(m):
-                if res.diverged_at[i] >= 0:
-                    dead[i] = True
-                elif not dead[i]:
-                    values[i].append(armse(res.positions[i], seg.positions[res.frame_indices[i]]))
-    finally:
-        model.eps = saved
-    return [{"armse": math.inf if dead[i] else float(np.mean(values[i])), "frames": frames, "score_evals": evals}
-            for i in range(m)]  # fmt: skip
+def rollout_plan(select_by: str, eps_values: list[float], metrics: list[float], report: bool) -> list[int]:
+    """The indices of ``eps_values`` whose validation rollout runs: every eps unless ``select_by`` is
+    ``one_step`` (the rows' metric is then the rollout ARMSE: ``rollout_armse``, and ``val_loss``, which the grid
+    ranks by rollout ARMSE as before; issue 25 decides the grid's val_loss once); with ``one_step`` the eps of
+    the lowest finite ``metrics`` (the first on ties, as :func:`select` breaks them) when ``report``, else none."""
+    if select_by != "one_step":
+        return list(range(len(eps_values)))
+    if not report:
+        return []
+    finite = [i for i, m in enumerate(metrics) if m is not None and math.isfinite(m)]
+    return [min(finite, key=lambda i: metrics[i])] if finite else [0]
 
 
 def validate_point(split: str, checkpoint: str, eps_values: list[float], train_cfg: dict[str, Any], seed: int,
-                   batch_eps: bool = True) -> dict[str, Any]:  # fmt: skip
+                   batch_eps: bool = True, report_rollout: bool = True) -> dict[str, Any]:  # fmt: skip
     """Validation of ``checkpoint`` at every eps of ``eps_values``, through the trainer's own validation
-    numbers: ``{"point", "batched", "seconds", "rows": [one row per eps]}``; a row holds the rollout ARMSE
-    (Å, ``val_armse``), the one-step loss (Å, ``val_one_step``) and ``val_metric``, the one ``select_by``
-    names (None where not finite). Batched over eps where :func:`_batchable` (module docstring); otherwise
-    each eps as a separate validation (seeded afresh, so bitwise what one validation per eps gives).
+    numbers: ``{"point", "batched", "seconds", "rows": [one row per eps]}``; a row holds the one-step loss
+    (Å, ``val_one_step``), the rollout ARMSE (Å, ``val_armse``; ``rollout`` says whether it was rolled out) and
+    ``val_metric``, the one ``select_by`` names (None where not finite). Batched over eps where
+    :func:`_batchable` (module docstring); otherwise each eps as a separate validation (seeded afresh).
+
+    Rollouts run where a selection or the report reads them (:func:`rollout_plan`): at every eps with
+    ``select_by: rollout_armse`` (all segments and all eps as one batch of copies), else only at the point's
+    best eps when ``report_rollout`` (the selected model's ARMSE is still reported), else none.
 
     The trainer's settings are merged exactly as in training: defaults <- ``train_cfg`` <- the model's
     own ``train:`` overrides (kept in the checkpoint).
@@ -169,11 +168,13 @@ def validate_point(split: str, checkpoint: str, eps_values: list[float], train_c
     from diffmd.engine.common import load_checkpoint, resolve_device, seed_everything
     from diffmd.engine.train import (
         isolated_rng,
+        on_device,
         one_step_seed,
         resolve_train_config,
         validation_one_step,
         validation_pairs,
         validation_rollouts,
+        validation_rollouts_eps,
     )
 
     eps_values = [float(e) for e in eps_values]
@@ -187,45 +188,61 @@ def validate_point(split: str, checkpoint: str, eps_values: list[float], train_c
     cfg = resolve_train_config(train_cfg, ckpt.get("train_overrides"))
     model.eval()
     segs = split_segments(load_split(split), "val", stride=model.stride)
-    pairs = validation_pairs(segs, cfg["val_frames"])
+    pairs = on_device(validation_pairs(segs, cfg["val_frames"]), device, model)
     horizon, bound = cfg["val_horizon"], cfg["divergence_bound_A"]
     batched = _batchable(model, eps_values, batch_eps)
+    n = len(eps_values)
     t0 = time.perf_counter()
+    # the one-step loss at every eps first: where it selects, it also says which eps the report rolls out
     if batched:
-        seed_everything(seed)
-        rolls = _rollouts_all_eps(model, segs, eps_values, horizon, bound, device)
-        t1 = time.perf_counter()
         ones = isolated_rng(one_step_seed(seed, 0),
                             lambda: _one_step_all_eps(model, pairs, eps_values, cfg["batch_size"], device))  # fmt: skip
-        roll_s, one_s = [t1 - t0] * len(eps_values), [time.perf_counter() - t1] * len(eps_values)
+        one_s = [time.perf_counter() - t0] * n
     else:
-        rolls, ones, roll_s, one_s = [], [], [], []
+        ones, one_s = [], []
         for eps in eps_values:
             model.eps = eps
-            seed_everything(seed)
-            ta = time.perf_counter()
-            rolls.append(validation_rollouts(model, segs, horizon, bound, device))
             tb = time.perf_counter()
             ones.append(isolated_rng(one_step_seed(seed, 0),
                                      lambda: validation_one_step(model, pairs, cfg["batch_size"], device)))  # fmt: skip
-            roll_s.append(tb - ta)
             one_s.append(time.perf_counter() - tb)
+    select_by = cfg["select_by"]
+    plan = rollout_plan(select_by, eps_values, ones, report_rollout)
+    rolls: list[dict[str, float] | None] = [None] * n
+    roll_s = [0.0] * n
+    t1 = time.perf_counter()
+    if plan and batched and len(plan) > 1:
+        seed_everything(seed)
+        for i, res in zip(plan, validation_rollouts_eps(model, segs, [eps_values[i] for i in plan], horizon, bound,
+                                                        device)):  # fmt: skip
+            rolls[i] = res
+        roll_s = [time.perf_counter() - t1 if i in plan else 0.0 for i in range(n)]
+    else:
+        for i in plan:
+            model.eps = eps_values[i]
+            seed_everything(seed)
+            ta = time.perf_counter()
+            rolls[i] = validation_rollouts(model, segs, horizon, bound, device)
+            roll_s[i] = time.perf_counter() - ta
     spec = GridSpec.of(ckpt["model"])
     point = {k: ckpt["params"][k] for k in spec.train_keys}
     name = spec.point_name(point)
     rows = []
     for i, eps in enumerate(eps_values):
-        val, one, res = rolls[i]["armse"], ones[i], rolls[i]
-        metric = one if cfg["select_by"] == "one_step" else val
+        res = rolls[i]
+        val = res["armse"] if res is not None else None
+        one = ones[i]
+        metric = one if select_by == "one_step" else val
         rows.append({
             "point": name,
             **point,
             "params": point,
             "eps": eps,
-            "val_armse": _finite(val),
+            "val_armse": _finite(val) if val is not None else None,
+            "rollout": res is not None,
             "val_one_step": _finite(one),
-            "val_metric": _finite(metric),
-            "select_by": cfg["select_by"],
+            "val_metric": _finite(metric) if metric is not None else None,
+            "select_by": select_by,
             "epoch": ckpt.get("epoch"),
             "checkpoint": str(checkpoint),
             "val_horizon": cfg["val_horizon"],
@@ -233,11 +250,12 @@ def validate_point(split: str, checkpoint: str, eps_values: list[float], train_c
             "batched": batched,
             "seconds": roll_s[i],
             "one_step_seconds": one_s[i],
-            "frames": int(res["frames"]),
-            "score_evals": int(res["score_evals"]),
-            "score_evals_per_frame": res["score_evals"] / max(res["frames"], 1),
+            "frames": int(res["frames"]) if res is not None else 0,
+            "score_evals": int(res["score_evals"]) if res is not None else 0,
+            "score_evals_per_frame": res["score_evals"] / max(res["frames"], 1) if res is not None else None,
         })  # fmt: skip
-    return {"point": name, "batched": batched, "seconds": time.perf_counter() - t0, "rows": rows}
+    return {"point": name, "batched": batched, "seconds": time.perf_counter() - t0, "rows": rows,
+            "rollouts": [eps_values[i] for i in plan]}  # fmt: skip
 
 
 def _finite(value: float) -> float | None:
@@ -326,7 +344,7 @@ def slot_point(grid: dict[str, list[float]], spec: GridSpec, slot: int, ranking:
 
 def train_slot(split: str, model: str, base: dict[str, Any], grid: dict[str, list[float]], slot: int, epochs: int,
                ranking: str | None, train_cfg: dict[str, Any], seed: int, out_dir: str,
-               batch_eps: bool = True) -> dict[str, Any]:  # fmt: skip
+               batch_eps: bool = True, report_rollout: bool = True) -> dict[str, Any]:  # fmt: skip
     """One halving slot: train its point (:func:`slot_point`) from scratch for ``epochs`` epochs with the
     engine's trainer into ``out_dir``, validate it at every eps (:func:`validate_point`) and write
     ``out_dir/validation.json``; returns the validation."""
@@ -340,8 +358,9 @@ def train_slot(split: str, model: str, base: dict[str, Any], grid: dict[str, lis
     params = point_params(base, grid, name, spec)
     params["train"] = {**(params.get("train") or {}), "epochs": int(epochs)}
     print(f"halving slot {slot}: point {name}, {epochs} epochs", flush=True)
-    train(split, model, params, train_cfg, seed, out_dir)
-    doc = validate_point(split, str(Path(out_dir) / "model.pt"), grid["eps"], train_cfg, seed, batch_eps)
+    train(split, model, params, train_cfg, seed, out_dir, final_rollout=False)
+    doc = validate_point(split, str(Path(out_dir) / "model.pt"), grid["eps"], train_cfg, seed, batch_eps,
+                         report_rollout)  # fmt: skip
     doc = {**doc, "slot": int(slot), "epochs": int(epochs), "ranking": ranking}
     write_json(Path(out_dir) / "validation.json", doc)
     return doc
@@ -357,7 +376,8 @@ def write_selection(validations: list[str], grid: dict[str, Any], out_model: str
     metric = row_metric(best)
     ckpt = load_torch(best["checkpoint"])
     ckpt["params"] = {**ckpt["params"], "eps": best["eps"]}
-    ckpt["val_armse"] = best["val_armse"] if best["val_armse"] is not None else math.inf
+    rolled = best.get("rollout", True)  # rows written before issue 21 always rolled out
+    ckpt["val_armse"] = best["val_armse"] if best["val_armse"] is not None else (math.inf if rolled else None)
     ckpt["val_metric"] = metric if metric is not None else math.inf
     ckpt["select_by"] = row_select_by(best)
     ckpt["selection"] = {**row_params(best), "eps": best["eps"], "point": best["point"]}
@@ -408,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
         q.add_argument("--train-config", default="{}", help="JSON: the config's train section (val_horizon, ...)")
         q.add_argument("--seed", type=int, default=1)
         q.add_argument("--no-batch-eps", action="store_true", help="validate one eps after another")
+        q.add_argument("--no-report-rollout", action="store_true",
+                       help="no rollout at the point's best eps (a point that cannot become the run's model: the "
+                            "earlier rungs of a halving); with select_by rollout_armse every eps rolls out anyway")
     v.add_argument("--out", required=True)
     r = sub.add_parser("rank")
     r.add_argument("--validations", nargs="+", required=True)
@@ -427,12 +450,14 @@ def main(argv: list[str] | None = None) -> int:
             "validate", "train-slot") else None
         grid = schema_argument(a.grid, "--grid", GRID_SCHEMA) if a.cmd in ("train-slot", "select") else None
         if a.cmd == "validate":
-            doc = validate_point(a.split, a.checkpoint, a.eps, train_cfg, a.seed, not a.no_batch_eps)
+            doc = validate_point(a.split, a.checkpoint, a.eps, train_cfg, a.seed, not a.no_batch_eps,
+                                 not a.no_report_rollout)  # fmt: skip
             write_json(a.out, doc)
             print(json.dumps(doc))
         elif a.cmd == "train-slot":
             doc = train_slot(a.split, a.model, model_params_argument(a.params, "--params", a.model), grid, a.slot,
-                             a.epochs, a.ranking, train_cfg, a.seed, a.out_dir, not a.no_batch_eps)  # fmt: skip
+                             a.epochs, a.ranking, train_cfg, a.seed, a.out_dir, not a.no_batch_eps,
+                             not a.no_report_rollout)  # fmt: skip
             print(json.dumps(doc))
         elif a.cmd == "rank":
             doc = rank(a.validations, a.keep)
