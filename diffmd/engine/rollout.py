@@ -44,6 +44,7 @@ import torch
 from diffmd import batch as B
 from diffmd.config import section_defaults
 from diffmd.data.pairs import Segment, history_inputs, load_split, split_segments
+from diffmd.engine.batching import tiled_structures
 from diffmd.engine.common import load_checkpoint, resolve_device, seed_everything, set_threads
 from diffmd.provenance import write_provenance
 from diffmd.registry import TrajectoryModel
@@ -116,20 +117,37 @@ class MultiRollout:
     stats: dict[str, float] = field(default_factory=dict)
 
 
-def tiled_graph(seg: Segment, m: int, device: torch.device, dtype: torch.dtype) -> B.Batch:
-    """:func:`graph_tensors` of ``m`` copies of the segment's molecule, concatenated (one batch)."""
-    one = graph_tensors(seg, device, dtype)
-    n, offsets = seg.n_atoms, torch.arange(m, device=device) * seg.n_atoms
-    out = {
-        B.ATOMIC_NUMBERS: one[B.ATOMIC_NUMBERS].repeat(m),
-        B.BATCH: torch.repeat_interleave(torch.arange(m, device=device), n),
-        B.NUM_ATOMS: torch.full((m,), n, dtype=torch.long, device=device),
-        B.EDGE_ATTR: one[B.EDGE_ATTR].repeat(m, 1),
-    }
-    for key in (B.EDGE_INDEX, B.BOND_INDEX):
-        e = one[key]
-        out[key] = (e.unsqueeze(0) + offsets.view(m, 1, 1)).permute(1, 0, 2).reshape(2, -1)
-    return out
+def tiled_graph(seg: Segment, m: int, device: torch.device, dtype: torch.dtype,
+                model: TrajectoryModel | None = None) -> B.Batch:  # fmt: skip
+    """The constant part of a batch of ``m`` copies of the segment's molecule, concatenated (one batch):
+    numbers, batch vector, sizes, bonded graph and ``model``'s structures (built once per molecule,
+    :func:`diffmd.engine.batching.tiled_structures`)."""
+    return tiled_structures(model, seg, m, device, dtype)
+
+
+def copies_graph(model: TrajectoryModel | None, segs: list[Segment], device: torch.device,
+                 dtype: torch.dtype) -> B.Batch:  # fmt: skip
+    """The constant part of a batch of one copy of each segment's molecule (they may differ), concatenated."""
+    parts = [tiled_structures(model, seg, 1, device, dtype) for seg in segs]
+    if len(parts) == 1:
+        return parts[0]
+    out: B.Batch = {}
+    offset = 0
+    for i, (seg, part) in enumerate(zip(segs, parts)):
+        for key, value in part.items():
+            if key in (B.EDGE_INDEX, B.BOND_INDEX) or key.startswith(B.STRUCTURE):
+                value = value + offset
+            elif key == B.BATCH:
+                value = value + i
+            out.setdefault(key, []).append(value)
+        offset += seg.n_atoms
+    return {key: torch.cat(values, dim=-1 if key in (B.EDGE_INDEX, B.BOND_INDEX) or key.startswith(B.STRUCTURE)
+                           else 0) for key, values in out.items()}  # fmt: skip
+
+
+#: Steps between the rollout's host checks of whether every copy has diverged (the loop never reads the device
+#: otherwise: outputs and divergence stay on it until the end).
+CHECK_EVERY = 64
 
 
 @torch.no_grad()
@@ -147,34 +165,98 @@ def rollout_starts(
     ``len(starts)`` molecules per step); for one start this is :func:`rollout`, and for several it equals
     the per-start rollouts for a model whose prediction for one molecule does not depend on the others."""
     k, starts = int(model.stride), np.asarray(starts, dtype=np.int64)
-    m, n = len(starts), seg.n_atoms
-    if m < 1:
+    if len(starts) < 1:
         raise ValueError(f"{seg.name}: no start frames")
-    if int(starts.min()) < 2 * k:
-        raise ValueError(f"{seg.name}: rollout start {int(starts.min())} < 2*stride ({2 * k}): no history")
+    res = rollout_copies(model, [seg] * len(starts), starts, n_steps, divergence_bound_A, device, dtype, progress)
+    out = np.stack(res.positions)
+    idx = starts[:, None] + k * np.arange(n_steps + 1, dtype=np.int64)[None, :]
+    return MultiRollout(starts, out, idx, res.diverged_at, res.score_evals, res.seconds, res.stats)
+
+
+@dataclass
+class CopiesRollout:
+    """Rollouts of a batch of copies (each its own segment and start), see :func:`rollout_copies`."""
+
+    positions: list[np.ndarray]  # per copy (n_steps+1, atoms, 3) Å; NaN after its divergence
+    diverged_at: np.ndarray  # (M,) step of divergence, -1 if none
+    score_evals: np.ndarray  # (n_steps,) score evaluations per (batched) step
+    seconds: float
+    stats: dict[str, float] = field(default_factory=dict)
+    steps_taken: int = 0  # batched steps run (fewer than n_steps when every copy diverged early)
+
+
+@torch.no_grad()
+def rollout_copies(
+    model: TrajectoryModel,
+    segs: list[Segment],
+    starts: np.ndarray,
+    n_steps: int,
+    divergence_bound_A: float = DIVERGENCE_BOUND_A,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    progress: str | None = None,
+    check_every: int = CHECK_EVERY,
+) -> CopiesRollout:
+    """Roll ``model`` out ``n_steps`` steps from start frame ``starts[i]`` of ``segs[i]`` for every copy i at
+    once (one batch; the molecules may differ). A copy whose prediction holds NaN/inf or an atom farther than
+    the bound from its start frame's centroid is frozen at its last finite frame (so it cannot disturb the
+    others through batch-wide operations) and recorded with its ``diverged_at``.
+
+    Launch-light: the constant batch (graph, structures) is built once, the outputs and the divergence flags stay
+    on the device, and the host reads the device only every ``check_every`` steps (to stop once every copy has
+    diverged) and once at the end."""
+    k, starts = int(model.stride), np.asarray(starts, dtype=np.int64)
+    m = len(starts)
+    if m < 1 or len(segs) != m:
+        raise ValueError(f"rollout: {len(segs)} segments for {m} start frames")
+    for seg, start in zip(segs, starts):
+        if int(start) < 2 * k:
+            raise ValueError(f"{seg.name}: rollout start {int(start)} < 2*stride ({2 * k}): no history")
     device = torch.device(device)
     model.eval()
     model.rollout_stats()
-    const = tiled_graph(seg, m, device, dtype)
+    sizes = [seg.n_atoms for seg in segs]
+    uniform = len(set(sizes)) == 1
+    n_total = sum(sizes)
+    const = tiled_graph(segs[0], m, device, dtype, model) if len(set(id(s) for s in segs)) == 1 \
+        else copies_graph(model, segs, device, dtype)  # fmt: skip
+    mol = const[B.BATCH]
 
     def frames(offset: int) -> torch.Tensor:
-        return torch.as_tensor(seg.positions[starts - offset * k].reshape(m * n, 3), dtype=dtype, device=device)
+        rows = np.concatenate([seg.positions[start - offset * k] for seg, start in zip(segs, starts)])
+        return torch.as_tensor(rows.reshape(n_total, 3), dtype=dtype, device=device)
 
     hist = [frames(2), frames(1), frames(0)]
-    centre = hist[-1].view(m, n, 3).mean(dim=1, keepdim=True)
+    counts = torch.as_tensor(np.asarray(sizes, dtype=np.float64), dtype=dtype, device=device)
+
+    def per_molecule_max(values: torch.Tensor) -> torch.Tensor:
+        if uniform:
+            return values.view(m, sizes[0]).amax(dim=-1)
+        return torch.full((m,), float("-inf"), dtype=values.dtype, device=device).scatter_reduce(
+            0, mol, values, reduce="amax")  # fmt: skip
+
+    if uniform:
+        centre = hist[-1].view(m, sizes[0], 3).mean(dim=1, keepdim=True)
+        centre_atom = centre.expand(m, sizes[0], 3).reshape(n_total, 3)
+    else:
+        centre_atom = (torch.zeros((m, 3), dtype=dtype, device=device).index_add_(0, mol, hist[-1])
+                       / counts[:, None])[mol]  # fmt: skip
     vel0, acc0 = history_inputs(hist[2], hist[1], hist[0])
     start_batch = {**const, B.POSITIONS: hist[2], B.VELOCITIES: vel0, B.ACCELERATIONS: acc0}
-    if seg.thermostat_state is not None:  # the data's thermostat at the starts, for simulators that continue it
-        start_batch[B.THERMOSTAT_STATE] = torch.as_tensor(seg.thermostat_state[starts], dtype=torch.float64,
-                                                          device=device)  # fmt: skip
+    if all(seg.thermostat_state is not None for seg in segs):  # the data's thermostat at the starts, for
+        # simulators that continue it (float64 whatever ``dtype``: it continues the data to rounding)
+        chains = np.stack([seg.thermostat_state[start] for seg, start in zip(segs, starts)])
+        start_batch[B.THERMOSTAT_STATE] = torch.as_tensor(chains, dtype=torch.float64, device=device)
     model.begin_rollout(start_batch)
-    out = np.full((m, n_steps + 1, n, 3), np.nan)
-    out[:, 0] = seg.positions[starts]
+    out = torch.full((n_steps + 1, n_total, 3), float("nan"), dtype=dtype, device=device)
     evals = np.zeros(n_steps)
     totals: dict[str, float] = {}
-    diverged_at = np.full(m, -1, dtype=np.int64)
+    step_stats: list[dict[str, float]] = []
+    diverged_at = torch.full((m,), -1, dtype=torch.long, device=device)
     alive = torch.ones(m, dtype=torch.bool, device=device)
+    nan = torch.tensor(float("nan"), dtype=dtype, device=device)
     t0 = time.perf_counter()
+    taken = 0
     for step in range(1, n_steps + 1):
         vel, acc = history_inputs(hist[2], hist[1], hist[0])
         batch = dict(const)
@@ -182,28 +264,38 @@ def rollout_starts(
         nxt = model.predict(batch)
         stats = dict(model.rollout_stats())
         evals[step - 1] = float(stats.pop("score_evals", 0.0))
-        for key, value in stats.items():
-            totals[key] = totals.get(key, 0.0) + float(value)
-        per = nxt.view(m, n, 3)
-        bad = ~torch.isfinite(per).all(dim=-1).all(dim=-1)
-        far = torch.nan_to_num((per - centre).norm(dim=-1), nan=0.0).amax(dim=-1) > divergence_bound_A
+        step_stats.append(stats)
+        bad = per_molecule_max((~torch.isfinite(nxt).all(dim=-1)).to(dtype)) > 0
+        far = per_molecule_max(torch.nan_to_num((nxt - centre_atom).norm(dim=-1), nan=0.0)) > divergence_bound_A
         newly = (bad | far) & alive
-        if bool(newly.any()):
-            diverged_at[newly.cpu().numpy()] = step
-            alive &= ~newly
-        # frozen starts keep their last finite frame, so NaN cannot reach the others
-        keep = alive.repeat_interleave(n)[:, None]
+        diverged_at = torch.where(newly, torch.full_like(diverged_at, step), diverged_at)
+        alive = alive & ~newly
+        # frozen copies keep their last finite frame, so NaN cannot reach the others
+        keep = alive[mol][:, None]
         nxt = torch.where(keep, nxt, hist[2])
-        alive_np = alive.cpu().numpy()
-        out[alive_np, step] = nxt.view(m, n, 3)[alive].double().cpu().numpy()
+        out[step] = torch.where(keep, nxt, nan)
         hist = [hist[1], hist[2], nxt]
-        if not bool(alive.any()):
+        taken = step
+        if step % check_every == 0 and not bool(alive.any()):
             break
         if progress and (step % max(1, n_steps // 10) == 0 or step == n_steps):
             _report(progress, step, n_steps, time.perf_counter() - t0)
+    out_np = out.double().cpu().numpy()
     seconds = time.perf_counter() - t0
-    idx = starts[:, None] + k * np.arange(n_steps + 1, dtype=np.int64)[None, :]
-    return MultiRollout(starts, out, idx, diverged_at, evals, seconds, totals)
+    div = diverged_at.cpu().numpy().astype(np.int64)
+    if (div >= 0).all():  # every copy diverged: the steps after the last divergence (run before the check) drop
+        taken = int(div.max())
+        evals[taken:] = 0.0
+    for stats in step_stats[:taken]:
+        for key, value in stats.items():
+            totals[key] = totals.get(key, 0.0) + float(value)
+    positions, first = [], 0
+    for i, (seg, start) in enumerate(zip(segs, starts)):
+        pos = out_np[:, first : first + seg.n_atoms]
+        pos[0] = seg.positions[start]
+        positions.append(pos)
+        first += seg.n_atoms
+    return CopiesRollout(positions, div, evals, seconds, totals, taken)
 
 
 def spread_starts(seg: Segment, n_starts: int, n_steps: int) -> np.ndarray:
