@@ -181,8 +181,12 @@ def test_train_validate_select_end_to_end(tmp_path):
         train(split, "diffmd", params, cfg, 1, tmp_path / "grid" / name)
         doc = tune.validate_point(split, str(tmp_path / "grid" / name / "model.pt"), GRID["eps"], cfg, 1)
         assert doc["batched"] and [r["eps"] for r in doc["rows"]] == GRID["eps"]
+        # one rollout per point, at its best eps (the report's val_armse); the others are not rolled out
+        best = min(doc["rows"], key=lambda r: r["val_metric"])
+        assert [r["rollout"] for r in doc["rows"]] == [r is best for r in doc["rows"]]
+        assert doc["rollouts"] == [best["eps"]] and best["score_evals"] > 0
         for row in doc["rows"]:
-            assert row["point"] == name and row["score_evals"] > 0
+            assert row["point"] == name and (row["rollout"] or row["val_armse"] is None)
             assert row["val_armse"] is None or row["val_armse"] > 0
             assert row["select_by"] == "one_step" and row["val_metric"] == row["val_one_step"] > 0
         write_json(tmp_path / "grid" / name / "validation.json", doc)
@@ -190,7 +194,9 @@ def test_train_validate_select_end_to_end(tmp_path):
     summary = tune.write_selection(files, GRID, str(tmp_path / "model.pt"), str(tmp_path / "s.json"))
     finite = [r["val_metric"] for r in summary["points"] if r["val_metric"] is not None]
     assert finite and summary["best"]["val_metric"] == min(finite) and summary["select_by"] == "one_step"
-    assert load_torch(tmp_path / "model.pt")["params"]["eps"] == summary["best"]["eps"]
+    selected = load_torch(tmp_path / "model.pt")
+    assert selected["params"]["eps"] == summary["best"]["eps"]
+    assert summary["best"]["rollout"] and selected["val_armse"] is not None  # the selected model's ARMSE is reported
 
 
 def test_corrected_model_grid_validates_one_eps_after_another(tmp_path):
@@ -211,9 +217,11 @@ def test_corrected_model_grid_validates_one_eps_after_another(tmp_path):
     rows = doc["rows"]
     assert [r["eps"] for r in rows] == grid["eps"] and all(r["params"] == {"kernel_scale": 1.0} for r in rows)
     assert rows[0]["val_one_step"] != rows[1]["val_one_step"]  # the sampler ran to each eps
-    for row in rows:  # exactly one validation per eps
+    for row in rows:  # exactly one validation per eps (its rollout where the point's best eps rolled out)
         alone = tune.validate_point(split, str(out / "model.pt"), [row["eps"]], cfg, 1)["rows"][0]
-        assert (alone["val_one_step"], alone["val_armse"]) == (row["val_one_step"], row["val_armse"])
+        assert alone["val_one_step"] == row["val_one_step"]
+        assert alone["val_armse"] == row["val_armse"] if row["rollout"] else row["val_armse"] is None
+    assert sum(r["rollout"] for r in rows) == 1
     write_json(out / "validation.json", doc)
     summary = tune.write_selection([str(out / "validation.json")], grid, str(tmp_path / "model.pt"),
                                    str(tmp_path / "s.json"))  # fmt: skip
@@ -232,7 +240,9 @@ def test_batched_eps_validation_matches_one_eps_at_a_time(tmp_path):
 
     torch.set_num_threads(1)
     split = _synthetic_split(tmp_path)
-    cfg = {"batch_size": 10, "epochs": 1, "val_every": 1, "val_horizon": 4, "device": "cpu"}
+    # selected by rollout ARMSE, so every eps rolls out (with one_step only the best eps does)
+    cfg = {"batch_size": 10, "epochs": 1, "val_every": 1, "val_horizon": 4, "device": "cpu",
+           "select_by": "rollout_armse"}  # fmt: skip
     eps = [0.1, 0.3, 0.8, 0.99]
     params = {**tune.point_params(TINY, GRID, "s0.01_a1_h1", DIFFMD),
               "sampler_options": {"ode": {"rtol": 1e-5, "atol": 1e-5}}}  # fmt: skip
@@ -322,3 +332,37 @@ def test_train_slot_trains_the_ranked_point_for_its_epochs(tmp_path):
     log = (tmp_path / "rung1" / "slot0" / "train_log.csv").read_text().strip().splitlines()
     assert len(log) == 1 + 2  # header + the slot's 2 epochs, not the config's 5
     assert json.loads((tmp_path / "rung1" / "slot0" / "validation.json").read_text())["slot"] == 0
+
+
+def test_rollouts_run_only_where_a_selection_or_the_report_reads_them(tmp_path, monkeypatch):
+    """one_step: the point's best eps only (report), or none (an earlier halving rung); rollout_armse: every eps,
+    all of them in one batch of copies; the grid training itself rolls nothing out (--no-final-rollout)."""
+    from diffmd.engine import train as T
+
+    torch.set_num_threads(1)
+    split = _synthetic_split(tmp_path)
+    calls = []  # every validation rollout goes through validation_rollouts_eps: (eps of the batch's copies)
+    real_eps = T.validation_rollouts_eps
+
+    def count_eps(model, segs, eps_values, *a):
+        calls.append([float(model.eps) if e is None else float(e) for e in eps_values])
+        return real_eps(model, segs, eps_values, *a)
+
+    monkeypatch.setattr(T, "validation_rollouts_eps", count_eps)
+    eps = [0.2, 0.8]
+    cfg = {"batch_size": 10, "epochs": 2, "val_every": 1, "val_horizon": 3, "device": "cpu"}
+    params = tune.point_params(TINY, GRID, "s0.01_a1_h1", DIFFMD)
+    T.train(split, "diffmd", params, cfg, 1, tmp_path / "p", final_rollout=False)
+    assert calls == []  # select_by one_step: no rollout during or after the grid training
+    ckpt = str(tmp_path / "p" / "model.pt")
+    doc = tune.validate_point(split, ckpt, eps, cfg, 1, report_rollout=False)
+    assert calls == [] and not any(r["rollout"] for r in doc["rows"])
+    doc = tune.validate_point(split, ckpt, eps, cfg, 1)
+    best = min(doc["rows"], key=lambda r: r["val_metric"])["eps"]
+    assert calls == [[best]] and doc["rollouts"] == [best]
+    calls.clear()
+    doc = tune.validate_point(split, ckpt, eps, {**cfg, "select_by": "rollout_armse"}, 1, report_rollout=False)
+    assert calls == [eps] and all(r["rollout"] for r in doc["rows"])  # every eps, one batch
+    calls.clear()
+    T.train(split, "diffmd", params, {**cfg, "select_by": "rollout_armse"}, 1, tmp_path / "q")
+    assert len(calls) == 2  # every val_every (1) epoch of 2; the selected epoch had one, so none at the end

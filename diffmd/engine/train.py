@@ -37,8 +37,19 @@ schedule; the log records both):
   models (issue 12). With this choice the one-step loss is logged on the same epochs only, and the
   training is bitwise what it was before the one-step loss existed.
 
-With ``one_step`` the rollout ARMSE is still computed every ``val_every`` epochs for the log, and once
-more for the selected checkpoint at the end when its epoch had none, so ``model.pt`` always holds it.
+Validation rollouts run only where something reads them (issue 21): every ``val_every`` epochs and at the
+last with ``select_by: rollout_armse`` (the selection and the LR schedule read them); with ``one_step`` or
+``val_loss`` none during training (they were logged every ``val_every`` epochs before and selected nothing),
+and one for the selected checkpoint at the end, so ``model.pt`` still holds its ``val_armse``
+(``--no-final-rollout`` skips it for a grid point, whose validation job rolls out what its selection needs).
+The paper selects on rollout ARMSE (``select_by: rollout_armse`` reproduces that protocol unchanged); this
+project's default selects on the one-step loss (issue 12), so its logs no longer carry a rollout ARMSE per
+``val_every`` epochs (docs/paper_scale.md).
+
+The hot loop is launch-light and sync-free (docs/paper_scale.md): the training pairs are resident on the device
+and gathered by index (:class:`diffmd.engine.batching.DeviceData`: batches bit for bit the dataset's, so a
+seed gives the same training), structures constant per molecule are built once, the step returns the loss as
+a device scalar and the epoch's mean is read once at its end; the one-step loss is summed on the device.
 
 Files in ``--out``: ``model.pt`` (best validation, written at the end; keys ``val_armse``, and
 ``val_metric`` with ``select_by`` naming it), ``best.pt`` (the same, kept up to date during training),
@@ -99,7 +110,8 @@ from diffmd.engine.common import (
     set_rng_state,
     set_threads,
 )
-from diffmd.engine.rollout import DIVERGENCE_BOUND_A, n_steps_for, rollout
+from diffmd.engine.batching import DeviceData
+from diffmd.engine.rollout import DIVERGENCE_BOUND_A, n_steps_for, rollout_copies
 from diffmd.io import write_text
 from diffmd.metrics import armse
 from diffmd.provenance import sha256_file, write_provenance
@@ -124,18 +136,49 @@ _T = TypeVar("_T")
 def validation_rollouts(
     model: TrajectoryModel, segs: list[Segment], horizon: int, bound: float, device: torch.device
 ) -> dict[str, float]:
-    """Rollouts of ``horizon`` frames from each segment's start: ``{"armse"`` (mean aligned ARMSE, Å; inf if
-    any diverged), ``"frames"`` (model steps taken), ``"score_evals"`` (summed)``}``."""
-    values, frames, evals = [], 0, 0.0
-    for seg in segs:
-        steps = n_steps_for(seg, model.stride, horizon, seg.start)
-        res = rollout(model, seg, seg.start, steps, bound, device)
-        frames += max(res.n_done, 0) + (1 if res.diverged else 0)
-        evals += float(res.score_evals.sum())
-        if res.diverged:
-            return {"armse": math.inf, "frames": frames, "score_evals": evals}
-        values.append(armse(res.positions, seg.positions[res.frame_indices]))
-    return {"armse": float(np.mean(values)), "frames": frames, "score_evals": evals}
+    """Rollouts of ``horizon`` frames from each segment's start, all segments as one batch of copies
+    (:func:`diffmd.engine.rollout.rollout_copies`): ``{"armse"`` (mean aligned ARMSE, Å; inf if any diverged),
+    ``"frames"`` (batched model steps taken), ``"score_evals"`` (batched evaluations, summed)``}``."""
+    return validation_rollouts_eps(model, segs, [None], horizon, bound, device)[0]
+
+
+def validation_rollouts_eps(
+    model: TrajectoryModel, segs: list[Segment], eps_values: list[float | None], horizon: int, bound: float,
+    device: torch.device,
+) -> list[dict[str, float]]:  # fmt: skip
+    """:func:`validation_rollouts` at every eps of ``eps_values`` (None: the model's own) in one batch: one copy
+    per (segment, eps), ``model.eps`` one value per copy (the ODE sampler's per-molecule eps); per eps
+    ``{"armse", "frames", "score_evals"}`` (frames and evaluations: the batch's)."""
+    segs = list(segs)
+    steps = [n_steps_for(seg, model.stride, horizon, seg.start) for seg in segs]
+    n_steps = max(steps)
+    copies = [(e, seg, n) for e in eps_values for seg, n in zip(segs, steps)]
+    saved = getattr(model, "eps", None)
+    if any(e is not None for e in eps_values):
+        model.eps = torch.tensor([float(e) for e, _, _ in copies], dtype=torch.float32, device=device)
+    try:
+        res = rollout_copies(model, [c[1] for c in copies], np.array([c[1].start for c in copies]), n_steps, bound,
+                             device)  # fmt: skip
+    finally:
+        if any(e is not None for e in eps_values):
+            model.eps = saved
+    k = model.stride
+    div = res.diverged_at
+    frames = max(res.steps_taken, 0)
+    evals = float(res.score_evals.sum())
+    out = []
+    for e in eps_values:
+        values, dead = [], False
+        for i, (ce, seg, n) in enumerate(copies):
+            if ce is not e:
+                continue
+            if 0 <= div[i] <= n:
+                dead = True
+                break
+            idx = seg.start + k * np.arange(n + 1, dtype=np.int64)
+            values.append(armse(res.positions[i][: n + 1], seg.positions[idx]))
+        out.append({"armse": math.inf if dead else float(np.mean(values)), "frames": frames, "score_evals": evals})
+    return out
 
 
 def validation_armse(
@@ -150,42 +193,57 @@ def validation_pairs(segs: list[Segment], n_frames: int) -> PairDataset:
     return PairDataset(segs, n_frames)
 
 
+def on_device(data: PairDataset | DeviceData, device: torch.device, model: TrajectoryModel | None = None) -> DeviceData:
+    """``data`` resident on ``device`` (:class:`diffmd.engine.batching.DeviceData`, with ``model``'s structures);
+    a :class:`DeviceData` already there is returned as it is."""
+    if isinstance(data, DeviceData) and data.device == torch.device(device):
+        return data
+    return DeviceData(data.data if isinstance(data, DeviceData) else data, device, model)
+
+
 @torch.no_grad()
-def validation_one_step(model: TrajectoryModel, data: PairDataset, batch_size: int, device: torch.device) -> float:
+def validation_one_step(model: TrajectoryModel, data: PairDataset | DeviceData, batch_size: int,
+                        device: torch.device) -> float:  # fmt: skip
     """Teacher-forced one-step loss: RMS per-atom error (Å) of ``model.predict`` x̂(t+k) against the true
     x(t+k) over every pair of ``data``, ``sqrt(sum |x̂ - x|² / (frames * atoms))``; inf if any prediction is
-    not finite. Stateful simulators are started afresh on every batch (``begin_rollout``)."""
+    not finite. Stateful simulators are started afresh on every batch (``begin_rollout``). The sums stay on the
+    device (float64, the same arithmetic as a host sum) and are read once at the end."""
     model.eval()
     model.rollout_stats()  # reset counters
-    total, n_atoms = 0.0, 0
+    data = on_device(data, device, model)
+    total = torch.zeros((), dtype=torch.float64, device=data.device)
+    finite = torch.ones((), dtype=torch.bool, device=data.device)
+    n_atoms = 0
     for batch in data.batches(batch_size):
-        batch = B.to_device(batch, device)
         target = batch[B.TARGET_POSITIONS]
         inputs = B.inputs_only(batch)
         model.begin_rollout(inputs)
         pred = model.predict(inputs)
-        if not bool(torch.isfinite(pred).all()):
-            model.rollout_stats()
-            return math.inf
-        total += float(((pred.double() - target.double()) ** 2).sum())
+        finite &= torch.isfinite(pred).all()
+        total += ((pred.double() - target.double()) ** 2).sum()
         n_atoms += int(target.shape[0])
     model.rollout_stats()
-    return math.sqrt(total / max(n_atoms, 1))
+    if not bool(finite):
+        return math.inf
+    return math.sqrt(float(total) / max(n_atoms, 1))
 
 
 @torch.no_grad()
-def validation_loss(model: TrajectoryModel, data: PairDataset, batch_size: int, device: torch.device) -> float:
+def validation_loss(model: TrajectoryModel, data: PairDataset | DeviceData, batch_size: int,
+                    device: torch.device) -> float:  # fmt: skip
     """The model's own training loss (dimensionless) on the validation pairs, eval mode: the selection number
     of generative models (``select_by: val_loss``), whose sampled one-step error rewards a collapsed sampler
-    (a sample's squared error is its bias² plus its spread). inf if not finite."""
+    (a sample's squared error is its bias² plus its spread). inf if not finite. Summed on the device (float64)
+    and read once."""
     model.eval()
-    total, count = 0.0, 0
+    data = on_device(data, device, model)
+    total = torch.zeros((), dtype=torch.float64, device=data.device)
+    count = 0
     for batch in data.batches(batch_size):
-        batch = B.to_device(batch, device)
         m = B.num_molecules(batch)
-        total += float(model.loss(batch)) * m
+        total += model.loss(batch).double() * m
         count += m
-    value = total / max(count, 1)
+    value = float(total) / max(count, 1)
     return value if math.isfinite(value) else math.inf
 
 
@@ -262,29 +320,41 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
+def train_step(model: TrajectoryModel, opt: torch.optim.Optimizer, batch: B.Batch, device: torch.device,
+               precision: str = "float32", loss_fn: Callable[[B.Batch], torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+    """One optimiser step on ``batch``: zero the gradients, the loss (``loss_fn``, default ``model.loss``; under
+    ``precision``'s autocast), backward, step, ``after_optimizer_step``. Returns the loss (a device scalar: no
+    host read, so the host queues the next step while the device computes this one)."""
+    opt.zero_grad(set_to_none=True)
+    with autocast(device, precision):
+        loss = (loss_fn or model.loss)(batch).float()
+    loss.backward()
+    opt.step()
+    model.after_optimizer_step()
+    return loss.detach()
+
+
 def train_epoch(
-    model: TrajectoryModel, opt: torch.optim.Optimizer, data: PairDataset, cfg: dict, seed: int, epoch: int,
-    device: torch.device,
+    model: TrajectoryModel, opt: torch.optim.Optimizer, data: PairDataset | DeviceData, cfg: dict, seed: int,
+    epoch: int, device: torch.device, loss_fn: Callable[[B.Batch], torch.Tensor] | None = None,
 ) -> float:  # fmt: skip
-    """One pass over the shuffled training pairs; returns the mean loss per molecule."""
+    """One pass over the shuffled training pairs (resident on the device, gathered by index); returns the mean
+    loss per molecule, read from the device once at the end of the epoch."""
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     model.train()
-    total, count = 0.0, 0
+    data = on_device(data, device, model)
+    total = torch.zeros((), dtype=torch.float64, device=data.device)
+    count = 0
     n_batches = math.ceil(len(data) / cfg["batch_size"])
     bar = tqdm(data.batches(cfg["batch_size"], gen), total=n_batches, desc=f"epoch {epoch}", leave=False,
                disable=None, mininterval=5.0)  # fmt: skip
+    precision = cfg.get("precision", "float32")
     for batch in bar:
-        batch = B.to_device(batch, device)
-        opt.zero_grad(set_to_none=True)
-        with autocast(device, cfg.get("precision", "float32")):
-            loss = model.loss(batch).float()
-        loss.backward()
-        opt.step()
-        model.after_optimizer_step()
+        loss = train_step(model, opt, batch, device, precision, loss_fn)
         m = B.num_molecules(batch)
-        total += float(loss.detach()) * m
+        total += loss.double() * m  # float(loss) * m, summed in float64 as on the host, without reading it
         count += m
-    return total / max(count, 1)
+    return float(total) / max(count, 1)
 
 
 def _write_log(out: Path, rows: list[dict[str, Any]]) -> None:
@@ -348,19 +418,46 @@ def _finish(out: Path) -> None:
         os.replace(out / "last.pt", out / "last.done.pt")
 
 
+def rollout_epochs(cfg: dict[str, Any], n_epochs: int | None = None) -> list[int]:
+    """The epochs after which the trainer rolls the model out for validation: every ``val_every`` epochs and the
+    last, when ``select_by`` is ``rollout_armse`` (the selection and the LR schedule read it); none otherwise.
+    (The selected checkpoint's rollout at the end, :func:`fit`'s ``final_rollout``, comes on top.)"""
+    n_epochs = int(cfg["epochs"]) if n_epochs is None else n_epochs
+    if cfg["select_by"] != "rollout_armse":
+        return []
+    return [e for e in range(1, n_epochs + 1) if e % int(cfg["val_every"]) == 0 or e == n_epochs]
+
+
+def one_step_epochs(cfg: dict[str, Any], n_epochs: int | None = None) -> list[int]:
+    """The epochs after which the trainer computes the one-step loss: every epoch when it selects
+    (``select_by: one_step``); else every ``val_every`` epochs and the last, for the log."""
+    n_epochs = int(cfg["epochs"]) if n_epochs is None else n_epochs
+    if cfg["select_by"] == "one_step":
+        return list(range(1, n_epochs + 1))
+    return [e for e in range(1, n_epochs + 1) if e % int(cfg["val_every"]) == 0 or e == n_epochs]
+
+
 def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_segs: list[Segment],
         seed: int, out: Path, device: torch.device, inputs: list[str],
-        overrides: dict | None = None, val_data: PairDataset | None = None) -> dict[str, Any]:  # fmt: skip
+        overrides: dict | None = None, val_data: PairDataset | None = None,
+        final_rollout: bool = True) -> dict[str, Any]:  # fmt: skip
     """Train (resuming from ``out/last.pt`` when present) and write ``out/model.pt``.
 
     ``last.pt`` is only resumed when it was written for the same model, parameters, training
     settings, seed and input files (by SHA-256); otherwise training starts afresh. A finished training
     leaves ``last.done.pt`` instead, which is never resumed. ``val_data``: the one-step loss's frames
-    (default: :func:`validation_pairs` of ``val_segs``).
+    (default: :func:`validation_pairs` of ``val_segs``). Validation rollouts run on :func:`rollout_epochs` only;
+    ``final_rollout``: roll the selected checkpoint out once at the end when its epoch had none, so
+    ``model.pt`` holds its ``val_armse`` (off for a grid point, whose validation job rolls out what it needs).
+    The training pairs and the one-step frames live on the device for the whole run (:class:`DeviceData`).
     """
     select_by = cfg["select_by"]
     if val_data is None:
         val_data = validation_pairs(val_segs, cfg["val_frames"])
+    data = on_device(data, device, model)
+    val_data = on_device(val_data, device, model)
+    val_epochs = set(rollout_epochs(cfg))
+    log_epochs = set(one_step_epochs(cfg))
     sch = cfg["scheduler"]
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -410,9 +507,8 @@ def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_
             break
         t0 = time.perf_counter()
         loss = train_epoch(model, opt, data, cfg, seed, epoch, device)
-        val_epoch = epoch % cfg["val_every"] == 0 or epoch == n_epochs
-        val = rollout_armse() if val_epoch else None
-        one = one_step(epoch) if val_epoch or select_by == "one_step" else None
+        val = rollout_armse() if epoch in val_epochs else None
+        one = one_step(epoch) if epoch in log_epochs else None
         vloss = val_loss() if select_by == "val_loss" else None
         metric = select_metric(select_by, one, val, vloss)
         if metric is not None:
@@ -429,11 +525,12 @@ def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_
         save_torch(out / "last.pt", {**state, "model_state": model.state_dict(), "optimizer": opt.state_dict(),
                                      "scheduler": sched.state_dict(), "rng": rng_state()})  # fmt: skip
     if not (out / "best.pt").exists():  # no finite validation: keep the final model
-        val, one = rollout_armse(), one_step(0)
+        val = rollout_armse() if select_by == "rollout_armse" or final_rollout else None
+        one = one_step(0)
         metric = select_metric(select_by, one, val, val_loss() if select_by == "val_loss" else None)
         save_torch(out / "best.pt", checkpoint(model, params, state["epoch"], val, overrides, metric, select_by))
     best = load_torch(out / "best.pt")
-    if best["val_armse"] is None:  # selected on an epoch without a validation rollout: roll the best one out
+    if best["val_armse"] is None and final_rollout:  # selected on an epoch without a rollout: roll the best one out
         model.load_state_dict(best["state_dict"])
         best["val_armse"] = rollout_armse()
         save_torch(out / "best.pt", best)
@@ -494,8 +591,10 @@ def own_trainer(model: TrajectoryModel, params: dict, cfg: dict, split: dict, va
     return {**info, "own_trainer": summary}
 
 
-def train(split_path: str, model_name: str, params: dict, train_cfg: dict, seed: int, out: str | Path) -> dict:
-    """Build the model and data, then train (or only evaluate a reference model); see module docstring."""
+def train(split_path: str, model_name: str, params: dict, train_cfg: dict, seed: int, out: str | Path,
+          final_rollout: bool = True) -> dict:  # fmt: skip
+    """Build the model and data, then train (or only evaluate a reference model); see module docstring.
+    ``final_rollout``: :func:`fit`'s (off for a grid point: its validation job rolls out what a selection needs)."""
     params, overrides = split_train_overrides(params)
     cfg = resolve_train_config(train_cfg, overrides)
     out = Path(out)
@@ -524,7 +623,7 @@ def train(split_path: str, model_name: str, params: dict, train_cfg: dict, seed:
     if model.trainer == "own":
         info = own_trainer(model, params, cfg, split, val_segs, out, device, overrides, seed, val_data)
     elif model.trainable:
-        info = fit(model, params, cfg, data, val_segs, seed, out, device, inputs, overrides, val_data)
+        info = fit(model, params, cfg, data, val_segs, seed, out, device, inputs, overrides, val_data, final_rollout)
     else:
         info = reference_only(model, params, cfg, data, val_segs, out, device, overrides, seed, val_data)
     write_provenance(out, config={"model": model_name, "params": params, "train": cfg, "seed": seed},
@@ -545,13 +644,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    p.add_argument("--no-final-rollout", action="store_true",
+                   help="no validation rollout of the selected checkpoint at the end (a grid point's validation "
+                        "job rolls out what its selection needs)")  # fmt: skip
     a = p.parse_args(argv)
 
     def body() -> None:
         params = model_params_argument(a.params, "--params", a.model)  # types and declared choices, one line
         train_cfg = section_argument(a.train_config, "--train-config", "train", "rollout")
         set_threads(a.threads)
-        info = train(a.split, a.model, params, train_cfg, a.seed, a.out)
+        info = train(a.split, a.model, params, train_cfg, a.seed, a.out, not a.no_final_rollout)
         print(json.dumps(info))
 
     return run_cli(body)
