@@ -86,6 +86,9 @@ class TrajectoryModel(nn.Module):
     #: Why the model's training step must stay float32 (``train.precision: bf16`` is refused with this
     #: reason); ``None``: bf16 autocast is allowed (tests/test_precision.py checks it against float32).
     bf16_refused: str | None = None
+    #: Why the model's training step must not use TF32 matmuls (``train.precision: tf32`` is refused with this
+    #: reason); ``None``: allowed (tests/test_precision.py checks it against float32 with TF32 emulated).
+    tf32_refused: str | None = None
     #: ``"engine"``: trained by the engine's loop on ``loss(batch)``; ``"own"``: the model trains itself
     #: with its package's own trainer through :meth:`fit_own` (machine-learned force fields).
     trainer: str = "engine"
@@ -149,6 +152,17 @@ class TrajectoryModel(nn.Module):
         Simulators that keep their own state (the physics oracle, force fields integrated with ASE)
         initialise it here; every learned model is a pure function of the batch and ignores it.
         """
+
+    def compile_targets(self) -> list[nn.Module]:
+        """The modules ``train.compile`` / ``rollout.compile`` capture (:mod:`diffmd.engine.capture`): the network,
+        whose shapes are static for a batch, never a sampler's data-dependent loop. Default: the whole model
+        (its ``forward`` is its network); diffusion models name their score network."""
+        return [self]
+
+    def network_call(self, batch: B.Batch) -> torch.Tensor:
+        """One evaluation of the network on ``batch`` (what a sampler pays per step; the cost model's ``eval``
+        unit): ``forward`` by default; a model whose ``forward`` samples overrides it."""
+        return self(batch)
 
     def molecule_structures(self, numbers: Any, graph: dict[str, Any]) -> dict[str, Any]:
         """Index structures that are constant for one molecule and that ``forward``/``loss`` read (a complete

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torchdiffeq import odeint
 
-from diffmd.models.diffmd.ode_batch import dopri5_per_molecule
+from diffmd.models.diffmd.ode_batch import CHECK_EVERY, dopri5_per_molecule
 
 
 def _problem(seed: int = 0, sizes=(3, 5, 2, 4), decay: float = 1.0):
@@ -45,8 +45,9 @@ def _odeint_counted(f, y0, times, **kwargs):
     return odeint(counted, y0, times, rtol=1e-5, atol=1e-5, method="dopri5", **kwargs), nfe
 
 
+@pytest.mark.parametrize("compact", [True, False], ids=["compacted", "masked"])
 @pytest.mark.parametrize("direction", ["forward", "backward"])
-def test_matches_torchdiffeq_one_molecule_at_a_time(direction):
+def test_matches_torchdiffeq_one_molecule_at_a_time(direction, compact):
     batch_index, y0, f_one, drift = _problem(decay=1.0 if direction == "forward" else -1.0)
     n_mol = int(batch_index.max()) + 1
     if direction == "forward":
@@ -55,14 +56,17 @@ def test_matches_torchdiffeq_one_molecule_at_a_time(direction):
     else:
         t0 = torch.ones(n_mol, dtype=torch.float64)
         t1 = torch.tensor([0.1, 0.5, 0.9, 0.01], dtype=torch.float64)
-    out, calls, evals = dopri5_per_molecule(drift, y0, batch_index, t0, t1, rtol=1e-5, atol=1e-5)
+    out, calls, evals = dopri5_per_molecule(drift, y0, batch_index, t0, t1, rtol=1e-5, atol=1e-5, compact=compact)
     for m in range(n_mol):
         sel = batch_index == m
         traj, nfe = _odeint_counted(f_one(m), y0[sel], torch.stack([t0[m], t1[m]]))
         ref = traj[-1]
         assert torch.allclose(out[sel], ref, rtol=1e-5, atol=1e-6), (m, (out[sel] - ref).abs().max())
         assert int(evals[m]) == nfe, (m, int(evals[m]), nfe)  # the same step sequence
-    assert calls == int(evals.max())  # one batched call per stage of the molecule that takes longest
+    if compact:
+        assert calls == int(evals.max())  # one batched call per stage of the molecule that takes longest
+    else:  # every molecule every iteration, up to the next done-check (every CHECK_EVERY iterations)
+        assert int(evals.max()) <= calls <= int(evals.max()) + 6 * (CHECK_EVERY - 1)
 
 
 def test_converges_to_the_exact_solution():
@@ -99,7 +103,8 @@ def test_compaction_evaluates_only_active_molecules():
     assert seen[0] == y0.shape[0] and min(seen) < y0.shape[0]  # molecules drop out as they finish
 
 
-def test_a_diverging_molecule_is_nan_and_the_others_finish():
+@pytest.mark.parametrize("compact", [True, False], ids=["compacted", "masked"])
+def test_a_diverging_molecule_is_nan_and_the_others_finish(compact):
     batch_index, y0, _, drift = _problem(sizes=(3, 3))
 
     def blowup(t, x, atoms, mols):
@@ -108,7 +113,7 @@ def test_a_diverging_molecule_is_nan_and_the_others_finish():
         return torch.where((bidx == 1)[:, None] & (t[:, None] > 0.2), torch.full_like(out, math.inf), out)
 
     out, _, _ = dopri5_per_molecule(blowup, y0, batch_index, torch.zeros(2, dtype=torch.float64),
-                                    torch.tensor([1.0, 1.0], dtype=torch.float64))  # fmt: skip
+                                    torch.tensor([1.0, 1.0], dtype=torch.float64), compact=compact)  # fmt: skip
     assert torch.isfinite(out[batch_index == 0]).all()
     assert torch.isnan(out[batch_index == 1]).all()
 
@@ -164,12 +169,13 @@ def test_sampler_batch_independent_with_per_molecule_steps():
         model.predict(both)
 
 
-def test_several_output_times_step_onto_each_as_torchdiffeq_step_t():
+@pytest.mark.parametrize("compact", [True, False], ids=["compacted", "masked"])
+def test_several_output_times_step_onto_each_as_torchdiffeq_step_t(compact):
     batch_index, y0, f_one, drift = _problem(decay=-1.0)
     n_mol = int(batch_index.max()) + 1
     times = torch.tensor([0.9, 0.5, 0.2, 0.05], dtype=torch.float64)
     out, _, evals = dopri5_per_molecule(drift, y0, batch_index, torch.ones(n_mol, dtype=torch.float64),
-                                        times.expand(n_mol, -1), rtol=1e-5, atol=1e-5)  # fmt: skip
+                                        times.expand(n_mol, -1), rtol=1e-5, atol=1e-5, compact=compact)  # fmt: skip
     assert out.shape == (4, *y0.shape)
     for m in range(n_mol):
         sel = batch_index == m
@@ -180,3 +186,26 @@ def test_several_output_times_step_onto_each_as_torchdiffeq_step_t():
     with pytest.raises(ValueError, match="direction of integration"):
         dopri5_per_molecule(drift, y0, batch_index, torch.ones(n_mol, dtype=torch.float64),
                             times.flip(0).expand(n_mol, -1))  # fmt: skip
+
+
+def test_masked_solver_reads_the_device_only_at_its_done_checks():
+    """The masked path (the default off CPU): static shapes, no host read inside an iteration; one done-check every
+    CHECK_EVERY iterations (the dispatch counter flags .item()-like reads, nonzero and boolean masks)."""
+    from diffmd.profiling import count
+
+    batch_index, y0, _, drift = _problem()
+    n_mol = int(batch_index.max()) + 1
+    t1 = torch.tensor([0.01, 1.0, 0.02, 0.5], dtype=torch.float64)
+    result = {}
+
+    def run():
+        result["out"] = dopri5_per_molecule(drift, y0, batch_index, torch.zeros(n_mol, dtype=torch.float64), t1,
+                                            compact=False)  # fmt: skip
+
+    c = count(run, flops=False)
+    calls = result["out"][1]
+    iterations = (calls - 2) // 6
+    assert c.syncs == iterations // CHECK_EVERY, c.sync_sites
+    compacted = count(lambda: dopri5_per_molecule(drift, y0, batch_index, torch.zeros(n_mol, dtype=torch.float64),
+                                                  t1, compact=True), flops=False)  # fmt: skip
+    assert compacted.syncs > 5 * c.syncs

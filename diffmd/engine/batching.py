@@ -150,8 +150,8 @@ class DeviceData:
             self._ragged = {k: _Ragged([t[k] for t in templates], self.device, None, True) for k in self.index_keys}
             self._ragged[B.EDGE_ATTR] = _Ragged([np.asarray(s.graph["edge_attr"]) for s in self.segments],
                                                 self.device, dtype, False)  # fmt: skip
-            self._ragged[B.ATOMIC_NUMBERS] = _Ragged([np.asarray(s.atomic_numbers, dtype=np.int64)
-                                                      for s in self.segments], self.device, torch.long, False)  # fmt: skip
+            numbers = [np.asarray(s.atomic_numbers, dtype=np.int64) for s in self.segments]
+            self._ragged[B.ATOMIC_NUMBERS] = _Ragged(numbers, self.device, torch.long, False)
             self._lens = {k: r.lens for k, r in self._ragged.items()}
         self._sizes: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.dtype = dtype

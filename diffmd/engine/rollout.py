@@ -45,6 +45,7 @@ from diffmd import batch as B
 from diffmd.config import section_defaults
 from diffmd.data.pairs import Segment, history_inputs, load_split, split_segments
 from diffmd.engine.batching import tiled_structures
+from diffmd.engine.capture import apply_compile
 from diffmd.engine.common import load_checkpoint, resolve_device, seed_everything, set_threads
 from diffmd.provenance import write_provenance
 from diffmd.registry import TrajectoryModel
@@ -290,7 +291,7 @@ def rollout_copies(
         for key, value in stats.items():
             totals[key] = totals.get(key, 0.0) + float(value)
     positions, first = [], 0
-    for i, (seg, start) in enumerate(zip(segs, starts)):
+    for seg, start in zip(segs, starts):
         pos = out_np[:, first : first + seg.n_atoms]
         pos[0] = seg.positions[start]
         positions.append(pos)
@@ -365,6 +366,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = {**section_defaults("rollout"), **given}
     device = resolve_device(cfg.get("device", "auto"))
     model, ckpt = load_checkpoint(args.checkpoint, device)
+    if model.trainable and model.trainer == "engine":
+        captured = apply_compile(model, device, cfg.get("compile", "auto"))
+        if captured:
+            print(f"compiled {', '.join(captured)} for {device} (rollout.compile {cfg.get('compile')})", flush=True)
     split = load_split(args.split)
     seg = split_segments(split, "test", stride=model.stride, isomer=args.target)[0]
     start, bound, k = seg.start, float(cfg["divergence_bound_A"]), model.stride

@@ -93,6 +93,8 @@ from tqdm import tqdm
 from diffmd import batch as B
 from diffmd.config import deep_update, section_defaults, split_train_overrides
 from diffmd.data.pairs import PairDataset, Segment, load_split, split_segments
+from diffmd.engine.batching import DeviceData
+from diffmd.engine.capture import apply_compile, matmul_precision
 from diffmd.engine.checkpoints import check_state_dict
 from diffmd.engine.cli import (  # noqa: F401 (re-exported)
     OneLineArgumentParser,
@@ -110,7 +112,6 @@ from diffmd.engine.common import (
     set_rng_state,
     set_threads,
 )
-from diffmd.engine.batching import DeviceData
 from diffmd.engine.rollout import DIVERGENCE_BOUND_A, n_steps_for, rollout_copies
 from diffmd.io import write_text
 from diffmd.metrics import armse
@@ -120,7 +121,7 @@ from diffmd.registry import TrajectoryModel, build_model
 #: The trainer's settings when the config gives none: the schema's ``train`` defaults (the one home of
 #: every default, diffmd/config.schema.yaml) plus the rollout's divergence bound for validation rollouts.
 #: ``train.precision`` values (:func:`autocast`).
-PRECISIONS = ("float32", "bf16")
+PRECISIONS = ("float32", "tf32", "bf16")
 DEFAULTS: dict[str, Any] = {**section_defaults("train"), "divergence_bound_A": DIVERGENCE_BOUND_A}
 LOG_FIELDS = ("epoch", "loss", "val_one_step", "val_armse", "lr", "seconds", "val_loss")
 #: The values of ``train.select_by``: the validation number that keeps the best checkpoint and drives the LR.
@@ -314,21 +315,24 @@ def acceleration_scale(data: PairDataset, batch_size: int = 2000) -> float:
 
 
 def autocast(device: torch.device, precision: str):
-    """The training step's arithmetic (``train.precision``): float32 (no autocast) or bf16 autocast."""
+    """The training step's autocast (``train.precision``): bf16 autocast, or none (float32; tf32 is float32
+    tensors with TF32 matmuls, :func:`diffmd.engine.capture.matmul_precision`)."""
     if precision not in PRECISIONS:
         raise ValueError(f"train.precision: expected one of {PRECISIONS}, got {precision!r}")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def train_step(model: TrajectoryModel, opt: torch.optim.Optimizer, batch: B.Batch, device: torch.device,
-               precision: str = "float32", loss_fn: Callable[[B.Batch], torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+               precision: str = "float32",
+               loss_fn: Callable[[B.Batch], torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
     """One optimiser step on ``batch``: zero the gradients, the loss (``loss_fn``, default ``model.loss``; under
     ``precision``'s autocast), backward, step, ``after_optimizer_step``. Returns the loss (a device scalar: no
     host read, so the host queues the next step while the device computes this one)."""
     opt.zero_grad(set_to_none=True)
-    with autocast(device, precision):
-        loss = (loss_fn or model.loss)(batch).float()
-    loss.backward()
+    with matmul_precision(device, precision):  # TF32 in the backward's matmuls too (autocast ends before it)
+        with autocast(device, precision):
+            loss = (loss_fn or model.loss)(batch).float()
+        loss.backward()
     opt.step()
     model.after_optimizer_step()
     return loss.detach()
@@ -464,7 +468,8 @@ def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_
         opt, mode="min", factor=sch["factor"], patience=sch["patience"], min_lr=sch["min_lr"]
     )
     key = json.dumps({"model": model.name, "params": params, "seed": seed, "inputs": [sha256_file(p) for p in inputs],
-                      "train": {k: v for k, v in cfg.items() if k != "device"}}, sort_keys=True)  # fmt: skip
+                      "train": {k: v for k, v in cfg.items() if k not in ("device", "compile")}},
+                     sort_keys=True)  # fmt: skip
     state = {"epoch": 0, "best_val": math.inf, "best_epoch": -1, "rows": [], "key": key}
     last = load_torch(out / "last.pt") if (out / "last.pt").exists() else None
     if last is not None and last.get("key") != key:
@@ -609,6 +614,13 @@ def train(split_path: str, model_name: str, params: dict, train_cfg: dict, seed:
     model = build_model(model_name, params, source="--params").to(device)
     if cfg["precision"] == "bf16" and model.bf16_refused:
         raise ValueError(f"train.precision: bf16 is refused for {model_name}: {model.bf16_refused}")
+    if cfg["precision"] == "tf32" and model.tf32_refused:
+        raise ValueError(f"train.precision: tf32 is refused for {model_name}: {model.tf32_refused}")
+    if model.trainable and model.trainer == "engine":
+        captured = apply_compile(model, device, cfg["compile"])
+        if captured:
+            print(f"{model_name}: compiled {', '.join(captured)} for {device} (train.compile {cfg['compile']})",
+                  flush=True)  # fmt: skip
     params = {**params, "stride": model.stride}
     split = load_split(split_path)
     data = PairDataset(split_segments(split, "train", stride=model.stride), cfg["max_train_pairs"])

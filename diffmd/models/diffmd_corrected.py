@@ -162,6 +162,10 @@ class DiffMDCorrected(TrajectoryModel):
         # masses by atomic number on the model's device: the thermal std is a lookup, not a host round trip
         self.register_buffer("mass_table", _MASS_TABLE.clone(), persistent=False)
 
+    def compile_targets(self) -> list[torch.nn.Module]:
+        """The score network."""
+        return [self.egt]
+
     def molecule_structures(self, numbers: Any, graph: dict[str, Any]) -> dict[str, Any]:
         """The EGT's complete graph of the molecule; checks once that every element has a mass."""
         try:

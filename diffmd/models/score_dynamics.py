@@ -297,6 +297,16 @@ class ScoreDynamics(TrajectoryModel):
             self._scale_set = True
         return self.dx_scale
 
+    def compile_targets(self) -> list[nn.Module]:
+        """The denoiser (sampling and the bond check stay eager)."""
+        return [self.denoiser]
+
+    def network_call(self, batch: B.Batch) -> torch.Tensor:
+        """One denoiser evaluation (its ``forward`` samples a whole step): noise z = v(t), t = 0.5."""
+        t = torch.full((B.num_molecules(batch),), 0.5, dtype=batch[B.POSITIONS].dtype,
+                       device=batch[B.POSITIONS].device)  # fmt: skip
+        return self.eps(batch, batch[B.VELOCITIES], t)
+
     def molecule_structures(self, numbers: Any, graph: dict[str, Any]) -> dict[str, Any]:
         """The complete graph of the molecule (messages pass on its pairs within ``cutoff``: the radius graph
         with static shapes); checks once that every element has a covalent radius (the bond check's)."""

@@ -124,6 +124,10 @@ class DiffMD(TrajectoryModel):
         self.adaptive_solver = sampler == "ode" and self.sampler_options.get("method", "dopri5") in ADAPTIVE
         self._score_evals = 0
 
+    def compile_targets(self) -> list[torch.nn.Module]:
+        """The score network (the sampler's adaptive loop stays eager)."""
+        return [self.egt]
+
     def molecule_structures(self, numbers: Any, graph: dict[str, Any]) -> dict[str, Any]:
         """The EGT's complete attention graph of the molecule, built once (``attention_graph: full``)."""
         return self.egt.molecule_structures(len(numbers))

@@ -56,6 +56,8 @@ _C_MID = (
 )  # fmt: skip
 _ORDER = 5
 SAFETY, IFACTOR, DFACTOR = 0.9, 10.0, 0.2
+#: Iterations between the masked solver's host checks of whether every molecule is done.
+CHECK_EVERY = 4
 
 
 def _combine(k: list[torch.Tensor], coeffs: tuple[float, ...], dt_atom: torch.Tensor) -> torch.Tensor:
@@ -77,14 +79,26 @@ def dopri5_per_molecule(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     max_steps: int = 100_000,
+    compact: bool | None = None,
+    check_every: int = CHECK_EVERY,
 ) -> tuple[torch.Tensor, int, torch.Tensor]:
     """Integrate dx/dt = drift from ``t_start[i]`` to ``t_end[i]`` for every molecule i of ``batch_index``
     (module docstring). ``y0`` (n_atoms, 3); ``t_start`` (n_molecules,); ``t_end`` (n_molecules,) or
     (n_molecules, K): K output times per molecule, in the direction of integration, all but the last stepped
     onto exactly (torchdiffeq's ``step_t``), so each output is an error-controlled step's end point.
 
+    ``compact``: drop finished molecules from the batch (the drift runs on the ones still integrating; shapes
+    change, and every iteration reads the device ~10 times) or keep every molecule and mask the finished ones
+    (:func:`_dopri5_masked`: static shapes, no host read but a done-check every ``check_every`` iterations).
+    None: compaction on a CPU (where cost follows the atoms evaluated), masks elsewhere (a GPU, where cost is
+    launches and syncs). The two take the same steps per molecule and agree to float round-off.
+
     Returns (y at the output times: (n_atoms, 3), or (K, n_atoms, 3) for a 2-D ``t_end``; the number of
     batched drift calls; the drift evaluations per molecule)."""
+    if compact is None:
+        compact = y0.device.type == "cpu"
+    if not compact:
+        return _dopri5_masked(drift, y0, batch_index, t_start, t_end, rtol, atol, max_steps, check_every)
     device, ydt = y0.device, y0.dtype
     n_atoms = y0.shape[0]
     n_mol = int(t_start.numel())
@@ -228,4 +242,121 @@ def dopri5_per_molecule(
         done |= next_out >= n_out
         done[active[~finite]] = True  # NaN from here: the rollout counts the molecule as diverged
         done |= attempts >= max_steps
+    return (out[0] if flat else out), calls, evals
+
+
+def _dopri5_masked(
+    drift: Drift, y0: torch.Tensor, batch_index: torch.Tensor, t_start: torch.Tensor, t_end: torch.Tensor,
+    rtol: float, atol: float, max_steps: int, check_every: int,
+) -> tuple[torch.Tensor, int, torch.Tensor]:  # fmt: skip
+    """:func:`dopri5_per_molecule` without compaction: every iteration evaluates the drift on the whole batch
+    (``atoms``/``mols`` None) and updates only the molecules still integrating (``torch.where``), so shapes are
+    static and nothing reads the device but one done-check every ``check_every`` iterations (an iteration after
+    the last molecule finished changes nothing). Each molecule's step sequence is the compacting solver's."""
+    device, ydt = y0.device, y0.dtype
+    n_atoms = y0.shape[0]
+    n_mol = int(t_start.numel())
+    f64 = torch.float64
+    t_start = t_start.to(device=device, dtype=f64).reshape(-1)
+    t_out = t_end.to(device=device, dtype=f64)
+    flat = t_out.dim() == 1
+    if flat:
+        t_out = t_out[:, None]
+    if t_out.dim() != 2 or t_out.shape[0] != n_mol or t_out.shape[1] < 1:
+        raise ValueError(f"dopri5_per_molecule: {n_mol} start times but end times of shape {tuple(t_end.shape)}")
+    n_out = t_out.shape[1]
+    sign = torch.where(t_out[:, 0] > t_start, 1.0, -1.0).to(f64)
+    u_out = sign[:, None] * t_out
+    counts = scatter_sum(torch.ones(n_atoms, dtype=f64, device=device), batch_index, n_mol)
+    calls = 0
+    evals = torch.zeros(n_mol, dtype=torch.long, device=device)
+    sign_atom = sign[batch_index]
+    sign_y = sign_atom.to(ydt)[:, None]
+
+    def f_u(u_atom: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        return drift(sign_atom * u_atom, y, None, None) * sign_y
+
+    def rms(x: torch.Tensor) -> torch.Tensor:
+        return (scatter_sum((x.to(f64) ** 2).sum(-1), batch_index, n_mol) / (3 * counts)).sqrt()
+
+    u = sign * t_start
+    y = y0.clone()
+    f = f_u(u[batch_index], y)
+    scale = atol + y.abs() * rtol
+    d0, d1 = rms(y / scale), rms(f / scale)
+    h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1.clamp_min(1e-300)).abs()
+    f1 = f_u((u + h0)[batch_index], y + h0.to(ydt)[batch_index, None] * f)
+    evals += 2
+    d2 = (rms((f1 - f) / scale) / h0).abs()
+    small = (d1 <= 1e-15) & (d2 <= 1e-15)
+    h1 = torch.where(small, torch.maximum(torch.full_like(h0, 1e-6), h0 * 1e-3),
+                     (0.01 / torch.maximum(d1, d2).clamp_min(1e-300)) ** (1.0 / _ORDER)).abs()  # fmt: skip
+    dt = torch.minimum(100 * h0, h1)
+    out = torch.full((n_out, *y0.shape), float("nan"), dtype=ydt, device=device)
+    done = ~torch.isfinite(scatter_sum(f.to(f64).abs().sum(-1) + f1.to(f64).abs().sum(-1), batch_index, n_mol))
+    next_out = torch.zeros(n_mol, dtype=torch.long, device=device)
+    attempts = torch.zeros(n_mol, dtype=torch.long, device=device)
+    coef = [torch.zeros_like(y0) for _ in range(5)]
+    t_lo, t_hi = u.clone(), u.clone()
+    atom_ids = torch.arange(n_atoms, device=device)
+    last = n_out - 1
+    iteration = 0
+    while True:
+        iteration += 1
+        u0, h = u, dt
+        done = done | (~done & ~(u0 + h > u0))  # underflow in dt, or a non-finite step: NaN, stop
+        active = ~done
+        grid = u_out.gather(1, next_out.clamp(max=last)[:, None]).squeeze(1)
+        on_grid = (next_out < last) & (u0 < grid) & (grid < u0 + h)
+        u1 = torch.where(on_grid, grid, u0 + h)
+        h = torch.where(on_grid, grid - u0, h)
+        h_atom = h.to(ydt)[batch_index]
+        k = [f]
+        yi = y
+        for alpha, beta in zip(_ALPHA, _BETA):
+            ti = u1 if alpha == 1.0 else u0 + alpha * h
+            yi = y + _combine(k, beta, h_atom)
+            k.append(f_u(ti[batch_index], yi))
+        evals += 6 * active
+        attempts += active
+        y_new, f_new = yi, k[-1]
+        err = _combine(k, _C_ERROR, h_atom)
+        ratio = rms(err / (atol + rtol * torch.maximum(y.abs(), y_new.abs())))
+        finite = torch.isfinite(ratio) & torch.isfinite(scatter_sum(f_new.to(f64).abs().sum(-1), batch_index, n_mol))
+        accept = (ratio <= 1) & finite & active
+        dfac = torch.where(ratio < 1, torch.ones_like(ratio), torch.full_like(ratio, DFACTOR))
+        factor = torch.minimum(torch.full_like(ratio, IFACTOR),
+                               torch.maximum(SAFETY / ratio.clamp_min(1e-300) ** (1.0 / _ORDER), dfac))  # fmt: skip
+        factor = torch.where(ratio == 0, torch.full_like(ratio, IFACTOR), factor)
+        dt = torch.where(active, h * factor, dt)
+        acc_atom = accept[batch_index][:, None]
+        y_mid = y + _combine(k, _C_MID, h_atom)
+        hk0, hk1 = h_atom[:, None] * k[0], h_atom[:, None] * k[-1]
+        new_coef = [y, hk0, hk1 - 4 * hk0 - 11 * y - 5 * y_new + 16 * y_mid,
+                    5 * hk0 - 3 * hk1 + 18 * y + 14 * y_new - 32 * y_mid,
+                    2 * (hk1 - hk0) - 8 * (y_new + y) + 16 * y_mid]  # fmt: skip
+        coef = [torch.where(acc_atom, c_new, c_old) for c_new, c_old in zip(new_coef, coef)]
+        y = torch.where(acc_atom, y_new, y)
+        f = torch.where(acc_atom, f_new, f)
+        t_lo = torch.where(accept, u0, t_lo)
+        t_hi = torch.where(accept, u1, t_hi)
+        u = torch.where(accept, u1, u)
+        for _ in range(n_out):  # every output time the accepted step reached (at most one per pass)
+            k_next = next_out.clamp(max=last)
+            reach = accept & (next_out <= last) & (u >= u_out.gather(1, k_next[:, None]).squeeze(1))
+            target = u_out.gather(1, k_next[:, None]).squeeze(1)
+            x = ((target - t_lo) / (t_hi - t_lo)).to(ydt)[batch_index][:, None]
+            total = coef[0] + x * coef[1]
+            xp = x
+            for j in range(2, 5):
+                xp = xp * x
+                total = total + xp * coef[j]
+            k_atom = k_next[batch_index]
+            out[k_atom, atom_ids] = torch.where(reach[batch_index][:, None], total, out[k_atom, atom_ids])
+            next_out = next_out + reach.long()
+        done = done | (next_out >= n_out) | (active & ~finite) | (attempts >= max_steps)
+        if iteration % check_every == 0 and bool(done.all()):
+            break
     return (out[0] if flat else out), calls, evals

@@ -90,8 +90,13 @@ def ode_sampler(
     step_control: str = "molecule",
     restrict: Restrict | None = None,
     n_mol: int | None = None,
+    compact: bool | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Probability-flow ODE from s = 1 to ``eps`` (deterministic; ``generator`` unused).
+
+    ``compact`` (per-molecule dopri5): drop finished molecules from the batch (None: on a CPU) or mask them
+    (static shapes, a done-check every few iterations: the default elsewhere, e.g. CUDA);
+    :func:`diffmd.models.diffmd.ode_batch.dopri5_per_molecule`.
 
     ``n_mol``: the molecules of ``batch_index`` (the caller knows it from the batch's shape; else it is read
     from ``batch_index``, a host sync).
@@ -111,7 +116,8 @@ def ode_sampler(
         n_mol = 1 if batch_index is None or batch_index.numel() == 0 else int(batch_index.max()) + 1
     per_molecule = step_control == "molecule" and method == "dopri5" and step_size is None
     if per_molecule and (torch.is_tensor(eps) or n_mol > 1):
-        return _ode_molecule_steps(score_fn, x_init, sde, sigma, eps, batch_index, n_mol, rtol, atol, restrict)
+        return _ode_molecule_steps(score_fn, x_init, sde, sigma, eps, batch_index, n_mol, rtol, atol, restrict,
+                                   compact)
     if torch.is_tensor(eps):
         return _ode_per_molecule_eps(score_fn, x_init, sde, sigma, eps, batch_index, rtol, atol, method, step_size,
                                      n_mol)
@@ -165,6 +171,7 @@ def _molecule_drift(
 def _ode_molecule_steps(
     score_fn: ScoreFn, x_init: torch.Tensor, sde: ConditionalVESDE, sigma: torch.Tensor, eps: float | torch.Tensor,
     batch_index: torch.Tensor | None, n_mol: int, rtol: float, atol: float, restrict: Restrict | None,
+    compact: bool | None = None,
 ) -> tuple[torch.Tensor, int]:  # fmt: skip
     """The probability-flow ODE from s = 1 to eps_i, every molecule on its own clock and step size."""
     from diffmd.models.diffmd.ode_batch import dopri5_per_molecule
@@ -181,7 +188,8 @@ def _ode_molecule_steps(
         raise ValueError(f"ode sampler: {eps_mol.numel()} eps values for {n_mol} molecules")
     drift = _molecule_drift(score_fn, restrict, sde, torch.log(sigma)[:, None], x_init, eps_mol[batch_index])
     t_start = torch.ones(n_mol, dtype=torch.float64, device=x_init.device)
-    out, calls, _ = dopri5_per_molecule(drift, x_init, batch_index, t_start, eps_mol, rtol=rtol, atol=atol)
+    out, calls, _ = dopri5_per_molecule(drift, x_init, batch_index, t_start, eps_mol, rtol=rtol, atol=atol,
+                                        compact=compact)
     return out, calls
 
 
@@ -255,6 +263,7 @@ def ode_path(
     batch_index: torch.Tensor | None = None,
     restrict: Restrict | None = None,
     n_mol: int | None = None,
+    compact: bool | None = None,
 ) -> tuple[list[torch.Tensor], int]:
     """The probability-flow ODE from s = 1 down to min(``eps_values``), with x(eps) at every value (in the
     order given): one integration for every eps (module docstring); an adaptive solver is made to step onto
@@ -284,7 +293,8 @@ def ode_path(
                                   torch.full((n,), low, dtype=torch.float64, device=x_init.device))  # fmt: skip
         ones = torch.ones(n_mol, dtype=torch.float64, device=x_init.device)
         t_out = torch.tensor(order, dtype=torch.float64, device=x_init.device).expand(n_mol, -1)
-        traj, calls, _ = dopri5_per_molecule(drift_m, x_init, batch_index, ones, t_out, rtol=rtol, atol=atol)
+        traj, calls, _ = dopri5_per_molecule(drift_m, x_init, batch_index, ones, t_out, rtol=rtol, atol=atol,
+                                             compact=compact)
         at = {e: traj[i] for i, e in enumerate(order)}
         return [at[e] for e in values], calls
 

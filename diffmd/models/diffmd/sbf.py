@@ -57,7 +57,7 @@ def spherical_bessel(o_max: int, x: torch.Tensor) -> list[torch.Tensor]:
         out.append((2 * o + 1) / xs * out[o] - out[o - 1])
     series = []
     for o in range(o_max + 1):
-        dfact = float(np.prod(np.arange(2 * o + 1, 0, -2)))  # (2o+1)!!
+        dfact = float(math.prod(range(2 * o + 1, 0, -2)))  # (2o+1)!!, a Python constant (traceable, no numpy)
         series.append(x**o / dfact * (1 - x**2 / (2 * (2 * o + 3))))
     return [torch.where(small, s, j) for s, j in zip(series, out)]
 
@@ -68,7 +68,7 @@ def associated_legendre(
     """P_o^m(cos phi) (Condon-Shortley phase) for 0 <= m <= o <= o_max, from cos and sin of phi."""
     p: dict[tuple[int, int], torch.Tensor] = {}
     for m in range(o_max + 1):
-        dfact = float(np.prod(np.arange(2 * m - 1, 0, -2))) if m > 0 else 1.0
+        dfact = float(math.prod(range(2 * m - 1, 0, -2))) if m > 0 else 1.0
         p[(m, m)] = (-1) ** m * dfact * sin**m
         if m + 1 <= o_max:
             p[(m + 1, m)] = cos * (2 * m + 1) * p[(m, m)]
@@ -154,6 +154,15 @@ class SphericalFourierBessel(nn.Module):
         self.register_buffer("norm", torch.as_tensor(norm, dtype=torch.float64))
         self.n_degree, self.n_root = n_degree, n_root
 
+    def _constants(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The roots and norms in ``like``'s dtype and device, cast once (the float64 buffers stay the state)."""
+        key = (like.dtype, like.device, self.roots.device, self.roots.data_ptr(), self.norm.data_ptr())
+        cached = self.__dict__.get("_cast")
+        if cached is None or cached[0] != key:
+            cached = (key, self.roots.to(like.dtype), self.norm.to(like.dtype))
+            self.__dict__["_cast"] = cached
+        return cached[1], cached[2]
+
     @property
     def n_basis(self) -> int:
         return len(self.pairs) * self.n_root
@@ -161,7 +170,7 @@ class SphericalFourierBessel(nn.Module):
     def radial(self, dist: torch.Tensor) -> torch.Tensor:
         """Normalised j_o(z_on d / c) for d clamped to the cutoff; (E, n_degree, n_root)."""
         d = dist.clamp(max=self.cutoff)[:, None]
-        roots, norm = self.roots.to(dist.dtype), self.norm.to(dist.dtype)
+        roots, norm = self._constants(dist)
         cols = []
         for o in range(self.n_degree):
             arg = roots[o][None, :] * d / self.cutoff

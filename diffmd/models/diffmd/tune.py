@@ -165,6 +165,7 @@ def validate_point(split: str, checkpoint: str, eps_values: list[float], train_c
     own ``train:`` overrides (kept in the checkpoint).
     """
     from diffmd.data.pairs import load_split, split_segments
+    from diffmd.engine.capture import apply_compile
     from diffmd.engine.common import load_checkpoint, resolve_device, seed_everything
     from diffmd.engine.train import (
         isolated_rng,
@@ -186,6 +187,7 @@ def validate_point(split: str, checkpoint: str, eps_values: list[float], train_c
         raise ValueError(f"train.device: {exc}") from None
     model, ckpt = load_checkpoint(checkpoint, device)
     cfg = resolve_train_config(train_cfg, ckpt.get("train_overrides"))
+    apply_compile(model, device, cfg["compile"])  # the score network (the sampler's loop stays eager)
     model.eval()
     segs = split_segments(load_split(split), "val", stride=model.stride)
     pairs = on_device(validation_pairs(segs, cfg["val_frames"]), device, model)
