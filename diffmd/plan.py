@@ -308,6 +308,25 @@ class Plan:
         """Models whose checkpoint the ``train`` rule makes (everything without a tuning procedure)."""
         return [m for m in self.models if self._classes[m].tuning is None]
 
+    def gpu(self, model: str) -> int:
+        """The GPU slots a job of ``model`` holds (the rules' ``resources: gpu``): 1 for a network the engine trains
+        (:func:`diffmd.registry.uses_accelerator`), 0 for rows that run on the CPU (references, floors, physics
+        oracles, own-trainer force fields). A slot is one concurrent GPU job: the default profile gives one GPU
+        several (profiles/default/config.yaml; docs/paper_scale.md), ``--resources gpu=1`` one at a time."""
+        from diffmd.registry import uses_accelerator
+
+        return int(uses_accelerator(self._classes[model]))
+
+    def gpu_of(self, w: Any) -> int:
+        """:meth:`gpu` of a job's ``{model}`` wildcard."""
+        return self.gpu(w.model)
+
+    def report_rollout_arg(self, w: Any) -> str:
+        """``--no-report-rollout`` for a halving rung before the last (its points cannot become the run's model,
+        so no rollout for the report; tune.rollout_plan), else nothing."""
+        schedule = self.halving_schedule(w.model, w.dataset)
+        return "" if not schedule or int(w.rung) == schedule[-1]["rung"] else "--no-report-rollout"
+
     def tuned_models(self, tuning: str | None = None) -> list[str]:
         return [m for m in self.models if self._classes[m].tuning is not None
                 and (tuning is None or self._classes[m].tuning == tuning)]  # fmt: skip

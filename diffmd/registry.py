@@ -224,6 +224,13 @@ def build_model(name: str, params: dict[str, Any] | None = None, source: str = "
     return model
 
 
+def uses_accelerator(model: type[TrajectoryModel] | TrajectoryModel) -> bool:
+    """Whether ``model``'s jobs run on the accelerator (CUDA when present): a network the engine trains. Reference
+    rows and floors (closed form), physics oracles (a CPU potential) and own-trainer force fields (their package,
+    on a CPU) run on the CPU whatever ``device`` says, and their jobs never hold a GPU (the plan's ``gpu``)."""
+    return bool(model.trainable) and model.trainer == "engine"
+
+
 def model_role(name: str) -> str:
     """The registered role of model ``name`` (imports its module)."""
     return get_model_class(name).role

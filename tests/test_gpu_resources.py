@@ -1,7 +1,9 @@
-"""GPU requests: with ``--resources gpu=1`` a workstation runs one GPU job at a time, and the SLURM
-plugin turns ``gpu=1`` into ``--gpus=1``. A dry run of the quick profile and of the paper config must
-show gpu=1 on every training and rollout job (the engine's train/rollout, DiffMD's grid training and
-validation rollouts, the cost benchmark's training and rollouts) and on no other job."""
+"""GPU requests: a job holds a GPU slot only when it uses CUDA (issue 21): every training and rollout job of a
+learned model (the engine's train/rollout, the tuned models' grid training and validation, the cost benchmark's
+training and rollouts) asks for gpu=1, decided by the plan from the registry (Plan.gpu); the CPU rows (static,
+constant velocity, the force floor, physics oracles, sGDML) and every other job ask for none. With
+``--resources gpu=1`` a workstation runs one GPU job at a time, the default profile several (slots), and the SLURM
+plugin turns gpu=1 into --gpus=1."""
 
 from __future__ import annotations
 
@@ -15,29 +17,38 @@ from workflow_copy import make_workdir, workflow_env
 pytestmark = pytest.mark.slow
 
 GPU_RULES = {"train", "rollout", "diffmd_train_point", "diffmd_validate", "diffmd_rung", "cost_train_strided",
-             "paper_cost", "cost_md17"}
+             "cost_md17"}
+#: Models whose jobs run on the CPU (registry.uses_accelerator False): they never hold a GPU.
+CPU_ROWS = {"static", "constant_velocity", "force_verlet", "xtb_nve", "xtb_langevin", "sgdml"}
 BLOCK = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n)*)", re.MULTILINE)
 
 
 def dry_run_jobs(text: str) -> list[tuple[str, dict[str, str]]]:
-    """(rule, resources) of every job block in ``snakemake -n`` output."""
+    """(rule, resources + the ``model`` wildcard) of every job block in ``snakemake -n`` output."""
     jobs = []
     for rule, body in BLOCK.findall(text):
         res = re.search(r"^\s+resources: (.*)$", body, re.MULTILINE)
         items = [kv.split("=", 1) for kv in res.group(1).split(", ")] if res else []
-        jobs.append((rule, {kv[0].strip(): kv[1].strip() for kv in items if len(kv) == 2}))
+        out = {kv[0].strip(): kv[1].strip() for kv in items if len(kv) == 2}
+        model = re.search(r"^\s+wildcards: .*\bmodel=([\w]+)", body, re.MULTILINE)
+        if model:
+            out["model"] = model.group(1)
+        jobs.append((rule, out))
     return jobs
 
 
 def check_gpu_requests(jobs: list[tuple[str, dict[str, str]]]) -> list[str]:
-    """Problems: a GPU rule's job without gpu=1, or any other job asking for a GPU."""
+    """Problems: a learned model's training or rollout job without gpu=1, a CPU row's or any other job asking for
+    a GPU."""
     bad = []
     for rule, res in jobs:
         gpu = res.get("gpu")
-        if rule in GPU_RULES and gpu != "1":
-            bad.append(f"{rule}: gpu={gpu} (expected 1)")
-        elif rule not in GPU_RULES and gpu not in (None, "0"):
-            bad.append(f"{rule}: asks for gpu={gpu}")
+        wanted = rule in GPU_RULES and res.get("model") not in CPU_ROWS
+        label = f"{rule} {res.get('model', '')}".strip()
+        if wanted and gpu != "1":
+            bad.append(f"{label}: gpu={gpu} (expected 1)")
+        elif not wanted and gpu not in (None, "0"):
+            bad.append(f"{label}: asks for gpu={gpu}")
     return bad
 
 
@@ -57,6 +68,9 @@ def test_parser_sees_gpu_and_non_gpu_jobs():
     assert [r for r, _ in jobs] == ["train", "evaluate", "split_c7o2h10", "rollout"]
     assert check_gpu_requests(jobs) == ["rollout: gpu=None (expected 1)"]
     assert check_gpu_requests([("evaluate", {"gpu": "1"})]) == ["evaluate: asks for gpu=1"]
+    assert check_gpu_requests([("train", {"gpu": "1", "model": "static"})]) == ["train static: asks for gpu=1"]
+    assert check_gpu_requests([("train", {"gpu": "0", "model": "sgdml"}), ("train", {"gpu": "1", "model": "egnn"})]) \
+        == []  # fmt: skip
 
 
 @pytest.mark.parametrize("config_args", [("--configfile", "config/quick.yaml"), ()], ids=["quick", "paper"])
@@ -67,6 +81,8 @@ def test_every_train_and_rollout_job_and_nothing_else_asks_for_the_gpu(tmp_path,
     assert {"train", "rollout", "evaluate"} <= rules, sorted(rules)
     assert sum(r == "train" for r, _ in jobs) >= 2 and sum(r == "rollout" for r, _ in jobs) >= 2
     assert check_gpu_requests(jobs) == []
+    # the CPU rows are there, on the CPU
+    assert {res.get("model") for r, res in jobs if r == "rollout" and res.get("gpu") in (None, "0")} & CPU_ROWS
 
 
 def test_slurm_profile_sizes_every_job(tmp_path):

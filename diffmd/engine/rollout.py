@@ -48,7 +48,7 @@ from diffmd.engine.batching import tiled_structures
 from diffmd.engine.capture import apply_compile
 from diffmd.engine.common import load_checkpoint, resolve_device, seed_everything, set_threads
 from diffmd.provenance import write_provenance
-from diffmd.registry import TrajectoryModel
+from diffmd.registry import TrajectoryModel, uses_accelerator
 from diffmd.rundir import MultiStart, OneStep, write_rollout
 
 #: Default divergence bound (Å), from the config schema (rollout.divergence_bound_A).
@@ -366,7 +366,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = {**section_defaults("rollout"), **given}
     device = resolve_device(cfg.get("device", "auto"))
     model, ckpt = load_checkpoint(args.checkpoint, device)
-    if model.trainable and model.trainer == "engine":
+    if not uses_accelerator(model):  # a CPU row (reference, floor, oracle, own trainer): never on the GPU
+        device = torch.device("cpu")
+        model = model.to(device)
+    else:
         captured = apply_compile(model, device, cfg.get("compile", "auto"))
         if captured:
             print(f"compiled {', '.join(captured)} for {device} (rollout.compile {cfg.get('compile')})", flush=True)

@@ -44,10 +44,10 @@ rule diffmd_train_point:
         train=arg(PLAN.train_config()),
         out=subpath(output[0], parent=True),
     resources:
-        gpu=1,
+        gpu=PLAN.gpu_of,
     threads: 1
     shell:
-        "python -m diffmd.engine.train --split {input.split} --model {wildcards.model} --params {params.model_params} --train-config {params.train} --seed {wildcards.seed} --out {params.out} > {log} 2>&1"
+        "python -m diffmd.engine.train --split {input.split} --model {wildcards.model} --params {params.model_params} --train-config {params.train} --seed {wildcards.seed} --no-final-rollout --out {params.out} > {log} 2>&1"
 
 
 rule diffmd_validate:
@@ -71,7 +71,7 @@ rule diffmd_validate:
         eps=PLAN.grid_eps_arg,
         batch=PLAN.batch_eps_arg,
     resources:
-        gpu=1,
+        gpu=PLAN.gpu_of,
     threads: 1
     shell:
         "python -m diffmd.models.diffmd.tune validate --split {input.split} --checkpoint {input.checkpoint} --eps {params.eps} --train-config {params.train} --seed {wildcards.seed} {params.batch} --out {output} > {log} 2>&1"
@@ -102,12 +102,13 @@ rule diffmd_rung:
         ranking=lambda w, input: f"--ranking {input.ranking}" if "ranking" in input.keys() else "",
         train=arg(PLAN.train_config()),
         batch=PLAN.batch_eps_arg,
+        report=PLAN.report_rollout_arg,
         out=subpath(output.model, parent=True),
     resources:
-        gpu=1,
+        gpu=PLAN.gpu_of,
     threads: 1
     shell:
-        "python -m diffmd.models.diffmd.tune train-slot --split {input.split} --model {wildcards.model} --params {params.model_params} --grid {params.grid} --slot {wildcards.slot} --epochs {params.epochs} {params.ranking} --train-config {params.train} --seed {wildcards.seed} {params.batch} --out-dir {params.out} > {log} 2>&1"
+        "python -m diffmd.models.diffmd.tune train-slot --split {input.split} --model {wildcards.model} --params {params.model_params} --grid {params.grid} --slot {wildcards.slot} --epochs {params.epochs} {params.ranking} --train-config {params.train} --seed {wildcards.seed} {params.batch} {params.report} --out-dir {params.out} > {log} 2>&1"
 
 
 rule diffmd_rank:

@@ -29,7 +29,7 @@ rule train:
         train=arg(PLAN.train_config()),
         out=subpath(output[0], parent=True),
     resources:
-        gpu=1,
+        gpu=PLAN.gpu_of,
     threads: 1
     shell:
         "python -m diffmd.engine.train --split {input.split} --model {wildcards.model} --params {params.model_params} --train-config {params.train} --seed {wildcards.seed} --threads {threads} --out {params.out} > {log} 2>&1"
@@ -55,7 +55,7 @@ rule rollout:
         cfg=arg(PLAN.rollout_config()),
         out=subpath(output.npz, parent=True),
     resources:
-        gpu=1,
+        gpu=PLAN.gpu_of,
     threads: 1
     shell:
         "python -m diffmd.engine.rollout --split {input.split} --checkpoint {input.checkpoint} {params.target} --rollout-config {params.cfg} --seed {wildcards.seed} --threads {threads} --out {params.out} > {log} 2>&1"
