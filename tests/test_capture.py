@@ -11,7 +11,7 @@ import torch
 
 from diffmd.data.pairs import PairDataset, Segment
 from diffmd.engine.batching import DeviceData
-from diffmd.engine.capture import apply_compile, compile_enabled, compile_mode
+from diffmd.engine.capture import apply_compile, compile_enabled, compile_loss, compile_mode
 from diffmd.registry import build_model
 from diffmd.testing.synthetic import ETHANOL_Z, vibrating_truth
 
@@ -35,15 +35,15 @@ def test_settings():
 
 
 @pytest.mark.parametrize("name", ["diffmd"])
-def test_compiled_network_matches_eager(name):
-    """The training loss and its gradients through the compiled score network (forward and backward graphs) are
-    eager's to float round-off; the parameter names (checkpoints) are unchanged."""
+def test_compiled_loss_matches_eager(name):
+    """The compiled training objective (network and loss, forward and backward graphs) gives eager's loss and
+    gradients to float round-off; the parameter names (checkpoints) are unchanged."""
     torch.manual_seed(0)
     eager = build_model(name, TINY[name])
     torch.manual_seed(0)
     captured = build_model(name, TINY[name])
-    assert apply_compile(captured, torch.device("cpu"), True)
-    assert list(captured.state_dict()) == list(eager.state_dict())  # compiled in place: checkpoints unchanged
+    assert compile_loss(captured, torch.device("cpu"), True)
+    assert list(captured.state_dict()) == list(eager.state_dict())  # parameters untouched: checkpoints unchanged
     batch = _batch(eager)
     for model in (eager, captured):
         model.loss_scale = 1e-3
@@ -56,3 +56,11 @@ def test_compiled_network_matches_eager(name):
     torch.testing.assert_close(loss_c, loss_e, rtol=1e-5, atol=1e-7)
     for pe, pc in zip(eager.parameters(), captured.parameters()):
         torch.testing.assert_close(pc.grad, pe.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_inference_targets_are_compiled_in_place():
+    model = build_model("diffmd", TINY["diffmd"])
+    names = list(model.state_dict())
+    assert apply_compile(model, torch.device("cpu"), False) == []
+    assert apply_compile(model, torch.device("cpu"), True) == ["EGT"]  # the score network, not the sampler
+    assert list(model.state_dict()) == names

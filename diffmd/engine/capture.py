@@ -1,5 +1,6 @@
 """Captured hot loops: ``train.compile`` / ``rollout.compile`` and ``train.precision: tf32``.
 
+For training, :func:`compile_loss` compiles the whole objective (``model.loss``). For sampling and rollouts,
 :func:`apply_compile` compiles the modules a model names (:meth:`diffmd.registry.TrajectoryModel.compile_targets`:
 its network, never the sampler's data-dependent control flow) in place with ``nn.Module.compile``, so parameter
 names, checkpoints and ``load_state_dict`` are unchanged. On CUDA the mode is ``reduce-overhead``: inductor's
@@ -27,6 +28,17 @@ LOG = logging.getLogger(__name__)
 COMPILE_SETTINGS = ("auto", True, False)
 
 
+def _configure() -> None:
+    """A compile error runs that region eagerly (with a warning) instead of failing the job; random draws inside
+    compiled code come from PyTorch's own generator (inductor's are its own stream otherwise), so a seed gives the
+    same noise, dropout masks and diffusion times compiled or not."""
+    import torch._dynamo
+    import torch._inductor.config
+
+    torch._dynamo.config.suppress_errors = True
+    torch._inductor.config.fallback_random = True
+
+
 def compile_enabled(setting: Any, device: torch.device) -> bool:
     """Whether ``setting`` (``auto``, True, False; strings ``"true"``/``"false"`` too) compiles on ``device``."""
     if isinstance(setting, str) and setting.lower() in ("true", "false"):
@@ -43,14 +55,25 @@ def compile_mode(device: torch.device) -> str:
     return "reduce-overhead" if torch.device(device).type == "cuda" else "default"
 
 
+def compile_loss(model: Any, device: torch.device, setting: Any = True) -> bool:
+    """For training: compile the model's whole objective (``model.loss``: the network and the loss around it,
+    forward and, through AOTAutograd, backward) when ``setting`` says so on ``device``, as an instance attribute
+    shadowing the method (``del model.loss`` restores it; parameters and checkpoints are untouched). With the
+    optimiser fused (the trainer's on CUDA), a captured step is a handful of launches. Returns whether it did."""
+    if not compile_enabled(setting, device):
+        return False
+    _configure()
+    model.loss = torch.compile(model.loss, mode=compile_mode(device))
+    LOG.info("compiled %s.loss (mode %s)", type(model).__name__, compile_mode(device))
+    return True
+
+
 def apply_compile(model: Any, device: torch.device, setting: Any = True) -> list[str]:
     """Compile ``model.compile_targets()`` in place when ``setting`` says so on ``device``; returns what was
     compiled (class names), empty when nothing was."""
     if not compile_enabled(setting, device):
         return []
-    import torch._dynamo
-
-    torch._dynamo.config.suppress_errors = True  # a compile error runs that region eagerly, with a warning
+    _configure()
     mode = compile_mode(device)
     done = []
     for module in model.compile_targets():

@@ -94,7 +94,7 @@ from diffmd import batch as B
 from diffmd.config import deep_update, section_defaults, split_train_overrides
 from diffmd.data.pairs import PairDataset, Segment, load_split, split_segments
 from diffmd.engine.batching import DeviceData
-from diffmd.engine.capture import apply_compile, matmul_precision
+from diffmd.engine.capture import compile_loss, matmul_precision
 from diffmd.engine.checkpoints import check_state_dict
 from diffmd.engine.cli import (  # noqa: F401 (re-exported)
     OneLineArgumentParser,
@@ -116,7 +116,7 @@ from diffmd.engine.rollout import DIVERGENCE_BOUND_A, n_steps_for, rollout_copie
 from diffmd.io import write_text
 from diffmd.metrics import armse
 from diffmd.provenance import sha256_file, write_provenance
-from diffmd.registry import TrajectoryModel, build_model
+from diffmd.registry import TrajectoryModel, build_model, uses_accelerator
 
 #: The trainer's settings when the config gives none: the schema's ``train`` defaults (the one home of
 #: every default, diffmd/config.schema.yaml) plus the rollout's divergence bound for validation rollouts.
@@ -463,7 +463,9 @@ def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_
     val_epochs = set(rollout_epochs(cfg))
     log_epochs = set(one_step_epochs(cfg))
     sch = cfg["scheduler"]
-    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    # fused (one kernel per step, capturable) on CUDA; the default (for-loop) elsewhere, as before
+    fused = True if torch.device(device).type == "cuda" else None
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"], fused=fused)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=sch["factor"], patience=sch["patience"], min_lr=sch["min_lr"]
     )
@@ -611,16 +613,16 @@ def train(split_path: str, model_name: str, params: dict, train_cfg: dict, seed:
     except RuntimeError as exc:
         raise ValueError(f"train.device: {exc}") from None
     seed_everything(seed)
-    model = build_model(model_name, params, source="--params").to(device)
+    model = build_model(model_name, params, source="--params")
+    if not uses_accelerator(model):  # a CPU row (reference, floor, oracle, own trainer): never on the GPU
+        device = torch.device("cpu")
+    model = model.to(device)
     if cfg["precision"] == "bf16" and model.bf16_refused:
         raise ValueError(f"train.precision: bf16 is refused for {model_name}: {model.bf16_refused}")
     if cfg["precision"] == "tf32" and model.tf32_refused:
         raise ValueError(f"train.precision: tf32 is refused for {model_name}: {model.tf32_refused}")
-    if model.trainable and model.trainer == "engine":
-        captured = apply_compile(model, device, cfg["compile"])
-        if captured:
-            print(f"{model_name}: compiled {', '.join(captured)} for {device} (train.compile {cfg['compile']})",
-                  flush=True)  # fmt: skip
+    if model.trainable and model.trainer == "engine" and compile_loss(model, device, cfg["compile"]):
+        print(f"{model_name}: compiled its loss for {device} (train.compile {cfg['compile']})", flush=True)
     params = {**params, "stride": model.stride}
     split = load_split(split_path)
     data = PairDataset(split_segments(split, "train", stride=model.stride), cfg["max_train_pairs"])

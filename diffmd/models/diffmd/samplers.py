@@ -115,7 +115,10 @@ def ode_sampler(
     if n_mol is None:
         n_mol = 1 if batch_index is None or batch_index.numel() == 0 else int(batch_index.max()) + 1
     per_molecule = step_control == "molecule" and method == "dopri5" and step_size is None
-    if per_molecule and (torch.is_tensor(eps) or n_mol > 1):
+    # one molecule with a float eps takes torchdiffeq's own path on a CPU (unchanged); where the solver masks
+    # instead of compacting (off a CPU: no host reads per iteration) every batch takes the per-molecule solver
+    masked = compact is False or (compact is None and x_init.device.type != "cpu")
+    if per_molecule and (torch.is_tensor(eps) or n_mol > 1 or masked):
         return _ode_molecule_steps(score_fn, x_init, sde, sigma, eps, batch_index, n_mol, rtol, atol, restrict,
                                    compact)
     if torch.is_tensor(eps):
