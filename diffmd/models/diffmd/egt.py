@@ -73,6 +73,12 @@ class EquivariantGeometricLayer(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
 
+    @staticmethod
+    def _split_linear(layer: nn.Linear, atom: torch.Tensor, index: torch.Tensor, edge: torch.Tensor) -> torch.Tensor:
+        """``layer(cat([atom[index], edge], -1))`` (no bias) computed as ``(atom W_a)[index] + edge W_e``."""
+        d = atom.shape[-1]
+        return nn.functional.linear(atom, layer.weight[:, :d])[index] + nn.functional.linear(edge, layer.weight[:, d:])
+
     def forward(
         self,
         x: torch.Tensor,
@@ -85,8 +91,10 @@ class EquivariantGeometricLayer(nn.Module):
         """x, v (N, 3) Å, Å/step; h (N, d); e1, e2 (E, n_basis) -> updated (x, v, h)."""
         n, (i, j) = x.shape[0], edge_index
         hn = self.norm1(h)
-        q = self.w_sbf1(torch.cat([self.f_q(hn)[i], e1], -1)).view(-1, self.h, self.dh)
-        k = self.w_sbf2(torch.cat([self.f_k(hn)[j], e2], -1)).view(-1, self.h, self.dh)
+        # [f_q(h_i) (+) e_ij] W = f_q(h_i) W_h + e_ij W_e: the h part once per atom, then gathered per edge (the
+        # same linear map and parameters, E/N times fewer multiply-adds: edges outnumber atoms 8-20x here)
+        q = self._split_linear(self.w_sbf1, self.f_q(hn), i, e1).view(-1, self.h, self.dh)
+        k = self._split_linear(self.w_sbf2, self.f_k(hn), j, e2).view(-1, self.h, self.dh)
         logits = (q * k).sum(-1) / math.sqrt(self.dh)  # (E, H)
         att = scatter_softmax(logits, i, n)
         msg = scatter_sum(att[..., None] * self.f_m(hn)[j].view(-1, self.h, self.dh), i, n).flatten(1)
