@@ -640,7 +640,8 @@ class Plan:
         out += self.run_files("md17", md17, "armse.json")
         if self.has_cost_table():
             out.append("results/tables/cost_md17.csv")
-        out += ["results/tables/paper_cost.csv", "results/tables/paper_cost.md"]
+        out += ["results/tables/paper_cost.csv", "results/tables/paper_cost.md", "results/tables/launches.csv",
+                "results/tables/launches.md"]
         kinds = ("paper_vs_ours", "validity", "one_step", "distributions")
         tables = [PAPER_TABLES[d] for d in on] + [f"{k}_{d}" for k in kinds for d in on]
         out += [f"results/tables/{name}.{ext}" for name in tables for ext in ("csv", "md", "html")]

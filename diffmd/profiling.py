@@ -109,14 +109,19 @@ class Counts:
 
 
 class _Dispatch(TorchDispatchMode):
-    def __init__(self, counts: Counts, sites: bool) -> None:
+    def __init__(self, counts: Counts, sites: bool, host: set[int], on_op: Callable[[Any], None] | None) -> None:
         super().__init__()
-        self.counts, self.sites = counts, sites
+        self.counts, self.sites, self.host, self.on_op = counts, sites, host, on_op
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: D105
         kwargs = kwargs or {}
         c = self.counts
         c.ops += 1
+        if self.on_op is not None:
+            self.on_op(func)
+        if func is aten._local_scalar_dense.default and args and torch.is_tensor(args[0]) \
+                and args[0].data_ptr() in self.host:  # a value that lives on the host on every device
+            return func(*args, **kwargs)  # fmt: skip
         c.by_op[str(func.overloadpacket.__name__)] += 1
         if not _is_view(func) and func not in NO_KERNEL_OPS:
             c.kernels += 1
@@ -138,10 +143,15 @@ class OpCounter:
     """``with OpCounter() as c: ...`` then ``c.counts`` (:class:`Counts`). ``flops=False`` skips the FLOP
     counter (it adds a little overhead); ``sites=False`` skips naming where each sync happened."""
 
-    def __init__(self, flops: bool = True, sites: bool = True) -> None:
+    def __init__(self, flops: bool = True, sites: bool = True, host: list[torch.Tensor] | None = None,
+                 on_op: Callable[[Any], None] | None = None) -> None:  # fmt: skip
+        """``host``: tensors that live in host memory on every device (an optimiser's step counters: Adam keeps
+        them on the CPU unless capturable), whose reads are no device sync; ``on_op(func)``: called per op."""
         self.counts = Counts()
         self._flops = flops
         self._sites = sites
+        self._host = {t.data_ptr() for t in host or []}
+        self._on_op = on_op
         self._modes: list[Any] = []
         self._saved: dict[str, Any] = {}
 
@@ -166,7 +176,7 @@ class OpCounter:
 
             self._flop_mode = FlopCounterMode(display=False)
             self._flop_mode.__enter__()
-        self._mode = _Dispatch(self.counts, self._sites)
+        self._mode = _Dispatch(self.counts, self._sites, self._host, self._on_op)
         self._mode.__enter__()
         return self
 

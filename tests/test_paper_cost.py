@@ -1,4 +1,5 @@
-"""The paper-scale cost model (benchmarks/paper_cost.py): projection arithmetic, the paper plan's counts, the CLI."""
+"""The paper-scale cost model (benchmarks/paper_cost.py): prices, the paper DAG's jobs and work from the code
+paths, the schedule, the units file, the CLI."""
 
 from __future__ import annotations
 
@@ -8,137 +9,151 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks.paper_cost import count_jobs, counting_plan, main, paper_counts, project, unit_name
+from benchmarks import paper_cost as P
 
 ROOT = Path(__file__).resolve().parent.parent
+CONSTS = {"format": P.CONSTANTS_FORMAT, "device": "test GPU", "source": "test", "t_op_s": 1e-5, "t_node_s": 2e-6,
+          "t_sync_s": 1e-4, "flops_per_s": {"float32": 1e12, "tf32": 4e12, "bf16": 8e12}, "nodes_per_kernel": 0.5,
+          "job_start_s": 10.0, "job_start_compiled_s": 20.0, "evaluate_s": 60.0}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def paper_plan():
+def paper_config():
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def few_models(config, *models):
+    """The paper config with fewer models (a plan imports every model it lists: seconds each)."""
+    config = json.loads(json.dumps(config))
+    config["models"] = list(models)
+    return config
+
+
+@pytest.fixture(scope="module")
+def paper_plan(paper_config):
     # the counts only: the quick profile's short trajectories on disk must not stop the paper config
-    return counting_plan(yaml.safe_load((ROOT / "config.yaml").read_text()))
+    return P.counting_plan(paper_config)
 
 
-def test_project_multiplies_unit_costs_by_counts() -> None:
-    costs = {"a": {"train_step": 2.0, "predict_1": 0.5}, "b": {"train_step": 3.6}}
-    counts = [
-        {"rule": "train", "model": "a", "unit": "train_step", "count": 1800},  # 3600 s = 1 h
-        {"rule": "train", "model": "b", "unit": "train_step", "count": 1000},  # 3600 s = 1 h
-        {"rule": "rollout", "model": "a", "unit": "predict_1", "count": 3600},  # 1800 s = 0.5 h
-        {"rule": "rollout", "model": "b", "unit": "predict_1", "count": 10},  # not measured: NA
-    ]
-    out = project(costs, counts)
-    assert out["per_rule_h"] == pytest.approx({"train": 2.0, "rollout": 0.5})
-    assert out["total_h"] == pytest.approx(2.5)
-    assert out["missing"] == [("b", "predict_1")]
-    assert out["rows"][2]["seconds"] == pytest.approx(1800.0)
-    assert out["rows"][3]["device_hours"] is None
+def test_price_is_launches_or_flops_plus_syncs():
+    unit = {"ops": 1000, "kernels": 800, "launches": 10, "syncs": 2, "flops": 5e9}
+    # eager: max(1000 x 10 us, 5 GFLOP / 1 TFLOP/s) + 2 x 100 us
+    assert P.price(unit, "eager", CONSTS) == pytest.approx(max(1e-2, 5e-3) + 2e-4)
+    # a batch of 4 molecules: the FLOPs scale, the launches do not
+    assert P.price(unit, "eager", CONSTS, batch=4) == pytest.approx(2e-2 + 2e-4)
+    # captured: max(10 launches x 10 us, 800 x 0.5 nodes x 2 us, FLOPs at the precision's rate) + syncs
+    assert P.price(unit, "captured", CONSTS) == pytest.approx(max(1e-4, 8e-4, 5e-3) + 2e-4)
+    assert P.price(unit, "captured", CONSTS, "tf32") == pytest.approx(max(1e-4, 8e-4, 1.25e-3) + 2e-4)
+    assert 0 < P.occupancy(unit, "eager", CONSTS) < P.occupancy(unit, "captured", CONSTS) <= 1
 
 
-def test_unit_names() -> None:
-    assert unit_name("predict_1") == "predict_1"
-    assert unit_name("predict_batched", 0.2) == "predict_batched@eps0.2"
-
-
-def test_paper_counts(paper_plan) -> None:
-    counts = paper_counts(paper_plan)
-    jobs = count_jobs(counts)
+def test_paper_jobs(paper_plan):
+    jobs = P.paper_jobs(paper_plan)
+    by_rule: dict[str, int] = {}
+    for j in jobs:
+        by_rule[j["rule"]] = by_rule.get(j["rule"], 0) + 1
     # the default search, successive halving: 96 + 32 + 11 + 4 slots x (8 MD17 molecules + the O2O training)
-    assert jobs["diffmd_rung"] == (96 + 32 + 11 + 4) * 9
-    # diffmd_corrected's own grid (diffmd_corrected.grid, searched in full): 3 kernel_scale points x 9 runs, each
-    # trained and validated at both eps in one job (one eps after another: its sampler is not DiffMD's ODE)
-    assert jobs["diffmd_train_point"] == 3 * 9 and jobs["diffmd_validate"] == 3 * 9
-    corrected = [r for r in counts if r["rule"] == "diffmd_validate"]
-    assert {r["model"] for r in corrected} == {"diffmd_corrected"} and {r["eps"] for r in corrected} == {1e-3, 1e-2}
-    # timed trainings: 7 engine-trained learned models (the 6 baselines, Score Dynamics; not the tuned DiffMD and
-    # diffmd_corrected, sGDML, references, floors or oracles) x 9
-    assert jobs["train"] == 7 * 9
-    rows = {(r["rule"], r["model"], r["dataset"], r["unit"]): r["count"] for r in counts}
-    # EGNN on MD17: 8 molecules x 200 epochs x 20,000 / 200 steps
-    assert rows[("train", "egnn", "md17", "train_step")] == 8 * 200 * 100
-    # its validation rollouts: 200 / 5 epochs x 1,000 frames; one-step: 200 epochs x 2,000 frames
-    assert rows[("train", "egnn", "md17", "predict_1")] == 8 * 40 * 1000
-    assert rows[("train", "egnn", "md17", "predict_batched")] == 8 * 200 * 2000
-    # DiffMD's rung 0: 768 MD17 slots x 8 of 200 epochs x 100 steps
-    rung0 = [r for r in counts if r["rule"] == "diffmd_rung" and r.get("rung") == 0 and r["dataset"] == "md17"]
-    assert next(r["count"] for r in rung0 if r["unit"] == "train_step") == 768 * 8 * 100
-    # the rollout rule: 10,000 test frames; 32 starts x 500 fs / 0.5 fs + 1,000 one-step frames, batched
-    assert rows[("rollout", "egnn", "md17", "predict_1")] == 8 * 10000
-    assert rows[("rollout", "egnn", "md17", "predict_batched")] == 8 * (32 * 1000 + 1000)
-    # Score Dynamics (stride 100 in config.yaml) takes a hundredth of the steps
-    assert rows[("rollout", "score_dynamics", "md17", "predict_1")] == 8 * 10000 // 100
-    assert not any(r["model"] in ("static", "xtb_nve", "sgdml", "force_verlet") for r in counts)
+    assert by_rule["diffmd_rung"] == (96 + 32 + 11 + 4) * 9
+    # diffmd_corrected's own grid, searched in full: 3 points x 9 runs, trained and validated
+    assert by_rule["diffmd_train_point"] == by_rule["diffmd_validate"] == 3 * 9
+    # the engine's other learned models (6 baselines + Score Dynamics) x 9; CPU rows hold no GPU and are not here
+    assert by_rule["train"] == 7 * 9
+    assert not any(j["model"] in ("static", "constant_velocity", "force_verlet", "sgdml") for j in jobs)
+    # rollouts of the 9 learned models: 8 MD17 molecules + 5 C7O2H10 targets, each followed by an evaluation
+    assert by_rule["rollout"] == by_rule["evaluate"] == 9 * (8 + 5)
+    assert all(j["gpu"] for j in jobs if j["rule"] != "evaluate")
+    # the halving chain: rung r's slots wait for every slot of rung r - 1 of the same run
+    rungs = [j for j in jobs if j["rule"] == "diffmd_rung" and j["dataset"] == "c7o2h10"]
+    r1 = next(j for j in rungs if j["rung"] == 1)
+    assert sorted(r1["deps"]) == sorted(j["id"] for j in rungs if j["rung"] == 0)
 
 
-def test_cli_tiny_budget(tmp_path: Path) -> None:
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config["models"] = ["static", "rf", "egnn"]
-    out_csv, out_md = tmp_path / "paper_cost.csv", tmp_path / "paper_cost.md"
-    result = main(["--config-json", json.dumps(config), "--device", "cpu", "--budget-s", "2",
-                   "--out-csv", str(out_csv), "--out-md", str(out_md)])  # fmt: skip
-    assert result["total_h"] > 0
-    md = out_md.read_text()
-    assert "CPU-hours" in md and "| total" in md and "egnn" in md
-    head = out_csv.read_text().splitlines()[0]
-    assert head == "rule,model,dataset,unit,count,unit_s,device_hours,device"
+def test_training_work_follows_the_trainer(paper_plan):
+    work = {w["what"].split(" ")[0] + w["unit"]: w for w in P.training_work(paper_plan, "egnn", "md17")}
+    # EGNN on MD17: 200 epochs x 20,000 / 200 steps
+    assert work["200train_step"]["count"] == 200 * 100
+    # select_by one_step: the one-step loss every epoch, 2,000 frames in batches of 200
+    one = next(w for w in work.values() if w["unit"] == "predict")
+    assert one["count"] == 200 * 10 and one["batch"] == 200
+    # no rollout during training (nothing reads one), one for the selected checkpoint: 1,000 steps
+    roll = [w for w in work.values() if w["unit"] == "rollout_step"]
+    assert len(roll) == 1 and roll[0]["count"] == 1000
+    assert not [w for w in P.training_work(paper_plan, "egnn", "md17", final_rollout=False)
+                if w["unit"] == "rollout_step"]  # fmt: skip
 
 
-def test_paper_counts_full_grid() -> None:
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config["diffmd"]["search"] = "full"
-    plan = counting_plan(config)
-    counts = paper_counts(plan)
-    jobs = count_jobs(counts)
-    # 96 grid points (+ diffmd_corrected's 3) x 9 training runs, one validation per point (all 6 eps, batched)
-    assert jobs["diffmd_train_point"] == (96 + 3) * 9 and jobs["diffmd_validate"] == (96 + 3) * 9
-    rows = {(r["rule"], r["dataset"], r["unit"]): r["count"] for r in counts
-            if r["rule"] == "diffmd_validate" and r["model"] == "diffmd" and "rollout" in r["what"]}  # fmt: skip
-    # 768 MD17 points x 1,000 rollout frames per eps copy, batched, each copy at its own eps's cost per step
-    eps = [float(e) for e in config["diffmd"]["grid"]["eps"]]
-    assert {u for (_, d, u) in rows if d == "md17"} == {unit_name("predict_batched", e) for e in eps}
-    assert all(rows[("diffmd_validate", "md17", unit_name("predict_batched", e))] == 768 * 1000 for e in eps)
+@pytest.mark.parametrize("val_every", [5, 20])
+def test_val_every_changes_the_rollouts_only_where_they_select(paper_config, val_every):
+    """The counts come from the trainer's own schedule (diffmd.engine.train.rollout_epochs): with select_by
+    rollout_armse a rollout every val_every epochs and at the last; with one_step val_every changes nothing."""
+    config = few_models(paper_config, "egnn")
+    config["train"] = {**config["train"], "val_every": val_every, "select_by": "rollout_armse"}
+    plan = P.counting_plan(config)
+    steps = sum(w["count"] for w in P.training_work(plan, "egnn", "md17") if w["unit"] == "rollout_step")
+    assert steps == (200 // val_every) * 1000
+    config["train"]["select_by"] = "one_step"
+    plan = P.counting_plan(config)
+    assert sum(w["count"] for w in P.training_work(plan, "egnn", "md17") if w["unit"] == "rollout_step") == 1000
 
 
-def test_units_out_then_in_reprojects_without_measuring(tmp_path: Path) -> None:
-    """A device check's unit costs (--units-out) project another config anywhere (--units-in), labelled with the
-    device they came from; a damaged file stops with one line naming it and the key."""
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config["models"] = ["static", "rf"]
+def test_validation_work_rolls_out_where_a_selection_or_the_report_reads_it(paper_plan):
+    earlier = P.validation_work(paper_plan, "diffmd", "md17", report=False)
+    assert [w["unit"] for w in earlier] == ["predict@eps0.1"]  # one integration to the smallest eps, no rollout
+    last = P.validation_work(paper_plan, "diffmd", "md17", report=True)
+    assert [w["unit"] for w in last] == ["predict@eps0.1", "rollout_step@eps0.2"]  # the best eps's (nominal)
+    corrected = P.validation_work(paper_plan, "diffmd_corrected", "md17", report=True)
+    assert [w["unit"] for w in corrected] == ["predict", "predict", "rollout_step"]  # eps by eps, one rollout
+
+
+def test_schedule_shares_the_gpu_and_follows_the_chains():
+    jobs = [{"id": 0, "deps": [], "gpu": True}, {"id": 1, "deps": [], "gpu": True},
+            {"id": 2, "deps": [0, 1], "gpu": True}, {"id": 3, "deps": [2], "gpu": False}]  # fmt: skip
+    seconds = [100.0, 100.0, 50.0, 10.0]
+    assert P.critical_path(jobs, seconds)[0] == 160.0
+    assert P.schedule(jobs, seconds, [0.1] * 4, cores=8, gpu_slots=1) == pytest.approx(260.0)  # one at a time
+    assert P.schedule(jobs, seconds, [0.1] * 4, cores=8, gpu_slots=2) == pytest.approx(160.0)  # light: no slowdown
+    # two jobs that each keep the device fully busy share it: each at half speed
+    assert P.schedule(jobs, seconds, [1.0] * 4, cores=8, gpu_slots=2) == pytest.approx(260.0)
+    assert P.schedule(jobs, seconds, [0.1] * 4, cores=1, gpu_slots=2) == pytest.approx(260.0)  # one core
+
+
+def test_constants_file_is_checked(tmp_path):
+    assert P.read_constants(P.DEFAULT_CONSTANTS)["device"].startswith("NVIDIA H200")
+    bad = tmp_path / "c.json"
+    bad.write_text(json.dumps({**CONSTS, "t_op_s": "fast"}))
+    with pytest.raises(SystemExit, match=r"c.json: key 't_op_s'"):
+        P.read_constants(bad)
+    bad.write_text(json.dumps({**CONSTS, "flops_per_s": {"float32": 1.0}}))
+    with pytest.raises(SystemExit, match=r"c.json: key 'flops_per_s'"):
+        P.read_constants(bad)
+
+
+def test_cli_units_out_then_in(paper_config, tmp_path):
+    """Counting here (a tiny model set) writes the units file; projecting from it (another config, other device
+    constants, a device check's measured seconds) needs no counting; a damaged file stops with one line."""
+    config = few_models(paper_config, "static", "rf")
     units = tmp_path / "units.json"
-    first = main(["--config-json", json.dumps(config), "--device", "cpu", "--budget-s", "1", "--units-out",
-                  str(units), "--out-csv", str(tmp_path / "a.csv"), "--out-md", str(tmp_path / "a.md")])  # fmt: skip
+    consts = tmp_path / "consts.json"
+    consts.write_text(json.dumps(CONSTS))
+    first = P.main(["--config-json", json.dumps(config), "--device-constants", str(consts), "--units-out", str(units),
+                    "--out-csv", str(tmp_path / "a.csv"), "--out-md", str(tmp_path / "a.md")])  # fmt: skip
+    md = (tmp_path / "a.md").read_text()
+    assert first["total_h"] > 0 and "test GPU" in md and "rf" in md and "static" not in md
+    assert (tmp_path / "a.csv").read_text().splitlines()[0].startswith("rule,model,dataset,unit,mode,what")
     record = json.loads(units.read_text())
-    assert record["unit"] == "CPU-hours" and record["device"].startswith("CPU") and record["costs"]["rf"]["train_step"]
-    record["device"], record["unit"] = "NVIDIA H200 (cuda:0)", "GPU-hours"  # as a GPU's device check writes it
-    record["costs"]["rf"] = {k: v / 100 for k, v in record["costs"]["rf"].items()}
+    assert record["format"] == P.UNITS_FORMAT and record["records"]["rf|md17"]["units"]["train_step"]["eager"]["ops"]
+    assert record["records"]["rf|md17"]["units"]["train_step"]["eager"]["syncs"] == 0
+    # a device check's measured seconds replace the priced ones
+    record["records"]["rf|md17"]["units"]["train_step"]["seconds"] = {"eager": 0.0, "captured": 0.0}
     units.write_text(json.dumps(record))
-    config["splits"]["md17"]["n_train"] = 2 * int(config["splits"]["md17"]["n_train"])  # another config
-    out_md = tmp_path / "b.md"
-    second = main(["--config-json", json.dumps(config), "--units-in", str(units), "--out-csv", str(tmp_path / "b.csv"),
-                   "--out-md", str(out_md)])  # fmt: skip
-    md = out_md.read_text()
-    assert "GPU-hours" in md and "NVIDIA H200" in md and "read from" in md
-    train_a, train_b = first["per_rule_h"]["train"], second["per_rule_h"]["train"]
-    assert 0 < train_b < train_a  # 1/100 of the unit cost, 2x the training steps (validation unchanged)
+    second = P.main(["--config-json", json.dumps(config), "--units-in", str(units), "--device-constants", str(consts),
+                     "--out-csv", str(tmp_path / "b.csv"), "--out-md", str(tmp_path / "b.md")])  # fmt: skip
+    assert second["per_rule"]["train"]["hours"] < first["per_rule"]["train"]["hours"]
+    assert "units read from" in (tmp_path / "b.md").read_text()
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({**record, "costs": {"rf": {"train_step": "fast"}}}))
-    with pytest.raises(SystemExit, match=r"bad.json: costs.rf"):
-        main(["--units-in", str(bad), "--out-csv", str(tmp_path / "c.csv"), "--out-md", str(tmp_path / "c.md")])
+    bad.write_text(json.dumps({**record, "records": {"rf|md17": {"units": {"train_step": {"eager": {"ops": "x"}}}}}}))
+    with pytest.raises(SystemExit, match=r"bad.json: records.rf\|md17.units.train_step.eager"):
+        P.main(["--units-in", str(bad), "--out-csv", str(tmp_path / "c.csv"), "--out-md", str(tmp_path / "c.md")])
     bad.write_text("{}")
     with pytest.raises(SystemExit, match=r"bad.json: not a paper_cost --units-out file"):
-        main(["--units-in", str(bad), "--out-csv", str(tmp_path / "c.csv"), "--out-md", str(tmp_path / "c.md")])
-
-
-def test_cli_full_grid_beside_halving(tmp_path: Path) -> None:
-    """The default search (halving) is projected, and the full grid's total is printed beside it."""
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config["models"] = ["static", "diffmd"]
-    config["model_params"] = {"diffmd": {"n_layers": 1, "n_heads": 2, "d_model": 8, "d_ffn": 16,
-                                         "sampler_options": {"ode": {"rtol": 1e-3, "atol": 1e-3}}}}  # fmt: skip
-    out_md = tmp_path / "paper_cost.md"
-    result = main(["--config-json", json.dumps(config), "--device", "cpu", "--budget-s", "3",
-                   "--out-csv", str(tmp_path / "paper_cost.csv"), "--out-md", str(out_md)])  # fmt: skip
-    assert "diffmd_rung" in result["per_rule_h"] and result["other"]["search"] == "full"
-    full = result["other"]["result"]
-    assert "diffmd_train_point" in full["per_rule_h"] and full["total_h"] > result["total_h"] > 0
-    assert "other search (diffmd.search: full)" in out_md.read_text()
+        P.main(["--units-in", str(bad), "--out-csv", str(tmp_path / "c.csv"), "--out-md", str(tmp_path / "c.md")])

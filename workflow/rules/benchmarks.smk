@@ -26,7 +26,7 @@ rule cost_train_strided:
         train=arg(PLAN.train_config()),
         out=subpath(output[0], parent=True),
     resources:
-        gpu=1,
+        gpu=PLAN.gpu_of,
     threads: 1
     shell:
         "python -m diffmd.engine.train --split {input.split} --model {wildcards.model} --params {params.model_params} --train-config {params.train} --seed {wildcards.seed} --threads {threads} --out {params.out} > {log} 2>&1"
@@ -47,19 +47,39 @@ rule cost_md17:
     params:
         manifest=arg(PLAN.cost_manifest()),
     resources:
-        gpu=1,
+        gpu=max([PLAN.gpu(m) for m in PLAN.cost_models()] or [0]),
     threads: 1
     shell:
         "python -m benchmarks.cost --manifest {params.manifest} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
 
 
 
-# The projected device-hours of the paper-scale DAG (benchmarks/paper_cost.py): unit costs (a training
-# step, a score evaluation, a rollout step; batched and unbatched) timed at the paper's model sizes on the
-# device this run is on, times the paper config's job counts. Built by every profile (under a minute).
+# What the paper-scale run costs a GPU (issue 21). benchmarks/launches.py counts, at the paper's model sizes, the
+# dispatched ops, host syncs and FLOPs of every learned model's training step, network evaluation and rollout step,
+# eager and captured (results/tables/launches.{csv,md}; the counts do not depend on the device, so a CPU job);
+# benchmarks/paper_cost.py prices them with the assumed H200 constants (benchmarks/devices/h200_assumed.json) times
+# the paper DAG's work: GPU-hours per rule, the total and the wall clock on one 8-core + 1-GPU box. Every profile.
+rule launches:
+    conda:
+        "../../envs/workflow.yaml"
+    output:
+        csv="results/tables/launches.csv",
+        md="results/tables/launches.md",
+        units="results/tables/launch_units.json",
+    log:
+        "results/logs/cost/launches.log",
+    benchmark:
+        "results/benchmarks/cost/launches.tsv"
+    threads: 1
+    shell:
+        "python -m benchmarks.launches --threads {threads} --out-csv {output.csv} --out-md {output.md} --units-out {output.units} > {log} 2>&1"
+
+
 rule paper_cost:
     conda:
         "../../envs/workflow.yaml"
+    input:
+        "results/tables/launch_units.json",
     output:
         csv="results/tables/paper_cost.csv",
         md="results/tables/paper_cost.md",
@@ -67,10 +87,6 @@ rule paper_cost:
         "results/logs/cost/paper_cost.log",
     benchmark:
         "results/benchmarks/cost/paper_cost.tsv"
-    params:
-        device=PLAN.config["train"]["device"],
-    resources:
-        gpu=1,
     threads: 1
     shell:
-        "python -m benchmarks.paper_cost --device {params.device} --budget-s 30 --threads {threads} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
+        "python -m benchmarks.paper_cost --units-in {input} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
