@@ -29,7 +29,8 @@ def test_device_check_on_cpu(tmp_path: Path) -> None:
     summary = (out / "summary.md").read_text()
     assert summary.startswith("# Device check: CPU")
     assert "DiffMD batched validation" in summary and "6 eps x 4 starts x 2" in summary
-    assert "Multi-start rollouts" in summary and "Paper-scale cost model" in summary and "CPU-hours" in summary
+    assert "Multi-start rollouts" in summary and "Paper-scale cost model" in summary and "GPU-hours" in summary
     assert "skipped" in summary
     units = json.loads((out / "paper_cost_units.json").read_text())  # for `paper_cost --units-in` elsewhere
-    assert units["unit"] == "CPU-hours" and units["costs"]["rf"]["train_step"] > 0
+    assert units["format"] == "diffmd-bench paper_cost units 2"
+    assert units["records"]["rf|md17"]["units"]["train_step"]["eager"]["ops"] > 0

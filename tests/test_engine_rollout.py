@@ -116,3 +116,27 @@ def test_train_and_rollout_on_cuda(tmp_path):
             json.dumps({"horizon": 20, "device": "cuda"}), "--out", str(run)])  # fmt: skip
     roll = np.load(run / "rollout.npz")
     assert roll["positions"].shape == (21, 9, 3) and np.isfinite(roll["positions"]).all()
+
+
+def test_copies_of_different_molecules_roll_out_as_one_batch():
+    """Validation rollouts of several segments run as one batch of copies (issue 21): each copy's trajectory is
+    its own rollout's (a per-molecule model, to float round-off), a copy whose frames end earlier is cut there,
+    and a diverging copy is frozen without touching the others."""
+    from diffmd.testing import FORMALDEHYDE_X, FORMALDEHYDE_Z
+
+    torch.manual_seed(0)
+    model = build_model("egnn", {"hidden": 8, "layers": 1}).eval()
+    rng = np.random.default_rng(0)
+    eth = Segment("eth", toy_positions(40), ETHANOL_Z, start=2, stop=30)
+    form = Segment("form", FORMALDEHYDE_X[None] + 0.01 * rng.normal(size=(20, 4, 3)), FORMALDEHYDE_Z, start=2, stop=15)
+    res = R.rollout_copies(model, [eth, form], np.array([eth.start, form.start]), 8)
+    for i, seg in enumerate((eth, form)):
+        alone = R.rollout(model, seg, seg.start, 8)
+        np.testing.assert_allclose(res.positions[i], alone.positions, atol=1e-5)
+    assert list(res.diverged_at) == [-1, -1] and res.steps_taken == 8
+    both = T.validation_rollouts(model, [eth, form], 6, 100.0, torch.device("cpu"))
+    one = [T.validation_rollouts(model, [s], 6, 100.0, torch.device("cpu"))["armse"] for s in (eth, form)]
+    assert both["armse"] == pytest.approx(np.mean(one), rel=1e-5)
+    boom = R.rollout_copies(Exploding(), [eth, eth], np.array([2, 5]), 20, divergence_bound_A=50.0)
+    assert (boom.diverged_at > 0).all() and boom.steps_taken == max(boom.diverged_at)
+    assert boom.score_evals[boom.steps_taken:].sum() == 0  # the steps after the last divergence are not counted
