@@ -51,8 +51,8 @@ def test_no_host_sync_in_a_training_step_or_a_network_call(name):
 
 @pytest.mark.parametrize("sampler", ["euler_maruyama", "pc"])
 def test_fixed_step_samplers_never_read_the_device(sampler):
-    params = {**quick_params("diffmd"), "sampler": sampler,
-              "sampler_options": {sampler: {"n_steps": 3, **({"n_corrector": 1} if sampler == "pc" else {})}}}  # fmt: skip
+    options = {"n_steps": 3, **({"n_corrector": 1} if sampler == "pc" else {})}
+    params = {**quick_params("diffmd"), "sampler": sampler, "sampler_options": {sampler: options}}
     model, k = L.paper_model("diffmd", params)
     seg = L.segment_of(L.md17_molecule("ethanol"), k)
     pred = L.inference_counts(model, seg, "predict", batch=2)
