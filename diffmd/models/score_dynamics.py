@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from diffmd import batch as B
-from diffmd.elements import COVALENT_RADII, MAX_Z, covalent_radius
+from diffmd.elements import MAX_Z, covalent_radius
 from diffmd.graph import BOND_SCALE, complete_pairs, radius_edge_index, scatter_sum
 from diffmd.models.score_dynamics_sampling import VPSchedule, ancestral, dpm_solver3, fourier_features
 from diffmd.nn import AtomEmbedding, mlp
@@ -241,9 +241,8 @@ class ScoreDynamics(TrajectoryModel):
         self._bond_warnings = 0
         # covalent radii by atomic number on the model's device (NaN where unknown; checked per molecule)
         table = torch.full((MAX_Z + 1,), float("nan"), dtype=torch.float64)
-        for zz, rr in COVALENT_RADII.items():
-            if 0 <= int(zz) <= MAX_Z:
-                table[int(zz)] = float(rr)
+        for zz in range(1, MAX_Z + 1):
+            table[zz] = covalent_radius(zz)
         self.register_buffer("radius_table", table, persistent=False)
         # host mirrors of two buffers, so a step never reads the device for them: whether dx_scale is set,
         # and the EMA's update count (None: not known yet; read once, e.g. after a checkpoint is loaded)
