@@ -1,7 +1,8 @@
 """GPU requests: a job holds a GPU slot only when it uses CUDA (issue 21): every training and rollout job of a
 learned model (the engine's train/rollout, the tuned models' grid training and validation, the cost benchmark's
 training and rollouts) asks for gpu=1, decided by the plan from the registry (Plan.gpu); the CPU rows (static,
-constant velocity, the force floor, physics oracles, sGDML) and every other job ask for none. With
+constant velocity, the force floor, physics oracles and the ensemble reference, sGDML, ASE calculators) and every
+other job ask for none. With
 ``--resources gpu=1`` a workstation runs one GPU job at a time, the default profile several (slots), and the SLURM
 plugin turns gpu=1 into --gpus=1."""
 
@@ -19,7 +20,8 @@ pytestmark = pytest.mark.slow
 GPU_RULES = {"train", "rollout", "diffmd_train_point", "diffmd_validate", "diffmd_rung", "cost_train_strided",
              "cost_md17"}
 #: Models whose jobs run on the CPU (registry.uses_accelerator False): they never hold a GPU.
-CPU_ROWS = {"static", "constant_velocity", "force_verlet", "xtb_nve", "xtb_langevin", "sgdml"}
+CPU_ROWS = {"static", "constant_velocity", "force_verlet", "xtb_nve", "xtb_nh", "xtb_langevin", "sgdml",
+            "ase_calculator"}
 BLOCK = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):\n((?:[ \t]+.*\n)*)", re.MULTILINE)
 
 
@@ -58,6 +60,13 @@ def _dry_run(workdir, *config_args: str) -> str:
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout + proc.stderr
+
+
+def test_cpu_rows_are_the_registrys_cpu_models():
+    """A newly registered model lands on one side on purpose: CPU_ROWS above is the registry's CPU side."""
+    from diffmd.registry import available_models, get_model_class, uses_accelerator
+
+    assert {m for m in available_models() if not uses_accelerator(get_model_class(m))} == CPU_ROWS
 
 
 def test_parser_sees_gpu_and_non_gpu_jobs():
