@@ -134,6 +134,13 @@ class DeviceData:
             for k in keys:
                 store[k][rows_t] = part[k]
         self.store = {k: v.to(self.device) for k, v in store.items()}
+        # per-pair molecule rows: the data's thermostat state at each pair's frame (float64, as segment_batch)
+        self.chains = None
+        if self.segments and all(s.thermostat_state is not None for s in self.segments):
+            chains = [np.asarray(self.segments[s].thermostat_state[f], dtype=np.float64)
+                      for s, f in zip(self.seg_of, self.frame_of)]  # fmt: skip
+            self.chains = torch.as_tensor(np.stack(chains) if chains else np.zeros((0, 0)), dtype=torch.float64,
+                                          device=self.device)  # fmt: skip
         self.atom_ptr_dev = torch.as_tensor(self.atom_ptr, device=self.device)
         self.pair_atoms_dev = torch.as_tensor(self.pair_atoms, device=self.device)
         self.seg_dev = torch.as_tensor(self.seg_of, device=self.device)
@@ -223,6 +230,8 @@ class DeviceData:
             for k in self.keys:
                 out[k] = self.store[k][rows]
             out[B.BATCH], out[B.NUM_ATOMS] = owner, lens
+        if self.chains is not None:
+            out[B.THERMOSTAT_STATE] = self.chains[idx_dev]
         if self.single:
             out.update(self._tiled_of(b))
         else:
@@ -238,5 +247,5 @@ class DeviceData:
         """The dataset batch's key order (positions, inputs, target, numbers, batch, sizes, graph, force floor),
         then the structures."""
         first = [B.POSITIONS, B.VELOCITIES, B.ACCELERATIONS, B.TARGET_POSITIONS, B.ATOMIC_NUMBERS, B.BATCH,
-                 B.NUM_ATOMS, B.EDGE_INDEX, B.EDGE_ATTR, B.BOND_INDEX, B.FORCE_STEP]  # fmt: skip
+                 B.NUM_ATOMS, B.EDGE_INDEX, B.EDGE_ATTR, B.BOND_INDEX, B.FORCE_STEP, B.THERMOSTAT_STATE]  # fmt: skip
         return [k for k in first if k in out] + sorted(k for k in out if k not in first)
