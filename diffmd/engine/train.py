@@ -91,6 +91,7 @@ import torch
 from tqdm import tqdm
 
 from diffmd import batch as B
+from diffmd import selection
 from diffmd.config import deep_update, section_defaults, split_train_overrides
 from diffmd.data.pairs import PairDataset, Segment, load_split, split_segments
 from diffmd.engine.batching import DeviceData
@@ -98,7 +99,9 @@ from diffmd.engine.capture import compile_loss, matmul_precision
 from diffmd.engine.checkpoints import check_state_dict
 from diffmd.engine.cli import (  # noqa: F401 (re-exported)
     OneLineArgumentParser,
+    add_machine_arguments,
     json_argument,
+    machine_arguments,
     model_params_argument,
     run_cli,
     section_argument,
@@ -124,8 +127,9 @@ from diffmd.registry import TrajectoryModel, build_model, uses_accelerator
 PRECISIONS = ("float32", "tf32", "bf16")
 DEFAULTS: dict[str, Any] = {**section_defaults("train"), "divergence_bound_A": DIVERGENCE_BOUND_A}
 LOG_FIELDS = ("epoch", "loss", "val_one_step", "val_armse", "lr", "seconds", "val_loss")
-#: The values of ``train.select_by``: the validation number that keeps the best checkpoint and drives the LR.
-SELECT_BY = ("one_step", "rollout_armse", "val_loss")
+#: The values of ``train.select_by``: the validation number that keeps the best checkpoint and drives the LR
+#: (decided once in :mod:`diffmd.selection`, which the grid search reads too).
+SELECT_BY = selection.SELECT_BY
 #: Files the trainer writes into ``--out`` (their leftover temporary copies are removed at the start).
 OUTPUT_FILES = ("train_log.csv", "last.pt", "best.pt", "model.pt", "last.done.pt", "provenance.json")
 #: Offset of the one-step loss's seed from the epoch's shuffling seed (any value apart from 0 would do).
@@ -249,8 +253,16 @@ def validation_loss(model: TrajectoryModel, data: PairDataset | DeviceData, batc
 
 
 def select_metric(select_by: str, one: float | None, val: float | None, vloss: float | None) -> float | None:
-    """The number ``select_by`` names among the one-step loss, the rollout ARMSE and the validation loss."""
-    return {"one_step": one, "rollout_armse": val, "val_loss": vloss}[select_by]
+    """The number ``select_by`` names among the one-step loss, the rollout ARMSE and the validation loss
+    (:func:`diffmd.selection.metric`, shared with the grid search)."""
+    return selection.metric(select_by, one, val, vloss)
+
+
+def selection_val_loss(model: TrajectoryModel, data: PairDataset | DeviceData, batch_size: int,
+                       device: torch.device, seed: int) -> float:  # fmt: skip
+    """The validation loss a ``select_by: val_loss`` selection reads: the same noise draws at every call (every
+    epoch, every grid point and eps), so the candidates compare."""
+    return isolated_rng(one_step_seed(seed, 0) + 1, lambda: validation_loss(model, data, batch_size, device))
 
 
 def isolated_rng(seed: int, fn: Callable[[], _T]) -> _T:
@@ -502,8 +514,7 @@ def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_
         return validation_armse(model, val_segs, cfg["val_horizon"], cfg["divergence_bound_A"], device)
 
     def val_loss() -> float:  # the same noise draws every epoch, so epochs compare
-        return isolated_rng(one_step_seed(seed, 0) + 1,
-                            lambda: validation_loss(model, val_data, cfg["batch_size"], device))  # fmt: skip
+        return selection_val_loss(model, val_data, cfg["batch_size"], device, seed)
 
     n_epochs, patience = cfg["epochs"], cfg["early_stop_patience"]
     for epoch in range(state["epoch"] + 1, n_epochs + 1):
@@ -516,7 +527,7 @@ def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_
         loss = train_epoch(model, opt, data, cfg, seed, epoch, device)
         val = rollout_armse() if epoch in val_epochs else None
         one = one_step(epoch) if epoch in log_epochs else None
-        vloss = val_loss() if select_by == "val_loss" else None
+        vloss = val_loss() if selection.needs_val_loss(select_by) else None
         metric = select_metric(select_by, one, val, vloss)
         if metric is not None:
             sched.step(metric)
@@ -532,9 +543,9 @@ def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_
         save_torch(out / "last.pt", {**state, "model_state": model.state_dict(), "optimizer": opt.state_dict(),
                                      "scheduler": sched.state_dict(), "rng": rng_state()})  # fmt: skip
     if not (out / "best.pt").exists():  # no finite validation: keep the final model
-        val = rollout_armse() if select_by == "rollout_armse" or final_rollout else None
+        val = rollout_armse() if selection.needs_rollout(select_by) or final_rollout else None
         one = one_step(0)
-        metric = select_metric(select_by, one, val, val_loss() if select_by == "val_loss" else None)
+        metric = select_metric(select_by, one, val, val_loss() if selection.needs_val_loss(select_by) else None)
         save_torch(out / "best.pt", checkpoint(model, params, state["epoch"], val, overrides, metric, select_by))
     best = load_torch(out / "best.pt")
     if best["val_armse"] is None and final_rollout:  # selected on an epoch without a rollout: roll the best one out
@@ -576,7 +587,13 @@ def _single_row(model: TrajectoryModel, params: dict, cfg: dict, val_segs: list[
     if model.can_rollout:
         val = validation_armse(model, val_segs, cfg["val_horizon"], cfg["divergence_bound_A"], device)
     one = isolated_rng(one_step_seed(seed, 0), lambda: validation_one_step(model, val_data, cfg["batch_size"], device))
-    metric = val if select_by == "rollout_armse" else one  # nothing learned: the one-step loss stands for val_loss
+    vloss = None
+    if selection.needs_val_loss(select_by):
+        try:  # a simulator (a physics oracle) has no loss: nothing to select by, the metric stays None
+            vloss = selection_val_loss(model, val_data, cfg["batch_size"], device, seed)
+        except TypeError:
+            vloss = None
+    metric = select_metric(select_by, one, val, vloss)
     row = {"epoch": 0, "loss": train_loss, "val_one_step": one, "val_armse": val, "lr": 0.0,
            "seconds": time.perf_counter() - t0}  # fmt: skip
     _log(row, 0)
@@ -658,6 +675,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    add_machine_arguments(p, "train.compile")
     p.add_argument("--no-final-rollout", action="store_true",
                    help="no validation rollout of the selected checkpoint at the end (a grid point's validation "
                         "job rolls out what its selection needs)")  # fmt: skip
@@ -666,6 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         params = model_params_argument(a.params, "--params", a.model)  # types and declared choices, one line
         train_cfg = section_argument(a.train_config, "--train-config", "train", "rollout")
+        train_cfg.update(machine_arguments(a, train_cfg))  # device, compile: the machine's (diffmd/stages.py)
         set_threads(a.threads)
         info = train(a.split, a.model, params, train_cfg, a.seed, a.out, not a.no_final_rollout)
         print(json.dumps(info))

@@ -21,17 +21,18 @@ Two searches (``diffmd.search``, docs/paper_scale.md):
 
 Each validation row holds the trainer's validation numbers (:mod:`diffmd.engine.train`): ``val_one_step``
 (teacher-forced, on ``val_frames`` frames), ``val_armse`` (rollout of ``val_horizon`` frames; ``rollout``
-says whether it ran) and ``val_metric``, the one ``train.select_by`` names (``select_by``, default
-``one_step``). The selection minimises ``val_metric``; every row must have been validated with the same
-``select_by``.
+says whether it ran), ``val_loss`` (the model's loss on the validation pairs, with ``select_by: val_loss``)
+and ``val_metric``, the one ``train.select_by`` names (``select_by``, default ``one_step``), decided by
+:func:`diffmd.selection.metric` exactly as the trainer decides it. The selection minimises ``val_metric``;
+every row must have been validated with the same ``select_by``.
 
-Rollouts only where something reads them (issue 21, :func:`rollout_plan`): with ``select_by: one_step`` a point
-rolls out once, at its best eps, and only where it can become the run's model (every point of a full search, the
-last rung of a halving: ``--no-report-rollout`` elsewhere), so the selected model's ``val_armse`` is still
-reported; the earlier rungs rank on the one-step loss alone. With ``rollout_armse`` every eps rolls out, all
-segments and all eps as one batch of copies. The grid trainings themselves roll nothing out
-(``train --no-final-rollout``). Before, every point rolled out at every eps, and every grid training every
-``val_every`` epochs, for numbers no selection read.
+Rollouts only where something reads them (issue 21, :func:`rollout_plan`): with ``select_by: one_step`` (or
+``val_loss``) a point rolls out once, at its best eps, and only where it can become the run's model (every
+point of a full search, the last rung of a halving: ``--no-report-rollout`` elsewhere), so the selected
+model's ``val_armse`` is still reported; the earlier rungs rank on the one-step loss alone. With
+``rollout_armse`` every eps rolls out, all segments and all eps as one batch of copies. The grid trainings
+themselves roll nothing out (``train --no-final-rollout``). Before, every point rolled out at every eps, and
+every grid training every ``val_every`` epochs, for numbers no selection read.
 
 Batching over eps (``batch_eps``, default on, the ODE sampler only): the one-step predictions at every eps
 come from one integration down to the smallest eps (:func:`diffmd.models.diffmd.samplers.ode_path`), and
@@ -66,6 +67,7 @@ from typing import Any
 
 import numpy as np
 
+from diffmd import selection
 from diffmd.plan import GridSpec, fmt, grid_points, point_params
 
 #: The training keys of rows written before rows had ``params`` (they were all DiffMD's).
@@ -136,12 +138,11 @@ def _one_step_all_eps(model: Any, data: Any, eps_values: list[float], batch_size
     return [math.sqrt(t / max(n_atoms, 1)) if good else math.inf for t, good in zip(sums, ok)]
 
 
-def rollout_plan(select_by: str, eps_values: list[float], metrics: list[float], report: bool) -> list[int]:
-    """The indices of ``eps_values`` whose validation rollout runs: every eps unless ``select_by`` is
-    ``one_step`` (the rows' metric is then the rollout ARMSE: ``rollout_armse``, and ``val_loss``, which the grid
-    ranks by rollout ARMSE as before; issue 25 decides the grid's val_loss once); with ``one_step`` the eps of
-    the lowest finite ``metrics`` (the first on ties, as :func:`select` breaks them) when ``report``, else none."""
-    if select_by != "one_step":
+def rollout_plan(select_by: str, eps_values: list[float], metrics: list[float | None], report: bool) -> list[int]:
+    """The indices of ``eps_values`` whose validation rollout runs: every eps when the selection reads the rollout
+    ARMSE (:func:`diffmd.selection.needs_rollout`); otherwise the eps of the lowest finite ``metrics`` (the
+    selection's numbers, the first on ties, as :func:`select` breaks them) when ``report``, else none."""
+    if selection.needs_rollout(select_by):
         return list(range(len(eps_values)))
     if not report:
         return []
@@ -172,6 +173,7 @@ def validate_point(split: str, checkpoint: str, eps_values: list[float], train_c
         on_device,
         one_step_seed,
         resolve_train_config,
+        selection_val_loss,
         validation_one_step,
         validation_pairs,
         validation_rollouts,
@@ -209,7 +211,13 @@ def validate_point(split: str, checkpoint: str, eps_values: list[float], train_c
                                      lambda: validation_one_step(model, pairs, cfg["batch_size"], device)))  # fmt: skip
             one_s.append(time.perf_counter() - tb)
     select_by = cfg["select_by"]
-    plan = rollout_plan(select_by, eps_values, ones, report_rollout)
+    vlosses: list[float | None] = [None] * n
+    if selection.needs_val_loss(select_by):  # the trainer's validation loss (same noise draws) at every eps
+        for i, eps in enumerate(eps_values):
+            model.eps = eps
+            vlosses[i] = selection_val_loss(model, pairs, cfg["batch_size"], device, seed)
+    pre = [selection.metric(select_by, ones[i], None, vlosses[i]) for i in range(n)]  # before any rollout
+    plan = rollout_plan(select_by, eps_values, pre, report_rollout)
     rolls: list[dict[str, float] | None] = [None] * n
     roll_s = [0.0] * n
     t1 = time.perf_counter()
@@ -234,7 +242,7 @@ def validate_point(split: str, checkpoint: str, eps_values: list[float], train_c
         res = rolls[i]
         val = res["armse"] if res is not None else None
         one = ones[i]
-        metric = one if select_by == "one_step" else val
+        metric = selection.metric(select_by, one, val, vlosses[i])  # as the trainer selects (diffmd/selection.py)
         rows.append({
             "point": name,
             **point,
@@ -243,6 +251,7 @@ def validate_point(split: str, checkpoint: str, eps_values: list[float], train_c
             "val_armse": _finite(val) if val is not None else None,
             "rollout": res is not None,
             "val_one_step": _finite(one),
+            "val_loss": _finite(vlosses[i]) if vlosses[i] is not None else None,
             "val_metric": _finite(metric) if metric is not None else None,
             "select_by": select_by,
             "epoch": ckpt.get("epoch"),
@@ -404,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     from diffmd.engine.cli import (
         GRID_SCHEMA,
         OneLineArgumentParser,
+        add_machine_arguments,
+        machine_arguments,
         model_params_argument,
         run_cli,
         schema_argument,
@@ -429,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     for q in (v, t):
         q.add_argument("--train-config", default="{}", help="JSON: the config's train section (val_horizon, ...)")
         q.add_argument("--seed", type=int, default=1)
+        add_machine_arguments(q, "train.compile")
         q.add_argument("--no-batch-eps", action="store_true", help="validate one eps after another")
         q.add_argument("--no-report-rollout", action="store_true",
                        help="no rollout at the point's best eps (a point that cannot become the run's model: the "
@@ -450,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
 
         train_cfg = section_argument(a.train_config, "--train-config", "train", "rollout") if a.cmd in (
             "validate", "train-slot") else None
+        if train_cfg is not None:  # device, compile: the machine's (diffmd/stages.py)
+            train_cfg.update(machine_arguments(a, train_cfg))
         grid = schema_argument(a.grid, "--grid", GRID_SCHEMA) if a.cmd in ("train-slot", "select") else None
         if a.cmd == "validate":
             doc = validate_point(a.split, a.checkpoint, a.eps, train_cfg, a.seed, not a.no_batch_eps,
