@@ -197,12 +197,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--manifest", required=True, help="JSON (inline, or @path) describing molecules and checkpoints")
     p.add_argument("--out-csv", required=True)
     p.add_argument("--out-md", required=True)
+    p.add_argument("--device", default=None, help="the model rollouts' device (the workflow's $DIFFMD_DEVICE; "
+                   "default: the manifest's, else cpu)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the manifest's, else 1)")
     a = p.parse_args(argv)
     text = Path(a.manifest[1:]).read_text() if a.manifest.startswith("@") else a.manifest
     try:
         manifest = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SystemExit(f"--manifest: not valid JSON ({exc})") from None
+    # the machine comes from the command line (the rule's params hold only what the benchmark measures)
+    manifest.update({k: v for k, v in (("device", a.device), ("threads", a.threads)) if v is not None})
     rows = run(manifest)
     meta = {k: manifest.get(k, d) for k, d in (("threads", 1), ("device", "cpu"), ("md_steps", 0), ("frames", None))}
     write_text(a.out_csv, to_csv(rows))

@@ -356,11 +356,28 @@ class Plan:
         return int(self.model_params(model, dataset).get("stride", 1))
 
     def train_config(self) -> dict[str, Any]:
-        """The ``train`` section plus the rollout's divergence bound (used by validation rollouts)."""
+        """The ``train`` section plus the rollout's divergence bound (used by validation rollouts), the machine's
+        keys included (the cost model reads them; the rules get :meth:`stage_args` instead)."""
         return {**self.config["train"], "divergence_bound_A": self.config["rollout"]["divergence_bound_A"]}
 
     def rollout_config(self) -> dict[str, Any]:
         return {**self.config["rollout"], "device": self.config["train"]["device"]}
+
+    def stage_args(self, stage: str) -> dict[str, Any]:
+        """What one stage (``train``, ``rollout``, ``evaluate``) reads from the config, and nothing else: a rule's
+        params, so that a change reruns only the jobs that read it (:mod:`diffmd.stages`)."""
+        from diffmd.stages import stage_args
+
+        return stage_args(stage, self.config)
+
+    def stage_arg(self, stage: str) -> str:
+        return shell_arg(self.stage_args(stage))
+
+    def machine_environment(self) -> dict[str, str]:
+        """The machine's settings (device, compile) as the environment the rules' commands read, never params."""
+        from diffmd.stages import machine_environment
+
+        return machine_environment(self.config)
 
     # --- tuning (diffmd_grid: a grid per tuned model, in the config section named after the model) -------
     def grid_spec(self, model: str) -> GridSpec:
@@ -580,8 +597,8 @@ class Plan:
                                   for r in self.cost_runs(m)]}
                      for m in self.cost_molecules()}  # fmt: skip
         return {"molecules": molecules, "xtb": self.config["data"]["md17"].get("xtb", {}),
-                "md_steps": int(sd["cost_md_steps"]), "frames": sd["cost_frames"], "threads": 1,
-                "device": self.config["train"]["device"], "seed": self.figure_seed()}  # fmt: skip
+                "md_steps": int(sd["cost_md_steps"]), "frames": sd["cost_frames"],
+                "seed": self.figure_seed()}  # fmt: skip (device and threads: the rule's command line)
 
     def cost_train_params(self, stride: int) -> dict[str, Any]:
         model = self.cost_strided_model()

@@ -99,6 +99,34 @@ def model_params_argument(text: str, name: str, model: str) -> dict[str, Any]:
     return value
 
 
+DEVICE_PATTERN = r"^(auto|cpu|cuda(:[0-9]+)?)$"
+
+
+def add_machine_arguments(p: argparse.ArgumentParser, compile_key: str) -> None:
+    """``--device`` and ``--compile``: where and how the job runs, from the workflow's environment (the rules pass
+    ``"$DIFFMD_DEVICE"``; :mod:`diffmd.stages`), never from the experiment sections (so never a rerun trigger)."""
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (the config's train.device)")
+    p.add_argument("--compile", default=None,
+                   help=f"torch.compile the network: auto (CUDA only), true, false (the config's {compile_key})")
+
+
+def machine_arguments(a: argparse.Namespace, given: dict[str, Any]) -> dict[str, Any]:
+    """``{device, compile}`` of a job: the command line's, else the section's (a hand-written --train-config or
+    --rollout-config may still carry them), else auto; an empty value (an unset variable) counts as not given. A
+    bad value is one line naming the option."""
+    import re
+
+    device = a.device or given.get("device", "auto")
+    if not isinstance(device, str) or not re.match(DEVICE_PATTERN, device):
+        raise ValueError(f"--device: expected auto, cpu, cuda or cuda:N, got {device!r}")
+    compile_ = a.compile or given.get("compile", "auto")
+    if isinstance(compile_, str) and compile_.lower() in ("true", "false"):
+        compile_ = compile_.lower() == "true"
+    if compile_ not in ("auto", True, False):
+        raise ValueError(f"--compile: expected auto, true or false, got {compile_!r}")
+    return {"device": device, "compile": compile_}
+
+
 def run_cli(body: Callable[[], object]) -> int:
     """Run a CLI's ``body``: 0 on success; a bad argument or input (``ValueError``, ``KeyError``,
     ``FileNotFoundError``, so ``json.JSONDecodeError`` too) prints ``error: <file or key>: <what>`` on one

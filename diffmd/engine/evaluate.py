@@ -64,10 +64,10 @@ def evaluate(roll: Rollout, meta: dict[str, Any]) -> dict[str, Any]:
 def yardstick(roll: Rollout, cfg: dict[str, Any]) -> dict[str, Any]:
     """The yardstick's keys of ``armse.json``: ``metrics`` rows, the multi-start ``curve`` and ``hr``
     (see :mod:`diffmd.engine.yardstick`); ``cfg`` is the config's ``rollout`` section."""
-    from diffmd.config import section_defaults
     from diffmd.engine import yardstick as Y
+    from diffmd.stages import stage_config
 
-    cfg = {**section_defaults("rollout"), **cfg}
+    cfg = stage_config("evaluate", cfg)  # only the keys evaluate reads (horizons_fs, energy_frames)
     step_fs = float(roll.dt_fs) * int(roll.stride)
     out: dict[str, Any] = {"dt_fs": float(roll.dt_fs), "step_fs": step_fs, "rollout_applicable": roll.applicable,
                            "metrics": [], "curve": None, "hr": None}  # fmt: skip

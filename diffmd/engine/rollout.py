@@ -360,10 +360,11 @@ def frames_for_fs(fs: float, dt_fs: float) -> int:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from diffmd.engine.cli import section_argument
+    from diffmd.engine.cli import machine_arguments, section_argument
+    from diffmd.stages import stage_config
 
     given = section_argument(args.rollout_config, "--rollout-config", "rollout", "train")  # one line when wrong
-    cfg = {**section_defaults("rollout"), **given}
+    cfg = stage_config("rollout", given, machine_arguments(args, given))  # only the keys the rollout reads
     device = resolve_device(cfg.get("device", "auto"))
     model, ckpt = load_checkpoint(args.checkpoint, device)
     if not uses_accelerator(model):  # a CPU row (reference, floor, oracle, own trainer): never on the GPU
@@ -420,16 +421,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from diffmd.engine.cli import OneLineArgumentParser  # one-line `error: ...` on a bad argument
+    from diffmd.engine.cli import OneLineArgumentParser, add_machine_arguments  # one-line errors
 
     p = OneLineArgumentParser(description="Autoregressive rollout of a trained model on the test segment.")
     p.add_argument("--split", required=True, help="split JSON (data/splits/...)")
     p.add_argument("--checkpoint", required=True, help="model.pt written by diffmd.engine.train")
     p.add_argument("--target", default=None, help="C7O2H10 target isomer (O2O)")
-    p.add_argument("--rollout-config", default="{}", help="JSON: horizon, divergence_bound_A, device")
+    p.add_argument("--rollout-config", default="{}", help="JSON: the rollout stage's keys (diffmd/stages.py)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    add_machine_arguments(p, "rollout.compile")
     args = p.parse_args(argv)
     set_threads(args.threads)
     run(args)

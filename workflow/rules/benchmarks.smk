@@ -23,13 +23,13 @@ rule cost_train_strided:
         k=r"\d+",
     params:
         model_params=PLAN.cost_train_arg,
-        train=arg(PLAN.train_config()),
+        train=PLAN.stage_arg("train"),
         out=subpath(output[0], parent=True),
     resources:
         gpu=PLAN.gpu_of,
     threads: 1
     shell:
-        "python -m diffmd.engine.train --split {input.split} --model {wildcards.model} --params {params.model_params} --train-config {params.train} --seed {wildcards.seed} --threads {threads} --out {params.out} > {log} 2>&1"
+        "python -m diffmd.engine.train --split {input.split} --model {wildcards.model} --params {params.model_params} --train-config {params.train} --device \"$DIFFMD_DEVICE\" --compile \"$DIFFMD_TRAIN_COMPILE\" --seed {wildcards.seed} --threads {threads} --out {params.out} > {log} 2>&1"
 
 
 rule cost_md17:
@@ -50,8 +50,7 @@ rule cost_md17:
         gpu=max([PLAN.gpu(m) for m in PLAN.cost_models()] or [0]),
     threads: 1
     shell:
-        "python -m benchmarks.cost --manifest {params.manifest} --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"
-
+        "python -m benchmarks.cost --manifest {params.manifest} --out-csv {output.csv} --out-md {output.md} --device \"$DIFFMD_DEVICE\" --threads {threads} > {log} 2>&1"
 
 
 # What the paper-scale run costs a GPU (issue 21). benchmarks/launches.py counts, at the paper's model sizes, the

@@ -26,6 +26,9 @@ try:  # the plan checks the config and every existing data file a job would refu
     PLAN = Plan(config, origin="config")
 except ValueError as exc:  # one line naming the key or file, before any job ran (so before anything is deleted)
     raise WorkflowError(str(exc)) from None
+# The machine (train.device, the compile switches) reaches the jobs as environment variables, never as params:
+# a rerun trigger must not fire for a setting that cannot change a result (diffmd/stages.py)
+os.environ.update(PLAN.machine_environment())
 SEEDS, MODELS, MD17_MOLECULES = PLAN.seeds, PLAN.models, PLAN.md17_molecules
 C7O2H10_INDEX = "data/c7o2h10/index.json"
 C7O2H10_SPLIT = PLAN.split_path("c7o2h10", "")

@@ -41,13 +41,13 @@ rule diffmd_train_point:
         point=GRID_POINT_PATTERN,
     params:
         model_params=PLAN.grid_point_arg,
-        train=arg(PLAN.train_config()),
+        train=PLAN.stage_arg("train"),
         out=subpath(output[0], parent=True),
     resources:
         gpu=PLAN.gpu_of,
     threads: 1
     shell:
-        "python -m diffmd.engine.train --split {input.split} --model {wildcards.model} --params {params.model_params} --train-config {params.train} --seed {wildcards.seed} --no-final-rollout --out {params.out} > {log} 2>&1"
+        "python -m diffmd.engine.train --split {input.split} --model {wildcards.model} --params {params.model_params} --train-config {params.train} --device \"$DIFFMD_DEVICE\" --compile \"$DIFFMD_TRAIN_COMPILE\" --seed {wildcards.seed} --no-final-rollout --out {params.out} > {log} 2>&1"
 
 
 rule diffmd_validate:
@@ -67,14 +67,14 @@ rule diffmd_validate:
         model="|".join(GRID_MODELS) or "^$",
         point=GRID_POINT_PATTERN,
     params:
-        train=arg(PLAN.train_config()),
+        train=PLAN.stage_arg("train"),
         eps=PLAN.grid_eps_arg,
         batch=PLAN.batch_eps_arg,
     resources:
         gpu=PLAN.gpu_of,
     threads: 1
     shell:
-        "python -m diffmd.models.diffmd.tune validate --split {input.split} --checkpoint {input.checkpoint} --eps {params.eps} --train-config {params.train} --seed {wildcards.seed} {params.batch} --out {output} > {log} 2>&1"
+        "python -m diffmd.models.diffmd.tune validate --split {input.split} --checkpoint {input.checkpoint} --eps {params.eps} --train-config {params.train} --device \"$DIFFMD_DEVICE\" --compile \"$DIFFMD_TRAIN_COMPILE\" --seed {wildcards.seed} {params.batch} --out {output} > {log} 2>&1"
 
 
 rule diffmd_rung:
@@ -100,7 +100,7 @@ rule diffmd_rung:
         grid=PLAN.grid_arg,
         epochs=lambda w: PLAN.rung(w)["epochs"],
         ranking=lambda w, input: f"--ranking {input.ranking}" if "ranking" in input.keys() else "",
-        train=arg(PLAN.train_config()),
+        train=PLAN.stage_arg("train"),
         batch=PLAN.batch_eps_arg,
         report=PLAN.report_rollout_arg,
         out=subpath(output.model, parent=True),
@@ -108,7 +108,7 @@ rule diffmd_rung:
         gpu=PLAN.gpu_of,
     threads: 1
     shell:
-        "python -m diffmd.models.diffmd.tune train-slot --split {input.split} --model {wildcards.model} --params {params.model_params} --grid {params.grid} --slot {wildcards.slot} --epochs {params.epochs} {params.ranking} --train-config {params.train} --seed {wildcards.seed} {params.batch} {params.report} --out-dir {params.out} > {log} 2>&1"
+        "python -m diffmd.models.diffmd.tune train-slot --split {input.split} --model {wildcards.model} --params {params.model_params} --grid {params.grid} --slot {wildcards.slot} --epochs {params.epochs} {params.ranking} --train-config {params.train} --device \"$DIFFMD_DEVICE\" --compile \"$DIFFMD_TRAIN_COMPILE\" --seed {wildcards.seed} {params.batch} {params.report} --out-dir {params.out} > {log} 2>&1"
 
 
 rule diffmd_rank:

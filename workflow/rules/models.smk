@@ -26,13 +26,13 @@ rule train:
         model="|".join(PLAN.engine_models()),
     params:
         model_params=PLAN.model_params_arg,
-        train=arg(PLAN.train_config()),
+        train=PLAN.stage_arg("train"),
         out=subpath(output[0], parent=True),
     resources:
         gpu=PLAN.gpu_of,
     threads: 1
     shell:
-        "python -m diffmd.engine.train --split {input.split} --model {wildcards.model} --params {params.model_params} --train-config {params.train} --seed {wildcards.seed} --threads {threads} --out {params.out} > {log} 2>&1"
+        "python -m diffmd.engine.train --split {input.split} --model {wildcards.model} --params {params.model_params} --train-config {params.train} --device \"$DIFFMD_DEVICE\" --compile \"$DIFFMD_TRAIN_COMPILE\" --seed {wildcards.seed} --threads {threads} --out {params.out} > {log} 2>&1"
 
 
 rule rollout:
@@ -52,13 +52,13 @@ rule rollout:
         molecule="|".join([*MD17_MOLECULES, ISOMER_PATTERN]),
     params:
         target=PLAN.rollout_target,
-        cfg=arg(PLAN.rollout_config()),
+        cfg=PLAN.stage_arg("rollout"),
         out=subpath(output.npz, parent=True),
     resources:
         gpu=PLAN.gpu_of,
     threads: 1
     shell:
-        "python -m diffmd.engine.rollout --split {input.split} --checkpoint {input.checkpoint} {params.target} --rollout-config {params.cfg} --seed {wildcards.seed} --threads {threads} --out {params.out} > {log} 2>&1"
+        "python -m diffmd.engine.rollout --split {input.split} --checkpoint {input.checkpoint} {params.target} --rollout-config {params.cfg} --seed {wildcards.seed} --threads {threads} --device \"$DIFFMD_DEVICE\" --compile \"$DIFFMD_ROLLOUT_COMPILE\" --out {params.out} > {log} 2>&1"
 
 
 rule evaluate:
@@ -76,7 +76,7 @@ rule evaluate:
         molecule="|".join([*MD17_MOLECULES, ISOMER_PATTERN]),
     params:
         meta=PLAN.run_meta,
-        cfg=arg(PLAN.rollout_config()),
+        cfg=PLAN.stage_arg("evaluate"),
     threads: 1
     shell:
         "python -m diffmd.engine.evaluate --rollout {input} --meta {params.meta} --rollout-config {params.cfg} --out {output} > {log} 2>&1"
