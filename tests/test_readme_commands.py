@@ -131,6 +131,7 @@ def _quick(key: tuple) -> bool:
     return "profiles/quick" in (key[3], *key[4])
 
 
+@pytest.mark.slow
 def test_every_snakemake_set_up_dry_runs_with_all_its_targets(workflow, tmp_path):
     # the quick profile's report is built for real on a finished tiny run: tests/test_report_command.py
     groups = {k: v for k, v in _groups(workflow).items() if not (k[0] == "report" and _quick(k))}

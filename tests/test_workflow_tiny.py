@@ -9,7 +9,7 @@ import copy
 import json
 
 import pytest
-from workflow_copy import TINY_CONFIG, make_workdir, run_snakemake
+from workflow_copy import TINY_CONFIG, make_workdir, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -48,3 +48,13 @@ def test_tiny_dag_through_every_special_path(tmp_path):
     assert one_step["xtb_nve"] == pytest.approx(one_step["force_verlet"], rel=0.05)
     assert one_step["xtb_nh"] < 0.1 * one_step["force_verlet"]
     assert (wd / "results/tables/table1_md17.csv").exists()
+    # reruns redo only what changed (diffmd/stages.py): the device is not a param, a horizon only evaluate reads
+    target = "results/tables/table1_md17.csv"
+    assert planned_jobs(wd, cfg, target) == {}
+    device = copy.deepcopy(cfg)
+    device["train"]["device"], device["rollout"]["compile"] = "auto", False
+    assert planned_jobs(wd, device, target) == {}
+    horizons = copy.deepcopy(cfg)
+    horizons["rollout"]["horizons_fs"] = [1.0, 2.5, 5.0]
+    jobs = planned_jobs(wd, horizons, target)
+    assert jobs.pop("evaluate") == len(MODELS) and set(jobs) <= {"aggregate", "md17_molecule"}, jobs

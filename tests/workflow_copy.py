@@ -106,6 +106,27 @@ def run_snakemake(workdir: Path, *targets: str, extra_args: tuple[str, ...] = ()
     return proc
 
 
+def planned_jobs(workdir: Path, config: dict, *targets: str) -> dict[str, int]:
+    """The jobs a dry run (default rerun triggers) plans for ``targets`` with ``config`` as tiny.yaml: ``{rule:
+    count}``, {} when nothing is to be done. tiny.yaml is restored afterwards."""
+    import re
+
+    tiny = workdir / "tiny.yaml"
+    before = tiny.read_text()
+    tiny.write_text(yaml.safe_dump(with_global_epochs(config)))
+    try:
+        proc = run_snakemake(workdir, *targets, extra_args=("-n", "--cores", "1"), profile_args=())
+    finally:
+        tiny.write_text(before)
+    table = re.search(r"^Job stats:\n(.*?)(?:\n\n|\Z)", proc.stdout, re.S | re.M)
+    if table is None:
+        if "Nothing to be done" not in proc.stdout + proc.stderr:
+            raise AssertionError(f"dry run in {workdir}: neither jobs nor 'Nothing to be done':\n{proc.stdout[-2000:]}")
+        return {}
+    rows = [line.split() for line in table.group(1).splitlines()[2:]]
+    return {r[0]: int(r[1]) for r in rows if len(r) == 2 and r[1].isdigit() and r[0] != "total"}
+
+
 def job_logs(workdir: Path, tail: int = 1500) -> str:
     """The tails of every rule log under results/logs (for failure messages)."""
     out = []
