@@ -83,7 +83,7 @@ class EquivariantAttention(nn.Module):
 class SE3Transformer(TrajectoryModel):
     """SE(3)-Transformer on the 2-hop bonded graph; ``forward(batch)`` -> x(t+1) (n_atoms, 3) Å."""
 
-    bf16_refused = "e3nn's tensor products mix float32 weights with autocast's bfloat16 inputs"
+    # bf16 refused (e3nn's tensor products mix float32 weights with bfloat16 inputs): diffmd/models/cards.yaml
 
     def __init__(
         self,

@@ -153,7 +153,7 @@ def shrink_output(linears: list[o3.Linear], factor: float = 1e-2) -> None:
 class TFN(TrajectoryModel):
     """TFN on the 2-hop bonded graph; ``forward(batch)`` -> x(t+1) (n_atoms, 3) Å."""
 
-    bf16_refused = "e3nn's tensor products mix float32 weights with autocast's bfloat16 inputs"
+    # bf16 refused (e3nn's tensor products mix float32 weights with bfloat16 inputs): diffmd/models/cards.yaml
 
     def __init__(
         self,

@@ -30,15 +30,13 @@ ADAM_EPS = 1e-8
 
 
 def default_models() -> list[str]:
-    """Engine-trained models with parameters whose loss is the engine's default (one-step residual)."""
-    from diffmd.registry import TrajectoryModel, available_models, get_model_class
+    """Models the engine trains directly (card ``fit: engine``) whose loss is the engine's default (one-step
+    residual)."""
+    from diffmd.cards import cards
+    from diffmd.registry import TrajectoryModel, get_model_class
 
-    out = []
-    for name in available_models():
-        cls = get_model_class(name)
-        if cls.trainable and cls.trainer == "engine" and cls.tuning is None and cls.loss is TrajectoryModel.loss:
-            out.append(name)
-    return out
+    return [name for name, c in sorted(cards().items())
+            if c.fit == "engine" and get_model_class(name).loss is TrajectoryModel.loss]  # fmt: skip
 
 
 def below_eps(model, batch, scale: float) -> tuple[float, float]:

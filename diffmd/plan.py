@@ -65,13 +65,11 @@ class GridSpec:
 
     @classmethod
     def of(cls, model: str) -> GridSpec:
-        klass = _model_class(model)
-        keys = tuple(getattr(klass, "grid_train_keys", None) or ())
-        labels = tuple(getattr(klass, "grid_point_labels", None) or keys)
-        if not keys or GRID_SAMPLE_KEY in keys or len(labels) != len(keys):
-            raise ValueError(f"model {model!r}: a diffmd_grid model declares grid_train_keys (not "
-                             f"{GRID_SAMPLE_KEY!r}) and one grid_point_labels entry per key, got {keys} / {labels}")
-        return cls(model, keys, labels, bool(getattr(klass, "grid_train_eps", False)))
+        """The grid its card declares (``fit: grid``, ``grid:``; checked when the cards are read)."""
+        grid = _card(model).grid
+        if grid is None:
+            raise ValueError(f"model {model!r}: its card (diffmd/models/cards.yaml) has no grid (fit: grid)")
+        return cls(model, grid.train_keys, grid.labels, grid.train_eps)
 
     @property
     def section(self) -> str:
@@ -133,7 +131,7 @@ class Plan:
         #: the datasets this run makes (``datasets``; default both): a switched-off one has no jobs
         self.datasets: list[str] = list(self.config["datasets"])
         self.md17_molecules: list[str] = list(self.config["data"]["md17"]["molecules"])
-        self._classes = {m: _model_class(m) for m in self.models}
+        self._cards = {m: _card(m) for m in self.models}  # what each model is (diffmd/models/cards.yaml; no torch)
         # memos of values the workflow asks for per job (the config does not change after validation)
         self._memo_params: dict[tuple[str, str], dict[str, Any]] = {}
         self._memo_points: dict[str, list[str]] = {}
@@ -142,7 +140,7 @@ class Plan:
 
     # --- checks at parse time (before Snakemake deletes anything) --------------------------------
     def _check(self) -> None:
-        from diffmd.registry import check_params
+        from diffmd.cards import check_params
 
         train_schema = load_schema()["properties"]["train"]
         for model in self.models:
@@ -156,8 +154,8 @@ class Plan:
                 _validate_section(deep_update(self.config["train"], train), train_schema,
                                   f"{self.origin}: model_params.{model}.train")
         for model in self.config.get("model_params", {}):
-            if model not in self._classes:
-                _model_class(model)  # an unknown name raises with the known ones
+            if model not in self._cards:
+                _card(model)  # an unknown name raises with the known ones
         for molecule in self.cost_molecules() if self.enabled("md17") else []:
             if molecule not in self.md17_molecules:
                 raise ValueError(
@@ -279,7 +277,7 @@ class Plan:
     def unavailable(self, model: str, dataset: str) -> str | None:
         """Why ``model`` cannot run on ``dataset`` (None when it can)."""
         offers = self.offers(dataset)
-        for need in _model_class(model).requires:
+        for need in _card(model).needs:
             if need not in offers:
                 raise ValueError(f"model {model!r} requires {need!r}, which the plan does not know")
             if offers[need] is not None:
@@ -295,10 +293,10 @@ class Plan:
 
     # --- models -----------------------------------------------------------------------------------
     def role(self, model: str) -> str:
-        return _model_class(model).role
+        return _card(model).role
 
     def models_with_role(self, *roles: str) -> list[str]:
-        return [m for m in self.models if self._classes[m].role in roles]
+        return [m for m in self.models if self._cards[m].role in roles]
 
     def train_models(self, dataset: str) -> list[str]:
         """Models the ``train`` rule makes a checkpoint for on ``dataset``."""
@@ -306,16 +304,14 @@ class Plan:
 
     def engine_models(self) -> list[str]:
         """Models whose checkpoint the ``train`` rule makes (everything without a tuning procedure)."""
-        return [m for m in self.models if self._classes[m].tuning is None]
+        return [m for m in self.models if self._cards[m].tuning is None]
 
     def gpu(self, model: str) -> int:
         """The GPU slots a job of ``model`` holds (the rules' ``resources: gpu``): 1 for a network the engine trains
         (:func:`diffmd.registry.uses_accelerator`), 0 for rows that run on the CPU (references, floors, physics
         oracles, own-trainer force fields). A slot is one concurrent GPU job: the default profile gives one GPU
         several (profiles/default/config.yaml; docs/paper_scale.md), ``--resources gpu=1`` one at a time."""
-        from diffmd.registry import uses_accelerator
-
-        return int(uses_accelerator(self._classes[model]))
+        return int(self._cards[model].engine_trained)
 
     def gpu_of(self, w: Any) -> int:
         """:meth:`gpu` of a job's ``{model}`` wildcard."""
@@ -328,8 +324,8 @@ class Plan:
         return "" if not schedule or int(w.rung) == schedule[-1]["rung"] else "--no-report-rollout"
 
     def tuned_models(self, tuning: str | None = None) -> list[str]:
-        return [m for m in self.models if self._classes[m].tuning is not None
-                and (tuning is None or self._classes[m].tuning == tuning)]  # fmt: skip
+        return [m for m in self.models if self._cards[m].tuning is not None
+                and (tuning is None or self._cards[m].tuning == tuning)]  # fmt: skip
 
     def model_params(self, model: str, dataset: str) -> dict[str, Any]:
         """``diffmd/models/configs/<model>.yaml`` + ``model_params.<model>``, with the stride from
@@ -343,10 +339,10 @@ class Plan:
     def _model_params(self, model: str, dataset: str) -> dict[str, Any]:
         overrides = copy.deepcopy(self.config.get("model_params", {}).get(model, {}))
         source = self.config["data"][dataset].get("xtb", {})
-        for key in _model_class(model).source_params:
+        for key in _card(model).source_params:
             if key in source:
                 overrides.setdefault(key, source[key])
-        if _model_class(model).stride_from_config:
+        if _card(model).stride == "config":
             stride = (self.config.get(model) or {}).get("stride", {}).get(dataset)
             if stride is not None:
                 overrides.setdefault("stride", int(stride))
@@ -550,13 +546,14 @@ class Plan:
         return list(self.md17_molecules[:1] if chosen is None else chosen)
 
     def cost_models(self) -> list[str]:
-        """Learned simulators of the table whose rollout the cost benchmark times (no reference rows)."""
-        return [m for m in self.models_with_role("baseline", "proposed", "force_field") if m in self.models_for("md17")]
+        """Learned simulators of the table whose rollout the cost benchmark times (:attr:`diffmd.cards.Card.learned`:
+        no reference, floor or oracle rows)."""
+        return [m for m in self.models if self._cards[m].learned and m in self.models_for("md17")]
 
     def cost_strided_model(self) -> str | None:
         """The model the cost benchmark also trains at ``score_dynamics.cost_strides`` (its stride comes
         from the config), or None."""
-        strided = [m for m in self.models if self._classes[m].stride_from_config]
+        strided = [m for m in self.models if self._cards[m].stride == "config"]
         return strided[0] if strided else None
 
     def cost_extra_strides(self) -> list[int]:
@@ -574,7 +571,7 @@ class Plan:
         for model in self.cost_models():
             run = self.run_dir("md17", molecule, model, seed)
             k = self.stride(model, "md17")
-            label = f"{model} (stride {k})" if self._classes[model].stride_from_config else model
+            label = f"{model} (stride {k})" if self._cards[model].stride == "config" else model
             runs.append(CostRun(label, f"{run}/model.pt", f"{run}/armse.json"))
         model = self.cost_strided_model()
         for k in self.cost_extra_strides():
@@ -677,11 +674,11 @@ def _validate_section(instance: dict[str, Any], schema: dict[str, Any], origin: 
         raise ValueError(f"{origin}: {where}: {exc.message}") from None
 
 
-def _model_class(name: str):
-    from diffmd.registry import get_model_class
+def _card(name: str):
+    from diffmd.cards import card
 
     try:
-        return get_model_class(name)
+        return card(name)
     except KeyError as exc:
         raise ValueError(str(exc.args[0])) from None
 

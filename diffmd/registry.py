@@ -26,45 +26,20 @@ import torch
 from torch import nn
 
 from diffmd import batch as B
+from diffmd.cards import RANKED_ROLES, ROLES, card, cards  # noqa: F401 (re-exported: the roles live on the cards)
 
-# name -> module that registers it. A new model adds one line here and nothing in the engine.
-MODEL_MODULES: dict[str, str] = {
-    "static": "diffmd.models.reference",
-    "constant_velocity": "diffmd.models.reference",
-    "egnn": "diffmd.models.egnn",
-    "diffmd": "diffmd.models.diffmd",
-    "diffmd_corrected": "diffmd.models.diffmd_corrected",
-    "score_dynamics": "diffmd.models.score_dynamics",
-    "tfn": "baselines.tfn",
-    "rf": "baselines.radial_field",
-    "se3_transformer": "baselines.se3_transformer",
-    "gmn": "baselines.gmn",
-    "gmn_nosticks": "baselines.gmn",
-    "scfnn": "baselines.scfnn",
-    "force_verlet": "diffmd.models.physics",
-    "xtb_nh": "diffmd.models.physics",
-    "xtb_nve": "diffmd.models.physics",
-    "xtb_langevin": "diffmd.models.physics",
-    "ase_calculator": "diffmd.models.physics",
-    "sgdml": "diffmd.models.forcefield",
-}
+#: name -> module that registers it: from the model cards (diffmd/models/cards.yaml), the one registry list.
+MODEL_MODULES: dict[str, str] = {name: c.module for name, c in cards().items()}
 
 _REGISTRY: dict[str, type[TrajectoryModel]] = {}
-
-#: What a model is in the tables (never a name list elsewhere): ``reference`` rows (static, constant
-#: velocity) and ``floor`` rows (one-step error floors from the data itself) are shown but not ranked;
-#: ``baseline`` and ``proposed`` rows are the learned models the paper ranks; ``oracle`` rows continue the
-#: data's own dynamics with the reference potential; ``ensemble`` rows re-simulate with the reference potential
-#: under another dynamics (a Langevin bath with new noise: what a physically right stochastic model scores);
-#: ``force_field`` rows are force fields (trained on forces, or any ASE calculator) run with the data's dynamics.
-ROLES = ("reference", "floor", "baseline", "proposed", "oracle", "ensemble", "force_field")
-#: Roles whose rows are ranked (bold / underline) and enter the relative improvement.
-RANKED_ROLES = ("baseline", "proposed")
 
 
 class TrajectoryModel(nn.Module):
     """Base class: predicts x(t+1) from the batch contract (see :mod:`diffmd.batch`)."""
 
+    # The model's card (diffmd/models/cards.yaml) gives the class these, at registration: role, trainable,
+    # trainer, tuning, requires, can_rollout, stride_from_config, source_params, bf16_refused, tf32_refused and
+    # the grid_* keys of a grid model. A class body need not state them; where it does, it must agree.
     #: False for models with no parameters to learn (static, constant velocity).
     trainable: bool = True
     #: The row's role in the tables, one of :data:`ROLES`.
@@ -75,14 +50,6 @@ class TrajectoryModel(nn.Module):
     #: True when the frames per step come from the experiment config (``<name>.stride.<dataset>``)
     #: rather than being 1; the plan resolves it (Score Dynamics).
     stride_from_config: bool = False
-    #: The symmetry the model's prediction has by construction, checked by the tests over every
-    #: registered model: ``"O3"`` (rotations, reflections, translations, atom permutations), ``"SO3"``
-    #: (rotations only, e.g. right-handed local frames) or ``"none"`` (learned from augmentation).
-    symmetry: str = "O3"
-    #: True when predictions come from an adaptive solver whose step control reads the coordinates'
-    #: components over the whole batch: symmetry and batching then hold to the solver's tolerance only,
-    #: and the generic tests check the model's exact pieces in its own test file instead.
-    adaptive_solver: bool = False
     #: Why the model's training step must stay float32 (``train.precision: bf16`` is refused with this
     #: reason); ``None``: bf16 autocast is allowed (tests/test_precision.py checks it against float32).
     bf16_refused: str | None = None
@@ -117,6 +84,21 @@ class TrajectoryModel(nn.Module):
     #: (:func:`diffmd.engine.train.acceleration_scale`) and stores it in the checkpoint; losses divide
     #: their residual by it so they, and their gradients, sit at unit scale far above Adam's eps.
     loss_scale: float = 1.0
+
+    @property
+    def symmetry(self) -> str:
+        """The symmetry this instance's prediction has by construction, checked by the tests over every registered
+        model: ``"O3"`` (rotations, reflections, translations, atom permutations), ``"SO3"`` (rotations only, e.g.
+        right-handed local frames) or ``"none"`` (learned from augmentation). An instance fact: a model's
+        parameters may change it (Score Dynamics' ``equivariant``)."""
+        return "O3"
+
+    @property
+    def adaptive_solver(self) -> bool:
+        """True when this instance's predictions come from an adaptive solver whose step control reads the
+        coordinates' components over the whole batch: symmetry and batching then hold to the solver's tolerance
+        only, and the generic tests check the model's exact pieces in its own test file instead."""
+        return False
 
     def loss(self, batch: B.Batch) -> torch.Tensor:
         """Mean squared error of the predicted next positions per coordinate, in units of
@@ -184,13 +166,44 @@ def register_model(name: str):
             raise TypeError(f"{cls.__name__} must subclass TrajectoryModel to be registered")
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"model name {name!r} is registered twice")
-        if cls.role not in ROLES:
-            raise ValueError(f"model {name!r}: role {cls.role!r} is not one of {ROLES}")
+        apply_card(name, cls)
         cls.name = name
         _REGISTRY[name] = cls
         return cls
 
     return deco
+
+
+def _declared(cls: type, attr: str) -> tuple[bool, Any]:
+    """Whether a class body between ``cls`` and :class:`TrajectoryModel` states ``attr`` (values a registration
+    gave a parent class from its own card do not count), and the value."""
+    for klass in cls.__mro__:
+        if klass is TrajectoryModel or not issubclass(klass, TrajectoryModel):
+            break
+        if attr in klass.__dict__ and attr not in klass.__dict__.get("_card_attributes", ()):
+            return True, klass.__dict__[attr]
+    return False, None
+
+
+def apply_card(name: str, cls: type[TrajectoryModel]) -> None:
+    """Give ``cls`` the facts of model ``name``'s card as class attributes; a class body that states one of them
+    differently raises, naming both (the card is where the fact is decided: diffmd/models/cards.yaml)."""
+    try:
+        attrs = card(name).class_attributes()
+    except KeyError:
+        raise ValueError(f"model {name!r} has no card in diffmd/models/cards.yaml: add one "
+                         "(docs/adding_a_model.md)") from None
+    if MODEL_MODULES.get(name) != cls.__module__ and not cls.__module__.startswith(f"{MODEL_MODULES.get(name)}."):
+        raise ValueError(f"model {name!r}: its card names module {MODEL_MODULES.get(name)!r}, but {cls.__name__} "
+                         f"is defined in {cls.__module__!r}")  # fmt: skip
+    for attr, value in attrs.items():
+        declared, stated = _declared(cls, attr)
+        if declared and (tuple(stated) if isinstance(stated, list | tuple) else stated) != value:
+            raise ValueError(f"model {name!r}: {cls.__name__}.{attr} = {stated!r}, but its card says {value!r} "
+                             "(diffmd/models/cards.yaml decides it; remove it from the class or fix the card)")
+        setattr(cls, attr, value)
+    cls._card_attributes = tuple(attrs)
+    _check_declarations(name, cls)
 
 
 def available_models() -> list[str]:
@@ -225,86 +238,53 @@ def build_model(name: str, params: dict[str, Any] | None = None, source: str = "
 
 
 def uses_accelerator(model: type[TrajectoryModel] | TrajectoryModel) -> bool:
-    """Whether ``model``'s jobs run on the accelerator (CUDA when present): a network the engine trains. Reference
-    rows and floors (closed form), physics oracles (a CPU potential) and own-trainer force fields (their package,
-    on a CPU) run on the CPU whatever ``device`` says, and their jobs never hold a GPU (the plan's ``gpu``)."""
-    return bool(model.trainable) and model.trainer == "engine"
+    """Whether ``model``'s jobs run on the accelerator (CUDA when present): a network the engine trains
+    (:attr:`diffmd.cards.Card.engine_trained`). Reference rows and floors (closed form), physics oracles (a CPU
+    potential) and own-trainer force fields (their package, on a CPU) run on the CPU whatever ``device`` says, and
+    their jobs never hold a GPU (the plan's ``gpu``)."""
+    return card(model.name).engine_trained
 
 
 def model_role(name: str) -> str:
-    """The registered role of model ``name`` (imports its module)."""
-    return get_model_class(name).role
+    """The role of model ``name``, from its card (no import)."""
+    return card(name).role
 
 
 def check_params(name: str, params: dict[str, Any], source: str = "model parameters") -> None:
-    """Check constructor parameters against the model's signature without building it: an unknown key,
-    or a value whose type cannot be the parameter's (a string for a number, ...), raises a one-line
-    ``ValueError`` naming ``source`` and the key. ``stride`` is the engine's and always allowed."""
-    cls = get_model_class(name)
-    sig = inspect.signature(cls.__init__)
-    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-        return
-    allowed = {k: p for k, p in sig.parameters.items() if k != "self"}
-    for key, value in params.items():
-        if key == "stride":
-            continue
-        if key not in allowed:
-            raise ValueError(
-                f"{source}: unknown parameter {key!r} for model {name!r}; allowed: {', '.join(allowed) or '(none)'}"
-            )
-        if key in cls.param_schema:
-            _check_declared(name, key, value, cls.param_schema[key], source)
-            continue
-        default = allowed[key].default
-        if value is None or default is inspect.Parameter.empty or default is None:
-            continue
-        ok = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(type(default))
-        if ok is not None and (not isinstance(value, ok) or (type(default) is not bool and isinstance(value, bool))):
-            raise ValueError(
-                f"{source}: parameter {key!r} of model {name!r} must be {type(default).__name__}, "
-                f"got {type(value).__name__} {value!r}"
-            )
+    """Constructor parameters against the model's YAML and card, without importing it (:func:`diffmd.cards.
+    check_params`): an unknown key or a value of the wrong type or outside its declared choices raises one line."""
+    from diffmd.cards import check_params as _check
+
+    _check(name, params, source)
 
 
 def param_types(name: str) -> dict[str, dict[str, Any]]:
-    """A JSON schema per constructor parameter of model ``name``: its declared one (``param_schema``), else the
-    type of its default (int, float, bool, str, a list of numbers); ``stride`` an integer. Used to coerce
-    command-line strings (:func:`diffmd.config.coerce_model_params`)."""
-    cls = get_model_class(name)
-    out: dict[str, dict[str, Any]] = {"stride": {"type": "integer"}}
-    for key, param in inspect.signature(cls.__init__).parameters.items():
-        default = param.default
-        if key == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
-            continue
-        if key in cls.param_schema:
-            out[key] = cls.param_schema[key]
-        elif isinstance(default, bool):
-            out[key] = {"type": "boolean"}
-        elif isinstance(default, int):
-            out[key] = {"type": "integer"}
-        elif isinstance(default, float):
-            out[key] = {"type": "number"}
-        elif isinstance(default, (tuple, list)) and all(isinstance(v, (int, float)) for v in default):
-            out[key] = {"type": "array", "items": {"type": "number"}}
-        elif default is None:  # untyped: a number, a boolean or null as YAML would read them, else the string
-            out[key] = {"anyOf": [{"type": "integer"}, {"type": "number"}, {"type": "boolean"}, {"type": "null"},
-                                  {"type": "string"}]}
-    return out
+    """A JSON schema per constructor parameter of model ``name`` (:func:`diffmd.cards.param_schemas`; untyped ones
+    left out). Used to coerce command-line strings (:func:`diffmd.config.coerce_model_params`)."""
+    from diffmd.cards import param_schemas
+
+    return {k: v for k, v in param_schemas(name).items() if v is not None}
 
 
-def _check_declared(name: str, key: str, value: Any, schema: dict[str, Any], source: str) -> None:
-    """``value`` against the model's declared schema of parameter ``key`` (one line with the key path)."""
-    from diffmd.config import schema_error
+def _check_declarations(name: str, cls: type[TrajectoryModel]) -> None:
+    """The model's YAML lists exactly its constructor's parameters (the YAML is where the plan reads them without
+    importing the model), and the class's ``param_schema`` says what its card's ``params`` say."""
+    import json
 
-    exc = schema_error(value, schema)
-    if exc is not None:
-        where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in exc.absolute_path)
-        message = f": {exc.message}"
-        if exc.validator == "enum":
-            message = f" must be one of {exc.validator_value}, got {exc.instance!r}"
-        elif exc.validator in ("anyOf", "oneOf") and "description" in exc.schema:  # what would do, not each branch
-            message = f": {exc.instance!r} is not {exc.schema['description']}"
-        raise ValueError(f"{source}: parameter {name}.{key}{where}{message}") from None
+    from diffmd.config import load_model_file, model_config_path
+
+    sig = inspect.signature(cls.__init__)
+    params = {k for k, p in sig.parameters.items() if k != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    listed = set(load_model_file(name)) - {"train", "stride"}
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    missing, unknown = sorted(params - listed), sorted(listed - params) if not open_ended else []
+    if missing or unknown:
+        raise ValueError(f"model {name!r}: {model_config_path(name)} must list every constructor parameter with its "
+                         f"default: missing {missing}, not a parameter {unknown}")  # fmt: skip
+    declared = card(name).params
+    if json.dumps(cls.param_schema, sort_keys=True) != json.dumps(declared, sort_keys=True):
+        raise ValueError(f"model {name!r}: {cls.__name__}.param_schema and the params of its card "
+                         "(diffmd/models/cards.yaml) differ: make them say the same")  # fmt: skip
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -28,10 +28,11 @@ ARMSE_REQUIRED = ("dataset", "molecule", "model", "seed", "source", "armse", "di
 
 
 def role_of(model: str) -> str:
-    """The registered role of ``model`` ("baseline" for a name the registry does not know)."""
-    from diffmd.registry import MODEL_MODULES, model_role
+    """The role on ``model``'s card (diffmd/models/cards.yaml; no import of the model). Readers of run files take
+    the role the rollout wrote there; this is for the writer, and for rows the tables name that have no run."""
+    from diffmd.cards import card
 
-    return model_role(model) if model in MODEL_MODULES else "baseline"
+    return card(model).role
 
 
 @dataclass
@@ -61,6 +62,15 @@ class RunRecord:
     dt_fs: float | None = None
     curve: dict[str, Any] | None = None
     hr: dict[str, Any] | None = None
+
+
+def file_role(data: dict[str, Any], path: Any) -> str:
+    """The role the run's files carry (the rollout wrote it once; never worked out again here)."""
+    role = data.get("role")
+    if not isinstance(role, str) or not role:
+        raise ValueError(f"{path}: no 'role' (written before runs carried their role): rerun its rollout and "
+                         "evaluate jobs")  # fmt: skip
+    return role
 
 
 def _opt_float(value: object, path: str, key: str) -> float | None:
@@ -105,7 +115,7 @@ def load_record(path: str | os.PathLike) -> RunRecord:
         score_evals_per_frame=_opt_float(data.get("score_evals_per_frame"), path, "score_evals_per_frame"),
         rollout_seconds=_opt_float(data.get("rollout_seconds"), path, "rollout_seconds"),
         frames_per_second=_opt_float(data.get("frames_per_second"), path, "frames_per_second"),
-        role=str(data.get("role") or role_of(str(data["model"]))),
+        role=file_role(data, path),
         rollout_applicable=applicable,
         metrics=list(data.get("metrics") or []),
         dt_fs=_opt_float(data.get("dt_fs"), path, "dt_fs"),

@@ -86,7 +86,7 @@ def test_divergence_is_recorded_and_armse_is_null():
     roll = Rollout(path="rollout.npz", positions=res.positions, reference=seg.positions[res.frame_indices],
                    atomic_numbers=seg.atomic_numbers, frame_indices=res.frame_indices, stride=1, dt_fs=0.5,
                    diverged=True, diverged_at=res.diverged_at, seconds=res.seconds,
-                   score_evals=res.score_evals)  # fmt: skip
+                   score_evals=res.score_evals, model="x", role="baseline")  # fmt: skip
     rec = E.evaluate(roll, {"dataset": "md17", "molecule": "ethanol", "model": "x", "seed": 1})
     assert rec["armse"] is None and rec["armse_unaligned"] is None and rec["diverged"]
     assert len(rec["rmsd_per_frame"]) == res.diverged_at - 1

@@ -131,6 +131,7 @@ def test_evaluation_of_a_run_holds_the_yardstick(seg):
         path="r.npz", positions=single.positions, reference=seg.positions[single.frame_indices],
         atomic_numbers=seg.atomic_numbers, frame_indices=single.frame_indices, stride=1, dt_fs=0.5,
         diverged=False, diverged_at=-1, seconds=single.seconds, score_evals=single.score_evals, source="synthetic",
+        model="egnn", role="baseline",
         multi=MultiStart(multi.starts, multi.positions, seg.positions[multi.frame_indices], multi.frame_indices,
                          multi.diverged_at, multi.seconds, multi.score_evals),
         one_step=OneStep(frames, one_step(model, seg, frames, dtype=torch.float64), seg.positions[frames + 1],

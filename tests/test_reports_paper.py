@@ -65,6 +65,7 @@ def test_side_by_side_labels_source_and_keeps_paper_values(tmp_path):
             "dataset": "md17",
             "molecule": "ethanol",
             "model": "egnn",
+            "role": "baseline",
             "seed": 1,
             "source": "xtb",
             "armse": 0.1234,

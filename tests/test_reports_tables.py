@@ -12,6 +12,7 @@ from diffmd.io import write_json
 from diffmd.reports import tables
 from diffmd.reports.__main__ import main
 from diffmd.reports.results import load_records
+from diffmd.rundir import role_of
 
 MODELS = ["static", "constant_velocity", "rf", "egnn", "gmn", "score_dynamics", "diffmd"]
 
@@ -24,6 +25,7 @@ def _write(root, molecule, model, armse, seed=1, source="xtb", dataset="md17", s
             "dataset": dataset,
             "molecule": molecule,
             "model": model,
+            "role": role_of(model),  # as the rollout writes it (from the model's card)
             "seed": seed,
             "source": source,
             "stride": stride,

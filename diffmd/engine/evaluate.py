@@ -21,7 +21,7 @@ import numpy as np
 
 from diffmd.io import read_json, write_json
 from diffmd.metrics import armse_curve, rmsd_per_frame
-from diffmd.rundir import Rollout, load_rollout, role_of, write_record
+from diffmd.rundir import Rollout, load_rollout, write_record
 
 
 def evaluate(roll: Rollout, meta: dict[str, Any]) -> dict[str, Any]:
@@ -40,8 +40,7 @@ def evaluate(roll: Rollout, meta: dict[str, Any]) -> dict[str, Any]:
         "dataset": meta.get("dataset"),
         "molecule": meta.get("molecule", roll.molecule),
         "model": model,
-        # the rollout wrote the role: no registry (torch) import here, except for an older file
-        "role": roll.role if roll.role and model == roll.model else role_of(model),
+        "role": _role(roll),  # written once by the rollout (from the model's card), carried forward
         "seed": meta.get("seed"),
         "source": roll.source if roll.source is not None else meta.get("source"),
         "stride": int(roll.stride),
@@ -59,6 +58,13 @@ def evaluate(roll: Rollout, meta: dict[str, Any]) -> dict[str, Any]:
         "source_frames_per_second": done * int(roll.stride) / seconds if seconds > 0 else None,
         "rollout_stats": dict(roll.rollout_stats),
     }
+
+
+def _role(roll: Rollout) -> str:
+    if not roll.role:
+        raise ValueError(f"rollout.npz of {roll.model}: no role (written before rollouts carried it): rerun the "
+                         "rollout job")  # fmt: skip
+    return str(roll.role)
 
 
 def yardstick(roll: Rollout, cfg: dict[str, Any]) -> dict[str, Any]:

@@ -108,15 +108,9 @@ def exponential_ode_sampler(
 class DiffMDCorrected(TrajectoryModel):
     """See the module docstring; every argument is a key of ``diffmd/models/configs/diffmd_corrected.yaml``."""
 
-    role = "proposed"
-    tuning = "diffmd_grid"
-    #: the tuning grid (``diffmd_corrected.grid``): one training per ``kernel_scale``, each validated at every
-    #: ``eps`` (sampling only); points named ``kernel_scale<value>``; ``train_eps`` stays the model's own
-    grid_train_keys = ("kernel_scale",)
-    grid_point_labels = ("kernel_scale",)
-    grid_train_eps = False
-    #: filled by the plan from ``data.<dataset>.xtb``: the kernel's thermal scale uses the data's conditions
-    source_params = ("dt_fs", "temperature_K")
+    # role proposed, fit grid (one training per ``kernel_scale`` of ``diffmd_corrected.grid``, each validated at
+    # every ``eps``; ``train_eps`` stays the model's own), source_params dt_fs and temperature_K (the kernel's
+    # thermal scale uses the data's conditions): its card, diffmd/models/cards.yaml
     #: values checked at parse time (diffmd.registry.check_params); the constructors enforce the same
     param_schema = {"attention_graph": {"enum": list(ATTENTION_GRAPHS)}, "coord_weights": {"enum": list(COORD_WEIGHTS)}}
 

@@ -17,8 +17,7 @@ from diffmd.registry import TrajectoryModel, register_model
 class Static(TrajectoryModel):
     """x(t+1) = x(t). Output (n_atoms, 3), Å."""
 
-    trainable = False
-    role = "reference"
+    # role reference, fit none: diffmd/models/cards.yaml
 
     def forward(self, batch: B.Batch) -> torch.Tensor:
         return batch[B.POSITIONS].clone()
@@ -28,8 +27,7 @@ class Static(TrajectoryModel):
 class ConstantVelocity(TrajectoryModel):
     """x(t+1) = x(t) + v(t). Output (n_atoms, 3), Å."""
 
-    trainable = False
-    role = "reference"
+    # role reference, fit none: diffmd/models/cards.yaml
 
     def forward(self, batch: B.Batch) -> torch.Tensor:
         return batch[B.POSITIONS] + batch[B.VELOCITIES]

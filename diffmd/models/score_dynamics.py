@@ -178,11 +178,15 @@ class ScoreDynamics(TrajectoryModel):
     in the original; 16.0 was this repository's earlier value (issue 13), kept reachable for comparison.
     """
 
-    #: measured (tests/test_precision.py): bf16 moves its denoising loss by 3% and its gradient to cosine 0.97
-    bf16_refused = "its denoising loss is 3% off and its gradient at cosine 0.97 from float32 under bf16"
-    stride_from_config = True
+    # its card (diffmd/models/cards.yaml): stride from the config; bf16 refused (tests/test_precision.py measured
+    # its denoising loss 3% off and its gradient at cosine 0.97 from float32)
     #: values checked at parse time (diffmd.registry.check_params); the constructor enforces the same
     param_schema = {"sampler": {"enum": list(SAMPLERS)}}
+
+    @property
+    def symmetry(self) -> str:
+        """O3 with the equivariant denoiser; none for the original's, which learns it by random rotations."""
+        return "O3" if self.equivariant else "none"
 
     def __init__(
         self,
@@ -213,7 +217,7 @@ class ScoreDynamics(TrajectoryModel):
             raise ValueError(f"score_dynamics: unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
         if cutoff <= 0 or hidden < 1 or layers < 0:
             raise ValueError(f"score_dynamics: bad size hidden={hidden}, layers={layers}, cutoff={cutoff}")
-        self.symmetry = "O3" if equivariant else "none"  # the original denoiser learns it by augmentation
+        self.equivariant = bool(equivariant)  # symmetry: "O3", else "none" (the original denoiser learns it)
         self.schedule = VPSchedule(beta_min, beta_max, t_min)
         self.cutoff, self.sampler, self.sampling_steps = float(cutoff), sampler, int(sampling_steps)
         self.ancestral_steps, self.random_rotation = int(ancestral_steps), bool(random_rotation and not equivariant)

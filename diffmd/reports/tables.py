@@ -45,10 +45,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from diffmd.registry import RANKED_ROLES
+from diffmd.cards import RANKED_ROLES
 from diffmd.reports import yardstick as ys_mod
 from diffmd.reports.results import RunRecord, single_source
-from diffmd.reports.yardstick import ROLE_WORDS, Report, Section, Yardstick, ordered, ordinal  # noqa: F401
+from diffmd.reports.yardstick import ROLE_WORDS, Report, Section, Yardstick, ordered, ordinal, role_in  # noqa: F401
 
 TITLES = {
     "md17": "Table 1 (this run): ARMSE (Å, lower is better) of the test rollouts, MD17 molecules, S2L split",
@@ -103,8 +103,7 @@ Grid = dict[tuple[str, str], Cell]
 def _as_yardstick(rec: RunRecord | Yardstick) -> Yardstick:
     if isinstance(rec, Yardstick):
         return rec
-    applicable = getattr(rec, "rollout_applicable", None)
-    return Yardstick(rec, rollout_applicable=rec.role != "floor" if applicable is None else bool(applicable))
+    return Yardstick(rec, rollout_applicable=bool(rec.rollout_applicable))  # as the run's file says
 
 
 def build_grid(records: Sequence[RunRecord | Yardstick]) -> Grid:
@@ -129,7 +128,7 @@ Roles = dict[str, str]
 
 
 def ranked_models(models: list[str], roles: Roles) -> list[str]:
-    return [m for m in models if roles.get(m, "baseline") in RANKED_ROLES]
+    return [m for m in models if role_in(roles, m) in RANKED_ROLES]
 
 
 def proposed_models(models: list[str], roles: Roles) -> list[str]:
@@ -145,7 +144,7 @@ def improvement(values: dict[str, float | None], roles: Roles, proposed: str,
     if mine is None or proposed in unranked:
         return None
     baselines = [v for m, v in values.items()
-                 if roles.get(m, "baseline") == "baseline" and v is not None and m not in unranked]  # fmt: skip
+                 if role_in(roles, m) == "baseline" and v is not None and m not in unranked]  # fmt: skip
     if not baselines or min(baselines) <= 0:
         return None
     best = min(baselines)
@@ -155,7 +154,7 @@ def improvement(values: dict[str, float | None], roles: Roles, proposed: str,
 def row_label(model: str, grid: Grid, columns: list[str], roles: Roles, steps: dict[str, float] | None = None,
               off_step: bool = False, copy_of: str = "") -> str:  # fmt: skip
     stride = max((grid[(model, c)].stride for c in columns if (model, c) in grid), default=1)
-    label = ys_mod.row_label(model, roles.get(model, "baseline"), stride, (steps or {}).get(model), off_step)
+    label = ys_mod.row_label(model, role_in(roles, model), stride, (steps or {}).get(model), off_step)
     return label + (f" (≈ {copy_of}: does not move; not ranked)" if copy_of else "")
 
 
@@ -181,7 +180,7 @@ def reference_copies(frame: pd.DataFrame, models: Sequence[str], columns: Sequen
         values = {m: dict(zip(zip(g["metric"], g["horizon_fs"].fillna(-1.0)), g["value"]))
                   for m, g in here.groupby("model", sort=False)}  # fmt: skip
         for model in models:
-            if roles.get(model, "baseline") not in ys_mod.RANKED_ROLES or len(values.get(model, {})) < SAME_MIN_NUMBERS:
+            if role_in(roles, model) not in ys_mod.RANKED_ROLES or len(values.get(model, {})) < SAME_MIN_NUMBERS:
                 continue
             mine = values[model]
             for ref in refs:

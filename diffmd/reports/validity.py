@@ -28,7 +28,6 @@ import pandas as pd
 
 from diffmd.graph import BOND_SCALE
 from diffmd.graph import find_bonds as graph_find_bonds
-from diffmd.registry import MODEL_MODULES
 from diffmd.reports.results import Rollout, run_identity, source_label
 from diffmd.reports.yardstick import Report, Section, ordered, row_label
 from diffmd.rundir import role_of
@@ -202,7 +201,7 @@ def validity_report(rows: list[ValidityRow], dataset: str, source: str, models: 
             else:
                 stride = max((r.stride for r in mine), default=1)
                 step = max((r.step_fs for r in mine), default=None)
-                label = row_label(model, role_of(model) if model in MODEL_MODULES else "baseline", stride, step)
+                label = row_label(model, role_of(model), stride, step)
             body.append((label, [_cell([r for r in mine if r.molecule == m], kind) for m in molecules]))
         sections.append(Section(title, ["Model", *molecules], body))
     notes = [

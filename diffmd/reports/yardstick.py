@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from diffmd.cards import RANKED_ROLES
 from diffmd.io import read_json
-from diffmd.registry import MODEL_MODULES, RANKED_ROLES
 from diffmd.reports.results import single_source, source_label
-from diffmd.rundir import RunRecord, load_record, role_of
+from diffmd.rundir import RunRecord, file_role, load_record, role_of
 
 #: Data sources that come with a reference potential (the physics oracle can re-simulate them).
 REFERENCE_POTENTIAL_SOURCES = ("xtb",)
@@ -143,7 +143,7 @@ def _floor_record(path: str, data: dict[str, Any]) -> RunRecord:
                      model=str(data["model"]), seed=int(data["seed"]), source=str(data["source"]), armse=None,
                      armse_unaligned=None, diverged=False, stride=int(data.get("stride", 1) or 1),
                      n_frames=int(data.get("n_frames", 0) or 0),
-                     role=str(data.get("role") or role_of(str(data["model"]))))  # fmt: skip
+                     role=file_role(data, path))  # fmt: skip
 
 
 def _sibling_dt(path: str) -> float | None:
@@ -251,8 +251,14 @@ def missing_reason(role: str, source: str) -> str:
     return "not run"
 
 
+def role_in(roles: dict[str, str], model: str) -> str:
+    """A table row's role: as its runs' files say (``roles``), else, for a row without runs, its card's."""
+    return roles[model] if model in roles else role_of(model)
+
+
 def _registered_role(model: str) -> str:
-    return role_of(model) if model in MODEL_MODULES else "baseline"
+    """The role on the card of a model the table names but has no run of (runs carry their own)."""
+    return role_of(model)
 
 
 #: ``{model: reason}`` of the models the experiment plan leaves out on the table's dataset (``--na-reasons``
@@ -380,7 +386,7 @@ def rank_marks(scores: dict[str, float | None], roles: dict[str, str],
     """``{model: "best" | "second"}`` among the ranked roles by ``scores`` (lower is better), leaving out the
     models in ``unranked`` (another step size, a copy of a reference row); ties share."""
     ranked = {m: s for m, s in scores.items()
-              if roles.get(m, "baseline") in RANKED_ROLES and s is not None and m not in unranked}  # fmt: skip
+              if role_in(roles, m) in RANKED_ROLES and s is not None and m not in unranked}  # fmt: skip
     ranked = {m: s for m, s in ranked.items() if not math.isnan(s)}
     finite = sorted(set(ranked.values()))
     marks = {}
@@ -466,14 +472,14 @@ def base_stride(strides: dict[str, int], roles: dict[str, str], models: Sequence
     """The step (frames) the table ranks at: the smallest stride among the ranked rows (1 when there are none).
     Rows of any other stride are shown but not ranked: a longer step's one-step error is over another time,
     its ARMSE over every k-th frame only."""
-    ranked = [strides.get(m, 1) for m in models if roles.get(m, "baseline") in RANKED_ROLES]
+    ranked = [strides.get(m, 1) for m in models if role_in(roles, m) in RANKED_ROLES]
     return min(ranked, default=1)
 
 
 def off_step(strides: dict[str, int], roles: dict[str, str], models: Sequence[str]) -> list[str]:
     """The ranked-role models whose stride is not the table's :func:`base_stride`."""
     base = base_stride(strides, roles, models)
-    return [m for m in models if roles.get(m, "baseline") in RANKED_ROLES and strides.get(m, 1) != base]
+    return [m for m in models if role_in(roles, m) in RANKED_ROLES and strides.get(m, 1) != base]
 
 
 def ordinal(k: int) -> str:
@@ -519,7 +525,7 @@ def metric_section(
             s = summarise(sub[(sub["model"] == model) & (sub["molecule"] == col)], metric)
             cells.append(s.text)
             scores[col][model] = score(metric, s.value, ref_temps.get(col))
-        rows.append((row_label(model, roles.get(model, "baseline"), strides.get(model, 1), steps.get(model),
+        rows.append((row_label(model, role_in(roles, model), strides.get(model, 1), steps.get(model),
                                model in other_step), cells))  # fmt: skip
     offset = 1 if metric == "temperature_K" else 0
     marks = {}

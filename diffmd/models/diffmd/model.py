@@ -50,14 +50,9 @@ def sampler_kwargs(name: str, options: dict[str, dict[str, Any]] | None) -> dict
 class DiffMD(TrajectoryModel):
     """See the module docstring; every argument is a key of ``config/models/diffmd.yaml``."""
 
-    role = "proposed"
-    tuning = "diffmd_grid"
-    #: the tuning grid (``diffmd.grid``, paper Table 3): one training per (sigma_s, a_bar, eta_sigma), each
-    #: validated at every ``eps``; points named ``s<sigma_s>_a<a_bar>_h<eta_sigma>``; trained with
-    #: train_eps = the grid's smallest eps (the sampler never goes below it)
-    grid_train_keys = ("sigma_s", "a_bar", "eta_sigma")
-    grid_point_labels = ("s", "a", "h")
-    grid_train_eps = True
+    # role proposed, fit grid (``diffmd.grid``, paper Table 3: one training per (sigma_s, a_bar, eta_sigma), each
+    # validated at every ``eps``; points named ``s<sigma_s>_a<a_bar>_h<eta_sigma>``; trained with train_eps = the
+    # grid's smallest eps, which the sampler never goes below): its card, diffmd/models/cards.yaml
     #: values checked at parse time (diffmd.registry.check_params); the constructor enforces the same
     param_schema = {
         "sampler": {"enum": list(available_samplers())},
@@ -119,10 +114,14 @@ class DiffMD(TrajectoryModel):
         self.sampler_name, self.eps, self.score_scaling = sampler, float(eps), score_scaling
         self.sampler = get_sampler(sampler)
         self.sampler_options = sampler_kwargs(sampler, sampler_options)
-        # adaptive steps: samples are equivariant to the ODE tolerance only (the step control reads coordinate
-        # components); with per-molecule step control (the default) batch-independent to round-off
-        self.adaptive_solver = sampler == "ode" and self.sampler_options.get("method", "dopri5") in ADAPTIVE
         self._score_evals = 0
+
+    @property
+    def adaptive_solver(self) -> bool:
+        """Adaptive steps (the ODE sampler with an adaptive method): samples are equivariant to the ODE tolerance
+        only (the step control reads coordinate components); with per-molecule step control (the default)
+        batch-independent to round-off."""
+        return self.sampler_name == "ode" and self.sampler_options.get("method", "dopri5") in ADAPTIVE
 
     def compile_targets(self) -> list[torch.nn.Module]:
         """The score network (the sampler's adaptive loop stays eager)."""
