@@ -56,7 +56,7 @@ def test_a_second_model_has_its_own_grid_keys_and_names():
         tune.grid_points({"eps": [1e-3]}, CORRECTED)
     with pytest.raises(ValueError, match="diffmd_corrected.grid: unknown key.s. sigma_s"):
         tune.grid_points({**grid, "sigma_s": [1.0]}, CORRECTED)
-    with pytest.raises(ValueError, match="declares no grid_train_keys|grid_train_keys"):
+    with pytest.raises(ValueError, match="its card .* has no grid"):
         tune.GridSpec.of("egnn")
 
 
