@@ -34,8 +34,10 @@ NEEDS = ("forces", "reference_potential", "thermostat_state", "one_molecule")
 #: The tuning procedure of ``fit: grid`` (the plan's name for it).
 GRID_TUNING = "diffmd_grid"
 #: The keys a card may have.
-CARD_KEYS = ("module", "role", "fit", "needs", "one_step_only", "stride", "source_params", "refuses", "grid",
-             "params")
+CARD_KEYS = ("module", "role", "fit", "needs", "one_step_only", "stride", "data_params", "source_params", "refuses",
+             "grid", "params")
+#: Facts every trajectory file carries (diffmd/data/trajectory.py) that a model may take as parameters.
+DATA_FACTS = ("dt_fs", "temperature_K")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class Card:
     grid: GridCard | None = None
     #: JSON schemas of constructor parameters constrained beyond their default's type (choices, ranges)
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: constructor parameters the trainer sets from the training data's own file (:data:`DATA_FACTS`)
+    data_params: tuple[str, ...] = ()
 
     @property
     def learned(self) -> bool:
@@ -89,6 +93,7 @@ class Card:
             "role": self.role, "trainable": self.learned, "trainer": "own" if self.fit == "own" else "engine",
             "tuning": self.tuning, "requires": self.needs, "can_rollout": not self.one_step_only,
             "stride_from_config": self.stride == "config", "source_params": self.source_params,
+            "data_params": self.data_params,
             "bf16_refused": self.refuses.get("bf16"), "tf32_refused": self.refuses.get("tf32"),
         }  # fmt: skip
         if self.grid is not None:
@@ -136,8 +141,16 @@ def _card(name: str, raw: Any) -> Card:
     params = raw.get("params") or {}
     if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
         raise ValueError(f"{where}: params maps a constructor parameter to its JSON schema")
-    return Card(name, raw["module"], raw["role"], raw["fit"], needs, one_step_only, stride,
-                tuple(raw.get("source_params") or ()), refuses, grid, params)  # fmt: skip
+    data_params = tuple(raw.get("data_params") or ())
+    if not set(data_params) <= set(DATA_FACTS):
+        raise ValueError(f"{where}: data_params {sorted(set(data_params) - set(DATA_FACTS))} are not facts a "
+                         f"trajectory file carries ({', '.join(DATA_FACTS)})")  # fmt: skip
+    source_params = tuple(raw.get("source_params") or ())
+    if set(source_params) & set(data_params):
+        raise ValueError(f"{where}: {sorted(set(source_params) & set(data_params))} come from the data file "
+                         "(data_params), not the source's settings (source_params)")  # fmt: skip
+    return Card(name, raw["module"], raw["role"], raw["fit"], needs, one_step_only, stride, source_params, refuses,
+                grid, params, data_params)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1)
@@ -230,6 +243,12 @@ def _check_value(name: str, key: str, value: Any, schema: dict[str, Any], source
     kind = {"boolean": "bool", "integer": "int", "number": "float", "string": "str"}.get(schema.get("type"), "a list")
     raise ValueError(f"{source}: parameter {key!r} of model {name!r} must be {kind}, got {type(value).__name__} "
                      f"{value!r}")  # fmt: skip
+
+
+def data_values(name: str, facts: dict[str, float]) -> dict[str, float]:
+    """The parameters model ``name`` takes from its training data's file (``data_params``), from ``facts``
+    (``{dt_fs, temperature_K}`` of the trajectory, :data:`DATA_FACTS`)."""
+    return {k: float(facts[k]) for k in card(name).data_params}
 
 
 def learned(name: str) -> bool:

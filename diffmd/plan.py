@@ -338,7 +338,9 @@ class Plan:
 
     def _model_params(self, model: str, dataset: str) -> dict[str, Any]:
         overrides = copy.deepcopy(self.config.get("model_params", {}).get(model, {}))
-        source = self.config["data"][dataset].get("xtb", {})
+        # a simulated source's settings, for what its files do not carry; dt and temperature come from the data
+        # file itself at training time (the card's data_params), whatever the source
+        source = self.config["data"][dataset].get("xtb", {}) if self.source(dataset) == "xtb" else {}
         for key in _card(model).source_params:
             if key in source:
                 overrides.setdefault(key, source[key])

@@ -65,8 +65,10 @@ class TrajectoryModel(nn.Module):
     #: tables print NA with the reason.
     requires: tuple[str, ...] = ()
     #: Constructor parameters the plan fills from the simulated source's settings ``data.<dataset>.xtb``
-    #: (time step, bath temperature, friction), so a re-simulation uses the data's own conditions.
+    #: (a friction the trajectory file does not carry), so a re-simulation uses the data's own conditions.
     source_params: tuple[str, ...] = ()
+    #: Constructor parameters the trainer sets from the training data's trajectory file (dt_fs, temperature_K).
+    data_params: tuple[str, ...] = ()
     #: False for one-step-only models that need data the rollout cannot provide (e.g. the data's forces).
     can_rollout: bool = True
     #: JSON-schema fragments of constructor parameters whose values are constrained beyond their default's type

@@ -35,7 +35,7 @@ def test_registered_as_a_tuned_proposed_model():
     cls = get_model_class("diffmd_corrected")
     assert cls is DiffMDCorrected and cls.role == "proposed" and cls.trainer == "engine"
     assert cls.tuning == "diffmd_grid" and cls.grid_train_keys == ("kernel_scale",)  # its own grid
-    assert set(cls.source_params) == {"dt_fs", "temperature_K"} and not DiffMDCorrected().adaptive_solver
+    assert set(cls.data_params) == {"dt_fs", "temperature_K"} and not DiffMDCorrected().adaptive_solver
 
 
 def test_thermal_std_matches_a_hand_computation_in_si_units():

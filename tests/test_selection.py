@@ -1,5 +1,6 @@
 """The selection metric is decided once (diffmd/selection.py): the trainer and the grid search select by the same
-number for every ``train.select_by`` (before, a grid row labelled ``val_loss`` held the rollout ARMSE)."""
+number for every ``train.select_by`` (before, a grid row labelled ``val_loss`` held the rollout ARMSE); and the
+data facts a model takes travel with the data file."""
 
 from __future__ import annotations
 
@@ -51,3 +52,18 @@ def test_trainer_and_grid_search_select_by_the_same_number(tmp_path, select_by):
         pairs = T.validation_pairs(T.split_segments(T.load_split(split), "val", stride=1), 8)
         assert doc["rows"][0]["val_loss"] == pytest.approx(
             T.selection_val_loss(model, pairs, 10, torch.device("cpu"), 1))
+
+
+def test_data_facts_come_from_the_trajectory_file(tmp_path):
+    """diffmd_corrected's kernel takes dt and temperature from the training data's file (300 K here), never from a
+    config section that may describe another source (its YAML says 500 K)."""
+    from test_diffmd_tune import CORRECTED
+
+    split = _synthetic_split(tmp_path)
+    params = tune.point_params({"d_model": 8, "n_layers": 1, "n_heads": 2, "d_ffn": 16},
+                               {"kernel_scale": [1.0], "eps": [0.5]}, "kernel_scale1", CORRECTED)  # fmt: skip
+    assert T.data_facts(split) == {"dt_fs": 0.5, "temperature_K": 300.0}
+    T.train(split, "diffmd_corrected", {**params, "temperature_K": 500.0}, {"epochs": 1, "batch_size": 10,
+            "val_horizon": 3, "val_frames": 8, "device": "cpu"}, 1, tmp_path / "c")  # fmt: skip
+    ckpt = load_torch(tmp_path / "c" / "model.pt")
+    assert ckpt["params"]["temperature_K"] == 300.0 and ckpt["params"]["dt_fs"] == 0.5

@@ -615,6 +615,37 @@ def own_trainer(model: TrajectoryModel, params: dict, cfg: dict, split: dict, va
     return {**info, "own_trainer": summary}
 
 
+def data_facts(split_path: str) -> dict[str, float]:
+    """The facts the split's training trajectories carry in their files (dt_fs, temperature_K): one value each, or
+    a one-line error naming the split when its trajectories disagree."""
+    from diffmd.cards import DATA_FACTS
+
+    segs = split_segments(load_split(split_path), "train")
+    facts: dict[str, float] = {}
+    for key in DATA_FACTS:
+        values = sorted({float(getattr(seg, key)) for seg in segs})
+        if len(values) != 1:
+            raise ValueError(f"{split_path}: its training trajectories disagree on {key} ({values}): a model that "
+                             "takes it from the data cannot be trained on them together")  # fmt: skip
+        facts[key] = values[0]
+    return facts
+
+
+def with_data_params(model_name: str, params: dict[str, Any], split_path: str) -> dict[str, Any]:
+    """``params`` with the model's ``data_params`` (its card) from the training data's own file: the time step and
+    temperature travel with the data, never from a config section that may describe another source."""
+    from diffmd.cards import card, data_values
+
+    if not card(model_name).data_params:
+        return params
+    values = data_values(model_name, data_facts(split_path))
+    for key, value in values.items():
+        if key in params and params[key] is not None and float(params[key]) != value:
+            print(f"{model_name}: {key} = {value:g} from the training data's file (the parameters said "
+                  f"{params[key]!r})", flush=True)  # fmt: skip
+    return {**params, **values}
+
+
 def train(split_path: str, model_name: str, params: dict, train_cfg: dict, seed: int, out: str | Path,
           final_rollout: bool = True) -> dict:  # fmt: skip
     """Build the model and data, then train (or only evaluate a reference model); see module docstring.
@@ -630,6 +661,7 @@ def train(split_path: str, model_name: str, params: dict, train_cfg: dict, seed:
     except RuntimeError as exc:
         raise ValueError(f"train.device: {exc}") from None
     seed_everything(seed)
+    params = with_data_params(model_name, params, split_path)
     model = build_model(model_name, params, source="--params")
     if not uses_accelerator(model):  # a CPU row (reference, floor, oracle, own trainer): never on the GPU
         device = torch.device("cpu")
