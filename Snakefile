@@ -41,11 +41,14 @@ rule all:
     default_target: True
     input:
         PLAN.static_targets(),
-        report_html_targets(),
+        PLAN.report_html_targets(),
         c7o2h10_final_targets,
 
 
 # The report (--report) only bundles a finished run: before Snakemake stops at the first missing file,
 # say which run the report needs.
 if any(a == "--report" or a.startswith("--report=") for a in sys.argv) and "--report-after-run" not in sys.argv:
-    check_report_inputs(RUN_ROOT, Path(workflow.basedir))
+    try:
+        PLAN.check_report_inputs(RUN_ROOT, Path(workflow.basedir))
+    except ValueError as exc:
+        raise WorkflowError(str(exc)) from None

@@ -642,6 +642,35 @@ class Plan:
     def cost_train_arg(self, w: Any) -> str:
         return shell_arg(self.cost_train_params(int(w.k)))
 
+    # --- the report (snakemake --report) ---------------------------------------------------------------
+    def report_html_targets(self) -> list[str]:
+        """The HTML twins of the benchmark tables this config builds (reports.smk's table_html)."""
+        names = (["cost_md17"] if self.has_cost_table() else []) + ["paper_cost"]
+        return [f"results/tables/{name}.html" for name in names]
+
+    def report_files(self) -> list[str]:
+        """The report's pages and figures known at parse time (every final table's HTML and every figure)."""
+        return [p for p in self.static_targets() + self.report_html_targets() if p.endswith((".html", ".png"))]
+
+    def check_report_inputs(self, run_root: str, basedir: Any) -> None:
+        """Refuse ``snakemake --report`` with one line naming the run it needs when this config's run is not built
+        (before Snakemake stops at the first missing file)."""
+        import os
+        from pathlib import Path
+
+        files = self.report_files()
+        missing = [p for p in files if not os.path.exists(p)]
+        if not missing:
+            return
+        where = "the repository root" if os.path.normpath(run_root) == "." else run_root
+        msg = (f"snakemake --report: {len(missing)} of this config's {len(files)} report files are missing under "
+               f"{where} (e.g. {missing[0]}): the report bundles a finished run of the same config, so run it first "
+               "(the same command without --report)")  # fmt: skip
+        if os.path.normpath(run_root) == "." and (Path(basedir) / "runs" / "quick" / "results").is_dir():
+            msg += ("; for the quick profile's run (runs/quick/): "
+                    "snakemake --workflow-profile profiles/quick --report results/report.html")
+        raise ValueError(msg)
+
     # --- the final targets (rule all) ------------------------------------------------------------------
     def static_targets(self) -> list[str]:
         """Every final output known at parse time (the C7O2H10 targets may come from the split checkpoint:

@@ -1,6 +1,5 @@
 # Config validation, the experiment plan (diffmd/plan.py: every decision lives there, tested) and the
 # input functions the rules call. No model or dataset is named here: the plan asks the registry.
-import json
 import os
 import sys
 
@@ -8,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from diffmd.config import SCHEMA_PATH, coerce_command_line
+from diffmd.data.splits import read_split
 from diffmd.plan import ISOMER_PATTERN, Plan, shell_arg
 
 # --config 'seeds=[1,2]' and --config 'model_params={"egnn":{"hidden":64}}' arrive as strings
@@ -45,13 +45,8 @@ arg = shell_arg  # a plan value as one shell-quoted JSON argument
 
 
 def split_file(key):
-    with open(checkpoints.split_c7o2h10.get().output[0]) as fh:
-        return list(json.load(fh)[key])
-
-
-def c7o2h10_isomers(wildcards=None):
-    """All C7O2H10 isomers: known at parse time (simulated) or read from the split checkpoint."""
-    return PLAN.static_isomers() or split_file("trajectories")
+    """A list the C7O2H10 split checkpoint chose (its isomers' trajectories or the targets), by its one reader."""
+    return list(read_split(checkpoints.split_c7o2h10.get().output[0])[key])
 
 
 def c7o2h10_targets(wildcards=None):
@@ -70,24 +65,15 @@ def run_files(dataset, filename, seeds=None, molecules=None):
     return PLAN.run_files(dataset, molecules or test_columns(dataset), filename, seeds)
 
 
-def dataset_armse(wildcards):
-    return run_files(wildcards.dataset, "armse.json")
+def runs(filename, figure_seed=False):
+    """An input function: ``filename`` of every run of the job's dataset (md17 without one), or of its molecule
+    only where the job has one; ``figure_seed``: the figure seed's runs only."""
+    return lambda w: run_files(getattr(w, "dataset", "md17"), filename, [PLAN.figure_seed()] if figure_seed else None,
+                               [w.molecule] if hasattr(w, "molecule") else None)  # fmt: skip
 
 
-def dataset_rollouts(wildcards):
-    return run_files(wildcards.dataset, "rollout.npz")
-
-
-def summary_inputs(wildcards):
-    return run_files("md17", "armse.json", molecules=[wildcards.molecule])
-
-
-def molecule_armse(wildcards):
-    return run_files(wildcards.dataset, "armse.json", [PLAN.figure_seed()], [wildcards.molecule])
-
-
-def molecule_rollouts(wildcards):
-    return run_files(wildcards.dataset, "rollout.npz", [PLAN.figure_seed()], [wildcards.molecule])
+dataset_armse, dataset_rollouts, summary_inputs = runs("armse.json"), runs("rollout.npz"), runs("armse.json")
+molecule_armse, molecule_rollouts = runs("armse.json", True), runs("rollout.npz", True)
 
 
 def table_columns(wildcards):
@@ -108,32 +94,3 @@ def c7o2h10_final_targets(wildcards):
     """The final outputs that depend on the O2O targets (maybe chosen by the split checkpoint)."""
     return run_files("c7o2h10", "armse.json") + expand(
         "results/figures/snapshots_c7o2h10_{molecule}.png", molecule=test_columns("c7o2h10"))
-
-
-# The report (reports.smk): the cost benchmarks' tables as HTML pages, and the check of `--report`'s inputs.
-def report_html_targets():
-    """The HTML twins of the benchmark tables this config builds (see table_html)."""
-    names = (["cost_md17"] if PLAN.has_cost_table() else []) + ["paper_cost"]
-    return [f"results/tables/{name}.html" for name in names]
-
-
-def report_files():
-    """The report's pages and figures known at parse time (every final table's HTML and every figure)."""
-    return [p for p in PLAN.static_targets() + report_html_targets() if p.endswith((".html", ".png"))]
-
-
-def check_report_inputs(run_root, basedir):
-    """Stop `snakemake --report` with one line naming the run it needs when this config's run is not built."""
-    files = report_files()
-    missing = [p for p in files if not os.path.exists(p)]
-    if not missing:
-        return
-    where = "the repository root" if os.path.normpath(run_root) == "." else run_root
-    msg = (f"snakemake --report: {len(missing)} of this config's {len(files)} report files are missing under "
-           f"{where} (e.g. {missing[0]}): the report bundles a finished run of the same config, so run it first "
-           "(the same command without --report)")
-    quick = basedir / "runs" / "quick" / "results"
-    if os.path.normpath(run_root) == "." and quick.is_dir():
-        msg += ("; for the quick profile's run (runs/quick/): "
-                "snakemake --workflow-profile profiles/quick --report results/report.html")
-    raise WorkflowError(msg)

@@ -230,7 +230,7 @@ rule costs:
 
 
 # The cost benchmarks' tables (benchmarks.smk writes CSV and Markdown) as HTML pages in the report
-# (report_html_targets in common.smk).
+# (PLAN.report_html_targets).
 rule cost_md17_html:
     conda:
         "../../envs/workflow.yaml"
