@@ -46,7 +46,12 @@ def _schema_text() -> str:
 
 @functools.lru_cache(maxsize=1)
 def _schema() -> dict[str, Any]:
-    return yaml.safe_load(_schema_text())
+    """The schema file, with the model names from the model cards (the one list of models)."""
+    from diffmd.cards import cards
+
+    schema = yaml.safe_load(_schema_text())
+    schema["definitions"]["model_name"]["enum"] = sorted(cards())
+    return schema
 
 
 def load_schema() -> dict[str, Any]:

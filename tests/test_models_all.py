@@ -69,7 +69,7 @@ def seeded_predict(model: torch.nn.Module):
 
 def test_schema_lists_exactly_the_registered_models():
     schema = load_schema()
-    assert sorted(schema["definitions"]["model_name"]["enum"]) == MODELS
+    assert sorted(schema["definitions"]["model_name"]["enum"]) == MODELS  # from the cards (load_schema)
     assert schema["properties"]["models"]["items"] == {"$ref": "#/definitions/model_name"}
     assert schema["properties"]["model_params"]["propertyNames"] == {"$ref": "#/definitions/model_name"}
 
