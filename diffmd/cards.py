@@ -90,7 +90,7 @@ class Card:
     def class_attributes(self) -> dict[str, Any]:
         """The card as the class attributes the engine reads (:class:`diffmd.registry.TrajectoryModel`)."""
         out: dict[str, Any] = {
-            "role": self.role, "trainable": self.learned, "trainer": "own" if self.fit == "own" else "engine",
+            "role": self.role, "trainable": self.engine_trained, "trainer": "own" if self.fit == "own" else "engine",
             "tuning": self.tuning, "requires": self.needs, "can_rollout": not self.one_step_only,
             "stride_from_config": self.stride == "config", "source_params": self.source_params,
             "data_params": self.data_params,

@@ -40,7 +40,7 @@ class TrajectoryModel(nn.Module):
     # The model's card (diffmd/models/cards.yaml) gives the class these, at registration: role, trainable,
     # trainer, tuning, requires, can_rollout, stride_from_config, source_params, bf16_refused, tf32_refused and
     # the grid_* keys of a grid model. A class body need not state them; where it does, it must agree.
-    #: False for models with no parameters to learn (static, constant velocity).
+    #: True for a network the engine trains (card fit engine or grid); False for rows with nothing the engine trains.
     trainable: bool = True
     #: The row's role in the tables, one of :data:`ROLES`.
     role: str = "baseline"

@@ -25,7 +25,7 @@ def test_every_registered_model_has_a_card_the_class_agrees_with():
         cls = get_model_class(name)  # registration checks the class against the card
         assert (cls.role, cls.tuning, tuple(cls.requires), cls.can_rollout) == (c.role, c.tuning, c.needs,
                                                                               not c.one_step_only)  # fmt: skip
-        assert cls.trainable == c.learned and (cls.trainer == "own") == (c.fit == "own")
+        assert cls.trainable == c.engine_trained and (cls.trainer == "own") == (c.fit == "own")
         assert cls.stride_from_config == (c.stride == "config") and cls.bf16_refused == c.refuses.get("bf16")
 
 

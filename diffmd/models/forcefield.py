@@ -125,7 +125,6 @@ class SGDMLForceField(ASESimulator):
 
     role = "force_field"
     trainer = "own"
-    trainable = True
     # force labels to train on, and one molecule per model (S2L only: no transfer to O2O isomers); the
     # time step and temperature come from the training segment itself, the friction from the config
     requires = ("forces", "one_molecule")
