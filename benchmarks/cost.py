@@ -45,7 +45,7 @@ if __package__ in (None, ""):  # `python benchmarks/cost.py ...`
 
 import numpy as np  # noqa: E402
 
-from diffmd.io import read_json, write_text  # noqa: E402
+from diffmd.io import write_text  # noqa: E402
 
 FIELDS = ("molecule", "simulator", "stride", "dt_fs", "steps", "seconds", "seconds_per_ps", "ratio_to_md",
           "speedup_vs_md", "armse", "armse_source", "score_evals_per_step", "device")  # fmt: skip
@@ -83,6 +83,7 @@ def model_rollout(run: dict[str, Any], molecule: str, split_path: str, frames: i
     from diffmd.engine.common import load_checkpoint, resolve_device, seed_everything
     from diffmd.engine.rollout import n_steps_for, rollout
     from diffmd.metrics import armse
+    from diffmd.rundir import load_record
 
     dev = resolve_device(device)
     model, _ = load_checkpoint(run["checkpoint"], dev)
@@ -94,7 +95,7 @@ def model_rollout(run: dict[str, Any], molecule: str, split_path: str, frames: i
         torch.cuda.synchronize()
     res = rollout(model, seg, seg.start, steps, device=dev)
     if run.get("armse_json"):
-        value, source = read_json(run["armse_json"]).get("armse"), "pipeline armse.json"
+        value, source = load_record(run["armse_json"]).armse, "pipeline armse.json"  # the one armse.json reader
     else:
         done = res.n_done
         ref = seg.positions[res.frame_indices[: done + 1]]

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from diffmd.io import read_json, write_json
+from diffmd.io import write_json
 from diffmd.metrics import armse_curve, rmsd_per_frame
 from diffmd.rundir import Rollout, load_rollout, write_record
 
@@ -96,11 +96,13 @@ def yardstick(roll: Rollout, cfg: dict[str, Any]) -> dict[str, Any]:
 
 def summarize(paths: list[str]) -> dict[str, Any]:
     """``{"runs": [{model, seed, armse, armse_unaligned, diverged, path}, ...]}`` of several armse.json."""
+    from diffmd.rundir import load_record  # the one reader of armse.json
+
     runs = []
     for p in paths:
-        rec = read_json(p)
-        runs.append({k: rec.get(k) for k in ("dataset", "molecule", "model", "seed", "source", "armse",
-                                             "armse_unaligned", "diverged")} | {"path": str(p)})  # fmt: skip
+        rec = load_record(p)
+        runs.append({k: getattr(rec, k) for k in ("dataset", "molecule", "model", "seed", "source", "armse",
+                                                  "armse_unaligned", "diverged")} | {"path": str(p)})  # fmt: skip
     return {"runs": runs}
 
 
