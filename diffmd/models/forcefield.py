@@ -123,12 +123,9 @@ class SGDMLForceField(ASESimulator):
     * ``steps_per_call``: MD steps per model step.
     """
 
-    role = "force_field"
-    trainer = "own"
-    # force labels to train on, and one molecule per model (S2L only: no transfer to O2O isomers); the
-    # time step and temperature come from the training segment itself, the friction from the config
-    requires = ("forces", "one_molecule")
-    source_params = ("friction_per_fs",)
+    # its card (diffmd/models/cards.yaml): force_field, fit own; needs force labels to train on and one molecule
+    # per model (S2L only: no transfer to O2O isomers); the time step and temperature come from the training
+    # segment itself, the friction from the config (source_params)
     #: values checked at parse time (diffmd.registry.check_params); the constructor enforces the same
     param_schema = {
         "dynamics": {"enum": list(DYNAMICS)},

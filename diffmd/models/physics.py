@@ -60,10 +60,7 @@ one_openmp_thread = torch_openmp_pinned
 class ForceVerlet(TrajectoryModel):
     """x(t+1) = x(t) + v(t) + batch[FORCE_STEP]: the data's own force, one step. Output (n_atoms, 3), Å."""
 
-    trainable = False
-    role = "floor"
-    can_rollout = False
-    requires = ("forces",)
+    # floor, nothing to learn, one step only, needs the data's forces: its card (diffmd/models/cards.yaml)
 
     def forward(self, batch: B.Batch) -> torch.Tensor:
         if B.FORCE_STEP not in batch:
@@ -115,7 +112,7 @@ class ASESimulator(TrajectoryModel):
     (``force_verlet`` with the calculator's force); Nosé-Hoover adds the data's own thermostat action.
     """
 
-    trainable = False
+    # nothing the engine trains (the cards of its rows say so: fit none or own)
     #: the calculator's import path and keyword arguments, and the dynamics (subclasses fix them)
     calculator_path: str = TBLITE
     dynamics_default: str = "data"
@@ -305,8 +302,7 @@ class ASECalculator(ASESimulator):
     is the ``xtb_nh`` oracle on Nosé-Hoover data (tests/test_physics.py checks they agree to rounding).
     """
 
-    role = "force_field"
-    trainer = "own"
+    # force_field, fit own (fit_own records the segment's dt and temperature): its card
     #: values checked at parse time (diffmd.registry.check_params); the constructor enforces the same (and imports)
     param_schema = {
         "dynamics": {"enum": list(DYNAMICS)},
@@ -373,9 +369,7 @@ class ASECalculator(ASESimulator):
 class _XTB(ASESimulator):
     """GFN2-xTB through tblite's ASE calculator at the data's accuracy (``accuracy``), one fixed dynamics."""
 
-    requires = ("reference_potential",)
-    #: filled by the plan from ``data.<dataset>.xtb`` (the data's own conditions)
-    source_params = ("dt_fs", "temperature_K", "friction_per_fs")
+    # needs the reference potential; dt_fs, temperature_K, friction_per_fs from data.<dataset>.xtb: the cards
     #: the one dynamics of the row
     fixed_dynamics = "nve"
 
@@ -401,8 +395,7 @@ class _XTB(ASESimulator):
 class XTBNoseHoover(_XTB):
     """The oracle of Nosé-Hoover data: GFN2-xTB continuing the data's chain from its stored state."""
 
-    role = "oracle"
-    requires = ("reference_potential", "thermostat_state")
+    # oracle, also needs the data's stored Nosé-Hoover chain state: its card
     fixed_dynamics = "nose_hoover"
 
 
@@ -410,7 +403,7 @@ class XTBNoseHoover(_XTB):
 class XTBNVE(_XTB):
     """GFN2-xTB velocity Verlet from the start's positions and velocities: the oracle of NVE data."""
 
-    role = "oracle"
+    # oracle: its card
     fixed_dynamics = "nve"
 
 
@@ -419,7 +412,7 @@ class XTBLangevin(_XTB):
     """GFN2-xTB Langevin dynamics at the data's temperature and friction with its own noise: an ensemble
     reference (another dynamics than the data's unless the data is Langevin), not an oracle."""
 
-    role = "ensemble"
+    # ensemble: its card
     fixed_dynamics = "langevin"
 
 
