@@ -262,12 +262,15 @@ class Plan:
         """Each requirement a model may declare (``requires``) -> None when the dataset's data offers it,
         else the reason it does not (printed by the tables beside NA)."""
         source = self.source(dataset)
-        no_forces = None if source == "xtb" or self.task(dataset) == "s2l" else (
+        from diffmd.data.sources import has_force_labels, has_reference_potential
+
+        no_forces = None if has_force_labels(source, self.task(dataset)) else (
             f"the {dataset} {source} data has no force labels")
         thermostat = (self.config["data"][dataset].get("xtb") or {}).get("thermostat", "langevin")
         return {
             "forces": no_forces,
-            "reference_potential": None if source == "xtb" else f"no reference potential for source {source!r}",
+            "reference_potential": None if has_reference_potential(source) else (
+                f"no reference potential for source {source!r}"),
             "thermostat_state": None if source == "xtb" and thermostat == "nose_hoover" else (
                 f"the {dataset} {source} data stores no Nosé-Hoover chain state"
                 + (f" (xtb.thermostat {thermostat})" if source == "xtb" else "")),

@@ -70,6 +70,7 @@ def _role(roll: Rollout) -> str:
 def yardstick(roll: Rollout, cfg: dict[str, Any]) -> dict[str, Any]:
     """The yardstick's keys of ``armse.json``: ``metrics`` rows, the multi-start ``curve`` and ``hr``
     (see :mod:`diffmd.engine.yardstick`); ``cfg`` is the config's ``rollout`` section."""
+    from diffmd.data.sources import has_reference_potential
     from diffmd.engine import yardstick as Y
     from diffmd.stages import stage_config
 
@@ -83,7 +84,7 @@ def yardstick(roll: Rollout, cfg: dict[str, Any]) -> dict[str, Any]:
         rows, curve = Y.horizon_rows(roll.multi, step_fs, list(cfg["horizons_fs"]))
         horizon = step_fs * (roll.multi.positions.shape[1] - 1)
         energies = Y.energy_samples(roll.multi, roll.atomic_numbers, int(cfg["energy_frames"])) \
-            if roll.source == "xtb" else None  # fmt: skip
+            if has_reference_potential(roll.source) else None  # the file's source (diffmd/data/sources.py)
         dist, hr = Y.distribution_rows(roll.multi, roll.atomic_numbers, float(roll.dt_fs), int(roll.stride),
                                        horizon, energies)  # fmt: skip
         out["metrics"] += rows + dist

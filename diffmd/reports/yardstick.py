@@ -38,12 +38,11 @@ import numpy as np
 import pandas as pd
 
 from diffmd.cards import RANKED_ROLES
+from diffmd.data.sources import REFERENCE_POTENTIAL_SOURCES  # what each source offers: decided there, once
 from diffmd.io import read_json
 from diffmd.reports.results import single_source, source_label
 from diffmd.rundir import RunRecord, file_role, load_record, role_of
 
-#: Data sources that come with a reference potential (the physics oracle can re-simulate them).
-REFERENCE_POTENTIAL_SOURCES = ("xtb",)
 #: Columns of every long-format CSV, in this order.
 LONG_COLUMNS = (
     "dataset", "molecule", "model", "role", "seed", "metric", "horizon_fs", "value", "ci_low", "ci_high",
