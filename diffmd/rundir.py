@@ -257,6 +257,14 @@ def load_rollout(path: str | os.PathLike) -> Rollout:
     )
 
 
+def rollout_dt_fs(path: str | os.PathLike) -> float | None:
+    """The frame spacing (fs) a ``rollout.npz`` records, without loading its arrays; None if there is no file."""
+    if not Path(path).exists():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        return float(data["dt_fs"]) if "dt_fs" in data.files else None
+
+
 def _part(data: dict[str, np.ndarray], keys: dict[str, str], cls: type, path: str,
           optional: dict[str, str] | None = None):  # fmt: skip
     present = [k for k in keys.values() if k in data]

@@ -146,11 +146,9 @@ def _floor_record(path: str, data: dict[str, Any]) -> RunRecord:
 
 
 def _sibling_dt(path: str) -> float | None:
-    npz = Path(path).with_name("rollout.npz")
-    if not npz.exists():
-        return None
-    with np.load(npz, allow_pickle=False) as data:
-        return float(data["dt_fs"]) if "dt_fs" in data.files else None
+    from diffmd.rundir import ROLLOUT_NAME, rollout_dt_fs
+
+    return rollout_dt_fs(Path(path).with_name(ROLLOUT_NAME))
 
 
 def load_yardstick(path: str | os.PathLike) -> Yardstick:
