@@ -310,12 +310,12 @@ def validation_work(plan: Any, model: str, dataset: str, report: bool) -> list[d
 def rollout_work(plan: Any, model: str, dataset: str) -> list[dict[str, Any]]:
     """The units one rollout job runs (:func:`diffmd.engine.rollout.run`): the paper rollout, the multi-start
     rollouts as one batch, the one-step frames in batches of 256."""
-    from diffmd.engine.rollout import frames_for_fs
+    from diffmd.engine.rollout import multistart_steps
 
     ro, size = plan.rollout_config(), dataset_sizes(plan, dataset)
     k = plan.stride(model, dataset)
     horizon = size["test_frames"] if ro.get("horizon") is None else min(int(ro["horizon"]), size["test_frames"])
-    ms_steps = min(max(1, frames_for_fs(ro["start_horizon_fs"], size["dt_fs"]) // k), size["test_frames"] // k)
+    ms_steps = multistart_steps(ro["start_horizon_fs"], size["dt_fs"], k, size["test_frames"] // k)  # as the rollout
     frames = min(int(ro["one_step_frames"]), size["test_frames"])
     nb = math.ceil(frames / ONE_STEP_BATCH)
     return [

@@ -359,6 +359,12 @@ def frames_for_fs(fs: float, dt_fs: float) -> int:
     return max(1, int(round(float(fs) / float(dt_fs))))
 
 
+def multistart_steps(start_horizon_fs: float, dt_fs: float, stride: int, available: int) -> int:
+    """Model steps of each multi-start rollout: ``rollout.start_horizon_fs`` of simulated time (at least one
+    step), capped by the steps the test segment has after its first start (the cost model asks here too)."""
+    return min(max(1, frames_for_fs(start_horizon_fs, dt_fs) // int(stride)), int(available))
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from diffmd.engine.cli import machine_arguments, section_argument
     from diffmd.stages import stage_config
@@ -382,8 +388,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if model.can_rollout:
         steps = n_steps_for(seg, k, cfg.get("horizon"), start)
         res = rollout(model, seg, start, steps, bound, device, progress=f"paper rollout of {ckpt['model']}")
-        ms_steps = max(1, frames_for_fs(cfg["start_horizon_fs"], seg.dt_fs) // k)
-        ms_steps = min(ms_steps, seg.max_steps(seg.start))
+        ms_steps = multistart_steps(cfg["start_horizon_fs"], seg.dt_fs, k, seg.max_steps(seg.start))
         starts = spread_starts(seg, int(cfg["n_starts"]), ms_steps)
         print(f"multi-start rollouts: {len(starts)} starts x {ms_steps} steps, batched", flush=True)
         multi = rollout_starts(model, seg, starts, ms_steps, bound, device)
