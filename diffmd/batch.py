@@ -22,6 +22,9 @@ ACCELERATIONS = "accelerations"  # (n_atoms, 3) float | Å/step², a(t-1) = v(t)
 ATOMIC_NUMBERS = "atomic_numbers"  # (n_atoms,) long | nuclear charge Z
 BATCH = "batch"  # (n_atoms,) long | index of the molecule each atom belongs to
 TARGET_POSITIONS = "target_positions"  # (n_atoms, 3) float | Å, x(t+1): training/validation only
+#: (n_atoms, 3) float | Å, x(t+u) for ``train.unroll`` u > 1 (the pushforward loss's target after u steps):
+#: training only, present only when the trainer asks for it (never an input; dropped by :func:`inputs_only`).
+UNROLL_TARGET = "unroll_target"
 #: (n_atoms, 3) float | Å/step², F(t)·(k·dt)²/m: the data's own force at x(t) as a displacement per
 #: step² (present only where the source stores forces). A floor of the one-step error, never an input
 #: of a learned model (it is not in INPUT_KEYS).
@@ -63,6 +66,8 @@ INPUT_KEYS = (
     BOND_INDEX,
 )
 ALL_KEYS = INPUT_KEYS + (TARGET_POSITIONS,)
+#: Keys a model never sees at prediction time.
+TARGET_KEYS = (TARGET_POSITIONS, UNROLL_TARGET)
 
 Batch = dict[str, torch.Tensor]
 
@@ -79,7 +84,7 @@ def to_device(batch: Batch, device: torch.device | str, dtype: torch.dtype | Non
 
 def inputs_only(batch: Batch) -> Batch:
     """The batch without its target: what a model sees during rollout."""
-    return {k: v for k, v in batch.items() if k != TARGET_POSITIONS}
+    return {k: v for k, v in batch.items() if k not in TARGET_KEYS}
 
 
 def num_molecules(batch: Batch) -> int:

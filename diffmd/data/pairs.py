@@ -15,7 +15,7 @@ O2O (C7O2H10) datasets are the concatenation of several isomers' trajectories.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -80,8 +80,9 @@ def history_inputs(x_t: np.ndarray, x_tm1: np.ndarray, x_tm2: np.ndarray) -> tup
     return x_t - x_tm1, x_t - 2.0 * x_tm1 + x_tm2
 
 
-def segment_batch(seg: Segment, frames: np.ndarray, dtype: torch.dtype = torch.float32) -> B.Batch:
-    """The batch (contract of :mod:`diffmd.batch`) of samples ``frames`` (m,) of one segment."""
+def segment_batch(seg: Segment, frames: np.ndarray, dtype: torch.dtype = torch.float32, unroll: int = 1) -> B.Batch:
+    """The batch (contract of :mod:`diffmd.batch`) of samples ``frames`` (m,) of one segment; with ``unroll``
+    u > 1 also ``UNROLL_TARGET`` x(t + u k) (``train.unroll``'s target; the frames must have it)."""
     k = seg.stride
     frames = np.asarray(frames, dtype=np.int64)
     m, n = len(frames), seg.n_atoms
@@ -111,6 +112,8 @@ def segment_batch(seg: Segment, frames: np.ndarray, dtype: torch.dtype = torch.f
         out[B.FORCE_STEP] = flat(force_step(seg.forces[frames], seg.atomic_numbers, seg.dt_fs, k))
     if seg.thermostat_state is not None:  # float64 whatever ``dtype``: it continues the data to rounding
         out[B.THERMOSTAT_STATE] = torch.as_tensor(seg.thermostat_state[frames], dtype=torch.float64)
+    if unroll > 1:
+        out[B.UNROLL_TARGET] = flat(seg.positions[frames + unroll * k])
     return out
 
 
@@ -135,13 +138,30 @@ def concat_batches(batches: list[B.Batch]) -> B.Batch:
     return out
 
 
-class PairDataset:
-    """All frame pairs of one or more segments; index ``i`` -> (segment, current frame)."""
+def unroll_segments(segments: list[Segment], unroll: int) -> list[Segment]:
+    """``segments`` with their current frames cut so that x(t + ``unroll`` k), ``train.unroll``'s target, lies in
+    the same part as x(t + k) does (the last ``unroll - 1`` steps of each range dropped); unchanged for 1."""
+    if unroll <= 1:
+        return list(segments)
+    out = []
+    for seg in segments:
+        stop = seg.stop - (unroll - 1) * seg.stride
+        if stop <= seg.start:
+            raise ValueError(f"train.unroll: {unroll} steps of stride {seg.stride} do not fit in {seg.name}'s "
+                             f"frames [{seg.start}, {seg.stop})")  # fmt: skip
+        out.append(replace(seg, stop=stop, graph=seg.graph))
+    return out
 
-    def __init__(self, segments: list[Segment], max_pairs: int | None = None):
+
+class PairDataset:
+    """All frame pairs of one or more segments; index ``i`` -> (segment, current frame). ``unroll`` u > 1: every
+    batch also carries ``UNROLL_TARGET`` x(t + u k) (cut the segments with :func:`unroll_segments` first)."""
+
+    def __init__(self, segments: list[Segment], max_pairs: int | None = None, unroll: int = 1):
         if not segments:
             raise ValueError("PairDataset needs at least one segment")
         self.segments = segments
+        self.unroll = int(unroll)
         seg_ids = [np.full(s.stop - s.start, i, dtype=np.int64) for i, s in enumerate(segments)]
         self.seg_of = np.concatenate(seg_ids)
         self.frame_of = np.concatenate([s.frames() for s in segments])
@@ -158,7 +178,8 @@ class PairDataset:
         """Samples ``indices`` as one batch, grouped by segment (order within a group kept)."""
         indices = np.asarray(indices, dtype=np.int64)
         segs = self.seg_of[indices]
-        parts = [segment_batch(self.segments[s], self.frame_of[indices[segs == s]], dtype) for s in np.unique(segs)]
+        parts = [segment_batch(self.segments[s], self.frame_of[indices[segs == s]], dtype, self.unroll)
+                 for s in np.unique(segs)]  # fmt: skip
         return concat_batches(parts)
 
     def batches(self, batch_size: int, generator: torch.Generator | None = None, dtype=torch.float32):

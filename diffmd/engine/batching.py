@@ -27,7 +27,7 @@ from diffmd.data.pairs import PairDataset, Segment, segment_batch
 from diffmd.elements import MAX_Z
 
 #: Per-atom float keys of a pair (positions, inputs, target, force floor).
-ATOM_KEYS = (B.POSITIONS, B.VELOCITIES, B.ACCELERATIONS, B.TARGET_POSITIONS, B.FORCE_STEP)
+ATOM_KEYS = (B.POSITIONS, B.VELOCITIES, B.ACCELERATIONS, B.TARGET_POSITIONS, B.FORCE_STEP, B.UNROLL_TARGET)
 
 
 def check_atomic_numbers(numbers: np.ndarray, where: str) -> None:
@@ -118,7 +118,9 @@ class DeviceData:
         self.pair_atoms = seg_atoms[self.seg_of]
         self.uniform = len(set(seg_atoms.tolist())) == 1
         self.n_atoms = int(seg_atoms[0]) if self.uniform else None
-        keys = [k for k in ATOM_KEYS if k != B.FORCE_STEP or all(s.forces is not None for s in self.segments)]
+        unroll = int(getattr(data, "unroll", 1))
+        keys = [k for k in ATOM_KEYS if (k != B.FORCE_STEP or all(s.forces is not None for s in self.segments))
+                and (k != B.UNROLL_TARGET or unroll > 1)]  # fmt: skip
         self.keys = keys
         # per-pair atom rows: pair p's atoms are rows atom_ptr[p] .. atom_ptr[p] + pair_atoms[p] - 1
         self.atom_ptr = np.concatenate([[0], np.cumsum(self.pair_atoms)[:-1]]).astype(np.int64)
@@ -128,7 +130,7 @@ class DeviceData:
             if not len(pairs):
                 continue
             # the dataset's own arithmetic (float64 differences, then the cast), so batches are bit for bit its own
-            part = segment_batch(seg, self.frame_of[pairs], dtype)
+            part = segment_batch(seg, self.frame_of[pairs], dtype, unroll)
             rows = (self.atom_ptr[pairs][:, None] + np.arange(seg.n_atoms)[None, :]).reshape(-1)
             rows_t = torch.as_tensor(rows)
             for k in keys:
@@ -247,5 +249,6 @@ class DeviceData:
         """The dataset batch's key order (positions, inputs, target, numbers, batch, sizes, graph, force floor),
         then the structures."""
         first = [B.POSITIONS, B.VELOCITIES, B.ACCELERATIONS, B.TARGET_POSITIONS, B.ATOMIC_NUMBERS, B.BATCH,
-                 B.NUM_ATOMS, B.EDGE_INDEX, B.EDGE_ATTR, B.BOND_INDEX, B.FORCE_STEP, B.THERMOSTAT_STATE]  # fmt: skip
+                 B.NUM_ATOMS, B.EDGE_INDEX, B.EDGE_ATTR, B.BOND_INDEX, B.FORCE_STEP, B.THERMOSTAT_STATE,
+                 B.UNROLL_TARGET]  # fmt: skip
         return [k for k in first if k in out] + sorted(k for k in out if k not in first)

@@ -93,7 +93,7 @@ from tqdm import tqdm
 from diffmd import batch as B
 from diffmd import selection
 from diffmd.config import deep_update, section_defaults, split_train_overrides
-from diffmd.data.pairs import PairDataset, Segment, load_split, split_segments
+from diffmd.data.pairs import PairDataset, Segment, load_split, split_segments, unroll_segments
 from diffmd.engine.batching import DeviceData
 from diffmd.engine.capture import compile_loss, matmul_precision
 from diffmd.engine.checkpoints import check_state_dict
@@ -115,6 +115,7 @@ from diffmd.engine.common import (
     set_rng_state,
     set_threads,
 )
+from diffmd.engine.objectives import check_options, engine_loss
 from diffmd.engine.rollout import DIVERGENCE_BOUND_A, n_steps_for, rollout_copies
 from diffmd.io import write_text
 from diffmd.metrics import armse
@@ -132,6 +133,8 @@ LOG_FIELDS = ("epoch", "loss", "val_one_step", "val_armse", "lr", "seconds", "va
 SELECT_BY = selection.SELECT_BY
 #: Files the trainer writes into ``--out`` (their leftover temporary copies are removed at the start).
 OUTPUT_FILES = ("train_log.csv", "last.pt", "best.pt", "model.pt", "last.done.pt", "provenance.json")
+#: The training-objective options of diffmd/engine/objectives.py (input noise, pushforward unroll).
+OBJECTIVE_KEYS = ("input_noise", "unroll")
 #: Offset of the one-step loss's seed from the epoch's shuffling seed (any value apart from 0 would do).
 ONE_STEP_SEED_OFFSET = 500_000
 
@@ -293,6 +296,7 @@ def resolve_train_config(train_cfg: dict[str, Any], overrides: dict[str, Any] | 
     frames = cfg["val_frames"]
     if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
         raise ValueError(f"train.val_frames: must be an integer >= 1, got {frames!r}")
+    check_options(cfg)  # train.input_noise, train.unroll (diffmd/engine/objectives.py)
     return cfg
 
 
@@ -355,7 +359,9 @@ def train_epoch(
     epoch: int, device: torch.device, loss_fn: Callable[[B.Batch], torch.Tensor] | None = None,
 ) -> float:  # fmt: skip
     """One pass over the shuffled training pairs (resident on the device, gathered by index); returns the mean
-    loss per molecule, read from the device once at the end of the epoch."""
+    loss per molecule, read from the device once at the end of the epoch. ``loss_fn``: default ``cfg``'s objective
+    (:func:`diffmd.engine.objectives.engine_loss`: ``model.loss`` unless ``train.input_noise`` / ``train.unroll``)."""
+    loss_fn = loss_fn or engine_loss(model, cfg)
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     model.train()
     data = on_device(data, device, model)
@@ -481,8 +487,10 @@ def fit(model: TrajectoryModel, params: dict, cfg: dict, data: PairDataset, val_
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=sch["factor"], patience=sch["patience"], min_lr=sch["min_lr"]
     )
+    # the objective options (issue 24) enter the key only when set, so a run from before they existed resumes
+    unset = {k for k in OBJECTIVE_KEYS if cfg.get(k, DEFAULTS[k]) == DEFAULTS[k]}
     key = json.dumps({"model": model.name, "params": params, "seed": seed, "inputs": [sha256_file(p) for p in inputs],
-                      "train": {k: v for k, v in cfg.items() if k not in ("device", "compile")}},
+                      "train": {k: v for k, v in cfg.items() if k not in ("device", "compile", *unset)}},
                      sort_keys=True)  # fmt: skip
     state = {"epoch": 0, "best_val": math.inf, "best_epoch": -1, "rows": [], "key": key}
     last = load_torch(out / "last.pt") if (out / "last.pt").exists() else None
@@ -674,7 +682,9 @@ def train(split_path: str, model_name: str, params: dict, train_cfg: dict, seed:
         print(f"{model_name}: compiled its loss for {device} (train.compile {cfg['compile']})", flush=True)
     params = {**params, "stride": model.stride}
     split = load_split(split_path)
-    data = PairDataset(split_segments(split, "train", stride=model.stride), cfg["max_train_pairs"])
+    unroll = int(cfg["unroll"])  # > 1: the pairs carry x(t + unroll) (diffmd/engine/objectives.py)
+    data = PairDataset(unroll_segments(split_segments(split, "train", stride=model.stride), unroll),
+                       cfg["max_train_pairs"], unroll)  # fmt: skip
     model.loss_scale = acceleration_scale(data)
     print(f"{model_name}: loss scale (RMS per-step acceleration of the training pairs) {model.loss_scale:.4e} "
           "Å/step²", flush=True)  # fmt: skip
