@@ -50,6 +50,10 @@ class TrajectoryModel(nn.Module):
     #: True when the frames per step come from the experiment config (``<name>.stride.<dataset>``)
     #: rather than being 1; the plan resolves it (Score Dynamics).
     stride_from_config: bool = False
+    #: Whether a step conserves linear and angular momentum by construction (an energy-conserving head: True);
+    #: None: as :func:`diffmd.engine.rigid.conserves_momentum` decides (the networks the engine trains do not).
+    #: ``rollout.rigid_motion: remove`` strips the rigid-body part of the steps of models that do not.
+    conserves_momentum: bool | None = None
     #: Why the model's training step must stay float32 (``train.precision: bf16`` is refused with this
     #: reason); ``None``: bf16 autocast is allowed (tests/test_precision.py checks it against float32).
     bf16_refused: str | None = None

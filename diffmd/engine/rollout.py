@@ -44,15 +44,20 @@ import torch
 from diffmd import batch as B
 from diffmd.config import section_defaults
 from diffmd.data.pairs import Segment, history_inputs, load_split, split_segments
+from diffmd.elements import masses as element_masses
 from diffmd.engine.batching import tiled_structures
 from diffmd.engine.capture import apply_compile
 from diffmd.engine.common import load_checkpoint, resolve_device, seed_everything, set_threads
+from diffmd.engine.rigid import conserves_momentum, remove_rigid_motion, rigid_motion
 from diffmd.provenance import write_provenance
 from diffmd.registry import TrajectoryModel, uses_accelerator
 from diffmd.rundir import MultiStart, OneStep, write_rollout
 
 #: Default divergence bound (Å), from the config schema (rollout.divergence_bound_A).
 DIVERGENCE_BOUND_A = float(section_defaults("rollout")["divergence_bound_A"])
+#: ``rollout.rigid_motion``: ``keep`` (the paper's protocol) or ``remove`` the rigid-body part of every step of a
+#: model that does not conserve momentum (:mod:`diffmd.engine.rigid`); measured and recorded either way.
+RIGID_MOTION = ("keep", "remove")
 
 
 @dataclass
@@ -64,6 +69,8 @@ class RolloutResult:
     seconds: float
     #: the model's other rollout counters summed over the steps (e.g. Score Dynamics' bond-check resamples)
     stats: dict[str, float] = field(default_factory=dict)
+    #: the rigid-body motion of the model's steps (:attr:`CopiesRollout.rigid`, this start's values)
+    rigid: dict[str, float] = field(default_factory=dict)
 
     @property
     def diverged(self) -> bool:
@@ -98,11 +105,13 @@ def rollout(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     progress: str | None = None,
+    rigid: str = "keep",
 ) -> RolloutResult:
     """Roll ``model`` out for ``n_steps`` model steps from reference frame ``start`` of ``seg``."""
-    multi = rollout_starts(model, seg, np.array([start]), n_steps, divergence_bound_A, device, dtype, progress)
+    multi = rollout_starts(model, seg, np.array([start]), n_steps, divergence_bound_A, device, dtype, progress,
+                           rigid)  # fmt: skip
     return RolloutResult(multi.positions[0], multi.frame_indices[0], int(multi.diverged_at[0]), multi.score_evals,
-                         multi.seconds, multi.stats)  # fmt: skip
+                         multi.seconds, multi.stats, {k: float(v[0]) for k, v in multi.rigid.items()})  # fmt: skip
 
 
 @dataclass
@@ -116,6 +125,8 @@ class MultiRollout:
     score_evals: np.ndarray  # (n,) score evaluations per (batched) step
     seconds: float
     stats: dict[str, float] = field(default_factory=dict)
+    #: per start, means over its steps: ``com_speed`` (Å/step), ``angular_momentum`` (u Å²/step), ``rigid_ke_share``
+    rigid: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def tiled_graph(seg: Segment, m: int, device: torch.device, dtype: torch.dtype,
@@ -161,6 +172,7 @@ def rollout_starts(
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     progress: str | None = None,
+    rigid: str = "keep",
 ) -> MultiRollout:
     """Roll ``model`` out ``n_steps`` steps from every start frame in ``starts`` at once (one batch of
     ``len(starts)`` molecules per step); for one start this is :func:`rollout`, and for several it equals
@@ -168,10 +180,11 @@ def rollout_starts(
     k, starts = int(model.stride), np.asarray(starts, dtype=np.int64)
     if len(starts) < 1:
         raise ValueError(f"{seg.name}: no start frames")
-    res = rollout_copies(model, [seg] * len(starts), starts, n_steps, divergence_bound_A, device, dtype, progress)
+    res = rollout_copies(model, [seg] * len(starts), starts, n_steps, divergence_bound_A, device, dtype, progress,
+                         rigid=rigid)  # fmt: skip
     out = np.stack(res.positions)
     idx = starts[:, None] + k * np.arange(n_steps + 1, dtype=np.int64)[None, :]
-    return MultiRollout(starts, out, idx, res.diverged_at, res.score_evals, res.seconds, res.stats)
+    return MultiRollout(starts, out, idx, res.diverged_at, res.score_evals, res.seconds, res.stats, res.rigid)
 
 
 @dataclass
@@ -184,6 +197,10 @@ class CopiesRollout:
     seconds: float
     stats: dict[str, float] = field(default_factory=dict)
     steps_taken: int = 0  # batched steps run (fewer than n_steps when every copy diverged early)
+    #: per copy, means over its steps before divergence: ``com_speed`` |V| (Å/step), ``angular_momentum`` |L|
+    #: (u Å²/step) and ``rigid_ke_share`` (of the step's kinetic energy) of the model's own step, before any removal;
+    #: ``removed`` 1.0 where the rollout removed it (``rollout.rigid_motion``), else 0.0
+    rigid: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @torch.no_grad()
@@ -197,6 +214,7 @@ def rollout_copies(
     dtype: torch.dtype = torch.float32,
     progress: str | None = None,
     check_every: int = CHECK_EVERY,
+    rigid: str = "keep",
 ) -> CopiesRollout:
     """Roll ``model`` out ``n_steps`` steps from start frame ``starts[i]`` of ``segs[i]`` for every copy i at
     once (one batch; the molecules may differ). A copy whose prediction holds NaN/inf or an atom farther than
@@ -205,7 +223,14 @@ def rollout_copies(
 
     Launch-light: the constant batch (graph, structures) is built once, the outputs and the divergence flags stay
     on the device, and the host reads the device only every ``check_every`` steps (to stop once every copy has
-    diverged) and once at the end."""
+    diverged) and once at the end.
+
+    ``rigid`` (``rollout.rigid_motion``): ``keep``, or ``remove`` the rigid-body part (centre-of-mass velocity and
+    angular momentum, :mod:`diffmd.engine.rigid`) of every step of a model that does not conserve momentum
+    (:func:`diffmd.engine.rigid.conserves_momentum`). Either way the rigid motion of the model's own steps is
+    measured per copy (``CopiesRollout.rigid``)."""
+    if rigid not in RIGID_MOTION:
+        raise ValueError(f"rollout.rigid_motion: expected one of {', '.join(RIGID_MOTION)}, got {rigid!r}")
     k, starts = int(model.stride), np.asarray(starts, dtype=np.int64)
     m = len(starts)
     if m < 1 or len(segs) != m:
@@ -242,6 +267,11 @@ def rollout_copies(
     else:
         centre_atom = (torch.zeros((m, 3), dtype=dtype, device=device).index_add_(0, mol, hist[-1])
                        / counts[:, None])[mol]  # fmt: skip
+    masses = torch.as_tensor(np.concatenate([element_masses(seg.atomic_numbers) for seg in segs]), dtype=dtype,
+                             device=device)  # fmt: skip
+    remove = rigid == "remove" and not conserves_momentum(model)
+    rigid_sums = torch.zeros((3, m), dtype=torch.float64, device=device)  # |V|, |L|, rigid share, per copy
+    rigid_steps = torch.zeros(m, dtype=torch.float64, device=device)
     vel0, acc0 = history_inputs(hist[2], hist[1], hist[0])
     start_batch = {**const, B.POSITIONS: hist[2], B.VELOCITIES: vel0, B.ACCELERATIONS: acc0}
     if all(seg.thermostat_state is not None for seg in segs):  # the data's thermostat at the starts, for
@@ -250,6 +280,7 @@ def rollout_copies(
         start_batch[B.THERMOSTAT_STATE] = torch.as_tensor(chains, dtype=torch.float64, device=device)
     model.begin_rollout(start_batch)
     out = torch.full((n_steps + 1, n_total, 3), float("nan"), dtype=dtype, device=device)
+    out[0] = hist[2]
     evals = np.zeros(n_steps)
     totals: dict[str, float] = {}
     step_stats: list[dict[str, float]] = []
@@ -263,6 +294,11 @@ def rollout_copies(
         batch = dict(const)
         batch.update({B.POSITIONS: hist[2], B.VELOCITIES: vel, B.ACCELERATIONS: acc})
         nxt = model.predict(batch)
+        if remove:  # measured here, before the removal (kept steps are measured once, after the loop)
+            nxt, parts = remove_rigid_motion(hist[2], nxt, masses, mol, m)
+            now = rigid_summary(parts, dtype)
+            rigid_sums += torch.where(alive & torch.isfinite(now).all(0), now, torch.zeros_like(now))
+            rigid_steps += alive.double()
         stats = dict(model.rollout_stats())
         evals[step - 1] = float(stats.pop("score_evals", 0.0))
         step_stats.append(stats)
@@ -281,9 +317,23 @@ def rollout_copies(
             break
         if progress and (step % max(1, n_steps // 10) == 0 or step == n_steps):
             _report(progress, step, n_steps, time.perf_counter() - t0)
+    if not remove:  # the steps as taken, all at once: one batch of (steps x copies) molecules
+        x_all = out[:taken].reshape(-1, 3)
+        d_all = (out[1 : taken + 1] - out[:taken]).reshape(-1, 3)
+        mol_all = (mol[None, :] + m * torch.arange(taken, device=device)[:, None]).reshape(-1)
+        ok = torch.isfinite(d_all).all(-1)
+        parts = rigid_motion(torch.where(ok[:, None], x_all, 0.0), torch.where(ok[:, None], d_all, 0.0),
+                             masses.repeat(taken), mol_all, taken * m)  # fmt: skip
+        now = rigid_summary(parts, dtype).view(3, taken, m)
+        valid = (torch.zeros(taken * m, dtype=dtype, device=device).index_add_(0, mol_all, (~ok).to(dtype)) == 0)
+        valid = valid.view(taken, m) & (parts.ke_total.view(taken, m) > 0)
+        rigid_sums = torch.where(valid[None], now, torch.zeros_like(now)).sum(1)
+        rigid_steps = valid.double().sum(0)
     out_np = out.double().cpu().numpy()
     seconds = time.perf_counter() - t0
     div = diverged_at.cpu().numpy().astype(np.int64)
+    means = (rigid_sums / rigid_steps.clamp_min(1.0)).cpu().numpy()
+    rigid_out = {"com_speed": means[0], "angular_momentum": means[1], "rigid_ke_share": means[2]}
     if (div >= 0).all():  # every copy diverged: the steps after the last divergence (run before the check) drop
         taken = int(div.max())
         evals[taken:] = 0.0
@@ -296,7 +346,14 @@ def rollout_copies(
         pos[0] = seg.positions[start]
         positions.append(pos)
         first += seg.n_atoms
-    return CopiesRollout(positions, div, evals, seconds, totals, taken)
+    rigid_out["removed"] = np.full(m, float(remove))
+    return CopiesRollout(positions, div, evals, seconds, totals, taken, rigid_out)
+
+
+def rigid_summary(parts: Any, dtype: torch.dtype) -> torch.Tensor:
+    """(3, ...) float64: |V|, |L| and the kinetic energy's rigid share of :class:`diffmd.engine.rigid.RigidParts`."""
+    share = parts.ke_rigid / parts.ke_total.clamp_min(torch.finfo(dtype).tiny)
+    return torch.stack([parts.com_velocity.norm(dim=-1), parts.angular_momentum.norm(dim=-1), share]).double()
 
 
 def spread_starts(seg: Segment, n_starts: int, n_steps: int) -> np.ndarray:
@@ -387,11 +444,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     info: dict[str, Any] = {"start": start}
     if model.can_rollout:
         steps = n_steps_for(seg, k, cfg.get("horizon"), start)
-        res = rollout(model, seg, start, steps, bound, device, progress=f"paper rollout of {ckpt['model']}")
+        rigid = str(cfg.get("rigid_motion", "keep"))
+        res = rollout(model, seg, start, steps, bound, device, progress=f"paper rollout of {ckpt['model']}",
+                      rigid=rigid)  # fmt: skip
         ms_steps = multistart_steps(cfg["start_horizon_fs"], seg.dt_fs, k, seg.max_steps(seg.start))
         starts = spread_starts(seg, int(cfg["n_starts"]), ms_steps)
         print(f"multi-start rollouts: {len(starts)} starts x {ms_steps} steps, batched", flush=True)
-        multi = rollout_starts(model, seg, starts, ms_steps, bound, device)
+        multi = rollout_starts(model, seg, starts, ms_steps, bound, device, rigid=rigid)
         _report("multi-start rollouts", ms_steps, ms_steps, multi.seconds)
         multi_part = MultiStart(multi.starts, multi.positions, seg.positions[multi.frame_indices],
                                 multi.frame_indices, multi.diverged_at, multi.seconds, multi.score_evals)  # fmt: skip
@@ -401,6 +460,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     starts_seconds=multi.seconds)  # fmt: skip
         positions, frames_idx, diverged_at, seconds, evals, stats = (
             res.positions, res.frame_indices, res.diverged_at, res.seconds, res.score_evals, res.stats)
+        # the rigid-body motion of the model's steps (diffmd.engine.rigid), paper rollout and multi-start mean
+        stats = {**stats, **{f"rigid_{k}": v for k, v in res.rigid.items()},
+                 **{f"ms_rigid_{k}": float(np.mean(v)) for k, v in multi.rigid.items()}}  # fmt: skip
     else:  # one-step only (e.g. a floor from the data's own forces): no rollout to record
         positions, frames_idx = seg.positions[start][None], np.array([start], dtype=np.int64)
         diverged_at, seconds, evals, stats, multi_part = -1, 0.0, np.zeros(0), {}, None
