@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         row = simulation_metrics(trajs, reference, numbers, dt)
         row.update(one_step_A=one_step_error(model, seg), rollout_seconds=res.seconds,
                    seconds_per_ps_per_trajectory=res.seconds / (len(starts) * ps),
-                   rigid_ke_share=float(np.mean(res.rigid["rigid_ke_share"])),
+                   rigid_ke_share=float(np.mean(res.rigid["ke_share"])),
                    rigid_removed=rigid == "remove", train=info)  # fmt: skip
         if hasattr(model, "energy"):
             row["energy_drift_kcal_mol_per_ps"] = float(np.nanmedian([energy_drift(model, t, numbers, dt)
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         row = simulation_metrics(trajs, reference, numbers, dt)
         row.update(one_step_A=one_step_error(oracle, seg), rollout_seconds=res.seconds,
                    seconds_per_ps_per_trajectory=res.seconds / (len(o_starts) * ps),
-                   rigid_ke_share=float(np.mean(res.rigid["rigid_ke_share"])))  # fmt: skip
+                   rigid_ke_share=float(np.mean(res.rigid["ke_share"])))  # fmt: skip
         rows[a.oracle] = row
         print(json.dumps({a.oracle: row}, default=str), flush=True)
     result = {"split": a.split, "starts": starts.tolist(), "steps": a.steps, "dt_fs": dt, "minutes": a.minutes,

@@ -111,7 +111,7 @@ def test_the_rollout_records_the_rigid_motion_and_removes_it_when_asked(tmp_path
     starts = np.array([seg.start, seg.start + 20])
     keep = rollout_copies(model, [seg, seg], starts, 30)
     removed = rollout_copies(model, [seg, seg], starts, 30, rigid="remove")
-    assert keep.rigid["rigid_ke_share"].min() > 0.5 and (keep.rigid["removed"] == 0.0).all()
+    assert keep.rigid["ke_share"].min() > 0.5 and (keep.rigid["removed"] == 0.0).all()
     assert (removed.rigid["removed"] == 1.0).all()
     # measured on the model's own step, before any removal: one push per step once removed, pushes piling up if not
     push = 1e-3 * np.sqrt(3)

@@ -125,7 +125,7 @@ class MultiRollout:
     score_evals: np.ndarray  # (n,) score evaluations per (batched) step
     seconds: float
     stats: dict[str, float] = field(default_factory=dict)
-    #: per start, means over its steps: ``com_speed`` (Å/step), ``angular_momentum`` (u Å²/step), ``rigid_ke_share``
+    #: per start, means over its steps: ``com_speed`` (Å/step), ``angular_momentum`` (u Å²/step), ``ke_share``
     rigid: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -198,8 +198,8 @@ class CopiesRollout:
     stats: dict[str, float] = field(default_factory=dict)
     steps_taken: int = 0  # batched steps run (fewer than n_steps when every copy diverged early)
     #: per copy, means over its steps before divergence: ``com_speed`` |V| (Å/step), ``angular_momentum`` |L|
-    #: (u Å²/step) and ``rigid_ke_share`` (of the step's kinetic energy) of the model's own step, before any removal;
-    #: ``removed`` 1.0 where the rollout removed it (``rollout.rigid_motion``), else 0.0
+    #: (u Å²/step) and ``ke_share`` (the rigid part's share of the step's kinetic energy) of the model's own step,
+    #: before any removal; ``removed`` 1.0 where the rollout removed it (``rollout.rigid_motion``), else 0.0
     rigid: dict[str, np.ndarray] = field(default_factory=dict)
 
 
@@ -333,7 +333,7 @@ def rollout_copies(
     seconds = time.perf_counter() - t0
     div = diverged_at.cpu().numpy().astype(np.int64)
     means = (rigid_sums / rigid_steps.clamp_min(1.0)).cpu().numpy()
-    rigid_out = {"com_speed": means[0], "angular_momentum": means[1], "rigid_ke_share": means[2]}
+    rigid_out = {"com_speed": means[0], "angular_momentum": means[1], "ke_share": means[2]}
     if (div >= 0).all():  # every copy diverged: the steps after the last divergence (run before the check) drop
         taken = int(div.max())
         evals[taken:] = 0.0
