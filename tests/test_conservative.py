@@ -20,9 +20,12 @@ def ethanol(seed: int = 0) -> B.Batch:
     return B.collate([make_sample(ETHANOL_X, ETHANOL_Z, torch.Generator().manual_seed(seed))])
 
 
-def tiny(bond_prior: bool = True, seed: int = 0) -> torch.nn.Module:
+SIZES = {"egnn_energy": {"hidden": 16, "layers": 2}, "diffmd_energy": {"n_layers": 2, "d_model": 16, "d_ffn": 32}}
+
+
+def tiny(bond_prior: bool = True, seed: int = 0, name: str = "egnn_energy") -> torch.nn.Module:
     torch.manual_seed(seed)
-    model = build_model("egnn_energy", {"hidden": 16, "layers": 2, "bond_prior": bond_prior}).double().eval()
+    model = build_model(name, {**SIZES[name], "bond_prior": bond_prior}).double().eval()
     with torch.no_grad():  # a random network whose forces matter beside the prior's
         model.out[-1].weight.mul_(30.0)
     return model
@@ -50,8 +53,9 @@ def nve(model, batch: B.Batch, s: float, time: float) -> np.ndarray:
     return np.asarray(out)
 
 
-def test_nve_conserves_energy_to_the_integrators_order():
-    model, batch = tiny(), ethanol()
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_nve_conserves_energy_to_the_integrators_order(name):
+    model, batch = tiny(name=name), ethanol()
     h1 = nve(model, batch, 1.0, 200.0)
     h2 = nve(model, batch, 0.5, 200.0)
     span1, span2 = np.ptp(h1), np.ptp(h2)
@@ -62,8 +66,9 @@ def test_nve_conserves_energy_to_the_integrators_order():
     assert abs(h2[len(h2) // 2 :].mean() - h2[: len(h2) // 2].mean()) < 0.2 * span2
 
 
-def test_the_step_is_velocity_verlet_on_minus_the_energy_gradient():
-    model, batch = tiny(), ethanol()
+@pytest.mark.parametrize("name", sorted(SIZES))
+def test_the_step_is_velocity_verlet_on_minus_the_energy_gradient(name):
+    model, batch = tiny(name=name), ethanol()
     x = batch[B.POSITIONS]
     step = model.predict(batch) - x - batch[B.VELOCITIES]
     m = torch.as_tensor(masses(ETHANOL_Z))[:, None]

@@ -88,6 +88,7 @@ def test_a_finite_rotation_is_removed_to_second_order():
 def test_momentum_conserving_models_are_the_ones_not_trained_by_the_engine():
     assert not conserves_momentum(build_model("egnn", {"hidden": 8, "layers": 1}))
     assert conserves_momentum(build_model("constant_velocity"))
+    assert conserves_momentum(build_model("egnn_energy", {"hidden": 8, "layers": 1}))  # declared: forces of an E(x)
 
 
 class Drifting(TrajectoryModel):
