@@ -9,7 +9,8 @@ Variants (each against its own ablation on the same data and starts):
 * ``egnn+noise``: EGNN trained with ``train.input_noise`` (diffmd/engine/objectives.py);
 * ``egnn+unroll``: EGNN trained with ``train.unroll`` (the pushforward loss);
 * ``egnn_energy``: the energy-conserving head with its harmonic bond prior (diffmd/models/conservative.py);
-* ``egnn_energy-prior``: the same without the prior.
+* ``egnn_energy-prior``: the same without the prior;
+* ``diffmd_energy``: DiffMD's EGT as the energy (SBF to 3 Å), with the bond prior.
 
 Per variant: survival (starts whose every frame keeps every bond within the validity rule of
 :mod:`diffmd.reports.validity`: 10% of the data's mean length, no clash under 0.7 Å; and the median time to the
@@ -51,6 +52,7 @@ VARIANTS: list[tuple[str, str, dict[str, Any], dict[str, Any], str]] = [
     ("egnn+unroll", "egnn", {"hidden": 32, "layers": 4}, {"unroll": 4}, "keep"),
     ("egnn_energy", "egnn_energy", {"hidden": 32, "layers": 3, "bond_prior": True}, {}, "keep"),
     ("egnn_energy-prior", "egnn_energy", {"hidden": 32, "layers": 3, "bond_prior": False}, {}, "keep"),
+    ("diffmd_energy", "diffmd_energy", {"bond_prior": True}, {}, "keep"),
 ]
 
 
