@@ -94,6 +94,8 @@ def test_momentum_conserving_models_are_the_ones_not_trained_by_the_engine():
 class Drifting(TrajectoryModel):
     """Constant velocity plus a spin and a push: a step that creates momentum."""
 
+    conserves_momentum = False  # not registered (no card): declared here
+
     def __init__(self) -> None:
         super().__init__()
         self.w = torch.nn.Parameter(torch.zeros(()))
