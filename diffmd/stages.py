@@ -29,7 +29,8 @@ MACHINE_ROLLOUT_KEYS = ("compile",)
 #: divergence bound of its validation rollouts.
 STAGE_KEYS: dict[str, dict[str, tuple[str, ...] | None]] = {
     "train": {"train": None, "rollout": ("divergence_bound_A",)},
-    "rollout": {"rollout": ("horizon", "divergence_bound_A", "n_starts", "start_horizon_fs", "one_step_frames")},
+    "rollout": {"rollout": ("horizon", "divergence_bound_A", "n_starts", "start_horizon_fs", "one_step_frames",
+                            "rigid_motion")},
     "evaluate": {"rollout": ("horizons_fs", "energy_frames")},
 }
 

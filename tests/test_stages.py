@@ -25,7 +25,8 @@ def test_each_stage_gets_its_own_keys_and_never_the_machine():
     for args in (train, roll, ev):
         assert not {"device", "compile"} & set(args)
     assert "divergence_bound_A" in train and "epochs" in train and "horizons_fs" not in train
-    assert set(roll) == {"horizon", "divergence_bound_A", "n_starts", "start_horizon_fs", "one_step_frames"}
+    assert set(roll) == {"horizon", "divergence_bound_A", "n_starts", "start_horizon_fs", "one_step_frames",
+                         "rigid_motion"}
     assert set(ev) == {"horizons_fs", "energy_frames"}
     assert plan.machine_environment() == {"DIFFMD_DEVICE": "cpu", "DIFFMD_TRAIN_COMPILE": "auto",
                                           "DIFFMD_ROLLOUT_COMPILE": "auto"}  # fmt: skip
