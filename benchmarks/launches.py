@@ -69,16 +69,19 @@ def md17_molecule(name: str) -> Molecule:
 
 
 def c7o2h10_molecule() -> Molecule:
-    """A 19-atom C7O2H10 isomer (RDKit's embedding of the first packaged SMILES); without RDKit, aspirin's first 19
-    atoms stand in (the same atom count; labelled in the name)."""
+    """A 19-atom C7O2H10 isomer (RDKit's embedding of the first packaged SMILES); without RDKit (a bare CUDA image),
+    the same embedding frozen in benchmarks/devices/molecules.json (``python -m benchmarks.device_check
+    --freeze-molecules`` writes it; tests/test_device_check.py checks it against RDKit)."""
     try:
         from diffmd.data.isomers import C7H10O2_SMILES, embed_smiles
 
         z, pos = embed_smiles(C7H10O2_SMILES[0], seed=1)
         return Molecule("c7o2h10_iso0", np.asarray(z, dtype=np.int64), np.asarray(pos, dtype=np.float64))
     except ImportError:
-        mol = md17_molecule("aspirin")
-        return Molecule("aspirin19 (no rdkit)", mol.numbers[:19], mol.positions[:19])
+        path = Path(__file__).resolve().parent / "devices" / "molecules.json"
+        frozen = json.loads(path.read_text())["molecules"]["c7o2h10_iso0"]
+        return Molecule("c7o2h10_iso0", np.asarray(frozen["numbers"], dtype=np.int64),
+                        np.asarray(frozen["positions"], dtype=np.float64))  # fmt: skip
 
 
 def segment_of(mol: Molecule, stride: int = 1, n_frames: int | None = None, seed: int = 0):

@@ -423,13 +423,31 @@ def price_job(job: dict[str, Any], records: dict[str, Any], consts: dict[str, An
             continue
         prec = precision.get(job["model"], "float32") if w["phase"] == "train" else "float32"
         factor = w["batch"] / float(u.get("batch", 1)) if w["unit"] != "train_step" else 1.0
-        measured = u.get("seconds", {}).get(mode) if isinstance(u.get("seconds"), dict) else None
-        each = measured * max(factor, 1.0) if measured is not None else price(u[mode], mode, consts, prec, factor)
+        measured = measured_seconds(u, mode, float(w["batch"]), factor)
+        each = measured if measured is not None else price(u[mode], mode, consts, prec, factor)
         occ = occupancy(u[mode], mode, consts, prec, factor)
         total += w["count"] * each
         busy += w["count"] * each * occ
         items.append({**w, "unit_s": each, "seconds": w["count"] * each, "mode": mode})
     return {"seconds": total, "occupancy": busy / total if total else 0.0, "items": items, "missing": missing}
+
+
+def measured_seconds(u: dict[str, Any], mode: str, batch: float, factor: float) -> float | None:
+    """Seconds of unit ``u`` at ``batch`` molecules as a device check measured them (None: not measured).
+    ``seconds_at`` ({mode: {batch: seconds}}, issue 22): interpolated linearly between the measured batches, the
+    smallest one's time below them (a launch-bound unit is no cheaper on fewer molecules), proportional beyond the
+    largest; else ``seconds`` ({mode: seconds} at the unit's own batch) times ``factor`` (at least 1)."""
+    at = u.get("seconds_at", {}).get(mode) if isinstance(u.get("seconds_at"), dict) else None
+    if at:
+        points = sorted((float(b), float(s)) for b, s in at.items())
+        if batch <= points[0][0]:
+            return points[0][1]
+        for (b0, s0), (b1, s1) in zip(points, points[1:]):
+            if batch <= b1:
+                return s0 + (s1 - s0) * (batch - b0) / (b1 - b0)
+        return points[-1][1] * batch / points[-1][0]
+    seconds = u.get("seconds", {}).get(mode) if isinstance(u.get("seconds"), dict) else None
+    return None if seconds is None else float(seconds) * max(factor, 1.0)
 
 
 def precision_of(plan: Any) -> dict[str, str]:
@@ -648,15 +666,36 @@ def project(plan: Any, records: dict[str, Any], consts: dict[str, Any], cores: i
             "missing": missing, "gpu_slots": gpu_slots, "cores": cores}  # fmt: skip
 
 
+def schema_optional() -> str | None:
+    """Without jsonschema (a bare CUDA image: the device check, issue 22), let this process go on without schema
+    validation of the config and of model parameters (defaults are still filled in from the schema; the plan's and
+    the models' own checks run); returns a note saying so, None when jsonschema is importable (nothing changed).
+    Only the cost model and the device check call it: the workflow always validates."""
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("jsonschema") is not None:
+            return None
+    except ImportError:
+        pass
+    import diffmd.config
+    import diffmd.plan
+
+    diffmd.plan.validate_config = lambda *a, **k: None
+    diffmd.config.schema_error = lambda *a, **k: None
+    return "jsonschema absent: the config and model parameters were not schema-validated (counting only)"
+
+
 def counting_plan(config: dict[str, Any], origin: str = "--config-json") -> Any:
     """``Plan(config)`` without its check of the data already on disk (the quick profile's short trajectories
-    must not stop the paper config's counts)."""
+    must not stop the paper config's counts); without jsonschema, not schema-validated (:func:`schema_optional`)."""
     from diffmd.plan import Plan
 
     class CountingPlan(Plan):
         def check_existing_data(self, root: str = ".") -> None:
             """Counts only: the data on disk is not read."""
 
+    schema_optional()
     return CountingPlan(config, origin=origin)
 
 
