@@ -462,36 +462,51 @@ def _unit_tasks(c: Check) -> list[dict[str, Any]]:
         tasks.append({"tier": tier, "model": model, "dataset": dataset, "molecule": mol, "unit": unit,
                       "batch": batch, "mode": mode, "precision": prec})  # fmt: skip
 
+    # tiers: 1 what the projection reads first (MD17's molecule, eager, the config's training batch and one molecule
+    # per inference call); 2 the batch sweep; 3 DiffMD captured (the paper config's modes on CUDA); 4 the
+    # precisions; 5 the baselines captured; 6 the C7O2H10 isomer's sweep and the other molecules; 7 the captured
+    # batch sweep; 8 the tuned model's adaptive rollout step
     for dataset in datasets:
+        first = dataset == datasets[0]
         for model in (m for m in models if m in plan.models_for(dataset)):
             cfg_batch = int(train_settings(plan, model, dataset)["batch_size"])
-            infer = "eval" if model in tuned else "rollout_step"
+            ode = model in tuned and plan.model_params(model, dataset).get("sampler") == "ode"  # as paper_cost
+            # a diffusion model: its score evaluation; its rollout step too, last where the sampler is adaptive
+            infers = (["eval"] if model in tuned else []) + ([] if ode else ["rollout_step"])
             mol = rep[dataset]
             tb = cfg_batch if c.cuda else min(cfg_batch, max(batches))
-            add(1, model, dataset, mol, "train_step", tb, "eager", precision[model])
-            add(1, model, dataset, mol, infer, 1, "eager", "float32")
+            add(1 if first else 2, model, dataset, mol, "train_step", tb, "eager", precision[model])
+            for infer in infers:
+                add(1 if first else 2, model, dataset, mol, infer, 1, "eager", "float32")
             for b in batches:
                 if b != tb:
-                    add(2, model, dataset, mol, "train_step", b, "eager", precision[model])
-                if b != 1:
-                    add(2, model, dataset, mol, infer, b, "eager", "float32")
+                    add(2 if first else 6, model, dataset, mol, "train_step", b, "eager", precision[model])
+                for infer in infers:
+                    if b != 1:
+                        add(2 if first else 6, model, dataset, mol, infer, b, "eager", "float32")
             for prec in ("float32", "tf32", "bf16"):
                 if prec != precision[model]:
-                    add(4, model, dataset, mol, "train_step", tb, "eager", prec)
+                    add(4 if first else 6, model, dataset, mol, "train_step", tb, "eager", prec)
             for mol2 in mols:
                 if mol2 not in rep.values():
                     for b in batches:
-                        add(5, model, dataset, mol2, "train_step", b, "eager", precision[model])
-                        add(5, model, dataset, mol2, infer, b, "eager", "float32")
-            if model in tuned and c.cuda:  # its rollout step at the configured eps (the adaptive sampler: costly)
+                        add(6, model, dataset, mol2, "train_step", b, "eager", precision[model])
+                        for infer in infers:
+                            add(6, model, dataset, mol2, infer, b, "eager", "float32")
+            if ode and c.cuda:  # its rollout step at the configured eps (the adaptive sampler: costly)
                 for b in batches[:2]:
-                    add(7, model, dataset, mol, "rollout_step", b, "eager", "float32")
+                    add(8, model, dataset, mol, "rollout_step", b, "eager", "float32")
             if c.cuda or c.args.captured_on_cpu:
-                tier = 3 if model in tuned else 6
-                for b in ([tb] + [b for b in batches if b != tb]):
-                    add(tier, model, dataset, mol, "train_step", b, "captured", precision[model])
+                tier = (3 if model in tuned else 5) if first else 7
+                add(tier, model, dataset, mol, "train_step", tb, "captured", precision[model])
+                for infer in infers:
+                    add(tier, model, dataset, mol, infer, 1, "captured", "float32")
                 for b in batches:
-                    add(tier, model, dataset, mol, infer, b, "captured", "float32")
+                    if b != tb:
+                        add(7, model, dataset, mol, "train_step", b, "captured", precision[model])
+                    for infer in infers:
+                        if b != 1:
+                            add(7, model, dataset, mol, infer, b, "captured", "float32")
     if not c.cuda and c.args.captured_on_cpu:
         tasks = [t for t in tasks if t["mode"] == "eager" or t["model"] == c.args.captured_on_cpu]
     seen, unique = set(), []

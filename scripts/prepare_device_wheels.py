@@ -14,6 +14,10 @@ benchmarks/device_check.sh``.
 * jsonschema and its dependencies (jsonschema-specifications, referencing, attrs, rpds-py: a compiled cp312
   manylinux wheel): optional, so the config is schema-validated there as here (the check runs without them).
 
+With ``--counts``, also the op counts of the paper config (``benchmarks.launches --units-out``: device-independent,
+a minute or two here) into ``<dest>/counts.json``, so the check can skip counting on the device
+(``--counts-in .whl/counts.json``): prepare them at the commit the device runs.
+
 Versions: the ones installed beside this project (``importlib.metadata``), else the pins below (what issue 22
 was built and rehearsed with). ``--dry-run`` prints the pip command without running it.
 """
@@ -56,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dest", default=str(ROOT / ".whl"), help="folder for the wheels (default .whl/, git-ignored)")
     p.add_argument("--python-version", default="3.12", help="the image's Python (default 3.12)")
     p.add_argument("--platform", default="manylinux2014_x86_64", help="the image's platform tag")
+    p.add_argument("--counts", action="store_true", help="also count the paper config's units into <dest>/counts.json")
     p.add_argument("--dry-run", action="store_true", help="print the pip command and exit")
     a = p.parse_args(argv)
     cmd = command(a.dest, a.python_version, a.platform)
@@ -70,6 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         return rc
     wheels = sorted(Path(a.dest).glob("*.whl"))
     print(f"{len(wheels)} wheels in {a.dest}:\n" + "\n".join(f"  {w.name}" for w in wheels))
+    if a.counts:
+        dest = Path(a.dest)
+        counts = [sys.executable, "-m", "benchmarks.launches", "--out-csv", str(dest / "launches.csv"), "--out-md",
+                  str(dest / "launches.md"), "--units-out", str(dest / "counts.json")]  # fmt: skip
+        print(shlex.join(counts), flush=True)
+        rc = subprocess.run(counts, cwd=ROOT, stdout=subprocess.DEVNULL).returncode
+        if rc:
+            return rc
+        print(f"wrote {dest / 'counts.json'}")
     return 0
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -91,7 +92,7 @@ def test_rehearsal_on_cpu_with_the_bare_images_packages_blocked(tmp_path):
     stages = {r["stage"]: r for r in archive_json(out, "stages.json")}
     assert list(stages) == list(D.STAGES)
     assert stages["cuda_tests"]["status"] == "skipped: no CUDA"
-    assert "error" not in stages["cuda_tests"]["note"] and "skipped" in stages["cuda_tests"]["note"]
+    assert not re.search(r"\d+ errors?\b", stages["cuda_tests"]["note"]) and "skipped" in stages["cuda_tests"]["note"]
     assert all(r["status"] == "ok" for name, r in stages.items() if name != "cuda_tests"), stages
     env = archive_json(out, "env.json")
     assert env["missing_on_bare_image"]["jsonschema"] is False and env["missing_on_bare_image"]["ase"] is True
