@@ -92,8 +92,9 @@ WORKER_TIMEOUT_S = 120.0
 
 
 # --- small helpers -----------------------------------------------------------------------------------------------
-class StageTimeout(Exception):
-    """A stage ran past its share of the deadline (raised by SIGALRM in the main thread)."""
+class StageTimeout(BaseException):
+    """A stage ran past its share of the deadline (raised by SIGALRM in the main thread; a BaseException, so that
+    no ``except Exception`` on the way, torch.compile's error suppression included, swallows it)."""
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
@@ -556,6 +557,9 @@ class _Built:
         self.opt = torch.optim.Adam(self.model.parameters(), lr=float(self.cfg["lr"]), fused=fused)
         self.compiled = []
         if mode == "captured":  # as the trainer (the whole objective) and the rollout job (the network) do
+            import torch._dynamo
+
+            torch._dynamo.reset()  # a fresh instance: no cache of an evicted one counting towards the recompile limit
             if phase == "train":
                 compile_loss(self.model, c.device, True)
                 self.compiled = ["loss"]
@@ -597,6 +601,17 @@ class _Built:
         return roll
 
 
+def _dynamo_counts() -> dict[str, int]:
+    """torch.compile's counters: graphs compiled, graph breaks, CUDA-graph captures skipped."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:  # pragma: no cover - torch without dynamo
+        return {}
+    return {"graphs": int(counters["stats"].get("unique_graphs", 0)),
+            "graph_breaks": int(sum(counters["graph_break"].values())),
+            "cudagraph_skips": int(counters["inductor"].get("cudagraph_skips", 0))}  # fmt: skip
+
+
 def stage_units(c: Check, deadline: float) -> dict[str, Any]:
     import gc
 
@@ -626,12 +641,16 @@ def stage_units(c: Check, deadline: float) -> dict[str, Any]:
             row["atoms"] = b.mol.atoms
             row["molecule"] = b.mol.name
             fn = b.runner(t["unit"], t["batch"], t["precision"], steps)
+            before = _dynamo_counts()
             s = timed_repeats(fn, c.device, c.repeats, c.size["repeat_s"], deadline)
+            if t["mode"] == "captured":  # did it capture? (a compile error runs eagerly: capture.suppress_errors)
+                after = _dynamo_counts()
+                row.update({k: after[k] - before[k] for k in after})
             if t["unit"] == "rollout_step":  # per step of the rollout loop
                 timed = ("median", "min", "max", "q1", "q3", "first_s")
                 s = {k: (v / steps if k in timed else v) for k, v in s.items()}
             row.update({k: s[k] for k in ("median", "min", "max", "q1", "q3", "n", "first_s")})
-            row["status"] = "ok"
+            row["status"] = "ok" if s["n"] >= c.repeats else f"partial: {s['n']} repeats (deadline)"
             done += 1
         except StageTimeout:
             raise
@@ -664,7 +683,8 @@ def stage_batching(c: Check, deadline: float) -> dict[str, Any]:
     for i, s in enumerate(segs):
         s.name = f"{mol.name}_{i}"
     data = PairDataset(segs)
-    rows = []
+    rows: list[dict[str, Any]] = []
+    c.tables["batching"] = rows
 
     def record(what: str, batch: Any, s: dict[str, Any]) -> None:
         rows.append({"what": what, "batch": batch, "unit": "ms", **_scaled(s, 1e3)})
@@ -684,7 +704,6 @@ def stage_batching(c: Check, deadline: float) -> dict[str, Any]:
         record("device-resident gather (DeviceData.batch, the trainer's per-step path)", b, s)
         s = timed_repeats(lambda b=b: dd.order(b, gen), dev, c.repeats, 0.0, deadline)
         record("per-epoch order on the host (DeviceData.order)", b, s)
-    c.tables["batching"] = rows
     return {"status": "ok", "note": f"{name}, {len(segs)} segments of {mol.name} ({mol.atoms} atoms)"}
 
 
@@ -728,8 +747,10 @@ def stage_concurrency(c: Check, deadline: float) -> dict[str, Any]:
     dataset = "md17" if name in plan.models_for("md17") and plan.enabled("md17") else "c7o2h10"
     unit = "eval" if name in plan.tuned_models("diffmd_grid") else "rollout_step"
     mol = _md17_representative(plan) if dataset == "md17" else "c7o2h10"
-    rows, errors = [], ""
-    base = None
+    rows: list[dict[str, Any]] = []
+    errors, base = "", None
+    c.tables["concurrency"] = rows  # filled as levels finish (kept if the stage runs out of time)
+    c.concurrency_what = f"{name} {unit} at batch 6 on {mol}, eager, {c.size['window_s']} s windows"
     for procs in c.size["procs"]:
         if deadline - time.perf_counter() < 10:
             c.notes.append(f"concurrency: {procs} processes and more not reached (deadline)")
@@ -774,8 +795,6 @@ def stage_concurrency(c: Check, deadline: float) -> dict[str, Any]:
                      "min": min(p["min"] for p in per), "max": max(p["max"] for p in per),
                      "total calls/s": total, "total vs 1 process": total / base,
                      "windows per process": per[0]["n"]})  # fmt: skip
-    c.tables["concurrency"] = rows
-    c.concurrency_what = f"{name} {unit} at batch 6 on {mol}, eager, {c.size['window_s']} s windows"
     if not rows:
         return {"status": "failed", "note": "no level measured", "error": errors}
     status = "failed" if errors else "ok"
@@ -927,7 +946,7 @@ def summary(c: Check, wall: float) -> str:
                   md_table(c.tables["concurrency"])]  # fmt: skip
     if c.timings:
         cols = ["model", "dataset", "molecule", "atoms", "unit", "batch", "mode", "precision", "median_ms", "min_ms",
-                "max_ms", "n", "first_s", "status"]  # fmt: skip
+                "max_ms", "n", "first_s", "graphs", "graph_breaks", "cudagraph_skips", "status"]  # fmt: skip
         rows = [{**t, **{f"{k}_ms": t[k] * 1e3 for k in ("median", "min", "max") if k in t}} for t in c.timings]
         measured = sorted({t["unit"] for t in c.timings if t.get("status") == "ok"})
         lines += ["## Seconds per unit", "", "Units measured: " + ", ".join(measured) + ".", "",
