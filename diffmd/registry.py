@@ -141,6 +141,13 @@ class TrajectoryModel(nn.Module):
         initialise it here; every learned model is a pure function of the batch and ignores it.
         """
 
+    @property
+    def conditions_on(self) -> str:
+        """What the model's next frame is conditioned on: ``"xv"`` (positions and their history: velocities)
+        or ``"x"`` (positions only). A proper score compares the model's samples with physics re-simulations
+        that share it (:mod:`diffmd.engine.simulate`: the data's velocities, or Maxwell-Boltzmann ones)."""
+        return "xv"
+
     def compile_targets(self) -> list[nn.Module]:
         """The modules ``train.compile`` / ``rollout.compile`` capture (:mod:`diffmd.engine.capture`): the network,
         whose shapes are static for a batch, never a sampler's data-dependent loop. Default: the whole model

@@ -255,6 +255,12 @@ class ScoreDynamics(TrajectoryModel):
         self.register_load_state_dict_post_hook(_forget_mirrors)
 
     # --- EMA of the weights -----------------------------------------------------------------------
+
+    @property
+    def conditions_on(self) -> str:
+        """``"x"``: the sampled displacement depends on x(t) only (``use_velocities`` False, the original's
+        choice), so its samples are scored against re-simulations from Maxwell-Boltzmann velocities."""
+        return "xv" if self.denoiser.use_velocities else "x"
     def ema_decay_at(self, n: int) -> float:
         """The decay of update ``n`` (0-based): 0 at the first (a copy, as the original's AveragedModel),
         then ``ema_decay``, capped by (1 + n) / (10 + n) with ``ema_warmup`` (score_sde's num_updates rule)."""

@@ -1,0 +1,135 @@
+"""The simulation protocol (diffmd/engine/simulate.py): survival, kinetic-energy split, the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from test_engine_pairs import toy_md17, toy_positions
+
+from diffmd.data.pairs import Segment
+from diffmd.engine import simulate as S
+from diffmd.engine import train as T
+from diffmd.testing import ETHANOL_Z
+from diffmd.units import KB_EV_PER_K
+
+CFG = {"epochs": 1, "val_every": 1, "val_horizon": 10, "batch_size": 64, "device": "cpu"}
+
+
+def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(axis / np.linalg.norm(axis) * angle).as_matrix()
+
+
+def test_survival_on_a_synthetic_breaking_trajectory():
+    """Three starts: one keeps its bond, one stretches it by 0.1 Å per frame (fails when > 0.5 Å), one diverges."""
+    x0 = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    n = 20
+    pos = np.repeat(np.repeat(x0[None, None], 3, axis=0), n + 1, axis=1).copy()
+    pos[1, :, 1, 0] += 0.1 * np.arange(n + 1)  # |r - r0| = 0.1 t: > 0.5 first at t = 6
+    pos[2, 9:] = np.nan
+    pairs, r0 = np.array([[0, 1]]), np.array([1.0])
+    failed = S.failure_frames(pos, pairs, r0, 0.5, diverged_at=np.array([-1, -1, 9]))
+    np.testing.assert_array_equal(failed, [-1, 6, 9])
+    curve = S.survival_curve(failed, n)
+    assert curve[0] == 1.0 and curve[5] == 1.0 and curve[6] == pytest.approx(2 / 3) and curve[9] == pytest.approx(1 / 3)
+    assert curve[-1] == pytest.approx(1 / 3)
+    med, censored = S.median_time_to_failure(failed, n, 0.5)
+    assert (med, censored) == (4.5, False)  # the curve drops to 1/3 <= 1/2 at frame 9
+    med, censored = S.median_time_to_failure(np.array([-1, -1, 6]), n, 0.5)
+    assert (med, censored) == (10.0, True)  # more than half survive: censored at the length
+
+
+def test_kinetic_split_of_a_rigidly_rotating_and_translating_molecule_is_all_rigid_body():
+    rng = np.random.default_rng(0)
+    x0 = rng.normal(size=(9, 3))
+    axis, w, dt = np.array([0.3, -1.0, 0.5]), 0.02, 0.5  # rad/fs, fs
+    drift = np.array([0.01, 0.0, -0.02])  # Å/fs
+    frames = np.stack([x0 @ _rotation(axis, w * dt * t).T + drift * dt * t for t in range(12)])
+    ks = S.kinetic_split(frames, ETHANOL_Z, dt)
+    assert np.all(ks["total"] > 0)
+    np.testing.assert_allclose(ks["internal"], 0.0, atol=1e-10 * ks["total"].max())
+    np.testing.assert_allclose(ks["translation"] + ks["rotation"], ks["total"], rtol=1e-9)
+    assert S.rigid_share(ks) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_kinetic_split_of_a_vibration_is_internal_and_gives_its_temperature():
+    """Two atoms moving apart symmetrically along their bond: no translation, no rotation, all internal; for a
+    diatomic 3N-6 -> 1 degree of freedom, T = 2 KE / k_B."""
+    dt, v = 0.5, 0.001  # fs, Å/fs each atom
+    frames = np.stack([np.array([[-0.5 - v * dt * t, 0, 0], [0.5 + v * dt * t, 0, 0]]) for t in range(5)])
+    ks = S.kinetic_split(frames, np.array([1, 1]), dt)
+    np.testing.assert_allclose(ks["translation"], 0.0, atol=1e-15)
+    np.testing.assert_allclose(ks["rotation"], 0.0, atol=1e-15)
+    np.testing.assert_allclose(ks["internal"], ks["total"])
+    np.testing.assert_allclose(ks["t_internal_K"], 2 * ks["total"] / KB_EV_PER_K)
+
+
+def test_maxwell_boltzmann_velocities_have_the_bath_temperature():
+    from diffmd.elements import masses
+    from diffmd.units import U_A2_PER_FS2_IN_EV
+
+    rng = np.random.default_rng(1)
+    z = np.array(ETHANOL_Z)
+    v = np.stack([S.maxwell_boltzmann(z, 500.0, rng) for _ in range(2000)])
+    ke = 0.5 * np.einsum("a,sai,sai->s", masses(z), v, v) * U_A2_PER_FS2_IN_EV
+    t = 2 * ke / ((3 * len(z) - 3) * KB_EV_PER_K)
+    assert t.mean() == pytest.approx(500.0, rel=0.03)
+    np.testing.assert_allclose(np.einsum("a,sai->si", masses(z), v), 0.0, atol=1e-12)
+
+
+def test_simulation_metrics_of_the_reference_frames_themselves():
+    """A 'model' that replays the data: every start survives, h(r) and W1 near 0, the internal temperature the
+    reference's."""
+    pos = toy_positions(300)
+    seg = Segment("ethanol", pos, np.array(ETHANOL_Z), start=200, stop=290, source="test")
+    starts = S.simulation_starts(seg, 3)
+    sims = np.stack([pos[s : s + 41] for s in [200, 220, 240]])
+    cfg = {"bond_deviation_A": 0.5, "energy_frames": 0, "hr": {}}
+    rows, extra = S.simulation_metrics(sims, np.array([-1, -1, -1]), seg, 1, cfg, energies=False)
+    by = {r["metric"]: r for r in rows}
+    assert len(starts) == 3 and by["survival_fraction"]["value"] == 1.0
+    assert extra["censored_median"] and by["median_ttf_fs"]["censored"]
+    assert by["hr_mae"]["value"] < 0.3 and by["bond_w1"]["value"] < 0.02
+    assert by["t_internal_K"]["value"] == pytest.approx(extra["reference"]["t_internal_K"], rel=0.3)
+    assert by["energy_excess_kcal_mol_atom"]["value"] is None  # no reference potential asked for
+    assert extra["curves"]["survival"] == [1.0] * 41
+
+
+def test_simulate_cli_end_to_end_with_a_point_mass_score(tmp_path):
+    """constant_velocity on the toy split: simulation.json rows, and its K copies score as a point mass against a
+    synthetic ensemble (energy distance > its null; CRPS and energy score finite)."""
+    split = toy_md17(tmp_path)
+    run = tmp_path / "cv"
+    T.main(["--split", str(split), "--model", "constant_velocity", "--train-config", json.dumps(CFG),
+            "--out", str(run)])  # fmt: skip
+    pos = toy_positions(300)
+    rng = np.random.default_rng(0)
+    starts = np.array([200, 244])
+    ens = {"starts": starts, "horizon_fs": np.float64(5.0), "temperature_K": np.float64(500.0),
+           "data_v": pos[starts + 5][:, None] + 0.01 * rng.standard_normal((2, 8, 9, 3)),
+           "mb": pos[starts + 5][:, None] + 0.01 * rng.standard_normal((2, 8, 9, 3))}  # fmt: skip
+    np.savez(tmp_path / "ens.npz", **ens)
+    cfg = {"n_starts": 3, "length_fs": 20.0, "energy_frames": 0, "scores": {"samples": 3, "horizon_fs": 5.0},
+           "device": "cpu"}  # fmt: skip
+    meta = {"dataset": "md17", "molecule": "ethanol", "model": "constant_velocity", "seed": 1}
+    out = run / "simulation.json"
+    S.main(["run", "--split", str(split), "--checkpoint", str(run / "model.pt"), "--simulation-config",
+            json.dumps(cfg), "--ensemble", str(tmp_path / "ens.npz"), "--meta", json.dumps(meta), "--out", str(out)])
+    rec = json.loads(out.read_text())
+    assert rec["model"] == "constant_velocity" and rec["dataset"] == "md17" and rec["n_starts"] == 3
+    by = {r["metric"]: r for r in rec["metrics"]}
+    assert set(S.SIMULATION_METRICS) <= set(by) and set(S.SCORE_METRICS) <= set(by)
+    assert rec["sample_spread_A"] == 0.0  # a deterministic model's copies coincide: a point mass
+    assert by["energy_distance"]["value"] > by["energy_distance_null"]["value"]
+    assert np.isfinite(by["crps"]["value"]) and by["energy_score"]["value"] > 0
+    assert len(rec["curves"]["survival"]) == rec["steps"] + 1
+
+
+def test_simulation_config_errors_name_the_key(tmp_path):
+    split = toy_md17(tmp_path)
+    with pytest.raises(ValueError, match="n_start"):
+        S.main(["run", "--split", str(split), "--checkpoint", "x.pt", "--simulation-config", '{"n_start": 3}',
+                "--out", str(tmp_path / "s.json")])  # fmt: skip
