@@ -46,7 +46,6 @@ on the device): a diverged start is a failure at its divergence time, never a cr
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -495,9 +494,9 @@ def main(argv: list[str] | None = None) -> None:
     rec.update(dataset=meta.get("dataset"), molecule=meta.get("molecule", seg.name), model=ckpt["model"],
                role=getattr(model, "role", ""), seed=meta.get("seed", args.seed), source=seg.source)  # fmt: skip
     write_json(out, rec)
-    write_provenance(out.parent, config={"simulation": cfg, "seed": args.seed},
-                     inputs=[args.split, seg.path, args.checkpoint] + ([args.ensemble] if args.ensemble else []),
-                     device=str(device), extra={"simulation_seconds": rec.get("seconds")}, stage="simulation")  # fmt: skip
+    inputs = [args.split, seg.path, args.checkpoint] + ([args.ensemble] if args.ensemble else [])
+    write_provenance(out.parent, config={"simulation": cfg, "seed": args.seed}, inputs=inputs, device=str(device),
+                     extra={"simulation_seconds": rec.get("seconds")}, stage="simulation")  # fmt: skip
     print(json.dumps({k: rec[k] for k in ("model", "molecule", "n_starts", "steps", "length_fs")}))
 
 
