@@ -33,6 +33,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/diffmd.smk"
+include: "workflow/rules/simulation.smk"
 include: "workflow/rules/benchmarks.smk"
 include: "workflow/rules/reports.smk"
 

@@ -609,6 +609,77 @@ class Plan:
     def has_cost_table(self) -> bool:
         return self.enabled("md17") and bool(self.cost_extra_strides() or self.cost_models())
 
+    # --- simulations (diffmd/engine/simulate.py, workflow/rules/simulation.smk) ------------------------
+    def simulation_section(self) -> dict[str, Any]:
+        """The ``simulation`` section with its defaults (``scores`` and ``hr`` merged key by key)."""
+        from diffmd.config import section_defaults
+
+        base, given = section_defaults("simulation"), dict(self.config.get("simulation") or {})
+        out = {**base, **given}
+        for key in ("scores", "hr"):
+            out[key] = {**base[key], **(given.get(key) or {})}
+        return out
+
+    def simulation_datasets(self) -> list[str]:
+        """The enabled data sets whose test segments are simulated (``simulation.datasets``)."""
+        return [d for d in TASKS if self.enabled(d) and d in self.simulation_section()["datasets"]]
+
+    def simulation_config(self, dataset: str) -> dict[str, Any]:
+        """What a simulation job of ``dataset`` reads: the section without ``datasets``, the scoring horizon of
+        ``dataset``, and the device its networks run on (``train.device``, as the rollout's)."""
+        sec = self.simulation_section()
+        horizon = sec["scores"]["horizon_fs"]
+        if isinstance(horizon, dict):
+            if dataset not in horizon:
+                raise ValueError(f"{self.origin}: simulation.scores.horizon_fs: no value for {dataset!r}")
+            horizon = horizon[dataset]
+        out = {k: v for k, v in sec.items() if k != "datasets"}
+        out["scores"] = {**sec["scores"], "horizon_fs": float(horizon)}
+        return {**out, "device": self.config["train"]["device"]}
+
+    def simulation_config_arg(self, w: Any) -> str:
+        return shell_arg(self.simulation_config(w.dataset))
+
+    def simulation_models(self, dataset: str) -> list[str]:
+        """The models of ``dataset`` that roll out (one-step floors are '—' in the simulation table)."""
+        return [m for m in self.models_for(dataset) if self._classes[m].can_rollout]
+
+    def ensemble_model(self, dataset: str) -> str | None:
+        """The model whose re-simulations are the proper scores' reference ensemble: the first ``ensemble``-role
+        model that runs on ``dataset`` (a reference potential in the data's bath), or None (no scores)."""
+        found = [m for m in self.models_for(dataset) if self._classes[m].role == "ensemble"]
+        return found[0] if found else None
+
+    @staticmethod
+    def ensemble_path(dataset: str, molecule: str, seed: int | str) -> str:
+        return f"results/{dataset}/{molecule}/simulation_ensemble/seed{seed}.npz"
+
+    def simulation_files(self, dataset: str, molecules: list[str], seeds: list[int] | None = None) -> list[str]:
+        """``simulation.json`` of every run of ``dataset`` that simulates (none for a data set not simulated)."""
+        if dataset not in self.simulation_datasets():
+            return []
+        return [f"{self.run_dir(dataset, mol, model, seed)}/simulation.json"
+                for mol in molecules for model in self.simulation_models(dataset)
+                for seed in (seeds or self.seeds)]  # fmt: skip
+
+    def simulation_inputs(self, w: Any) -> dict[str, str]:
+        """A simulation job's inputs: the split, the model's checkpoint and, where the data set has an ensemble
+        model, the reference ensemble of the molecule."""
+        out = self.rollout_inputs(w)
+        if self.ensemble_model(w.dataset) is not None:
+            out["ensemble"] = self.ensemble_path(w.dataset, w.molecule, w.seed)
+        return out
+
+    def ensemble_inputs(self, w: Any) -> dict[str, str]:
+        model = self.ensemble_model(w.dataset)
+        if model is None:
+            raise KeyError(f"no ensemble-role model runs on {w.dataset}: no reference ensemble")
+        run = self.run_dir(w.dataset, self.train_run(w.dataset, w.molecule), model, w.seed)
+        return {"split": self.split_of(w), "checkpoint": f"{run}/model.pt"}
+
+    def ensemble_arg(self, w: Any, input: Any) -> str:
+        return f"--ensemble {input.ensemble}" if "ensemble" in input.keys() else ""
+
     # --- input functions of the rules: Snakemake calls them with the job's wildcards -------------------
     def split_of(self, w: Any) -> str:
         return self.split_path(w.dataset, w.molecule)
@@ -696,6 +767,10 @@ class Plan:
         out += [f"results/figures/{kind}_{d}.png" for kind in ("armse_curves", "hr", "learning_curves") for d in on]
         out += [f"results/figures/snapshots_md17_{m}.png" for m in md17]
         out += [f"results/tables/costs.{ext}" for ext in ("csv", "md", "html")]
+        sims = self.simulation_datasets()
+        out += self.simulation_files("md17", md17)
+        out += [f"results/tables/simulation_{d}.{ext}" for d in sims for ext in ("csv", "md", "html")]
+        out += [f"results/figures/survival_{d}.png" for d in sims]
         return out
 
 

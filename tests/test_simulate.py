@@ -133,3 +133,53 @@ def test_simulation_config_errors_name_the_key(tmp_path):
     with pytest.raises(ValueError, match="n_start"):
         S.main(["run", "--split", str(split), "--checkpoint", "x.pt", "--simulation-config", '{"n_start": 3}',
                 "--out", str(tmp_path / "s.json")])  # fmt: skip
+
+
+def test_simulation_table_and_survival_figure_from_records(tmp_path):
+    """The report reads simulation.json files: sections per metric, the data's reference row, censored medians,
+    a point-mass note, a one-step model as '—', a plan NA with its reason; the figure is written."""
+    from diffmd.reports import __main__ as cli
+
+    def rec(model, role, survived, med, censored, scored=True, applicable=True):
+        rows = [{"metric": "survival_fraction", "horizon_fs": 100.0, "value": survived, "ci_low": 0.1, "ci_high": 0.9,
+                 "ci_method": "t", "ci_n": 4, "n_starts": 4, "n_diverged": 0, "unit": ""},
+                {"metric": "median_ttf_fs", "horizon_fs": 100.0, "value": med, "n_starts": 4, "n_diverged": 0,
+                 "unit": "fs", "censored": censored},
+                {"metric": "t_internal_K", "horizon_fs": 100.0, "value": 450.0, "ci_low": 400.0, "ci_high": 500.0,
+                 "ci_method": "t", "ci_n": 4, "n_starts": 4, "n_diverged": 0, "unit": "K"}]  # fmt: skip
+        if scored:
+            rows += [{"metric": m, "horizon_fs": 10.0, "value": v, "n_starts": 4, "n_diverged": 0, "unit": "Å"}
+                     for m, v in (("energy_score", 0.1), ("energy_score_ideal", 0.05), ("energy_distance", 0.2),
+                                  ("energy_distance_null", 0.01), ("crps", 0.02))]  # fmt: skip
+        return {"dataset": "md17", "molecule": "ethanol", "model": model, "role": role, "seed": 1, "source": "xtb",
+                "applicable": applicable, "metrics": rows if applicable else [], "stride": 1, "n_starts": 4,
+                "length_fs": 100.0, "start_spacing_fs": 25.0, "bond_deviation_A": 0.5,
+                "reference": {"t_internal_K": 470.0, "rigid_share": 0.1, "frames": 200},
+                "curves": {"t_fs": [0.0, 50.0, 100.0], "survival": [1.0, survived, survived]},
+                "sample_spread_A": 0.0 if model == "egnn" else 0.01, "scores_ensemble": "data_v" if scored else None,
+                "score_samples": 4, "score_ensemble_size": 8,
+                "scores_note": "" if scored else "the model's step (10 fs) does not divide the scoring horizon (5 fs)"}
+
+    recs = [rec("xtb_nh", "oracle", 1.0, 100.0, True), rec("egnn", "baseline", 0.25, 40.0, False),
+            rec("score_dynamics", "baseline", 0.5, 50.0, False, scored=False),
+            rec("force_verlet", "floor", 0, 0, False, applicable=False)]  # fmt: skip
+    paths = []
+    for r in recs:
+        p = tmp_path / f"{r['model']}.json"
+        p.write_text(json.dumps(r))
+        paths.append(str(p))
+    out = {k: tmp_path / f"sim.{k}" for k in ("csv", "md", "html", "png", "pdf")}
+    cli.main(["simulation", "--inputs", *paths, "--models", "xtb_nh", "force_verlet", "egnn", "score_dynamics", "gmn",
+              "--na-reasons", json.dumps({"gmn": "not this data"}), "--csv", str(out["csv"]), "--md", str(out["md"]),
+              "--html", str(out["html"]), "--png", str(out["png"]), "--pdf", str(out["pdf"])])  # fmt: skip
+    md = out["md"].read_text()
+    assert "≥ 100 (censored)" in md and [ln for ln in md.splitlines() if ln.startswith("| egnn") and "40</u>" in ln]
+    assert "data (test segment, same frame spacing)" in md and "470" in md
+    assert "(point mass)" in md and "—" in md and "gmn: NA, not this data." in md
+    assert "ideal sampler" in md and "null (two halves of the ensemble)" in md
+    assert "does not divide the scoring horizon" in md
+    import pandas as pd
+
+    frame = pd.read_csv(out["csv"])
+    assert {"survival_fraction", "median_ttf_fs", "energy_score", "crps"} <= set(frame["metric"])
+    assert out["png"].stat().st_size > 1000 and out["pdf"].exists()

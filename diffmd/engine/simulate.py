@@ -461,7 +461,7 @@ def main(argv: list[str] | None = None) -> None:
     from diffmd.engine.cli import OneLineArgumentParser
     from diffmd.engine.common import set_threads
     from diffmd.io import save_npz, write_json
-    from diffmd.provenance import write_provenance
+    from diffmd.provenance import collect_provenance
 
     p = OneLineArgumentParser(prog="python -m diffmd.engine.simulate", description=__doc__.splitlines()[0])
     p.add_argument("command", choices=("run", "ensemble"))
@@ -493,10 +493,12 @@ def main(argv: list[str] | None = None) -> None:
     rec = simulate(model, seg, cfg, device, ensemble, args.seed)
     rec.update(dataset=meta.get("dataset"), molecule=meta.get("molecule", seg.name), model=ckpt["model"],
                role=getattr(model, "role", ""), seed=meta.get("seed", args.seed), source=seg.source)  # fmt: skip
-    write_json(out, rec)
+    # provenance inside the record (the run directory's provenance.json belongs to train and rollout, which may
+    # run at the same time as this job)
     inputs = [args.split, seg.path, args.checkpoint] + ([args.ensemble] if args.ensemble else [])
-    write_provenance(out.parent, config={"simulation": cfg, "seed": args.seed}, inputs=inputs, device=str(device),
-                     extra={"simulation_seconds": rec.get("seconds")}, stage="simulation")  # fmt: skip
+    rec["provenance"] = collect_provenance(config={"simulation": cfg, "seed": args.seed}, inputs=inputs,
+                                           device=str(device))  # fmt: skip
+    write_json(out, rec)
     print(json.dumps({k: rec[k] for k in ("model", "molecule", "n_starts", "steps", "length_fs")}))
 
 

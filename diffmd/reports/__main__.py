@@ -12,6 +12,8 @@ Commands::
     snapshots --rollouts rollout.npz... --every N [--models M...] [--title T] --png F --pdf F
     curves    --inputs armse.json... [--models M...] [--title T] --png F --pdf F   (time in fs)
     costs     --inputs armse.json... [--benchmarks tsv...] [--benchmark-dir D] --csv F --md F [--html F]
+    simulation --inputs simulation.json... [--models M...] [--columns C...] --csv F --md F [--html F] --png F --pdf F
+                  (simulations and proper scores, diffmd/reports/simulation.py; survival figure)
 
 Every table is written as CSV and Markdown (and HTML with --html); every figure as PNG and PDF; all
 atomically. The yardstick tables (tables, one-step, distributions) write a long-format CSV and render
@@ -74,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("learning-curves", help="validation one-step error and training loss against epoch")
     _common(p, "--inputs", ("--png", "--pdf"))
     p.add_argument("--title", default="")
+    p = sub.add_parser("simulation", help="simulations (survival, temperatures, energy, h(r)) and proper scores")
+    _common(p)
+    p.add_argument("--columns", nargs="*", default=None, help="column order (molecules or targets)")
+    p.add_argument("--png", required=True, help="the survival figure")
+    p.add_argument("--pdf", default=None)
     p = sub.add_parser("costs", help="training time, rollout speed, memory, score evaluations")
     _common(p)
     p.add_argument("--benchmarks", nargs="*", default=[], help="benchmark TSV files")
@@ -154,6 +161,15 @@ def main(argv: list[str] | None = None) -> int:
         found = costs.find_benchmarks(args.benchmark_dir) if args.benchmark_dir else []
         rows = costs.cost_rows(_records(args.inputs), sorted(set(args.benchmarks) | set(found)))
         _write_report(args, costs.costs_report(rows))
+    elif args.command == "simulation":
+        from diffmd.reports import figures
+        from diffmd.reports import simulation as sim
+
+        recs = sim.load_simulations(args.inputs)
+        _write_report(args, sim.simulation_report(recs, args.models, args.columns))
+        label = source_label(recs[0]["dataset"], recs[0].get("source", "")) if recs else ""
+        figures.save_figure(sim.survival_figure(recs, args.models, f"Survival of the simulations\n{label}".strip()),
+                            args.png, args.pdf)
     return 0
 
 

@@ -1,0 +1,85 @@
+# Simulations at the field's scale and proper scores (diffmd/engine/simulate.py, docs/simulation.md): every model
+# that rolls out is run simulation.n_starts x simulation.length_fs from starts spread over the test segment (the
+# engine's batched multi-start rollout), judged by survival under Fu et al.'s bond rule, temperatures, the
+# reference potential's energy and pooled h(r)/W1; samples are scored against a physics ensemble.
+#   results/{dataset}/{molecule}/simulation_ensemble/seed{seed}.npz     the reference ensemble (ensemble-role model)
+#   results/{dataset}/{molecule}/{model}/seed{seed}/simulation.json    one model's simulations and scores
+#   results/tables/simulation_{dataset}.{csv,md,html}, results/figures/survival_{dataset}.{png,pdf}
+# One model:  snakemake --cores 2 results/md17/aspirin/egnn/seed1/simulation.json
+
+
+def dataset_simulations(wildcards):
+    return PLAN.simulation_files(wildcards.dataset, test_columns(wildcards.dataset))
+
+
+rule simulation_ensemble:
+    conda:
+        "../../envs/workflow.yaml"
+    input:
+        unpack(PLAN.ensemble_inputs),
+    output:
+        "results/{dataset}/{molecule}/simulation_ensemble/seed{seed}.npz",
+    log:
+        "results/logs/simulation_ensemble/{dataset}/{molecule}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/simulation_ensemble/{dataset}/{molecule}/seed{seed}.tsv"
+    wildcard_constraints:
+        molecule="|".join([*MD17_MOLECULES, ISOMER_PATTERN]),
+    params:
+        target=PLAN.rollout_target,
+        cfg=PLAN.simulation_config_arg,
+    resources:
+        gpu=lambda w: PLAN.gpu(PLAN.ensemble_model(w.dataset)),
+    threads: 1
+    shell:
+        "python -m diffmd.engine.simulate ensemble --split {input.split} --checkpoint {input.checkpoint} {params.target} --simulation-config {params.cfg} --seed {wildcards.seed} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule simulate:
+    conda:
+        "../../envs/workflow.yaml"
+    input:
+        unpack(PLAN.simulation_inputs),
+    output:
+        "results/{dataset}/{molecule}/{model}/seed{seed}/simulation.json",
+    log:
+        "results/logs/simulate/{dataset}/{molecule}/{model}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/simulate/{dataset}/{molecule}/{model}/seed{seed}.tsv"
+    wildcard_constraints:
+        molecule="|".join([*MD17_MOLECULES, ISOMER_PATTERN]),
+    params:
+        target=PLAN.rollout_target,
+        cfg=PLAN.simulation_config_arg,
+        ensemble=PLAN.ensemble_arg,
+        meta=PLAN.run_meta,
+    resources:
+        gpu=PLAN.gpu_of,
+    threads: 1
+    shell:
+        "python -m diffmd.engine.simulate run --split {input.split} --checkpoint {input.checkpoint} {params.target} --simulation-config {params.cfg} {params.ensemble} --meta {params.meta} --seed {wildcards.seed} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule simulation_table:
+    conda:
+        "../../envs/workflow.yaml"
+    input:
+        dataset_simulations,
+    output:
+        csv="results/tables/simulation_{dataset}.csv",
+        md="results/tables/simulation_{dataset}.md",
+        html=report("results/tables/simulation_{dataset}.html", caption="../report/simulation.rst", category="Tables",
+                    subcategory="Simulations"),
+        png=report("results/figures/survival_{dataset}.png", caption="../report/simulation.rst", category="Figures",
+                   subcategory="Survival"),
+        pdf="results/figures/survival_{dataset}.pdf",
+    params:
+        na=PLAN.na_reasons_arg,
+        models=" ".join(MODELS),
+        columns=table_columns,
+    log:
+        "results/logs/simulation_table/{dataset}.log",
+    benchmark:
+        "results/benchmarks/simulation_table/{dataset}.tsv"
+    shell:
+        "python -m diffmd.reports simulation --inputs {input} --models {params.models} --na-reasons {params.na} --columns {params.columns} --csv {output.csv} --md {output.md} --html {output.html} --png {output.png} --pdf {output.pdf} > {log} 2>&1"
