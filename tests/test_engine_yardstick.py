@@ -108,6 +108,20 @@ def test_horizon_rows_known_offsets_and_divergence():
     assert late["value"] < early["value"] * 2  # the diverged start left the mean
 
 
+def test_literal_armse_sums_over_atoms_and_does_not_align():
+    """The paper's formula as printed: a pure translation by d of an N-atom molecule is 0 aligned and sqrt(N) d
+    literal (summed over atoms, unaligned)."""
+    ref = np.zeros((2, 5, 4, 3))
+    ref[..., np.arange(4), np.arange(4) % 3] = 1.0
+    pred = ref.copy()
+    pred[:, 1:, :, 2] += 0.3  # every atom moved 0.3 Å along z
+    multi = MultiStart(np.arange(2), pred, ref, np.tile(np.arange(5), (2, 1)), np.array([-1, -1]), 0.0, np.zeros(4))
+    rows, _ = Y.horizon_rows(multi, 1.0, [4.0])
+    by = {r["metric"]: r for r in rows}
+    assert by["armse"]["value"] == pytest.approx(0.0, abs=1e-9)
+    assert by["armse_literal"]["value"] == pytest.approx(np.sqrt(4) * 0.3)
+
+
 def test_a_strided_model_reports_under_the_requested_horizons():
     rng = np.random.default_rng(1)
     ref = rng.normal(size=(2, 6, 3, 3))
@@ -144,6 +158,9 @@ def test_evaluation_of_a_run_holds_the_yardstick(seg):
             ("bond_w1", 10.0), ("stable_fraction", 10.0)} <= metrics  # fmt: skip
     assert rec["n_starts"] == 3 and rec["role"] == "baseline" and rec["step_fs"] == 0.5
     assert len(rec["hr"]["edges"]) == len(rec["hr"]["ref"]) + 1
+    lit = next(r for r in rec["metrics"] if r["metric"] == "armse_paper_literal")
+    assert lit["value"] == pytest.approx(rec["armse_literal"]) and rec["armse_literal"] >= rec["armse"]
+    assert rec["start_window_fs"] == 10.0 and rec["start_spacing_fs"] == 0.5 * float(np.diff(starts).min())
 
 
 @pytest.mark.parametrize("module,args", [

@@ -88,7 +88,8 @@ def test_long_csv_columns_full_precision_and_empty_cells(runs, tmp_path):
     assert rf["ci_low"].iloc[2] == "" and rf["ci_high"].iloc[2] == ""
     paper = frame[frame["metric"] == "armse_paper"].set_index(["model", "molecule"])
     assert paper.loc[("rf", "ethanol"), "value"] == "" and paper.loc[("diffmd", "uracil"), "horizon_fs"] == "20.0"
-    assert set(frame["metric"]) == {"armse_paper", "armse", "rmsd", "relative_improvement"}
+    assert set(frame["metric"]) == {"armse_paper", "armse", "rmsd", "relative_improvement", "armse_literal",
+                                    "armse_paper_literal"}  # the paper's formula as printed, CSV only
     assert "nan" not in out["csv"].lower() and "<na>" not in out["csv"].lower()
     assert set(frame.loc[frame["model"] == "rf", "source"]) == {"download"}
 
@@ -323,3 +324,14 @@ def test_html_renders_the_markdown_it_cites(runs, tmp_path):
     html = _cli("tables", runs, tmp_path)["html"]
     assert "`" not in html and "<code>" in html and "provenance.json</code>" in html
     assert "<table" in html and "&lt;" not in html.split("<body>")[1].split("Provenance")[0]
+
+
+def test_overlap_note_says_when_the_start_windows_overlap():
+    from diffmd.reports.yardstick import Yardstick, overlap_note
+
+    apart = Yardstick(None, start_spacing_fs=60.0, start_window_fs=50.0)
+    close = Yardstick(None, start_spacing_fs=17.0, start_window_fs=50.0)
+    assert "do not overlap" in overlap_note([apart])
+    note = overlap_note([apart, close])
+    assert "overlap: starts 17 fs apart, windows of 50 fs" in note and "narrower" in note
+    assert overlap_note([Yardstick(None)]) == ""

@@ -47,6 +47,8 @@ def evaluate(roll: Rollout, meta: dict[str, Any]) -> dict[str, Any]:
         "n_frames": n,
         "armse": None if diverged or done == 0 else float(curve[-1]),
         "armse_unaligned": None if diverged or done == 0 else float(np.sqrt(np.mean(raw**2))),
+        # the paper's formula as printed: summed over atoms (no 1/N), unaligned (yardstick.ARMSE_NOTE)
+        "armse_literal": None if diverged or done == 0 else float(np.sqrt(np.mean(raw**2) * pos.shape[1])),
         "diverged": diverged,
         "diverged_at": int(roll.diverged_at),
         "rmsd_per_frame": rmsd.tolist(),
@@ -80,6 +82,16 @@ def yardstick(roll: Rollout, cfg: dict[str, Any]) -> dict[str, Any]:
                            "metrics": [], "curve": None, "hr": None}  # fmt: skip
     if roll.one_step is not None:
         out["metrics"] += Y.one_step_rows(roll.one_step, step_fs, roll.atomic_numbers)
+    if roll.applicable and len(roll.positions) > 1:  # the paper column's literal variant, in the CSV
+        n = len(roll.positions) - 1
+        done = int(roll.diverged_at) - 1 if roll.diverged else n
+        lit = None
+        if not roll.diverged and done > 0:
+            raw = rmsd_per_frame(roll.positions[1 : done + 1], roll.reference[1 : done + 1], align=False)
+            lit = float(np.sqrt(np.mean(raw**2) * roll.positions.shape[1]))
+        out["metrics"].append({"metric": "armse_paper_literal", "horizon_fs": n * step_fs, "value": lit,
+                               "ci_low": None, "ci_high": None, "ci_method": "", "ci_n": 0, "n_starts": 1,
+                               "n_diverged": int(bool(roll.diverged)), "unit": "Å"})  # fmt: skip
     if roll.multi is not None:
         rows, curve = Y.horizon_rows(roll.multi, step_fs, list(cfg["horizons_fs"]))
         horizon = step_fs * (roll.multi.positions.shape[1] - 1)
@@ -92,6 +104,11 @@ def yardstick(roll: Rollout, cfg: dict[str, Any]) -> dict[str, Any]:
         out["n_starts"] = int(len(roll.multi.starts))
         out["starts"] = [int(s) for s in roll.multi.starts]
         out["starts_seconds"] = float(roll.multi.seconds)
+        # the starts' reference windows overlap when the test segment is shorter than n_starts windows (the
+        # starts are spread as far apart as it allows); the tables say so
+        out["start_window_fs"] = float(horizon)
+        out["start_spacing_fs"] = float(np.diff(roll.multi.starts).min() * roll.dt_fs) if len(roll.multi.starts) > 1 \
+            else None  # fmt: skip
     return out
 
 

@@ -116,6 +116,8 @@ class Yardstick:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     curve: dict[str, np.ndarray] | None = None  # _CURVE_KEYS -> (n,) arrays, NaN for null
     hr: dict[str, np.ndarray] | None = None  # edges (b+1,) Å, pred and ref (b,) Å^-1
+    start_spacing_fs: float | None = None  # closest two multi-start start frames (fs)
+    start_window_fs: float | None = None  # each start's rollout window (fs)
 
     @property
     def model(self) -> str:
@@ -211,7 +213,9 @@ def load_yardstick(path: str | os.PathLike) -> Yardstick:
         step = record.stride * dt
     applicable = data.get("rollout_applicable")
     applicable = record.role != "floor" if applicable is None else bool(applicable)
-    return Yardstick(record, dt, step, applicable, metrics, curve, hr)
+    spacing = _num(data.get("start_spacing_fs"), f"{path}: key 'start_spacing_fs'")
+    window = _num(data.get("start_window_fs"), f"{path}: key 'start_window_fs'")
+    return Yardstick(record, dt, step, applicable, metrics, curve, hr, spacing, window)
 
 
 def _floats(values: object, where: str) -> np.ndarray:
@@ -557,6 +561,22 @@ def interval_note(frame: pd.DataFrame) -> str:
             "BCa from 30 on; docs/intervals.md). The CSV gives each cell's method and n (ci_method, ci_n).")
 
 
+def overlap_note(ys: Sequence[Yardstick]) -> str:
+    """One line when the multi-start windows overlap (the test segment is shorter than n_starts windows): the starts
+    then share stretches of the reference and the intervals, which treat them as independent, are too narrow."""
+    over = [(y.start_spacing_fs, y.start_window_fs) for y in ys
+            if y.start_spacing_fs is not None and y.start_window_fs and y.start_spacing_fs < y.start_window_fs - 1e-9]
+    if not over:
+        if any(y.start_spacing_fs is not None for y in ys):
+            return "The multi-start windows do not overlap (starts at least one window apart)."
+        return ""
+    spacing, window = min(o[0] for o in over), max(o[1] for o in over)
+    return (f"The multi-start windows overlap: starts {spacing:g} fs apart, windows of {window:g} fs (the test segment "
+            "is shorter than n_starts windows; the starts are spread as far apart as it allows). Overlapping starts "
+            "share stretches of the reference, so the intervals over starts are narrower than independent starts "
+            "would give.")
+
+
 def common_notes(frame: pd.DataFrame, source: str, models: Sequence[str] | None = None,
                  strides: dict[str, int] | None = None,
                  steps: dict[str, float] | None = None) -> list[str]:  # fmt: skip
@@ -716,7 +736,7 @@ def distributions_report(
     strides, steps = strides_of(ys), steps_of(ys)
     sections = [metric_section(frame, m, mods, cols, strides, steps=steps)
                 for m in DISTRIBUTION_METRICS if m != "temperature_ref_K"]  # fmt: skip
-    notes = common_notes(frame, source, mods, strides, steps) + [
+    notes = common_notes(frame, source, mods, strides, steps) + [overlap_note(ys)] * bool(overlap_note(ys)) + [
         "Temperatures come from finite-difference velocities of the stored frames, which damp fast vibrations "
         "(compare a row with the ground-truth row at the same frame spacing, not with the thermostat)."
     ]
