@@ -62,7 +62,9 @@ DEFAULT_CONSTANTS = ROOT / "benchmarks" / "devices" / "h200_assumed.json"
 CONSTANTS_FORMAT = "diffmd-bench device constants 1"
 UNITS_FORMAT = "diffmd-bench paper_cost units 2"
 #: Rules whose jobs hold a GPU slot (the ones that train or roll a learned model out).
-RULES = ("train", "diffmd_train_point", "diffmd_validate", "diffmd_rung", "rollout")
+RULES = ("train", "diffmd_train_point", "diffmd_validate", "diffmd_rung", "rollout", "simulate")
+#: Rules whose device work is inference (priced in ``rollout.compile``'s mode).
+INFER_RULES = ("rollout", "simulate")
 FIELDS = ("rule", "model", "dataset", "unit", "mode", "batch", "count", "what", "unit_s", "device_hours", "device")
 #: The C7O2H10 archive (Brockherde et al. 2017): isomers and frames per isomer assumed for a download source.
 C7O2H10_DOWNLOAD = {"n_isomers": 113, "n_frames": 5000}
@@ -328,6 +330,27 @@ def rollout_work(plan: Any, model: str, dataset: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def simulation_work(plan: Any, model: str, dataset: str) -> list[dict[str, Any]]:
+    """The units one simulation job runs (:func:`diffmd.engine.simulate.simulate`): every start as one batch over
+    ``simulation.length_fs``, then the proper scores' K copies of the scored starts over the scoring horizon (when
+    the model's step divides it). The reference ensemble and the xTB energies run on the CPU (not priced here)."""
+    from diffmd.engine.simulate import model_steps
+
+    sim, size = plan.simulation_config(dataset), dataset_sizes(plan, dataset)
+    k = plan.stride(model, dataset)
+    unit = _eps_unit(plan, model, dataset, "rollout_step")
+    steps = model_steps(float(sim["length_fs"]), size["dt_fs"], k)
+    work = [{"unit": unit, "batch": int(sim["n_starts"]), "count": steps, "phase": "infer",
+             "what": f"{sim['n_starts']} starts x {steps} steps ({sim['length_fs']:g} fs), one batch"}]  # fmt: skip
+    sc = sim["scores"]
+    tau = float(sc["horizon_fs"]) / (size["dt_fs"] * k)
+    if plan.ensemble_model(dataset) is not None and abs(tau - round(tau)) < 1e-6 and round(tau) >= 1:
+        copies = min(int(sc["n_starts"]), int(sim["n_starts"])) * int(sc["samples"])
+        work.append({"unit": unit, "batch": copies, "count": int(round(tau)), "phase": "infer",
+                     "what": f"proper scores: {copies} copies x {int(round(tau))} steps"})  # fmt: skip
+    return work
+
+
 def paper_jobs(plan: Any) -> list[dict[str, Any]]:
     """Every job of the paper DAG that trains, validates or rolls out a learned model (GPU jobs: ``gpu`` True,
     their ``work`` in units), the CPU jobs that follow them (evaluation, ``gpu`` False) and the dependencies
@@ -379,6 +402,9 @@ def paper_jobs(plan: Any) -> list[dict[str, Any]]:
                                 deps=deps, work=rollout_work(plan, model, dataset))  # fmt: skip
                         add(rule="evaluate", model=model, dataset=dataset, run=target, seed=seed, gpu=False, deps=[r],
                             work=[])  # fmt: skip
+                        if dataset in plan.simulation_datasets():  # workflow/rules/simulation.smk
+                            add(rule="simulate", model=model, dataset=dataset, run=target, seed=seed, gpu=True,
+                                deps=deps, work=simulation_work(plan, model, dataset))  # fmt: skip
     return jobs
 
 
@@ -413,7 +439,7 @@ def price_job(job: dict[str, Any], records: dict[str, Any], consts: dict[str, An
     if not job["gpu"]:
         return {"seconds": cpu_job_s, "occupancy": 0.0, "items": []}
     rec = records.get(f"{job['model']}|{job['dataset']}")
-    mode = modes["rollout"] if job["rule"] == "rollout" else modes["train"]
+    mode = modes["rollout"] if job["rule"] in INFER_RULES else modes["train"]
     start = float(consts["job_start_compiled_s"] if mode == "captured" else consts["job_start_s"])
     total, busy, items, missing = start, 0.0, [], []
     for w in job["work"]:

@@ -68,6 +68,32 @@ def test_paper_jobs(paper_plan):
     assert sorted(r1["deps"]) == sorted(j["id"] for j in rungs if j["rung"] == 0)
 
 
+def test_simulations_are_in_the_paper_dag(paper_plan):
+    """Every learned model's simulations (workflow/rules/simulation.smk): one job per rollout job, all starts one
+    batch over simulation.length_fs, plus the proper scores' copies where the model's step divides the horizon."""
+    jobs = P.paper_jobs(paper_plan)
+    sims = [j for j in jobs if j["rule"] == "simulate"]
+    assert len(sims) == len([j for j in jobs if j["rule"] == "rollout"]) == 9 * (8 + 5)
+    egnn = next(j for j in sims if j["model"] == "egnn" and j["dataset"] == "md17")
+    assert egnn["work"][0]["batch"] == 32 and egnn["work"][0]["count"] == 2000  # 32 starts x 1 ps at 0.5 fs
+    assert len(egnn["work"]) == 1  # downloaded MD17: no reference potential, no physics ensemble, no scores
+
+
+def test_simulation_work_with_a_reference_potential(paper_config):
+    config = few_models(paper_config, "egnn", "score_dynamics", "xtb_langevin")
+    config["data"]["md17"]["source"] = "xtb"
+    plan = P.counting_plan(config)
+    egnn, sd = P.simulation_work(plan, "egnn", "md17"), P.simulation_work(plan, "score_dynamics", "md17")
+    assert egnn[1]["batch"] == 8 * 8 and egnn[1]["count"] == 100  # 8 starts x K 8 copies, 50 fs at 0.5 fs
+    assert sd[0]["count"] == 20 and sd[1]["count"] == 1  # 50 fs per step
+
+
+def test_no_simulations_when_the_config_has_none(paper_config):
+    config = few_models(paper_config, "egnn", "xtb_langevin")
+    config["simulation"] = {"datasets": []}
+    assert not [j for j in P.paper_jobs(P.counting_plan(config)) if j["rule"] == "simulate"]
+
+
 def test_training_work_follows_the_trainer(paper_plan):
     work = {w["what"].split(" ")[0] + w["unit"]: w for w in P.training_work(paper_plan, "egnn", "md17")}
     # EGNN on MD17: 200 epochs x 20,000 / 200 steps
