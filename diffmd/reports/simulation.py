@@ -352,10 +352,17 @@ def survival_figure(recs: Sequence[dict[str, Any]], models: Sequence[str] | None
 
     mols = Y.ordered(None, [r["molecule"] for r in recs])
     n = max(1, len(mols))
-    fig, axes = plt.subplots(1, n, figsize=(min(4.2 * n, 16), 3.6), squeeze=False, layout="constrained")
+    ncols = min(n, 2)
+    nrows = math.ceil(n / ncols)
+    # within a page (7 x 9 in, as every figure of the report): two panels a row
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(7.0, min(9.0, 1.2 + 2.6 * nrows)), squeeze=False, layout="constrained"
+    )
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
     order = Y.ordered(models, [r["model"] for r in recs])
     cmap = plt.get_cmap("tab20")
-    for ax, mol in zip(axes[0], mols):
+    for ax, mol in zip(axes.flat, mols):
         for i, model in enumerate(order):
             for r in recs:
                 if r["model"] != model or r["molecule"] != mol or not r.get("curves"):
@@ -377,7 +384,7 @@ def survival_figure(recs: Sequence[dict[str, Any]], models: Sequence[str] | None
     axes[0][0].set_ylabel("fraction of starts surviving")
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="outside right upper", fontsize=7)
+        fig.legend(handles, labels, loc="outside lower center", fontsize=6.5, ncols=4)
     if title:
         fig.suptitle(title)
     return fig

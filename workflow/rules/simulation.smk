@@ -8,10 +8,6 @@
 # One model:  snakemake --cores 2 results/md17/aspirin/egnn/seed1/simulation.json
 
 
-def dataset_simulations(wildcards):
-    return PLAN.simulation_files(wildcards.dataset, test_columns(wildcards.dataset))
-
-
 rule simulation_ensemble:
     conda:
         "../../envs/workflow.yaml"
@@ -64,7 +60,7 @@ rule simulation_table:
     conda:
         "../../envs/workflow.yaml"
     input:
-        dataset_simulations,
+        lambda w: PLAN.simulation_files(w.dataset, test_columns(w.dataset)),
     output:
         csv="results/tables/simulation_{dataset}.csv",
         md="results/tables/simulation_{dataset}.md",
