@@ -255,20 +255,17 @@ def simulation_metrics(positions: np.ndarray, diverged_at: np.ndarray, seg: Any,
     if energies and n_e > 0:
         from diffmd.models.physics import reference_energies
 
-        idx = np.unique(np.linspace(0, n1 - 1, n_e).round().astype(np.int64))
         ref_idx = np.unique(np.linspace(0, len(ref) - 1, n_e).round().astype(np.int64))
         e_ref = reference_energies(ref[ref_idx], numbers) / len(numbers)
-        e_curve = np.full((m, len(idx)), np.nan)
-        for i in range(m):
-            use = idx[idx < stable_until[i]]
-            if len(use) == 0:
-                continue
+        e_t, e_v = [], []
+        for i in range(m):  # n_e frames spread over each start's stable part
+            use = np.unique(np.linspace(0, stable_until[i] - 1, n_e).round().astype(np.int64))
             e = reference_energies(positions[i, use], numbers) / len(numbers)
-            e_curve[i, : len(use)] = e
+            e_t.append((use * frame_fs).tolist())
+            e_v.append(_list(e))
             excess[i] = mean_finite(e) - mean_finite(e_ref)
             drift[i] = slope_per_ps(use * frame_fs, e)
-        curves["energy_t_fs"] = (idx * frame_fs).tolist()
-        curves["energy_kcal_mol_atom"] = [_list(e) for e in e_curve]
+        curves["energy_t_fs"], curves["energy_kcal_mol_atom"] = e_t, e_v
         reference["energy_kcal_mol_atom"] = mean_finite(e_ref)
     n_e_rows = m if energies and n_e > 0 else 0
     rows += [row("energy_excess_kcal_mol_atom", length, excess, "kcal/mol/atom", n_div, n_e_rows),
@@ -353,6 +350,7 @@ def simulate(model: Any, seg: Any, cfg: dict[str, Any], device: Any = "cpu",
     out["seconds"] = time.perf_counter() - t0
     out["diverged_at"] = [int(d) for d in multi.diverged_at]
     rows, extra = simulation_metrics(multi.positions, multi.diverged_at, seg, k, cfg, energies=seg.source == "xtb")
+    out["energy_frames"] = int(cfg.get("energy_frames", 0)) if seg.source == "xtb" else 0
     out["metrics"] = rows
     out.update(extra)
     sc = cfg.get("scores") or {}
@@ -398,6 +396,8 @@ def build_ensemble(model: Any, seg: Any, cfg: dict[str, Any], seed: int = 0) -> 
     h = float(seg.dt_fs) * int(model.stride)
     bound = float(_rollout_cfg()["divergence_bound_A"])
     print(f"ensemble: {len(starts)} starts x {size} members x {steps} steps, two conditionings", flush=True)
+    if hasattr(model, "seed"):  # the members' noise: a stream of their own, never the scored model's copies'
+        model.seed = int(np.random.SeedSequence([int(seed), 23, int(model.seed)]).generate_state(1)[0])
     data_v = rollout_starts(model, seg, np.repeat(starts, size), steps, bound).positions[:, -1]
     rng = np.random.default_rng([int(seed), 7])
     temperature = float(seg.temperature_K) or float(getattr(model, "temperature_K", 0.0))

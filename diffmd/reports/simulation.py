@@ -61,6 +61,8 @@ REFERENCE_ROWS = {
     "energy_score": ("ideal sampler (half of the ensemble against the other half)", "energy_score_ideal"),
     "energy_distance": ("null (two halves of the ensemble)", "energy_distance_null"),
 }
+#: ``role`` of the rows read from the data itself (the test segment's internal temperature, rigid-body share)
+DATA_ROLE = "data"
 SHOWN = tuple(m for m in SIMULATION_METRICS + SCORE_METRICS if m not in ("energy_score_ideal", "energy_distance_null"))
 
 
@@ -80,8 +82,9 @@ def load_simulations(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]
 def long_frame(
     recs: Sequence[dict[str, Any]], models: Sequence[str] | None = None, columns: Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """One row per (run, metric), the yardstick's long columns; reference rows as model ``data`` (role
-    ``reference``); models named in ``models`` without records get NA rows with the plan's reason."""
+    """One row per (run, metric), the yardstick's long columns; the data's own rows as model ``data@k`` (k the
+    frame spacing in frames; role :data:`DATA_ROLE`); models named in ``models`` without records get NA rows with
+    the plan's reason."""
     rows: list[dict[str, Any]] = []
     seen_ref: set[tuple[str, str]] = set()
     for rec in recs:
@@ -137,7 +140,7 @@ def long_frame(
                     {
                         **base,
                         "model": f"data@{rec.get('stride', 1)}",
-                        "role": "reference",
+                        "role": DATA_ROLE,
                         "seed": None,
                         "metric": metric,
                         "value": ref[metric],
@@ -233,7 +236,7 @@ def section(frame: pd.DataFrame, metric: str, models: list[str], columns: list[s
     refs: dict[str, float | None] = {}
     if metric in REFERENCE_ROWS:
         label, key = REFERENCE_ROWS[metric]
-        src = frame[frame["metric"] == key] if key != metric else sub[sub["role"] == "reference"]
+        src = frame[frame["metric"] == key] if key != metric else sub[sub["role"] == DATA_ROLE]
         if key != metric:
             src = src[src["model"].isin(models)]
         cells = []
@@ -266,7 +269,7 @@ def simulation_report(
     recs: Sequence[dict[str, Any]], models: Sequence[str] | None = None, columns: Sequence[str] | None = None
 ) -> Y.Report:
     frame = long_frame(recs, models, columns)
-    data = frame[frame["role"] != "reference"] if not frame.empty else frame
+    data = frame[frame["role"] != DATA_ROLE] if not frame.empty else frame
     mods = Y.ordered(models, list(data["model"]))
     mods = [m for m in mods if m in set(data["model"])]
     cols = Y.ordered(columns, list(frame["molecule"]))
@@ -277,7 +280,7 @@ def simulation_report(
 
 
 def notes(recs: Sequence[dict[str, Any]], frame: pd.DataFrame) -> list[str]:
-    out = [Y.interval_note(frame[frame["role"] != "reference"])]
+    out = [Y.interval_note(frame[frame["role"] != DATA_ROLE])]
     if recs:
         r = next((x for x in recs if x.get("applicable", True) and x.get("metrics")), recs[0])
         spacing = r.get("start_spacing_fs")
@@ -302,15 +305,10 @@ def notes(recs: Sequence[dict[str, Any]], frame: pd.DataFrame) -> list[str]:
             "(data@k)."
         )
         if any(x.get("source") == "xtb" for x in recs):
-            ef = None
-            for x in recs:
-                t = (x.get("curves") or {}).get("energy_t_fs")
-                if t:
-                    ef = len(t)
-                    break
+            ef = next((x.get("energy_frames") for x in recs if x.get("energy_frames")), None)
             out.append(
-                f"Reference potential (GFN2-xTB) energies on {ef or 'a few'} evenly spaced frames per start "
-                "(a subsample: every frame would cost more than the simulation), per atom; drift = "
+                f"Reference potential (GFN2-xTB) energies on {ef or 'a few'} evenly spaced frames of each start's "
+                "stable part (a subsample: every frame would cost more than the simulation), per atom; drift = "
                 "least-squares slope over the stable frames."
             )
         scored = [x for x in recs if x.get("scores_ensemble")]
