@@ -57,5 +57,6 @@ def test_readme_report_command_builds_the_report_of_a_finished_quick_run(tmp_pat
     assert page.is_file() and page.stat().st_size > 100_000
     text = page.read_text(encoding="utf-8", errors="replace")
     for item in ("table1_md17.html", "one_step_md17.html", "validity_md17.html", "paper_cost.html",
-                 "armse_curves_md17.png", "snapshots_md17_ethanol.png", "learning_curves_md17.png"):  # fmt: skip
+                 "armse_curves_md17.png", "snapshots_md17_ethanol.png", "learning_curves_md17.png",
+                 "simulation_md17.html", "survival_md17.png"):  # fmt: skip
         assert item in text, f"the report lacks {item}"

@@ -18,13 +18,16 @@ MODELS = ["static", "constant_velocity", "force_verlet", "xtb_nh", "xtb_nve", "e
 
 def test_tiny_dag_through_every_special_path(tmp_path):
     cfg = copy.deepcopy(TINY_CONFIG)
-    cfg["models"] = MODELS
+    cfg["models"] = MODELS + ["xtb_langevin"]  # the ensemble role: the proper scores' physics ensemble
+    cfg["simulation"] = {"n_starts": 2, "length_fs": 10.0, "energy_frames": 2,
+                         "scores": {"n_starts": 2, "samples": 2, "ensemble": 4, "horizon_fs": 5.0}}  # fmt: skip
     cfg["rollout"] = {"horizon": 40, "n_starts": 3, "start_horizon_fs": 5.0, "horizons_fs": [1.0, 5.0],
                       "one_step_frames": 20, "energy_frames": 1}  # fmt: skip
     cfg["train"]["epochs"] = 1
     cfg["score_dynamics"] = {"stride": {"md17": 5, "c7o2h10": 5}}  # 2.5 fs: 2 steps within the 5 fs horizon
     wd = make_workdir(tmp_path / "wf", cfg)
-    run_snakemake(wd, "results/tables/table1_md17.csv", extra_args=("--cores", "2"), profile_args=(), timeout=900)
+    run_snakemake(wd, "results/tables/table1_md17.csv", "results/tables/simulation_md17.csv",
+                  extra_args=("--cores", "2"), profile_args=(), timeout=900)  # fmt: skip
     runs = wd / "results/md17/ethanol"
     records = {m: json.loads((runs / m / "seed1/armse.json").read_text()) for m in MODELS}
     assert {m: r["role"] for m, r in records.items()} == {
@@ -48,6 +51,18 @@ def test_tiny_dag_through_every_special_path(tmp_path):
     assert one_step["xtb_nve"] == pytest.approx(one_step["force_verlet"], rel=0.05)
     assert one_step["xtb_nh"] < 0.1 * one_step["force_verlet"]
     assert (wd / "results/tables/table1_md17.csv").exists()
+    # the simulations (workflow/rules/simulation.smk): every model that rolls out, the oracle intact, a sampler's
+    # copies spread and a deterministic model's coincide, Score Dynamics (x(t) only) against Maxwell-Boltzmann
+    # re-simulations, the others against the data's velocities
+    sims = {m: json.loads((runs / m / "seed1/simulation.json").read_text()) for m in MODELS if m != "force_verlet"}
+    assert not (runs / "force_verlet/seed1/simulation.json").exists()
+    by = {m: {r["metric"]: r for r in rec["metrics"]} for m, rec in sims.items()}
+    assert by["xtb_nh"]["survival_fraction"]["value"] == 1.0 and sims["xtb_nh"]["n_starts"] == 2
+    assert sims["score_dynamics"]["scores_ensemble"] == "mb" and sims["egnn"]["scores_ensemble"] == "data_v"
+    assert sims["score_dynamics"]["sample_spread_A"] > 0 and sims["egnn"]["sample_spread_A"] == 0.0
+    assert by["xtb_nh"]["energy_excess_kcal_mol_atom"]["value"] is not None
+    table = (wd / "results/tables/simulation_md17.md").read_text()
+    assert "Survival" in table and "Energy score" in table and (wd / "results/figures/survival_md17.png").exists()
     # reruns redo only what changed (diffmd/stages.py): the device is not a param, a horizon only evaluate reads
     target = "results/tables/table1_md17.csv"
     assert planned_jobs(wd, cfg, target) == {}
@@ -57,4 +72,4 @@ def test_tiny_dag_through_every_special_path(tmp_path):
     horizons = copy.deepcopy(cfg)
     horizons["rollout"]["horizons_fs"] = [1.0, 2.5, 5.0]
     jobs = planned_jobs(wd, horizons, target)
-    assert jobs.pop("evaluate") == len(MODELS) and set(jobs) <= {"aggregate", "md17_molecule"}, jobs
+    assert jobs.pop("evaluate") == len(cfg["models"]) and set(jobs) <= {"aggregate", "md17_molecule"}, jobs
