@@ -172,6 +172,8 @@ class Plan:
                 grid_points(self.grid(model), self.grid_spec(model))
             except ValueError as exc:
                 raise ValueError(f"{self.origin}: {exc}") from None
+        for dataset in self.simulation_datasets():
+            self.simulation_config(dataset)  # a per-dataset scoring horizon missing for a simulated data set
         self.check_existing_data()
 
     def check_existing_data(self, root: str = ".") -> None:

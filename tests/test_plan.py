@@ -214,3 +214,24 @@ def test_a_dataset_can_be_switched_off():
     assert plan().datasets == ["md17", "c7o2h10"]  # default: both
     with pytest.raises(ValueError, match="datasets"):
         plan(datasets=["qm9"])
+
+
+def test_simulation_section_per_dataset_and_its_jobs():
+    p = plan(PAPER)
+    assert p.simulation_datasets() == ["md17", "c7o2h10"]
+    cfg = p.simulation_config("c7o2h10")
+    assert cfg["scores"]["horizon_fs"] == 20.0 and "datasets" not in cfg
+    assert cfg["device"] == p.config["train"]["device"]
+    files = p.simulation_files("md17", ["aspirin"])
+    assert "results/md17/aspirin/egnn/seed1/simulation.json" in files
+    assert not any("/force_verlet/" in f for f in files)  # a one-step model does not simulate
+    assert p.ensemble_model("md17") is None  # downloaded MD17: no reference potential, no physics ensemble
+    w = SimpleNamespace(dataset="md17", molecule="aspirin", model="egnn", seed="1")
+    assert "ensemble" not in p.simulation_inputs(w) and p.ensemble_arg(w, SimpleNamespace(keys=lambda: [])) == ""
+    off = plan(PAPER, simulation={"datasets": ["c7o2h10"]})
+    assert off.simulation_files("md17", ["aspirin"]) == [] and off.simulation_datasets() == ["c7o2h10"]
+    quick = plan()  # GFN2-xTB data: xtb_langevin is the ensemble, its re-simulations an input of every simulation
+    assert quick.simulation_datasets() == ["md17"] and quick.ensemble_model("md17") == "xtb_langevin"
+    assert quick.simulation_inputs(w)["ensemble"] == "results/md17/aspirin/simulation_ensemble/seed1.npz"
+    with pytest.raises(ValueError, match="simulation.scores.horizon_fs: no value for 'c7o2h10'"):
+        plan(simulation={"datasets": ["md17", "c7o2h10"], "scores": {"horizon_fs": {"md17": 50.0}}})
