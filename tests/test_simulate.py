@@ -53,6 +53,8 @@ def test_kinetic_split_of_a_rigidly_rotating_and_translating_molecule_is_all_rig
     np.testing.assert_allclose(ks["internal"], 0.0, atol=1e-10 * ks["total"].max())
     np.testing.assert_allclose(ks["translation"] + ks["rotation"], ks["total"], rtol=1e-9)
     assert S.rigid_share(ks) == pytest.approx(1.0, abs=1e-9)
+    still = np.repeat(x0[None], 6, axis=0) + 1e-7 * rng.normal(size=(6, 9, 3))  # float32 round-off, standing still
+    assert np.isnan(S.rigid_share(S.kinetic_split(still, ETHANOL_Z, dt), 9))
 
 
 def test_kinetic_split_of_a_vibration_is_internal_and_gives_its_temperature():

@@ -157,11 +157,19 @@ def kinetic_split(positions: np.ndarray, numbers: np.ndarray, frame_fs: float) -
             "t_internal_K": 2.0 * internal / (dof * KB_EV_PER_K)}  # fmt: skip
 
 
-def rigid_share(split: dict[str, np.ndarray]) -> float:
-    """(KE_translation + KE_rotation) / KE over the finite frames of one :func:`kinetic_split`."""
+#: Below this kinetic temperature (K, all 3N-3 degrees of freedom) a trajectory barely moves (a model that stands
+#: still, in float32 round-off): it has no meaningful rigid-body share (NaN).
+STILL_K = 1.0
+
+
+def rigid_share(split: dict[str, np.ndarray], n_atoms: int | None = None) -> float:
+    """(KE_translation + KE_rotation) / KE over the finite frames of one :func:`kinetic_split`; NaN for a trajectory
+    whose mean kinetic temperature is below :data:`STILL_K` (``n_atoms`` given)."""
     tot = split["total"]
     ok = np.isfinite(tot) & np.isfinite(split["rotation"])
     if not ok.any() or tot[ok].sum() <= 0:
+        return float("nan")
+    if n_atoms is not None and 2 * tot[ok].mean() / (max(1, 3 * n_atoms - 3) * KB_EV_PER_K) < STILL_K:
         return float("nan")
     return float((split["translation"][ok] + split["rotation"][ok]).sum() / tot[ok].sum())
 
@@ -241,12 +249,12 @@ def simulation_metrics(positions: np.ndarray, diverged_at: np.ndarray, seg: Any,
         x = positions[i, : stable_until[i]]
         ks = kinetic_split(x, numbers, frame_fs)
         t_int.append(mean_finite(ks["t_internal_K"]))
-        share.append(rigid_share(ks))
+        share.append(rigid_share(ks, len(numbers)))
         t_curve[i, 1 : 1 + len(ks["t_internal_K"])] = ks["t_internal_K"]
     rows += [row("t_internal_K", length, t_int, "K", n_div), row("rigid_share", length, share, "", n_div)]
     ref_split = kinetic_split(ref, numbers, frame_fs)
-    reference = {"t_internal_K": mean_finite(ref_split["t_internal_K"]), "rigid_share": rigid_share(ref_split),
-                 "frames": int(len(ref))}  # fmt: skip
+    reference = {"t_internal_K": mean_finite(ref_split["t_internal_K"]),
+                 "rigid_share": rigid_share(ref_split, len(numbers)), "frames": int(len(ref))}  # fmt: skip
     curves: dict[str, Any] = {"t_fs": (frame_fs * np.arange(n1)).tolist(),
                               "survival": survival_curve(failed, n1 - 1).tolist(),
                               "t_internal_K": _list(_column_means(t_curve))}  # fmt: skip

@@ -229,31 +229,47 @@ def _score(metric: str, value: float | None, ref: float | None) -> float | None:
     return value
 
 
-def section(frame: pd.DataFrame, metric: str, models: list[str], columns: list[str]) -> Y.Section:
+def section(
+    frame: pd.DataFrame, metric: str, models: list[str], columns: list[str], strides: dict[str, int] | None = None
+) -> Y.Section:
+    """One metric, models x molecules; the data's own rows (one per frame spacing k of the models: finite
+    differences at k frames damp vibrations) or the ensemble's above them, each model read against its own."""
     roles = Y.roles_of(frame)
+    strides = strides or {}
     sub = frame[frame["metric"] == metric]
     rows: list[tuple[str, list[str]]] = []
-    refs: dict[str, float | None] = {}
+    refs: dict[tuple[str, int], float | None] = {}
     if metric in REFERENCE_ROWS:
         label, key = REFERENCE_ROWS[metric]
-        src = frame[frame["metric"] == key] if key != metric else sub[sub["role"] == DATA_ROLE]
-        if key != metric:
-            src = src[src["model"].isin(models)]
-        cells = []
-        for col in columns:
-            vals = src.loc[src["molecule"] == col, "value"].dropna()
-            refs[col] = float(vals.mean()) if not vals.empty else None
-            cells.append("NA" if refs[col] is None else _fmt(metric, refs[col]))
-        rows.append((label, cells))
+        if key != metric:  # the ensemble's own score: one row
+            groups = [(label, 1, frame[(frame["metric"] == key) & frame["model"].isin(models)])]
+        else:  # the data at each frame spacing k the models use: one row per k
+            data = sub[sub["role"] == DATA_ROLE]
+            ks = sorted({int(m.split("@", 1)[1]) for m in data["model"]})
+            groups = [(label if k == 1 else f"data (test segment, every {Y.ordinal(k)} frame)", k,
+                       data[data["model"] == f"data@{k}"]) for k in ks]  # fmt: skip
+        for text, k, src in groups:
+            cells = []
+            for col in columns:
+                vals = src.loc[src["molecule"] == col, "value"].dropna()
+                refs[(col, k)] = float(vals.mean()) if not vals.empty else None
+                cells.append("NA" if refs[(col, k)] is None else _fmt(metric, refs[(col, k)]))
+            rows.append((text, cells))
+
+    def ref_of(col: str, model: str) -> float | None:
+        if metric in REFERENCE_ROWS and REFERENCE_ROWS[metric][1] != metric:
+            return refs.get((col, 1))
+        return refs.get((col, int(strides.get(model, 1))))
+
     scores: dict[str, dict[str, float | None]] = {c: {} for c in columns}
     for model in models:
         cells = []
         for col in columns:
             text, value = _cell(sub[(sub["model"] == model) & (sub["molecule"] == col)], metric)
             cells.append(text)
-            scores[col][model] = _score(metric, value, refs.get(col))
+            scores[col][model] = _score(metric, value, ref_of(col, model))
         rows.append((Y.row_label(model, roles.get(model, "baseline")), cells))
-    offset = 1 if metric in REFERENCE_ROWS else 0
+    offset = len(rows) - len(models)
     marks = {}
     for j, col in enumerate(columns):
         for model, mark in Y.rank_marks(scores[col], roles).items():
@@ -275,7 +291,8 @@ def simulation_report(
     cols = Y.ordered(columns, list(frame["molecule"]))
     dataset = recs[0]["dataset"] if recs else ""
     source = recs[0].get("source", "") if recs else ""
-    sections = [section(frame, m, mods, cols) for m in SHOWN]
+    strides = {r["model"]: int(r.get("stride", 1) or 1) for r in recs}
+    sections = [section(frame, m, mods, cols, strides) for m in SHOWN]
     return Y.Report(dataset, source, TITLE, frame, sections, notes(recs, frame))
 
 
