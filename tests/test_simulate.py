@@ -176,7 +176,7 @@ def test_simulation_table_and_survival_figure_from_records(tmp_path):
               "--html", str(out["html"]), "--png", str(out["png"]), "--pdf", str(out["pdf"])])  # fmt: skip
     md = out["md"].read_text()
     assert "≥ 100 (censored)" in md and [ln for ln in md.splitlines() if ln.startswith("| egnn") and "40</u>" in ln]
-    assert "data (test segment, same frame spacing)" in md and "470" in md
+    assert "data (test segment, every frame)" in md and "470" in md
     assert "(point mass)" in md and "—" in md and "gmn: NA, not this data." in md
     assert "ideal sampler" in md and "null (two halves of the ensemble)" in md
     assert "does not divide the scoring horizon" in md

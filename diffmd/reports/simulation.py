@@ -56,8 +56,8 @@ DIRECTION = {
 FORMATS = {"survival_fraction": ".2f", "median_ttf_fs": ".0f", "t_internal_K": ".0f", "rigid_share": ".3f"}
 #: rows of the data or of the ensemble printed above the models: metric -> (label, record key or score metric)
 REFERENCE_ROWS = {
-    "t_internal_K": ("data (test segment, same frame spacing)", "t_internal_K"),
-    "rigid_share": ("data (test segment, same frame spacing)", "rigid_share"),
+    "t_internal_K": ("data (test segment, every frame)", "t_internal_K"),
+    "rigid_share": ("data (test segment, every frame)", "rigid_share"),
     "energy_score": ("ideal sampler (half of the ensemble against the other half)", "energy_score_ideal"),
     "energy_distance": ("null (two halves of the ensemble)", "energy_distance_null"),
 }
