@@ -627,8 +627,8 @@ class Plan:
         return [d for d in TASKS if self.enabled(d) and d in self.simulation_section()["datasets"]]
 
     def simulation_config(self, dataset: str) -> dict[str, Any]:
-        """What a simulation job of ``dataset`` reads: the section without ``datasets``, the scoring horizon of
-        ``dataset``, and the device its networks run on (``train.device``, as the rollout's)."""
+        """What a simulation job of ``dataset`` reads: the section without ``datasets`` and with the scoring horizon
+        of ``dataset``. No device: the job takes CUDA where its model uses it and there is one (``auto``)."""
         sec = self.simulation_section()
         horizon = sec["scores"]["horizon_fs"]
         if isinstance(horizon, dict):
@@ -637,7 +637,7 @@ class Plan:
             horizon = horizon[dataset]
         out = {k: v for k, v in sec.items() if k != "datasets"}
         out["scores"] = {**sec["scores"], "horizon_fs": float(horizon)}
-        return {**out, "device": self.config["train"]["device"]}
+        return out
 
     def simulation_config_arg(self, w: Any) -> str:
         return shell_arg(self.simulation_config(w.dataset))
