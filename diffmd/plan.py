@@ -644,12 +644,12 @@ class Plan:
 
     def simulation_models(self, dataset: str) -> list[str]:
         """The models of ``dataset`` that roll out (one-step floors are '—' in the simulation table)."""
-        return [m for m in self.models_for(dataset) if self._classes[m].can_rollout]
+        return [m for m in self.models_for(dataset) if not self._cards[m].one_step_only]
 
     def ensemble_model(self, dataset: str) -> str | None:
         """The model whose re-simulations are the proper scores' reference ensemble: the first ``ensemble``-role
         model that runs on ``dataset`` (a reference potential in the data's bath), or None (no scores)."""
-        found = [m for m in self.models_for(dataset) if self._classes[m].role == "ensemble"]
+        found = [m for m in self.models_for(dataset) if self._cards[m].role == "ensemble"]
         return found[0] if found else None
 
     @staticmethod

@@ -444,13 +444,14 @@ def _load(args: argparse.Namespace) -> tuple[Any, dict, Any, Any, dict[str, Any]
     from diffmd.config import section_defaults
     from diffmd.data.pairs import load_split, split_segments
     from diffmd.engine.capture import apply_compile
-    from diffmd.engine.cli import section_argument
+    from diffmd.engine.cli import machine_arguments, section_argument
     from diffmd.engine.common import load_checkpoint, resolve_device, seed_everything
     from diffmd.registry import uses_accelerator
 
     given = section_argument(args.simulation_config, "--simulation-config", "simulation", "train")
     defaults = section_defaults("simulation")
-    cfg = {**defaults, **given, "scores": {**defaults["scores"], **(given.get("scores") or {})}}
+    cfg = {**defaults, **given, "scores": {**defaults["scores"], **(given.get("scores") or {})},
+           **machine_arguments(args, given)}  # device, compile: the workflow's environment, never params
     if isinstance(cfg["scores"]["horizon_fs"], dict):
         raise ValueError("--simulation-config: scores.horizon_fs: one number (the plan resolves the dataset's)")
     device = resolve_device(cfg.get("device", "auto"))
@@ -466,7 +467,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, dict, Any, Any, dict[str, Any]
 
 
 def main(argv: list[str] | None = None) -> None:
-    from diffmd.engine.cli import OneLineArgumentParser
+    from diffmd.engine.cli import OneLineArgumentParser, add_machine_arguments
     from diffmd.engine.common import set_threads
     from diffmd.io import save_npz, write_json
     from diffmd.provenance import collect_provenance
@@ -481,6 +482,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--meta", default="{}", help='JSON: {"dataset", "molecule", "model", "seed"} (run)')
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=0)
+    add_machine_arguments(p, "rollout.compile")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     from diffmd.engine.cli import META_SCHEMA, schema_argument

@@ -28,7 +28,7 @@ rule simulation_ensemble:
         gpu=lambda w: PLAN.gpu(PLAN.ensemble_model(w.dataset)),
     threads: 1
     shell:
-        "python -m diffmd.engine.simulate ensemble --split {input.split} --checkpoint {input.checkpoint} {params.target} --simulation-config {params.cfg} --seed {wildcards.seed} --threads {threads} --out {output} > {log} 2>&1"
+        "python -m diffmd.engine.simulate ensemble --split {input.split} --checkpoint {input.checkpoint} {params.target} --simulation-config {params.cfg} --seed {wildcards.seed} --threads {threads} --device \"$DIFFMD_DEVICE\" --compile \"$DIFFMD_ROLLOUT_COMPILE\" --out {output} > {log} 2>&1"
 
 
 rule simulate:
@@ -53,7 +53,7 @@ rule simulate:
         gpu=PLAN.gpu_of,
     threads: 1
     shell:
-        "python -m diffmd.engine.simulate run --split {input.split} --checkpoint {input.checkpoint} {params.target} --simulation-config {params.cfg} {params.ensemble} --meta {params.meta} --seed {wildcards.seed} --threads {threads} --out {output} > {log} 2>&1"
+        "python -m diffmd.engine.simulate run --split {input.split} --checkpoint {input.checkpoint} {params.target} --simulation-config {params.cfg} {params.ensemble} --meta {params.meta} --seed {wildcards.seed} --threads {threads} --device \"$DIFFMD_DEVICE\" --compile \"$DIFFMD_ROLLOUT_COMPILE\" --out {output} > {log} 2>&1"
 
 
 rule simulation_table:
