@@ -185,3 +185,19 @@ def test_simulation_table_and_survival_figure_from_records(tmp_path):
     frame = pd.read_csv(out["csv"])
     assert {"survival_fraction", "median_ttf_fs", "energy_score", "crps"} <= set(frame["metric"])
     assert out["png"].stat().st_size > 1000 and out["pdf"].exists()
+
+
+def test_survival_interval_is_a_proportions():
+    """Wilson score interval: inside [0, 1], not degenerate at 0 or 1 of n, and the textbook value at 2 of 4."""
+    from diffmd.engine.simulate import survival_row
+
+    half = survival_row(np.array([1.0, 0.0, 1.0, 0.0]), 100.0, 0)
+    assert half["value"] == 0.5 and half["ci_method"] == "Wilson" and half["ci_n"] == 4
+    # Wilson, z = 1.95996: centre (k + z^2/2)/(n + z^2), half-width z sqrt(k(n-k)/n + z^2/4)/(n + z^2)
+    z = 1.959963984540054
+    centre, hw = (2 + z * z / 2) / (4 + z * z), z * np.sqrt(2 * 2 / 4 + z * z / 4) / (4 + z * z)
+    assert half["ci_low"] == pytest.approx(centre - hw, rel=1e-9) and half["ci_high"] == pytest.approx(centre + hw)
+    for k in (0, 4):
+        r = survival_row(np.array([1.0] * k + [0.0] * (4 - k)), 100.0, 0)
+        assert 0.0 <= r["ci_low"] <= r["value"] <= r["ci_high"] <= 1.0
+        assert r["ci_high"] - r["ci_low"] > 0.3  # four starts say little

@@ -221,6 +221,22 @@ def reference_frames(seg: Any, stride: int, limit: int = 4000) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def survival_row(survived: np.ndarray, length_fs: float, n_diverged: int, level: float = 0.95) -> dict[str, Any]:
+    """The survival fraction of ``survived`` (one 0/1 per start) with a Wilson score interval (a proportion's
+    interval stays inside [0, 1]; a Student t interval on 0/1 values does not, and is degenerate at 0 or 1)."""
+    from scipy.stats import binomtest
+
+    from diffmd.engine.yardstick import row
+
+    s = np.asarray(survived, dtype=np.float64).reshape(-1)
+    r = row("survival_fraction", length_fs, s, "", n_diverged)
+    n, k = int(s.size), int(round(float(s.sum())))
+    if n:
+        ci = binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+        r.update(ci_low=float(ci.low), ci_high=float(ci.high), ci_method="Wilson", ci_n=n)
+    return r
+
+
 def simulation_metrics(positions: np.ndarray, diverged_at: np.ndarray, seg: Any, stride: int, cfg: dict[str, Any],
                        energies: bool) -> tuple[list[dict], dict[str, Any]]:  # fmt: skip
     """The rows and curves of one model's simulations ``positions`` (M, n+1, atoms, 3) Å from the test segment
@@ -239,7 +255,7 @@ def simulation_metrics(positions: np.ndarray, diverged_at: np.ndarray, seg: Any,
     survived = (failed < 0).astype(float)
     med, censored = median_time_to_failure(failed, n1 - 1, frame_fs)
     stable_until = np.where(failed < 0, n1, failed)  # frames [0, stable_until) before the failure
-    rows = [row("survival_fraction", length, survived, "", n_div)]
+    rows = [survival_row(survived, length, n_div)]
     r = row("median_ttf_fs", length, [med], "fs", n_div, m)
     r.update(ci_low=None, ci_high=None, ci_method="", ci_n=0, censored=bool(censored))
     rows.append(r)
