@@ -70,6 +70,22 @@ def _combine(k: list[torch.Tensor], coeffs: tuple[float, ...], dt_atom: torch.Te
     return acc * dt_atom[:, None]
 
 
+def _solve_times(
+    y0: torch.Tensor, t_start: torch.Tensor, t_end: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """Start times (n_mol,) and output times (n_mol, n_out) as float64 on ``y0``'s device; ``flat``: ``t_end`` was
+    one end time per molecule (the result is returned without the output axis)."""
+    n_mol = int(t_start.numel())
+    t_start = t_start.to(device=y0.device, dtype=torch.float64).reshape(-1)
+    t_out = t_end.to(device=y0.device, dtype=torch.float64)
+    flat = t_out.dim() == 1
+    if flat:
+        t_out = t_out[:, None]
+    if t_out.dim() != 2 or t_out.shape[0] != n_mol or t_out.shape[1] < 1:
+        raise ValueError(f"dopri5_per_molecule: {n_mol} start times but end times of shape {tuple(t_end.shape)}")
+    return t_start, t_out, flat
+
+
 def dopri5_per_molecule(
     drift: Drift,
     y0: torch.Tensor,
@@ -101,16 +117,9 @@ def dopri5_per_molecule(
         return _dopri5_masked(drift, y0, batch_index, t_start, t_end, rtol, atol, max_steps, check_every)
     device, ydt = y0.device, y0.dtype
     n_atoms = y0.shape[0]
-    n_mol = int(t_start.numel())
     f64 = torch.float64
-    t_start = t_start.to(device=device, dtype=f64).reshape(-1)
-    t_out = t_end.to(device=device, dtype=f64)
-    flat = t_out.dim() == 1
-    if flat:
-        t_out = t_out[:, None]
-    if t_out.dim() != 2 or t_out.shape[0] != n_mol or t_out.shape[1] < 1:
-        raise ValueError(f"dopri5_per_molecule: {n_mol} start times but end times of shape {tuple(t_end.shape)}")
-    n_out = t_out.shape[1]
+    t_start, t_out, flat = _solve_times(y0, t_start, t_end)
+    n_mol, n_out = t_out.shape
     if bool((t_out[:, 0] == t_start).any()):
         raise ValueError("dopri5_per_molecule: an end time equals its start time")
     sign = torch.where(t_out[:, 0] > t_start, 1.0, -1.0).to(f64)  # decreasing time: u = -t, f_u = -f(-u)
@@ -255,16 +264,9 @@ def _dopri5_masked(
     the last molecule finished changes nothing). Each molecule's step sequence is the compacting solver's."""
     device, ydt = y0.device, y0.dtype
     n_atoms = y0.shape[0]
-    n_mol = int(t_start.numel())
     f64 = torch.float64
-    t_start = t_start.to(device=device, dtype=f64).reshape(-1)
-    t_out = t_end.to(device=device, dtype=f64)
-    flat = t_out.dim() == 1
-    if flat:
-        t_out = t_out[:, None]
-    if t_out.dim() != 2 or t_out.shape[0] != n_mol or t_out.shape[1] < 1:
-        raise ValueError(f"dopri5_per_molecule: {n_mol} start times but end times of shape {tuple(t_end.shape)}")
-    n_out = t_out.shape[1]
+    t_start, t_out, flat = _solve_times(y0, t_start, t_end)
+    n_mol, n_out = t_out.shape
     sign = torch.where(t_out[:, 0] > t_start, 1.0, -1.0).to(f64)
     u_out = sign[:, None] * t_out
     counts = scatter_sum(torch.ones(n_atoms, dtype=f64, device=device), batch_index, n_mol)
