@@ -1,4 +1,4 @@
-"""The experiment plan (diffmd/plan.py): every decision the workflow used to make in its rule files."""
+"""The experiment plan (diffmd/plan/): every decision the workflow used to make in its rule files."""
 
 import copy
 from pathlib import Path

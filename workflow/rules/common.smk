@@ -1,4 +1,4 @@
-# Config validation, the experiment plan (diffmd/plan.py: every decision lives there, tested) and the
+# Config validation, the experiment plan (diffmd/plan/: every decision lives there, tested) and the
 # input functions the rules call. No model or dataset is named here: the plan asks the registry.
 import os
 import sys

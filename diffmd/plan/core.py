@@ -1,0 +1,335 @@
+"""The plan's core: the validated config, its checks at parse time, the datasets and their tasks, what each
+dataset offers and which models run on it, each model's resolved parameters, the stage argument sets and the run
+directories. The other parts (:mod:`.tuning`, :mod:`.costs`, :mod:`.simulation`, :mod:`.rules`) build on it;
+:class:`diffmd.plan.Plan` is all of them together.
+
+Paths (docs/ARCHITECTURE.md): ``data/md17/{molecule}.npz``, ``data/c7o2h10/{isomer}.npz``, split files
+``data/splits/md17/{molecule}.json`` (S2L) and ``data/splits/c7o2h10.json`` (O2O), run directories
+``results/{dataset}/{molecule}/{model}/seed{seed}``; an O2O model is trained once, under the run name
+``trained``, and rolled out on every target isomer.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shlex
+from typing import Any
+
+from diffmd.config import (
+    deep_update,
+    fill_defaults,
+    load_schema,
+    resolve_model_config,
+    split_train_overrides,
+    validate_config,
+)
+
+#: The paper's two tasks: S2L (short-to-long, one trajectory per molecule) and O2O (one-to-others).
+TASKS = {"md17": "s2l", "c7o2h10": "o2o"}
+#: The paper's table of each dataset (Table 1: MD17 short-to-long, Table 2: C7O2H10 one-to-others).
+PAPER_TABLES = {"md17": "table1_md17", "c7o2h10": "table2_c7o2h10"}
+#: Run name of O2O models, trained once for every target isomer.
+O2O_TRAINED = "trained"
+#: ``{molecule}`` of C7O2H10 isomers: ``iso<ID>`` downloaded, ``xtb<NN>`` simulated (never "trained").
+ISOMER_PATTERN = r"iso\d+|xtb\d+"
+
+
+def fmt(value: float) -> str:
+    """Compact, file-name-safe number: 0.001 -> 0.001, 1e-05 -> 1e-05, 10.0 -> 10."""
+    return f"{float(value):g}"
+
+
+class PlanCore:
+    """The config, its checks, datasets, models and run directories (the base of :class:`diffmd.plan.Plan`; its
+    check at parse time also asks the tuning, cost and simulation parts)."""
+
+    def __init__(self, config: dict[str, Any], origin: str = "config"):
+        validate_config(config, origin)
+        self.config = fill_defaults(config)
+        self.origin = origin
+        self.seeds: list[int] = [int(s) for s in self.config["seeds"]]
+        self.models: list[str] = list(self.config["models"])
+        #: the datasets this run makes (``datasets``; default both): a switched-off one has no jobs
+        self.datasets: list[str] = list(self.config["datasets"])
+        self.md17_molecules: list[str] = list(self.config["data"]["md17"]["molecules"])
+        self._cards = {m: _card(m) for m in self.models}  # what each model is (diffmd/models/cards.yaml; no torch)
+        # memos of values the workflow asks for per job (the config does not change after validation)
+        self._memo_params: dict[tuple[str, str], dict[str, Any]] = {}
+        self._memo_points: dict[str, list[str]] = {}
+        self._memo_schedule: dict[tuple[str, str], list[dict[str, int]]] = {}
+        self._check()
+
+    def _check(self) -> None:
+        from diffmd.cards import check_params
+        from diffmd.plan.tuning import grid_points  # the tuning part builds on this one
+
+        train_schema = load_schema()["properties"]["train"]
+        for model in self.models:
+            for dataset in TASKS:
+                params, train = split_train_overrides(self.model_params(model, dataset))
+                source = f"{self.origin}: model_params.{model} (with diffmd/models/configs/{model}.yaml)"
+                check_params(model, params, source)
+                stride = params.get("stride", 1)
+                if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+                    raise ValueError(f"{source}: stride must be an integer >= 1, got {stride!r}")
+                _validate_section(deep_update(self.config["train"], train), train_schema,
+                                  f"{self.origin}: model_params.{model}.train")
+        for model in self.config.get("model_params", {}):
+            if model not in self._cards:
+                _card(model)  # an unknown name raises with the known ones
+        for molecule in self.cost_molecules() if self.enabled("md17") else []:
+            if molecule not in self.md17_molecules:
+                raise ValueError(
+                    f"{self.origin}: score_dynamics.cost_molecules: {molecule!r} is not in data.md17.molecules"
+                )
+        targets, isomers = self.config_targets(), self.static_isomers()
+        if isomers and targets and not set(targets) <= set(isomers):
+            raise ValueError(
+                f"{self.origin}: splits.c7o2h10.targets {targets} are not simulated isomers "
+                f"({isomers[0]}..{isomers[-1]}) with data.c7o2h10.source: xtb; name xtb isomers or use targets: []"
+            )
+        for model in self.tuned_models("diffmd_grid"):
+            try:
+                grid_points(self.grid(model), self.grid_spec(model))
+            except ValueError as exc:
+                raise ValueError(f"{self.origin}: {exc}") from None
+        for dataset in self.simulation_datasets():
+            self.simulation_config(dataset)  # a per-dataset scoring horizon missing for a simulated data set
+        self.check_existing_data()
+
+    def check_existing_data(self, root: str = ".") -> None:
+        """Refuse, at parse time, any existing data file a job would refuse (a trajectory too short, corrupt,
+        of another molecule or implausible; a hand-edited index or split; a split whose trajectory changed), so
+        Snakemake fails before it deletes any finished output that depends on it: :mod:`diffmd.data.preflight`."""
+        from diffmd.data.preflight import check_existing_inputs
+
+        check_existing_inputs(self, root)
+
+    def enabled(self, dataset: str) -> bool:
+        """Whether ``dataset`` is made in this run (``datasets``); an unknown name raises."""
+        self.task(dataset)
+        return dataset in self.datasets
+
+    @staticmethod
+    def task(dataset: str) -> str:
+        if dataset not in TASKS:
+            raise KeyError(f"unknown dataset {dataset!r}; known: {', '.join(TASKS)}")
+        return TASKS[dataset]
+
+    def source(self, dataset: str) -> str:
+        return self.config["data"][dataset]["source"]
+
+    def source_settings(self, dataset: str) -> dict[str, Any]:
+        """Only the config a dataset's source reads, ``{"xtb": ...}`` or ``{"download": ...}`` (editing the
+        other source's settings or adding a molecule does not rerun the data rules)."""
+        section = self.config["data"][dataset]
+        key = "xtb" if section["source"] == "xtb" else "download"
+        return {key: section.get(key, {})}
+
+    def static_isomers(self) -> list[str]:
+        """C7O2H10 isomer names known at parse time (simulated ones, ``xtb01``...); [] for downloads,
+        whose names come from the archive (the split checkpoint)."""
+        if self.source("c7o2h10") != "xtb":
+            return []
+        from diffmd.data.isomers import xtb_isomer_names
+
+        xtb = self.config["data"]["c7o2h10"].get("xtb", {})
+        return xtb_isomer_names(int(xtb.get("n_isomers", 20)), xtb.get("isomers"))
+
+    def config_targets(self) -> list[str]:
+        """``splits.c7o2h10.targets`` ([] = chosen from the data by the split rule)."""
+        return list(self.config["splits"]["c7o2h10"].get("targets") or [])
+
+    def split_path(self, dataset: str, molecule: str) -> str:
+        """The split file a run of ``molecule`` reads: per molecule (S2L) or one for every isomer (O2O)."""
+        if self.task(dataset) == "s2l":
+            return f"data/splits/{dataset}/{molecule}.json"
+        return f"data/splits/{dataset}.json"
+
+    def split_config(self, dataset: str) -> dict[str, Any]:
+        """``splits.<dataset>``; O2O adds the history frames every target rollout starts after; ``checks``: the
+        plausibility bounds ``data.<dataset>.checks`` when the config sets them (the split job checks every
+        trajectory it splits, against the schema's defaults otherwise)."""
+        cfg = dict(self.config["splits"][dataset])
+        if self.task(dataset) == "o2o":
+            cfg["history_frames"] = self.history_frames(dataset)
+        if self.config["data"][dataset].get("checks"):
+            cfg["checks"] = dict(self.config["data"][dataset]["checks"])
+        return cfg
+
+    def history_frames(self, dataset: str) -> int:
+        """2 x the largest stride of any model (or of the split), so every model starts from the same
+        frame and has its v and a history."""
+        strides = [int(self.config["splits"][dataset].get("stride", 1))]
+        strides += [int(self.model_params(m, dataset).get("stride", 1)) for m in self.models]
+        return 2 * max(strides)
+
+    def train_run(self, dataset: str, molecule: str) -> str:
+        """The run name a test run's model was trained under: the molecule (S2L) or ``trained`` (O2O)."""
+        return molecule if self.task(dataset) == "s2l" else O2O_TRAINED
+
+    def check_train_run(self, dataset: str, run: str) -> None:
+        """Refuse a training run name that does not fit the dataset's task (one line)."""
+        if (self.task(dataset) == "s2l") == (run == O2O_TRAINED):
+            raise ValueError(
+                f"no training run results/{dataset}/{run}: use results/md17/<molecule>/... "
+                f"or results/c7o2h10/{O2O_TRAINED}/..."
+            )
+
+    def train_run_names(self) -> list[str]:
+        return [*self.md17_molecules, O2O_TRAINED]
+
+    def offers(self, dataset: str) -> dict[str, str | None]:
+        """Each requirement a model may declare (``requires``) -> None when the dataset's data offers it,
+        else the reason it does not (printed by the tables beside NA)."""
+        source = self.source(dataset)
+        from diffmd.data.sources import has_force_labels, has_reference_potential
+
+        no_forces = None if has_force_labels(source, self.task(dataset)) else (
+            f"the {dataset} {source} data has no force labels")
+        thermostat = (self.config["data"][dataset].get("xtb") or {}).get("thermostat", "langevin")
+        return {
+            "forces": no_forces,
+            "reference_potential": None if has_reference_potential(source) else (
+                f"no reference potential for source {source!r}"),
+            "thermostat_state": None if source == "xtb" and thermostat == "nose_hoover" else (
+                f"the {dataset} {source} data stores no Nosé-Hoover chain state"
+                + (f" (xtb.thermostat {thermostat})" if source == "xtb" else "")),
+            "one_molecule": None if self.task(dataset) == "s2l" else "a single-molecule model (no transfer to O2O)",
+        }
+
+    def unavailable(self, model: str, dataset: str) -> str | None:
+        """Why ``model`` cannot run on ``dataset`` (None when it can)."""
+        offers = self.offers(dataset)
+        for need in _card(model).needs:
+            if need not in offers:
+                raise ValueError(f"model {model!r} requires {need!r}, which the plan does not know")
+            if offers[need] is not None:
+                return offers[need]
+        return None
+
+    def models_for(self, dataset: str) -> list[str]:
+        """The models that run on ``dataset`` (config order); the others are NA in its tables."""
+        return [m for m in self.models if self.unavailable(m, dataset) is None]
+
+    def na_reasons(self, dataset: str) -> dict[str, str]:
+        return {m: r for m in self.models if (r := self.unavailable(m, dataset)) is not None}
+
+    def role(self, model: str) -> str:
+        return _card(model).role
+
+    def models_with_role(self, *roles: str) -> list[str]:
+        return [m for m in self.models if self._cards[m].role in roles]
+
+    def train_models(self, dataset: str) -> list[str]:
+        """Models the ``train`` rule makes a checkpoint for on ``dataset``."""
+        return [m for m in self.engine_models() if m in self.models_for(dataset)]
+
+    def engine_models(self) -> list[str]:
+        """Models whose checkpoint the ``train`` rule makes (everything without a tuning procedure)."""
+        return [m for m in self.models if self._cards[m].tuning is None]
+
+    def gpu(self, model: str) -> int:
+        """The GPU slots a job of ``model`` holds (the rules' ``resources: gpu``): 1 for a network the engine trains
+        (:func:`diffmd.registry.uses_accelerator`), 0 for rows that run on the CPU (references, floors, physics
+        oracles, own-trainer force fields). A slot is one concurrent GPU job: the default profile gives one GPU
+        several (profiles/default/config.yaml; docs/paper_scale.md), ``--resources gpu=1`` one at a time."""
+        return int(self._cards[model].engine_trained)
+
+    def tuned_models(self, tuning: str | None = None) -> list[str]:
+        return [m for m in self.models if self._cards[m].tuning is not None
+                and (tuning is None or self._cards[m].tuning == tuning)]  # fmt: skip
+
+    def model_params(self, model: str, dataset: str) -> dict[str, Any]:
+        """``diffmd/models/configs/<model>.yaml`` + ``model_params.<model>``, with the stride from
+        ``<model>.stride.<dataset>`` for models whose stride comes from the config (a fresh copy; resolved once
+        per (model, dataset): the workflow asks for every job it plans)."""
+        key = (model, dataset)
+        if key not in self._memo_params:
+            self._memo_params[key] = self._model_params(model, dataset)
+        return copy.deepcopy(self._memo_params[key])
+
+    def _model_params(self, model: str, dataset: str) -> dict[str, Any]:
+        overrides = copy.deepcopy(self.config.get("model_params", {}).get(model, {}))
+        # a simulated source's settings, for what its files do not carry; dt and temperature come from the data
+        # file itself at training time (the card's data_params), whatever the source
+        source = self.config["data"][dataset].get("xtb", {}) if self.source(dataset) == "xtb" else {}
+        for key in _card(model).source_params:
+            if key in source:
+                overrides.setdefault(key, source[key])
+        if _card(model).stride == "config":
+            stride = (self.config.get(model) or {}).get("stride", {}).get(dataset)
+            if stride is not None:
+                overrides.setdefault("stride", int(stride))
+        return resolve_model_config(model, overrides)
+
+    def stride(self, model: str, dataset: str) -> int:
+        return int(self.model_params(model, dataset).get("stride", 1))
+
+    def train_config(self) -> dict[str, Any]:
+        """The ``train`` section plus the rollout's divergence bound (used by validation rollouts), the machine's
+        keys included (the cost model reads them; the rules get :meth:`stage_args` instead)."""
+        return {**self.config["train"], "divergence_bound_A": self.config["rollout"]["divergence_bound_A"]}
+
+    def rollout_config(self) -> dict[str, Any]:
+        return {**self.config["rollout"], "device": self.config["train"]["device"]}
+
+    def stage_args(self, stage: str) -> dict[str, Any]:
+        """What one stage (``train``, ``rollout``, ``evaluate``) reads from the config, and nothing else: a rule's
+        params, so that a change reruns only the jobs that read it (:mod:`diffmd.stages`)."""
+        from diffmd.stages import stage_args
+
+        return stage_args(stage, self.config)
+
+    def stage_arg(self, stage: str) -> str:
+        return shell_arg(self.stage_args(stage))
+
+    def machine_environment(self) -> dict[str, str]:
+        """The machine's settings (device, compile) as the environment the rules' commands read, never params."""
+        from diffmd.stages import machine_environment
+
+        return machine_environment(self.config)
+
+    @staticmethod
+    def run_dir(dataset: str, molecule: str, model: str, seed: int | str) -> str:
+        return f"results/{dataset}/{molecule}/{model}/seed{seed}"
+
+    def run_files(self, dataset: str, molecules: list[str], filename: str, seeds: list[int] | None = None) -> list[str]:
+        """``filename`` in every run directory of ``dataset`` (molecules x models x seeds), table order."""
+        if not self.enabled(dataset):
+            return []
+        models = self.models_for(dataset)
+        return [f"{self.run_dir(dataset, mol, model, seed)}/{filename}"
+                for mol in molecules for model in models for seed in (seeds or self.seeds)]  # fmt: skip
+
+    def figure_seed(self) -> int:
+        return min(self.seeds)
+
+
+def _validate_section(instance: dict[str, Any], schema: dict[str, Any], origin: str) -> None:
+    from diffmd.config import schema_error
+
+    exc = schema_error(instance, schema)  # a validator built once per process (30 sections per parse)
+    if exc is not None:
+        where = ".".join(str(p) for p in exc.absolute_path) or "(section)"
+        raise ValueError(f"{origin}: {where}: {exc.message}") from None
+
+
+def _card(name: str):
+    from diffmd.cards import card
+
+    try:
+        return card(name)
+    except KeyError as exc:
+        raise ValueError(str(exc.args[0])) from None
+
+
+def as_json(obj: Any) -> str:
+    """Canonical JSON of a plan value (sorted keys), as the rules pass it on the command line."""
+    return json.dumps(obj, sort_keys=True)
+
+
+def shell_arg(obj: Any) -> str:
+    """A plan value as one shell-quoted JSON argument for the package's entry points."""
+    return shlex.quote(as_json(obj))
