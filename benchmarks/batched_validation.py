@@ -7,7 +7,7 @@ out ``steps`` steps on a synthetic ethanol (9 atoms, :func:`diffmd.testing.synth
 ``starts`` start frames at every eps of ``--eps`` (default: the paper's grid, config.yaml ``diffmd.grid.eps``):
 
 * batched: one :func:`diffmd.engine.rollout.rollout_starts` call over len(eps) x starts copies, ``model.eps``
-  a tensor with one value per copy (each copy on its own clock, as :mod:`diffmd.models.diffmd.tune`
+  a tensor with one value per copy (each copy on its own clock, as :mod:`diffmd.engine.grid`
   validates every eps of a grid point; :func:`diffmd.models.diffmd.samplers.ode_sampler`);
 * sequential: ``model.eps`` one float at a time and one ``rollout_starts`` call per start (one molecule).
 

@@ -9,7 +9,7 @@ and captured. Counted here with a dispatch counter; they do not depend on the de
 **Counts** (:func:`paper_counts`): how many of each unit every job of the paper DAG runs, from the code paths
 themselves: the trainer's :func:`diffmd.engine.train.rollout_epochs` and :func:`one_step_epochs` (rollouts only
 with ``select_by: rollout_armse``, one for the selected checkpoint at the end otherwise, none for a grid training),
-the grid validation's :func:`diffmd.models.diffmd.tune.rollout_plan` (a point rolls out its best eps only where
+the grid validation's :func:`diffmd.engine.grid.rollout_plan` (a point rolls out its best eps only where
 it can be selected), the halving schedule, the rollout job's paper rollout + multi-start + one-step frames, and
 one start-up per job.
 
@@ -282,9 +282,9 @@ def training_work(plan: Any, model: str, dataset: str, epochs: int | None = None
 
 
 def validation_work(plan: Any, model: str, dataset: str, report: bool) -> list[dict[str, Any]]:
-    """The units one grid point's validation runs (:func:`diffmd.models.diffmd.tune.validate_point`): the
+    """The units one grid point's validation runs (:func:`diffmd.engine.grid.validate_point`): the
     one-step loss at every eps (one integration to the smallest where batched) and the rollouts
-    :func:`diffmd.models.diffmd.tune.rollout_plan` asks for (the nominal eps stands for the point's best)."""
+    :func:`diffmd.engine.grid.rollout_plan` asks for (the nominal eps stands for the point's best)."""
     cfg, size = train_settings(plan, model, dataset), dataset_sizes(plan, dataset)
     k = plan.stride(model, dataset)
     eps = [float(e) for e in plan.grid_eps(model)]
@@ -855,7 +855,7 @@ def render(result: dict[str, Any], other: dict[str, Any] | None, consts: dict[st
              "one-step validation batches assumed to take the evaluations of one molecule.",
              "- The validation rollouts counted are the ones the code runs: "
              "diffmd.engine.train.rollout_epochs, the selected checkpoint's at the end, "
-             "diffmd.models.diffmd.tune.rollout_plan."]  # fmt: skip
+             "diffmd.engine.grid.rollout_plan."]  # fmt: skip
     body += [f"- {n}" for n in notes]
     if result["missing"]:
         body.append("- Not counted (left out of the totals): " + ", ".join(result["missing"]))

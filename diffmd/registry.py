@@ -106,6 +106,18 @@ class TrajectoryModel(nn.Module):
         only, and the generic tests check the model's exact pieces in its own test file instead."""
         return False
 
+    @property
+    def eps_batchable(self) -> bool:
+        """True when one sampling pass gives the predictions at several smallest diffusion times ``eps``
+        (:meth:`predict_eps_path`) and a rollout may run copies each with its own ``eps``: the grid search
+        (:mod:`diffmd.engine.grid`) then validates every eps of a point at once. An instance fact (DiffMD: the ODE
+        sampler only)."""
+        return False
+
+    def predict_eps_path(self, batch: B.Batch, eps_values: list[float]) -> list[torch.Tensor]:
+        """x(t+1) at every ``eps`` of ``eps_values``, from one sampling pass (models with :attr:`eps_batchable`)."""
+        raise NotImplementedError(f"{self.name}: no prediction at several eps in one pass (eps_batchable is False)")
+
     def loss(self, batch: B.Batch) -> torch.Tensor:
         """Mean squared error of the predicted next positions per coordinate, in units of
         :attr:`loss_scale` squared (dimensionless: constant velocity scores about 1)."""

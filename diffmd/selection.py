@@ -2,7 +2,7 @@
 numbers a selection must compute, and the value a checkpoint or a grid row is selected by.
 
 The trainer (:mod:`diffmd.engine.train`: the best epoch, the LR schedule) and the grid search
-(:mod:`diffmd.models.diffmd.tune`: the best point and eps) both call :func:`metric`, so a grid row labelled
+(:mod:`diffmd.engine.grid`: the best point and eps) both call :func:`metric`, so a grid row labelled
 ``val_loss`` holds the validation loss, as a trained checkpoint labelled ``val_loss`` does
 (tests/test_selection.py fails if the two ever disagree).
 """

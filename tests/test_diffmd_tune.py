@@ -1,6 +1,6 @@
-"""DiffMD grid search: point names, validation through the trainer's validation (every eps of a point in one
-batch, against one eps at a time), selection of the best point by the trainer's ``select_by`` metric, the
-successive-halving ranking and slots, one-line CLI errors."""
+"""The grid search (diffmd/engine/grid.py) of DiffMD and diffmd_corrected: point names, validation through the
+trainer's validation (every eps of a point in one batch, against one eps at a time), selection of the best point by
+the trainer's ``select_by`` metric, the successive-halving ranking and slots, one-line CLI errors."""
 
 from __future__ import annotations
 
@@ -12,52 +12,52 @@ import pytest
 import torch
 
 from diffmd.data.trajectory import Trajectory, save_trajectory
+from diffmd.engine import grid as search
 from diffmd.engine.common import load_torch
 from diffmd.io import write_json
-from diffmd.models.diffmd import tune
 from diffmd.provenance import sha256_file
 from diffmd.testing import ETHANOL_X, ETHANOL_Z
 
 GRID = {"sigma_s": [1e-2, 1.0], "a_bar": [1.0], "eta_sigma": [1.0], "eps": [0.5, 0.9]}
-DIFFMD = tune.GridSpec.of("diffmd")
-CORRECTED = tune.GridSpec.of("diffmd_corrected")
+DIFFMD = search.GridSpec.of("diffmd")
+CORRECTED = search.GridSpec.of("diffmd_corrected")
 TINY = {"n_layers": 1, "n_heads": 2, "d_model": 8, "d_ffn": 16, "n_time_freq": 2,
         "sampler_options": {"ode": {"rtol": 1e-3, "atol": 1e-3}}}  # fmt: skip
 
 
 def test_grid_points_and_params():
-    points = tune.grid_points(GRID, DIFFMD)
+    points = search.grid_points(GRID, DIFFMD)
     assert list(points) == ["s0.01_a1_h1", "s1_a1_h1"]
     full = {"sigma_s": [1e-3, 1e-2, 1e-1, 1], "a_bar": [1e-2, 1e-1, 1, 2, 5, 10],
             "eta_sigma": [1e-2, 1e-1, 1, 10], "eps": [0.1, 0.2, 0.4, 0.8, 0.9, 0.99]}  # fmt: skip
-    assert len(tune.grid_points(full, DIFFMD)) == 96 and len(set(tune.grid_points(full, DIFFMD))) == 96
-    params = tune.point_params({"d_model": 8}, GRID, "s1_a1_h1", DIFFMD)
+    assert len(search.grid_points(full, DIFFMD)) == 96 and len(set(search.grid_points(full, DIFFMD))) == 96
+    params = search.point_params({"d_model": 8}, GRID, "s1_a1_h1", DIFFMD)
     assert params == {"d_model": 8, "sigma_s": 1.0, "a_bar": 1.0, "eta_sigma": 1.0, "train_eps": 0.5}
     with pytest.raises(KeyError, match="not in diffmd.grid"):
-        tune.point_params({}, GRID, "s5_a1_h1", DIFFMD)
+        search.point_params({}, GRID, "s5_a1_h1", DIFFMD)
     with pytest.raises(ValueError, match="eps"):
-        tune.grid_points({**GRID, "eps": [1.5]}, DIFFMD)
+        search.grid_points({**GRID, "eps": [1.5]}, DIFFMD)
 
     # the names DiffMD's results are filed under: its class declares the keys and their labels
     assert DIFFMD.train_keys == ("sigma_s", "a_bar", "eta_sigma") and DIFFMD.labels == ("s", "a", "h")
     assert DIFFMD.train_eps and not CORRECTED.train_eps
-    assert list(tune.grid_points({"sigma_s": [1e-3], "a_bar": [0.1], "eta_sigma": [10.0], "eps": [0.1]}, DIFFMD)) \
+    assert list(search.grid_points({"sigma_s": [1e-3], "a_bar": [0.1], "eta_sigma": [10.0], "eps": [0.1]}, DIFFMD)) \
         == ["s0.001_a0.1_h10"]  # fmt: skip
 
 
 def test_a_second_model_has_its_own_grid_keys_and_names():
     grid = {"kernel_scale": [0.5, 1.0, 2.0], "eps": [1e-3, 1e-2]}
-    assert list(tune.grid_points(grid, CORRECTED)) == ["kernel_scale0.5", "kernel_scale1", "kernel_scale2"]
+    assert list(search.grid_points(grid, CORRECTED)) == ["kernel_scale0.5", "kernel_scale1", "kernel_scale2"]
     # its train_eps stays the model's own (no train_eps = min(eps) as for DiffMD)
-    assert tune.point_params({"d_model": 8}, grid, "kernel_scale2", CORRECTED) == {"d_model": 8, "kernel_scale": 2.0}
+    assert search.point_params({"d_model": 8}, grid, "kernel_scale2", CORRECTED) == {"d_model": 8, "kernel_scale": 2.0}
     with pytest.raises(KeyError, match="not in diffmd_corrected.grid"):
-        tune.point_params({}, grid, "s1_a1_h1", CORRECTED)
+        search.point_params({}, grid, "s1_a1_h1", CORRECTED)
     with pytest.raises(ValueError, match="diffmd_corrected.grid: missing or empty key.s. kernel_scale"):
-        tune.grid_points({"eps": [1e-3]}, CORRECTED)
+        search.grid_points({"eps": [1e-3]}, CORRECTED)
     with pytest.raises(ValueError, match="diffmd_corrected.grid: unknown key.s. sigma_s"):
-        tune.grid_points({**grid, "sigma_s": [1.0]}, CORRECTED)
+        search.grid_points({**grid, "sigma_s": [1.0]}, CORRECTED)
     with pytest.raises(ValueError, match="its card .* has no grid"):
-        tune.GridSpec.of("egnn")
+        search.GridSpec.of("egnn")
 
 
 def _fake_run(tmp_path, values, extra=None):
@@ -65,7 +65,7 @@ def _fake_run(tmp_path, values, extra=None):
     further keys per row, a function of (point name, eps). Returns the validation files, in grid order."""
     grid_dir = tmp_path / "grid"
     files = []
-    for (name, point), eps_vals in zip(tune.grid_points(GRID, DIFFMD).items(), values):
+    for (name, point), eps_vals in zip(search.grid_points(GRID, DIFFMD).items(), values):
         (grid_dir / name).mkdir(parents=True)
         ckpt = grid_dir / name / "model.pt"
         torch.save({"model": "diffmd", "params": {**point, "eps": 0.2}, "state_dict": {}, "epoch": 1,
@@ -79,7 +79,7 @@ def _fake_run(tmp_path, values, extra=None):
 
 def test_select_picks_lowest_finite(tmp_path):
     grid_dir = _fake_run(tmp_path, [[0.5, None], [0.3, 0.7]])
-    summary = tune.write_selection(grid_dir, GRID, str(tmp_path / "model.pt"), str(tmp_path / "sel.json"))
+    summary = search.write_selection(grid_dir, GRID, str(tmp_path / "model.pt"), str(tmp_path / "sel.json"))
     assert summary["best"]["point"] == "s1_a1_h1" and summary["best"]["eps"] == 0.5
     ckpt = load_torch(tmp_path / "model.pt")
     assert ckpt["params"]["eps"] == 0.5 and ckpt["params"]["sigma_s"] == 1.0 and ckpt["val_armse"] == 0.3
@@ -92,7 +92,7 @@ def test_select_picks_lowest_finite(tmp_path):
 
 def test_select_all_diverged_flags(tmp_path):
     grid_dir = _fake_run(tmp_path, [[None, None], [None, None]])
-    summary = tune.write_selection(grid_dir, GRID, str(tmp_path / "model.pt"), str(tmp_path / "sel.json"))
+    summary = search.write_selection(grid_dir, GRID, str(tmp_path / "model.pt"), str(tmp_path / "sel.json"))
     assert summary["all_diverged"] and math.isinf(load_torch(tmp_path / "model.pt")["val_armse"])
 
 
@@ -101,7 +101,7 @@ def test_select_reads_the_validation_metric(tmp_path):
     metric = {("s0.01_a1_h1", 0.5): 0.2, ("s0.01_a1_h1", 0.9): None, ("s1_a1_h1", 0.5): 0.4, ("s1_a1_h1", 0.9): 0.1}
     grid_dir = _fake_run(tmp_path, [[0.5, None], [0.3, 0.7]],
                          lambda name, eps: {"val_metric": metric[name, eps], "select_by": "one_step"})  # fmt: skip
-    summary = tune.write_selection(grid_dir, GRID, str(tmp_path / "model.pt"), str(tmp_path / "sel.json"))
+    summary = search.write_selection(grid_dir, GRID, str(tmp_path / "model.pt"), str(tmp_path / "sel.json"))
     assert summary["best"]["point"] == "s1_a1_h1" and summary["best"]["eps"] == 0.9
     assert summary["select_by"] == "one_step" and summary["val_metric"] == [0.2, None, 0.4, 0.1]
     assert summary["best_val_metric_by_eps"] == {"0.5": 0.2, "0.9": 0.1}
@@ -113,12 +113,12 @@ def test_select_refuses_rows_of_different_metrics(tmp_path):
     grid_dir = _fake_run(tmp_path, [[0.5, 0.6], [0.3, 0.7]], lambda name, eps: (
         {"val_metric": 0.1, "select_by": "one_step"} if name == "s1_a1_h1" else {}))  # fmt: skip
     with pytest.raises(ValueError, match="different metrics"):
-        tune.select(grid_dir)
+        search.select(grid_dir)
 
 
 def _main(args, capsys):
     try:
-        rc = tune.main(args)
+        rc = search.main(args)
     except SystemExit as exc:
         rc = exc.code
     return rc, capsys.readouterr().err
@@ -176,10 +176,10 @@ def test_train_validate_select_end_to_end(tmp_path):
     split = _synthetic_split(tmp_path)
     cfg = {"batch_size": 10, "epochs": 1, "val_every": 1, "val_horizon": 3, "device": "cpu"}
     files = []
-    for name in tune.grid_points(GRID, DIFFMD):
-        params = tune.point_params(TINY, GRID, name, DIFFMD)
+    for name in search.grid_points(GRID, DIFFMD):
+        params = search.point_params(TINY, GRID, name, DIFFMD)
         train(split, "diffmd", params, cfg, 1, tmp_path / "grid" / name)
-        doc = tune.validate_point(split, str(tmp_path / "grid" / name / "model.pt"), GRID["eps"], cfg, 1)
+        doc = search.validate_point(split, str(tmp_path / "grid" / name / "model.pt"), GRID["eps"], cfg, 1)
         assert doc["batched"] and [r["eps"] for r in doc["rows"]] == GRID["eps"]
         # one rollout per point, at its best eps (the report's val_armse); the others are not rolled out
         best = min(doc["rows"], key=lambda r: r["val_metric"])
@@ -191,7 +191,7 @@ def test_train_validate_select_end_to_end(tmp_path):
             assert row["select_by"] == "one_step" and row["val_metric"] == row["val_one_step"] > 0
         write_json(tmp_path / "grid" / name / "validation.json", doc)
         files.append(str(tmp_path / "grid" / name / "validation.json"))
-    summary = tune.write_selection(files, GRID, str(tmp_path / "model.pt"), str(tmp_path / "s.json"))
+    summary = search.write_selection(files, GRID, str(tmp_path / "model.pt"), str(tmp_path / "s.json"))
     finite = [r["val_metric"] for r in summary["points"] if r["val_metric"] is not None]
     assert finite and summary["best"]["val_metric"] == min(finite) and summary["select_by"] == "one_step"
     selected = load_torch(tmp_path / "model.pt")
@@ -209,25 +209,25 @@ def test_corrected_model_grid_validates_one_eps_after_another(tmp_path):
     cfg = {"batch_size": 10, "epochs": 1, "val_every": 1, "val_horizon": 3, "device": "cpu"}
     grid = {"kernel_scale": [1.0], "eps": [1e-3, 0.5]}
     tiny = {"n_layers": 1, "n_heads": 2, "d_model": 8, "d_ffn": 16, "dropout": 0.0, "n_time_freq": 2}
-    (name,) = tune.grid_points(grid, CORRECTED)
+    (name,) = search.grid_points(grid, CORRECTED)
     out = tmp_path / "grid" / name
-    train(split, "diffmd_corrected", tune.point_params(tiny, grid, name, CORRECTED), cfg, 1, out)
-    doc = tune.validate_point(split, str(out / "model.pt"), grid["eps"], cfg, 1)
+    train(split, "diffmd_corrected", search.point_params(tiny, grid, name, CORRECTED), cfg, 1, out)
+    doc = search.validate_point(split, str(out / "model.pt"), grid["eps"], cfg, 1)
     assert doc["point"] == "kernel_scale1" and not doc["batched"]
     rows = doc["rows"]
     assert [r["eps"] for r in rows] == grid["eps"] and all(r["params"] == {"kernel_scale": 1.0} for r in rows)
     assert rows[0]["val_one_step"] != rows[1]["val_one_step"]  # the sampler ran to each eps
     for row in rows:  # exactly one validation per eps (its rollout where the point's best eps rolled out)
-        alone = tune.validate_point(split, str(out / "model.pt"), [row["eps"]], cfg, 1)["rows"][0]
+        alone = search.validate_point(split, str(out / "model.pt"), [row["eps"]], cfg, 1)["rows"][0]
         assert alone["val_one_step"] == row["val_one_step"]
         assert alone["val_armse"] == row["val_armse"] if row["rollout"] else row["val_armse"] is None
     assert sum(r["rollout"] for r in rows) == 1
     write_json(out / "validation.json", doc)
-    summary = tune.write_selection([str(out / "validation.json")], grid, str(tmp_path / "model.pt"),
+    summary = search.write_selection([str(out / "validation.json")], grid, str(tmp_path / "model.pt"),
                                    str(tmp_path / "s.json"))  # fmt: skip
     ckpt = load_torch(tmp_path / "model.pt")
     assert ckpt["params"]["eps"] == summary["best"]["eps"] and ckpt["selection"]["kernel_scale"] == 1.0
-    assert tune.rank([str(out / "validation.json")], keep=1)["survivors"][0]["params"] == {"kernel_scale": 1.0}
+    assert search.rank([str(out / "validation.json")], keep=1)["survivors"][0]["params"] == {"kernel_scale": 1.0}
 
 
 def test_batched_eps_validation_matches_one_eps_at_a_time(tmp_path):
@@ -244,19 +244,19 @@ def test_batched_eps_validation_matches_one_eps_at_a_time(tmp_path):
     cfg = {"batch_size": 10, "epochs": 1, "val_every": 1, "val_horizon": 4, "device": "cpu",
            "select_by": "rollout_armse"}  # fmt: skip
     eps = [0.1, 0.3, 0.8, 0.99]
-    params = {**tune.point_params(TINY, GRID, "s0.01_a1_h1", DIFFMD),
+    params = {**search.point_params(TINY, GRID, "s0.01_a1_h1", DIFFMD),
               "sampler_options": {"ode": {"rtol": 1e-5, "atol": 1e-5}}}  # fmt: skip
     train(split, "diffmd", params, cfg, 1, tmp_path / "p")
     ckpt = str(tmp_path / "p" / "model.pt")
     tight = load_torch(ckpt)
     tight["params"]["sampler_options"] = {"ode": {"rtol": 1e-7, "atol": 1e-7}}
     save_torch(tmp_path / "tight.pt", tight)
-    batched = tune.validate_point(split, ckpt, eps, cfg, 1)
-    single = tune.validate_point(split, ckpt, eps, cfg, 1, batch_eps=False)
-    ref = tune.validate_point(split, str(tmp_path / "tight.pt"), eps, cfg, 1, batch_eps=False)
+    batched = search.validate_point(split, ckpt, eps, cfg, 1)
+    single = search.validate_point(split, ckpt, eps, cfg, 1, batch_eps=False)
+    ref = search.validate_point(split, str(tmp_path / "tight.pt"), eps, cfg, 1, batch_eps=False)
     assert batched["batched"] and not single["batched"]
     for b, one, r in zip(batched["rows"], single["rows"], ref["rows"]):
-        assert one == {**tune.validate(split, ckpt, one["eps"], cfg, 1), "seconds": one["seconds"],
+        assert one == {**search.validate(split, ckpt, one["eps"], cfg, 1), "seconds": one["seconds"],
                        "one_step_seconds": one["one_step_seconds"]} | {"batched": False}  # fmt: skip
         assert b["val_one_step"] == pytest.approx(r["val_one_step"], rel=1e-2)
         assert one["val_one_step"] == pytest.approx(r["val_one_step"], rel=5e-2)
@@ -309,15 +309,15 @@ def test_rank_keeps_the_best_points_by_their_best_eps(tmp_path):
     files = _fake_run(tmp_path, [[0.5, None], [0.3, 0.7]],
                       lambda name, eps: {"val_metric": {0.5: 0.4, 0.9: None}[eps] if name == "s1_a1_h1" else
                                          {0.5: 0.2, 0.9: 0.1}[eps], "select_by": "one_step"})  # fmt: skip
-    out = tune.rank(files, keep=1)
+    out = search.rank(files, keep=1)
     assert [r["point"] for r in out["survivors"]] == ["s0.01_a1_h1"] and out["ranked"][1]["score"] == 0.4
-    assert [tune.slot_point(GRID, DIFFMD, j, None) for j in (0, 1)] == ["s0.01_a1_h1", "s1_a1_h1"]
+    assert [search.slot_point(GRID, DIFFMD, j, None) for j in (0, 1)] == ["s0.01_a1_h1", "s1_a1_h1"]
     write_json(tmp_path / "ranking.json", out)
-    assert tune.slot_point(GRID, DIFFMD, 0, str(tmp_path / "ranking.json")) == "s0.01_a1_h1"
+    assert search.slot_point(GRID, DIFFMD, 0, str(tmp_path / "ranking.json")) == "s0.01_a1_h1"
     with pytest.raises(ValueError, match="no survivor 1"):
-        tune.slot_point(GRID, DIFFMD, 1, str(tmp_path / "ranking.json"))
+        search.slot_point(GRID, DIFFMD, 1, str(tmp_path / "ranking.json"))
     with pytest.raises(ValueError, match="--keep"):
-        tune.rank(files, keep=0)
+        search.rank(files, keep=0)
 
 
 def test_train_slot_trains_the_ranked_point_for_its_epochs(tmp_path):
@@ -325,8 +325,8 @@ def test_train_slot_trains_the_ranked_point_for_its_epochs(tmp_path):
     split = _synthetic_split(tmp_path)
     cfg = {"batch_size": 10, "epochs": 5, "val_every": 1, "val_horizon": 3, "device": "cpu"}
     files = _fake_run(tmp_path, [[0.5, 0.6], [0.3, 0.7]])
-    write_json(tmp_path / "ranking.json", tune.rank(files, keep=1))  # by val_armse: s1_a1_h1 first
-    doc = tune.train_slot(split, "diffmd", TINY, GRID, 0, 2, str(tmp_path / "ranking.json"), cfg, 1,
+    write_json(tmp_path / "ranking.json", search.rank(files, keep=1))  # by val_armse: s1_a1_h1 first
+    doc = search.train_slot(split, "diffmd", TINY, GRID, 0, 2, str(tmp_path / "ranking.json"), cfg, 1,
                           str(tmp_path / "rung1" / "slot0"))  # fmt: skip
     assert doc["point"] == "s1_a1_h1" and doc["epochs"] == 2 and len(doc["rows"]) == len(GRID["eps"])
     log = (tmp_path / "rung1" / "slot0" / "train_log.csv").read_text().strip().splitlines()
@@ -351,17 +351,17 @@ def test_rollouts_run_only_where_a_selection_or_the_report_reads_them(tmp_path, 
     monkeypatch.setattr(T, "validation_rollouts_eps", count_eps)
     eps = [0.2, 0.8]
     cfg = {"batch_size": 10, "epochs": 2, "val_every": 1, "val_horizon": 3, "device": "cpu"}
-    params = tune.point_params(TINY, GRID, "s0.01_a1_h1", DIFFMD)
+    params = search.point_params(TINY, GRID, "s0.01_a1_h1", DIFFMD)
     T.train(split, "diffmd", params, cfg, 1, tmp_path / "p", final_rollout=False)
     assert calls == []  # select_by one_step: no rollout during or after the grid training
     ckpt = str(tmp_path / "p" / "model.pt")
-    doc = tune.validate_point(split, ckpt, eps, cfg, 1, report_rollout=False)
+    doc = search.validate_point(split, ckpt, eps, cfg, 1, report_rollout=False)
     assert calls == [] and not any(r["rollout"] for r in doc["rows"])
-    doc = tune.validate_point(split, ckpt, eps, cfg, 1)
+    doc = search.validate_point(split, ckpt, eps, cfg, 1)
     best = min(doc["rows"], key=lambda r: r["val_metric"])["eps"]
     assert calls == [[best]] and doc["rollouts"] == [best]
     calls.clear()
-    doc = tune.validate_point(split, ckpt, eps, {**cfg, "select_by": "rollout_armse"}, 1, report_rollout=False)
+    doc = search.validate_point(split, ckpt, eps, {**cfg, "select_by": "rollout_armse"}, 1, report_rollout=False)
     assert calls == [eps] and all(r["rollout"] for r in doc["rows"])  # every eps, one batch
     calls.clear()
     T.train(split, "diffmd", params, {**cfg, "select_by": "rollout_armse"}, 1, tmp_path / "q")

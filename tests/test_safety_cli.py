@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from diffmd.engine import evaluate, rollout, train
+from diffmd.engine import grid as search
 from diffmd.engine.cli import run_cli
-from diffmd.models.diffmd import tune
 
 
 def _one_error_line(capsys, code: int) -> str:
@@ -50,9 +50,9 @@ EVALUATE = ["--rollout", "nowhere.npz", "--out", "armse.json"]
     (evaluate.main, EVALUATE + ["--meta", "[]"], "--meta: expected a JSON object, got list"),
     (evaluate.main, EVALUATE + ["--meta", '{"seed": "1"}'], "--meta.seed: '1' is not of type 'integer'"),
     (evaluate.main, EVALUATE + ["--rollout-config", '{"horizons_fs": 5}'], "--rollout-config: horizons_fs: 5 is not"),
-    (tune.main, ["select", "--validations", "v.json", "--grid", '{"eps": "x"}', "--out-model", "m", "--out-selection",
+    (search.main, ["select", "--validations", "v.json", "--grid", '{"eps": "x"}', "--out-model", "m", "--out-selection",
                  "s"], "--grid.eps: 'x' is not of type 'array'"),
-    (tune.main, ["validate", "--split", "s", "--checkpoint", "c", "--eps", "0.1", "--out", "o", "--train-config",
+    (search.main, ["validate", "--split", "s", "--checkpoint", "c", "--eps", "0.1", "--out", "o", "--train-config",
                  '{"val_horizon": []}'], "--train-config: val_horizon: [] is not of type 'integer'"),
 ])
 def test_wrong_json_types_are_one_error_line_naming_the_option(tmp_path, monkeypatch, capsys, main, argv, message):

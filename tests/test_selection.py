@@ -9,9 +9,9 @@ import torch
 from test_diffmd_tune import DIFFMD, GRID, TINY, _synthetic_split
 
 from diffmd import selection
+from diffmd.engine import grid as search
 from diffmd.engine import train as T
 from diffmd.engine.common import load_checkpoint, load_torch
-from diffmd.models.diffmd import tune
 
 
 def test_metric_names_one_number_per_select_by():
@@ -31,7 +31,7 @@ def test_trainer_and_grid_search_select_by_the_same_number(tmp_path, select_by):
     split = _synthetic_split(tmp_path)
     cfg = {"batch_size": 10, "epochs": 1, "val_every": 1, "val_horizon": 3, "device": "cpu", "select_by": select_by,
            "val_frames": 8}  # fmt: skip
-    params = tune.point_params(TINY, GRID, "s0.01_a1_h1", DIFFMD)
+    params = search.point_params(TINY, GRID, "s0.01_a1_h1", DIFFMD)
     T.train(split, "diffmd", params, cfg, 1, tmp_path / "p")
     ckpt = load_torch(tmp_path / "p" / "model.pt")
     assert ckpt["select_by"] == select_by and ckpt["val_metric"] is not None
@@ -39,7 +39,7 @@ def test_trainer_and_grid_search_select_by_the_same_number(tmp_path, select_by):
         model, _ = load_checkpoint(tmp_path / "p" / "model.pt", torch.device("cpu"))
         pairs = T.validation_pairs(T.split_segments(T.load_split(split), "val", stride=1), 8)
         assert ckpt["val_metric"] == pytest.approx(T.selection_val_loss(model, pairs, 10, torch.device("cpu"), 1))
-    doc = tune.validate_point(split, str(tmp_path / "p" / "model.pt"), [0.2, 0.8], cfg, 1)
+    doc = search.validate_point(split, str(tmp_path / "p" / "model.pt"), [0.2, 0.8], cfg, 1)
     for row in doc["rows"]:
         assert row["select_by"] == select_by
         expected = selection.metric(select_by, row["val_one_step"], row["val_armse"], row["val_loss"])
@@ -60,7 +60,7 @@ def test_data_facts_come_from_the_trajectory_file(tmp_path):
     from test_diffmd_tune import CORRECTED
 
     split = _synthetic_split(tmp_path)
-    params = tune.point_params({"d_model": 8, "n_layers": 1, "n_heads": 2, "d_ffn": 16},
+    params = search.point_params({"d_model": 8, "n_layers": 1, "n_heads": 2, "d_ffn": 16},
                                {"kernel_scale": [1.0], "eps": [0.5]}, "kernel_scale1", CORRECTED)  # fmt: skip
     assert T.data_facts(split) == {"dt_fs": 0.5, "temperature_K": 300.0}
     T.train(split, "diffmd_corrected", {**params, "temperature_K": 500.0}, {"epochs": 1, "batch_size": 10,

@@ -77,7 +77,7 @@ class RulesPlan:
 
     def report_rollout_arg(self, w: Any) -> str:
         """``--no-report-rollout`` for a halving rung before the last (its points cannot become the run's model,
-        so no rollout for the report; tune.rollout_plan), else nothing."""
+        so no rollout for the report; diffmd.engine.grid.rollout_plan), else nothing."""
         schedule = self.halving_schedule(w.model, w.dataset)
         return "" if not schedule or int(w.rung) == schedule[-1]["rung"] else "--no-report-rollout"
 

@@ -10,7 +10,7 @@
 #   .../grid/rung{r}/ranking.json                          the points rung r+1 trains (slot j = survivor j)
 #  both:
 #   results/{dataset}/{run}/{model}/seed{seed}/{model.pt,selection.json}        the best (point, eps)
-# {run} is the MD17 molecule (S2L) or "trained" (O2O, C7O2H10). Logic: diffmd/models/diffmd/tune.py.
+# {run} is the MD17 molecule (S2L) or "trained" (O2O, C7O2H10). Logic: diffmd/engine/grid.py (any grid-tuned model).
 # Tuned models are asked from the plan (PLAN.tuned_models("diffmd_grid")); none -> no grid jobs.
 GRID_MODELS = PLAN.tuned_models("diffmd_grid")
 # point names: s<sigma_s>_a<a_bar>_h<eta_sigma> (DiffMD), kernel_scale<value> (GridSpec.point_name); the pattern
@@ -74,7 +74,7 @@ rule diffmd_validate:
         gpu=PLAN.gpu_of,
     threads: 1
     shell:
-        "python -m diffmd.models.diffmd.tune validate --split {input.split} --checkpoint {input.checkpoint} --eps {params.eps} --train-config {params.train} --device \"$DIFFMD_DEVICE\" --compile \"$DIFFMD_TRAIN_COMPILE\" --seed {wildcards.seed} {params.batch} --out {output} > {log} 2>&1"
+        "python -m diffmd.engine.grid validate --split {input.split} --checkpoint {input.checkpoint} --eps {params.eps} --train-config {params.train} --device \"$DIFFMD_DEVICE\" --compile \"$DIFFMD_TRAIN_COMPILE\" --seed {wildcards.seed} {params.batch} --out {output} > {log} 2>&1"
 
 
 rule diffmd_rung:
@@ -108,7 +108,7 @@ rule diffmd_rung:
         gpu=PLAN.gpu_of,
     threads: 1
     shell:
-        "python -m diffmd.models.diffmd.tune train-slot --split {input.split} --model {wildcards.model} --params {params.model_params} --grid {params.grid} --slot {wildcards.slot} --epochs {params.epochs} {params.ranking} --train-config {params.train} --device \"$DIFFMD_DEVICE\" --compile \"$DIFFMD_TRAIN_COMPILE\" --seed {wildcards.seed} {params.batch} {params.report} --out-dir {params.out} > {log} 2>&1"
+        "python -m diffmd.engine.grid train-slot --split {input.split} --model {wildcards.model} --params {params.model_params} --grid {params.grid} --slot {wildcards.slot} --epochs {params.epochs} {params.ranking} --train-config {params.train} --device \"$DIFFMD_DEVICE\" --compile \"$DIFFMD_TRAIN_COMPILE\" --seed {wildcards.seed} {params.batch} {params.report} --out-dir {params.out} > {log} 2>&1"
 
 
 rule diffmd_rank:
@@ -128,7 +128,7 @@ rule diffmd_rank:
         keep=PLAN.rung_keep,
     threads: 1
     shell:
-        "python -m diffmd.models.diffmd.tune rank --validations {input} --keep {params.keep} --out {output} > {log} 2>&1"
+        "python -m diffmd.engine.grid rank --validations {input} --keep {params.keep} --out {output} > {log} 2>&1"
 
 
 rule diffmd_select:
@@ -150,4 +150,4 @@ rule diffmd_select:
         grid=PLAN.grid_arg,
     threads: 1
     shell:
-        "python -m diffmd.models.diffmd.tune select --validations {input} --grid {params.grid} --out-model {output.model} --out-selection {output.selection} > {log} 2>&1"
+        "python -m diffmd.engine.grid select --validations {input} --grid {params.grid} --out-model {output.model} --out-selection {output.selection} > {log} 2>&1"

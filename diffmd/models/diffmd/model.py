@@ -21,7 +21,7 @@ import torch
 
 from diffmd import batch as B
 from diffmd.models.diffmd.egt import ATTENTION_GRAPHS, EGT
-from diffmd.models.diffmd.samplers import available_samplers, get_sampler
+from diffmd.models.diffmd.samplers import available_samplers, get_sampler, ode_path
 from diffmd.models.diffmd.sde import ACCEL_NORMS, ConditionalVESDE, get_loss_fn
 from diffmd.registry import TrajectoryModel, register_model
 
@@ -122,6 +122,28 @@ class DiffMD(TrajectoryModel):
         only (the step control reads coordinate components); with per-molecule step control (the default)
         batch-independent to round-off."""
         return self.sampler_name == "ode" and self.sampler_options.get("method", "dopri5") in ADAPTIVE
+
+    @property
+    def eps_batchable(self) -> bool:
+        """The ODE sampler: one integration down to the smallest eps passes every larger one (:meth:`predict_eps_path`),
+        and a rollout's copies may each keep their own eps (``eps`` a tensor)."""
+        return self.sampler_name == "ode"
+
+    @torch.no_grad()
+    def predict_eps_path(self, batch: B.Batch, eps_values: list[float]) -> list[torch.Tensor]:
+        """x(t+1) at every smallest diffusion time of ``eps_values`` from one ODE integration down to the smallest
+        (:func:`~diffmd.models.diffmd.samplers.ode_path`); the score evaluations count in :meth:`rollout_stats`."""
+        inputs = B.inputs_only(batch)
+        sigma, n = self.sde.sigma_from_batch(inputs), inputs[B.POSITIONS].shape[0]
+
+        def score_fn(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+            return self.score(inputs, x, s.expand(n), sigma)
+
+        preds, nfe = ode_path(score_fn, inputs[B.POSITIONS], self.sde, sigma, eps_values, **self.sampler_options,
+                              batch_index=inputs[B.BATCH], restrict=self._restrict(inputs, sigma),
+                              n_mol=B.num_molecules(inputs))  # fmt: skip
+        self._score_evals += nfe
+        return preds
 
     def compile_targets(self) -> list[torch.nn.Module]:
         """The score network (the sampler's adaptive loop stays eager)."""

@@ -1,12 +1,14 @@
-"""Grid search (the ``diffmd_grid`` tuning) of DiffMD's noise hyper-parameters (paper Table 3), and of any
-model tuned the same way (diffmd_corrected's ``kernel_scale``), on the trainer's validation metric.
+"""Grid search: the ``diffmd_grid`` tuning of any model whose card declares a grid (``fit: grid``; DiffMD's noise
+hyper-parameters, paper Table 3; diffmd_corrected's ``kernel_scale``), on the trainer's validation metric.
 
-A tuned model's class declares its grid (:class:`diffmd.plan.GridSpec`): the training keys (DiffMD:
+A tuned model's card declares its grid (:class:`diffmd.plan.GridSpec`): the training keys (DiffMD:
 ``sigma_s``, ``a_bar``, ``eta_sigma``; diffmd_corrected: ``kernel_scale``) change the training objective, so
 each combination is one trained model; ``eps`` only changes the sampler, so every trained model is validated
 for every ``eps``, all of them in one process (:func:`validate_point`, ``validation.json``: one row per eps).
 The selection copies the best (point, eps) checkpoint to the run's ``model.pt`` with ``eps`` written into its
-parameters, so the engine's rollout samples with the chosen value.
+parameters, so the engine's rollout samples with the chosen value. The point names and parameters are the
+plan's (:mod:`diffmd.plan.tuning`); the trainer and its validation numbers the engine's (:mod:`diffmd.engine.train`);
+nothing here names a model.
 
 Two searches (``diffmd.search``, docs/paper_scale.md):
 
@@ -34,24 +36,25 @@ model's ``val_armse`` is still reported; the earlier rungs rank on the one-step 
 themselves roll nothing out (``train --no-final-rollout``). Before, every point rolled out at every eps, and
 every grid training every ``val_every`` epochs, for numbers no selection read.
 
-Batching over eps (``batch_eps``, default on, the ODE sampler only): the one-step predictions at every eps
-come from one integration down to the smallest eps (:func:`diffmd.models.diffmd.samplers.ode_path`), and
-the validation rollouts of every eps run as one batch of copies of the start frame, each on its own clock
-(``model.eps`` a tensor, :func:`diffmd.models.diffmd.samplers.ode_sampler`). Both are the same ODEs as one
-eps at a time, to the solver's tolerance (tests/test_diffmd_tune.py). Stochastic samplers, other models
+Batching over eps (``batch_eps``, default on, models whose instance says :attr:`eps_batchable
+<diffmd.registry.TrajectoryModel.eps_batchable>`: DiffMD's ODE sampler): the one-step predictions at every eps
+come from one sampling pass down to the smallest eps (the model's :meth:`predict_eps_path`; DiffMD:
+:func:`diffmd.models.diffmd.samplers.ode_path`), and the validation rollouts of every eps run as one batch of
+copies of the start frame, each on its own clock (``model.eps`` a tensor). Both are the same ODEs as one eps at
+a time, to the solver's tolerance (tests/test_diffmd_tune.py). Stochastic samplers, other models
 (diffmd_corrected's fixed-step sampler) and ``batch_eps`` off validate one eps after another (``model.eps``
 set for each), each exactly as a separate validation would.
 
 CLI::
 
-    python -m diffmd.models.diffmd.tune validate --split SPLIT.json --checkpoint grid/P/model.pt
+    python -m diffmd.engine.grid validate --split SPLIT.json --checkpoint grid/P/model.pt
         --eps 0.1 0.2 ... --train-config JSON --seed N [--no-batch-eps] [--no-report-rollout]
         --out grid/P/validation.json
-    python -m diffmd.models.diffmd.tune train-slot --split SPLIT.json --model MODEL --params JSON --grid JSON
+    python -m diffmd.engine.grid train-slot --split SPLIT.json --model MODEL --params JSON --grid JSON
         --slot J --epochs E [--ranking grid/rung<r-1>/ranking.json] --train-config JSON --seed N
         [--no-report-rollout] --out-dir grid/rung<r>/slot<J>
-    python -m diffmd.models.diffmd.tune rank --validations V.json ... --keep K --out grid/rung<r>/ranking.json
-    python -m diffmd.models.diffmd.tune select --validations V.json ... --grid JSON
+    python -m diffmd.engine.grid rank --validations V.json ... --keep K --out grid/rung<r>/ranking.json
+    python -m diffmd.engine.grid select --validations V.json ... --grid JSON
         --out-model RUN/model.pt --out-selection RUN/selection.json
 """
 
@@ -95,19 +98,20 @@ def validate(split: str, checkpoint: str, eps: float, train_cfg: dict[str, Any],
 
 
 def _batchable(model: Any, eps_values: list[float], batch_eps: bool) -> bool:
-    """Whether every eps can be validated in one batch: more than one eps, and the ODE sampler."""
-    return batch_eps and len(eps_values) > 1 and getattr(model, "sampler_name", None) == "ode"
+    """Whether every eps can be validated in one batch: more than one eps, and a model whose sampler serves them
+    all in one pass (:attr:`diffmd.registry.TrajectoryModel.eps_batchable`: DiffMD's ODE sampler)."""
+    return batch_eps and len(eps_values) > 1 and bool(model.eps_batchable)
 
 
 def _one_step_all_eps(model: Any, data: Any, eps_values: list[float], batch_size: int, device: Any) -> list[float]:
     """The trainer's one-step loss (:func:`diffmd.engine.train.validation_one_step`) at every eps, from one
-    ODE integration per batch (:func:`ode_path`); inf for an eps with a non-finite prediction. The frames are
-    resident on the device (:class:`diffmd.engine.batching.DeviceData`) and the sums stay there until the end."""
+    sampling pass per batch (the model's :meth:`~diffmd.registry.TrajectoryModel.predict_eps_path`); inf for an eps
+    with a non-finite prediction. The frames are resident on the device (:class:`diffmd.engine.batching.DeviceData`)
+    and the sums stay there until the end."""
     import torch
 
     from diffmd import batch as B
     from diffmd.engine.train import on_device
-    from diffmd.models.diffmd.samplers import ode_path
 
     model.eval()
     model.rollout_stats()
@@ -119,17 +123,7 @@ def _one_step_all_eps(model: Any, data: Any, eps_values: list[float], batch_size
         for batch in data.batches(batch_size):
             target, inputs = batch[B.TARGET_POSITIONS].double(), B.inputs_only(batch)
             model.begin_rollout(inputs)
-            sigma, n = model.sde.sigma_from_batch(inputs), inputs[B.POSITIONS].shape[0]
-
-            def score_fn(x: torch.Tensor, s: torch.Tensor, inputs: B.Batch = inputs, sigma: torch.Tensor = sigma,
-                         n: int = n) -> torch.Tensor:  # fmt: skip
-                return model.score(inputs, x, s.expand(n), sigma)
-
-            preds, nfe = ode_path(score_fn, inputs[B.POSITIONS], model.sde, sigma, eps_values, **model.sampler_options,
-                                  batch_index=inputs[B.BATCH], restrict=model._restrict(inputs, sigma),
-                                  n_mol=B.num_molecules(inputs))  # fmt: skip
-            model._score_evals += nfe
-            for i, pred in enumerate(preds):
+            for i, pred in enumerate(model.predict_eps_path(inputs, eps_values)):
                 finite[i] &= torch.isfinite(pred).all()
                 totals[i] += ((pred.double() - target) ** 2).sum()
             n_atoms += int(target.shape[0])
@@ -409,7 +403,7 @@ def _best_for(rows: list[dict[str, Any]], eps: float,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The tune CLI (module docstring); returns the exit status."""
+    """The grid search CLI (module docstring); returns the exit status."""
     from diffmd.engine.cli import (
         GRID_SCHEMA,
         OneLineArgumentParser,
@@ -421,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         section_argument,
     )
 
-    p = OneLineArgumentParser(description="Grid search of a diffmd_grid model: validate a point, train a halving slot, "
+    p = OneLineArgumentParser(description="Grid search of a grid-tuned model: validate a point, train a halving slot, "
                                           "rank, select.")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=OneLineArgumentParser)
     v = sub.add_parser("validate")
