@@ -25,6 +25,13 @@ from diffmd.io import atomic_path, read_json, save_npz, write_json
 ROLLOUT_NAME, EXTXYZ_NAME, ARMSE_NAME = "rollout.npz", "rollout.extxyz", "armse.json"
 REFERENCE_EXTXYZ_NAME = "reference.extxyz"  # the ground truth at the same frames, to overlay in OVITO / ASE
 ARMSE_REQUIRED = ("dataset", "molecule", "model", "seed", "source", "armse", "diverged")
+#: The keys of one yardstick row (``metrics`` of ``armse.json``); absent optional keys read as null/empty.
+METRIC_ROW_KEYS = ("metric", "horizon_fs", "value", "ci_low", "ci_high", "ci_method", "ci_n", "n_starts", "n_diverged",
+                   "unit")  # fmt: skip
+#: The keys of the multi-start ``curve`` of ``armse.json``.
+CURVE_KEYS = ("t_fs", "rmsd_mean", "rmsd_lo", "rmsd_hi", "armse_mean")
+#: The keys of ``hr`` (the pair-distance distribution) of ``armse.json``.
+HR_KEYS = ("edges", "pred", "ref")
 
 
 def role_of(model: str) -> str:
@@ -58,10 +65,14 @@ class RunRecord:
     frames_per_second: float | None = None
     role: str = "baseline"  # the model's registered role (diffmd.registry.ROLES)
     rollout_applicable: bool = True  # False for one-step-only models (no ARMSE: "-", not NA)
-    metrics: list[dict[str, Any]] = field(default_factory=list)  # the yardstick's rows (diffmd.engine.yardstick)
-    dt_fs: float | None = None
-    curve: dict[str, Any] | None = None
-    hr: dict[str, Any] | None = None
+    #: the yardstick's rows (:mod:`diffmd.engine.yardstick`), each with the keys :data:`METRIC_ROW_KEYS`
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    dt_fs: float | None = None  # fs between source frames (the file's, else the rollout.npz beside it)
+    step_fs: float | None = None  # fs per model step (stride x dt_fs)
+    curve: dict[str, np.ndarray] | None = None  # multi-start curve: CURVE_KEYS -> (n,) arrays, NaN for null
+    hr: dict[str, np.ndarray] | None = None  # h(r): edges (b+1,) Å, pred and ref (b,) Å^-1
+    start_spacing_fs: float | None = None  # closest two multi-start start frames (fs)
+    start_window_fs: float | None = None  # each start's rollout window (fs)
 
 
 def file_role(data: dict[str, Any], path: Any) -> str:
@@ -74,17 +85,85 @@ def file_role(data: dict[str, Any], path: Any) -> str:
 
 
 def _opt_float(value: object, path: str, key: str) -> float | None:
+    return _num(value, f"{path}: key {key!r}")
+
+
+def _num(value: object, where: str) -> float | None:
+    """A finite number, or None (null, or not finite); anything else: a one-line ValueError naming ``where``."""
     if value is None:
         return None
     try:
         out = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError(f"{path}: key {key!r} is {value!r}, expected a number or null") from None
+        raise ValueError(f"{where} is {value!r}, expected a number or null") from None
     return out if math.isfinite(out) else None
 
 
+def _floats(values: object, where: str) -> np.ndarray:
+    if not isinstance(values, list):
+        raise ValueError(f"{where} is {type(values).__name__}, expected a list")
+    out = [_num(v, f"{where}[{i}]") for i, v in enumerate(values)]
+    return np.array([np.nan if v is None else v for v in out], dtype=float)
+
+
+def _metric_rows(data: dict[str, Any], path: str) -> list[dict[str, Any]]:
+    """The yardstick's ``metrics`` rows, checked and normalised to :data:`METRIC_ROW_KEYS`."""
+    rows = data.get("metrics") or []
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: key 'metrics' is {type(rows).__name__}, expected a list")
+    out = []
+    for i, row in enumerate(rows):
+        where = f"{path}: key 'metrics[{i}]"
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}' is not an object")
+        missing = [k for k in ("metric", "value") if k not in row]
+        if missing:
+            raise ValueError(f"{where}' lacks {', '.join(missing)}")
+        out.append({
+            "metric": str(row["metric"]),
+            "horizon_fs": _num(row.get("horizon_fs"), f"{where}.horizon_fs'"),
+            "value": _num(row["value"], f"{where}.value'"),
+            "ci_low": _num(row.get("ci_low"), f"{where}.ci_low'"),
+            "ci_high": _num(row.get("ci_high"), f"{where}.ci_high'"),
+            "ci_method": str(row.get("ci_method") or ""),
+            "ci_n": None if row.get("ci_n") is None else int(row["ci_n"]),
+            "n_starts": int(row.get("n_starts") or 0),
+            "n_diverged": int(row.get("n_diverged") or 0),
+            "unit": str(row.get("unit") or ""),
+        })  # fmt: skip
+    return out
+
+
+def _curve(data: dict[str, Any], path: str) -> dict[str, np.ndarray] | None:
+    if not data.get("curve"):
+        return None
+    raw = data["curve"]
+    missing = [k for k in CURVE_KEYS if k not in raw]
+    if missing:
+        raise ValueError(f"{path}: key 'curve' lacks {', '.join(missing)}")
+    curve = {k: _floats(raw[k], f"{path}: key 'curve.{k}'") for k in CURVE_KEYS}
+    if len({v.size for v in curve.values()}) > 1:
+        raise ValueError(f"{path}: key 'curve' has lists of different lengths")
+    return curve
+
+
+def _hr(data: dict[str, Any], path: str) -> dict[str, np.ndarray] | None:
+    if not data.get("hr"):
+        return None
+    raw = data["hr"]
+    missing = [k for k in HR_KEYS if k not in raw]
+    if missing:
+        raise ValueError(f"{path}: key 'hr' lacks {', '.join(missing)}")
+    hr = {k: _floats(raw[k], f"{path}: key 'hr.{k}'") for k in HR_KEYS}
+    if not hr["edges"].size == hr["pred"].size + 1 == hr["ref"].size + 1:
+        raise ValueError(f"{path}: key 'hr' needs len(edges) = len(pred) + 1 = len(ref) + 1")
+    return hr
+
+
 def load_record(path: str | os.PathLike) -> RunRecord:
-    """Read one ``armse.json`` and check the keys the tables need."""
+    """Read one ``armse.json`` (the only parser of the file): the keys the tables need checked, the yardstick's
+    ``metrics`` rows, ``curve`` and ``hr`` checked and typed; every failure is one line naming the file and key.
+    Files without the yardstick's keys load with empty metrics (the tables print NA)."""
     path = str(path)
     data = read_json(path)
     if not isinstance(data, dict):
@@ -97,6 +176,14 @@ def load_record(path: str | os.PathLike) -> RunRecord:
     applicable = bool(data.get("rollout_applicable", True))
     if armse is None and not diverged and applicable:
         raise ValueError(f"{path}: key 'armse' is null but 'diverged' is false")
+    stride = int(data.get("stride", 1) or 1)
+    metrics, curve, hr = _metric_rows(data, path), _curve(data, path), _hr(data, path)
+    dt = _opt_float(data.get("dt_fs"), path, "dt_fs")
+    if dt is None:
+        dt = rollout_dt_fs(Path(path).with_name(ROLLOUT_NAME))
+    step = _opt_float(data.get("step_fs"), path, "step_fs")
+    if step is None and dt is not None:
+        step = stride * dt
     return RunRecord(
         path=path,
         dataset=str(data["dataset"]),
@@ -108,7 +195,7 @@ def load_record(path: str | os.PathLike) -> RunRecord:
         armse_unaligned=None if diverged else _opt_float(data.get("armse_unaligned"), path, "armse_unaligned"),
         diverged=diverged,
         diverged_at=int(data.get("diverged_at", -1) if data.get("diverged_at") is not None else -1),
-        stride=int(data.get("stride", 1) or 1),
+        stride=stride,
         n_frames=int(data.get("n_frames", 0) or 0),
         rmsd_per_frame=[float("nan") if v is None else float(v) for v in data.get("rmsd_per_frame") or []],
         armse_curve=[float("nan") if v is None else float(v) for v in data.get("armse_curve") or []],
@@ -117,10 +204,13 @@ def load_record(path: str | os.PathLike) -> RunRecord:
         frames_per_second=_opt_float(data.get("frames_per_second"), path, "frames_per_second"),
         role=file_role(data, path),
         rollout_applicable=applicable,
-        metrics=list(data.get("metrics") or []),
-        dt_fs=_opt_float(data.get("dt_fs"), path, "dt_fs"),
-        curve=data.get("curve"),
-        hr=data.get("hr"),
+        metrics=metrics,
+        dt_fs=dt,
+        step_fs=step,
+        curve=curve,
+        hr=hr,
+        start_spacing_fs=_opt_float(data.get("start_spacing_fs"), path, "start_spacing_fs"),
+        start_window_fs=_opt_float(data.get("start_window_fs"), path, "start_window_fs"),
     )
 
 
@@ -136,14 +226,13 @@ def load_records(paths: list[str | os.PathLike]) -> list[RunRecord]:
     return records
 
 
-
-
 def write_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
     """Write one ``armse.json`` (atomically); ``record`` must hold :data:`ARMSE_REQUIRED`."""
     missing = [k for k in ARMSE_REQUIRED if k not in record]
     if missing:
         raise ValueError(f"{path}: armse record lacks key(s) {', '.join(missing)}")
     write_json(path, record)
+
 
 @dataclass
 class MultiStart:

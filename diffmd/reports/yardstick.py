@@ -31,7 +31,6 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,9 +38,8 @@ import pandas as pd
 
 from diffmd.cards import RANKED_ROLES
 from diffmd.data.sources import REFERENCE_POTENTIAL_SOURCES  # what each source offers: decided there, once
-from diffmd.io import read_json
 from diffmd.reports.results import single_source, source_label
-from diffmd.rundir import RunRecord, file_role, load_record, role_of
+from diffmd.rundir import METRIC_ROW_KEYS, RunRecord, load_record, role_of
 
 #: Columns of every long-format CSV, in this order.
 LONG_COLUMNS = (
@@ -100,9 +98,8 @@ ROLE_WORDS = {"reference": "reference", "floor": "floor", "oracle": "physics ora
 REFERENCE_POTENTIAL_ROLES = ("oracle", "ensemble")
 MARK_MD = {"best": "**{}**", "second": "<u>{}</u>"}
 MARK_HTML = {"best": "<b>{}</b>", "second": "<u>{}</u>"}
-_ROW_KEYS = ("metric", "horizon_fs", "value", "ci_low", "ci_high", "ci_method", "ci_n", "n_starts", "n_diverged",
-             "unit")  # fmt: skip
-_CURVE_KEYS = ("t_fs", "rmsd_mean", "rmsd_lo", "rmsd_hi", "armse_mean")
+#: The long CSV's metric columns: the keys of a yardstick row as :mod:`diffmd.rundir` reads them.
+_ROW_KEYS = METRIC_ROW_KEYS
 
 
 @dataclass
@@ -114,7 +111,7 @@ class Yardstick:
     step_fs: float | None = None  # fs per model step (stride x dt_fs)
     rollout_applicable: bool = True
     metrics: list[dict[str, Any]] = field(default_factory=list)
-    curve: dict[str, np.ndarray] | None = None  # _CURVE_KEYS -> (n,) arrays, NaN for null
+    curve: dict[str, np.ndarray] | None = None  # CURVE_KEYS -> (n,) arrays, NaN for null
     hr: dict[str, np.ndarray] | None = None  # edges (b+1,) Å, pred and ref (b,) Å^-1
     start_spacing_fs: float | None = None  # closest two multi-start start frames (fs)
     start_window_fs: float | None = None  # each start's rollout window (fs)
@@ -128,101 +125,13 @@ class Yardstick:
         return self.record.role
 
 
-def _num(value: object, where: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        out = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError(f"{where} is {value!r}, expected a number or null") from None
-    return out if math.isfinite(out) else None
-
-
-def _floor_record(path: str, data: dict[str, Any]) -> RunRecord:
-    """The record of a one-step-only model (``armse`` null although nothing diverged)."""
-    return RunRecord(path=path, dataset=str(data["dataset"]), molecule=str(data["molecule"]),
-                     model=str(data["model"]), seed=int(data["seed"]), source=str(data["source"]), armse=None,
-                     armse_unaligned=None, diverged=False, stride=int(data.get("stride", 1) or 1),
-                     n_frames=int(data.get("n_frames", 0) or 0),
-                     role=file_role(data, path))  # fmt: skip
-
-
-def _sibling_dt(path: str) -> float | None:
-    from diffmd.rundir import ROLLOUT_NAME, rollout_dt_fs
-
-    return rollout_dt_fs(Path(path).with_name(ROLLOUT_NAME))
-
-
 def load_yardstick(path: str | os.PathLike) -> Yardstick:
-    """Read one ``armse.json`` with its issue-12 keys; a malformed key raises a one-line ``ValueError``
-    naming the file and the key. Files without the keys load with empty metrics (tables print NA)."""
-    path = str(path)
-    data = read_json(path)
-    try:
-        record = load_record(path)
-    except ValueError:
-        if not (isinstance(data, dict) and data.get("rollout_applicable") is False and data.get("armse") is None):
-            raise
-        record = _floor_record(path, data)
-    rows = data.get("metrics") or []
-    if not isinstance(rows, list):
-        raise ValueError(f"{path}: key 'metrics' is {type(rows).__name__}, expected a list")
-    metrics = []
-    for i, row in enumerate(rows):
-        where = f"{path}: key 'metrics[{i}]"
-        if not isinstance(row, dict):
-            raise ValueError(f"{where}' is not an object")
-        missing = [k for k in ("metric", "value") if k not in row]
-        if missing:
-            raise ValueError(f"{where}' lacks {', '.join(missing)}")
-        metrics.append({
-            "metric": str(row["metric"]),
-            "horizon_fs": _num(row.get("horizon_fs"), f"{where}.horizon_fs'"),
-            "value": _num(row["value"], f"{where}.value'"),
-            "ci_low": _num(row.get("ci_low"), f"{where}.ci_low'"),
-            "ci_high": _num(row.get("ci_high"), f"{where}.ci_high'"),
-            "ci_method": str(row.get("ci_method") or ""),
-            "ci_n": None if row.get("ci_n") is None else int(row["ci_n"]),
-            "n_starts": int(row.get("n_starts") or 0),
-            "n_diverged": int(row.get("n_diverged") or 0),
-            "unit": str(row.get("unit") or ""),
-        })  # fmt: skip
-    curve = None
-    if data.get("curve"):
-        raw = data["curve"]
-        missing = [k for k in _CURVE_KEYS if k not in raw]
-        if missing:
-            raise ValueError(f"{path}: key 'curve' lacks {', '.join(missing)}")
-        curve = {k: _floats(raw[k], f"{path}: key 'curve.{k}'") for k in _CURVE_KEYS}
-        if len({v.size for v in curve.values()}) > 1:
-            raise ValueError(f"{path}: key 'curve' has lists of different lengths")
-    hr = None
-    if data.get("hr"):
-        raw = data["hr"]
-        missing = [k for k in ("edges", "pred", "ref") if k not in raw]
-        if missing:
-            raise ValueError(f"{path}: key 'hr' lacks {', '.join(missing)}")
-        hr = {k: _floats(raw[k], f"{path}: key 'hr.{k}'") for k in ("edges", "pred", "ref")}
-        if not hr["edges"].size == hr["pred"].size + 1 == hr["ref"].size + 1:
-            raise ValueError(f"{path}: key 'hr' needs len(edges) = len(pred) + 1 = len(ref) + 1")
-    dt = _num(data.get("dt_fs"), f"{path}: key 'dt_fs'")
-    if dt is None:
-        dt = _sibling_dt(path)
-    step = _num(data.get("step_fs"), f"{path}: key 'step_fs'")
-    if step is None and dt is not None:
-        step = record.stride * dt
-    applicable = data.get("rollout_applicable")
-    applicable = record.role != "floor" if applicable is None else bool(applicable)
-    spacing = _num(data.get("start_spacing_fs"), f"{path}: key 'start_spacing_fs'")
-    window = _num(data.get("start_window_fs"), f"{path}: key 'start_window_fs'")
-    return Yardstick(record, dt, step, applicable, metrics, curve, hr, spacing, window)
-
-
-def _floats(values: object, where: str) -> np.ndarray:
-    if not isinstance(values, list):
-        raise ValueError(f"{where} is {type(values).__name__}, expected a list")
-    out = [_num(v, f"{where}[{i}]") for i, v in enumerate(values)]
-    return np.array([np.nan if v is None else v for v in out], dtype=float)
+    """One ``armse.json`` as the tables read it, from the file's one parser (:func:`diffmd.rundir.load_record`: every
+    key checked, a one-line ``ValueError`` naming the file and the key). Files without the yardstick's keys load
+    with empty metrics (tables print NA)."""
+    rec = load_record(path)
+    return Yardstick(rec, rec.dt_fs, rec.step_fs, rec.rollout_applicable, rec.metrics, rec.curve, rec.hr,
+                     rec.start_spacing_fs, rec.start_window_fs)  # fmt: skip
 
 
 def load_yardsticks(paths: Sequence[str | os.PathLike]) -> list[Yardstick]:
