@@ -226,6 +226,41 @@ def load_records(paths: list[str | os.PathLike]) -> list[RunRecord]:
     return records
 
 
+SIMULATION_NAME, SELECTION_NAME = "simulation.json", "selection.json"
+SIMULATION_REQUIRED = ("dataset", "molecule", "model", "seed", "metrics")
+
+
+def load_simulation(path: str | os.PathLike) -> dict[str, Any]:
+    """Read one ``simulation.json`` (:mod:`diffmd.engine.simulate`'s record); a missing key raises one line naming
+    the file. The record as written, plus ``_path``."""
+    rec = read_json(path)
+    if not isinstance(rec, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    missing = [k for k in SIMULATION_REQUIRED if k not in rec]
+    if missing:
+        raise ValueError(f"{path}: simulation record lacks {', '.join(missing)}")
+    rec["_path"] = str(path)
+    return rec
+
+
+@dataclass
+class Selection:
+    """One ``selection.json`` of a grid-tuned run (:func:`diffmd.engine.grid.write_selection`): the selected row."""
+
+    path: str
+    checkpoint: str  # the selected grid point's checkpoint, as the grid search wrote it
+    point: str  # the point's name
+    best: dict[str, Any]  # the selected validation row
+
+
+def load_selection(path: str | os.PathLike) -> Selection:
+    """Read one ``selection.json``; a missing ``best.checkpoint`` raises one line naming the file."""
+    best = (read_json(path) or {}).get("best") or {}
+    if not isinstance(best, dict) or not best.get("checkpoint"):
+        raise ValueError(f"{path}: key 'best.checkpoint' missing")
+    return Selection(str(path), str(best["checkpoint"]), str(best.get("point", "")), best)
+
+
 def write_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
     """Write one ``armse.json`` (atomically); ``record`` must hold :data:`ARMSE_REQUIRED`."""
     missing = [k for k in ARMSE_REQUIRED if k not in record]

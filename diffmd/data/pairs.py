@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from diffmd import batch as B
-from diffmd.data.splits import check_split_trajectory, resolve_path, validate_split
+from diffmd.data.splits import check_split_trajectory, read_split, resolve_path
 from diffmd.data.trajectory import Trajectory, load_trajectory
 from diffmd.graph import bonded_graph
-from diffmd.io import read_json
+from diffmd.provenance import sha256_file
 from diffmd.units import force_step
 
 
@@ -197,7 +197,7 @@ def load_split(path: str | os.PathLike) -> dict[str, Any]:
     """A split file, validated (:func:`diffmd.data.splits.validate_split`; one-line :class:`ValueError` naming the
     file): stride >= 1, train/val/test segments in range and disjoint, each trajectory's SHA-256 recorded and
     equal to the one the split was made from."""
-    split = validate_split(read_json(path), path)
+    split = read_split(path, checksum=sha256_file)
     split["_path"] = str(path)
     return split
 

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from diffmd.data.plausibility import check_plausible, resolve_checks
-from diffmd.data.splits import SplitError, check_md17_identity, validate_split
+from diffmd.data.splits import SplitError, check_md17_identity, read_split
 from diffmd.data.trajectory import REQUIRED_KEYS, Trajectory, TrajectoryFormatError, load_trajectory, npz_headers
 from diffmd.io import atomic_path, sha256_of
 
@@ -276,12 +276,8 @@ class Preflight:
         path = self.root / rel
         advice = "a hand-edited split? delete it to remake it (what was trained from it is retrained)"
         try:
-            data = json.loads(path.read_text())
+            data = read_split(path, checksum=None)  # the split files' one reader (the checksums: below, cached)
         except (OSError, ValueError) as exc:
-            raise _fail(f"{rel}: not a readable JSON file ({type(exc).__name__})", advice) from None
-        try:
-            validate_split(data, rel, checksum=None)
-        except ValueError as exc:
             raise _fail(str(exc), advice) from None
         if data["dataset"] == "md17":
             if data.get("molecule") != molecule:

@@ -171,14 +171,13 @@ def c7o2h10_split(index: dict[str, Any], cfg: dict[str, Any], index_path: str = 
     }
 
 
-def read_split(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a split file (one-line error naming the file when it is missing or not JSON)."""
+def read_split(path: str | os.PathLike, checksum: Checksum | None = None) -> dict[str, Any]:
+    """The one reader of split files: the JSON (a one-line error naming the file when it is missing or not JSON),
+    checked by :func:`validate_split`; with ``checksum``, every trajectory's SHA-256 against the file's now (the
+    jobs, :func:`diffmd.data.pairs.load_split`), without, the content only (the workflow at parse time)."""
     from diffmd.io import read_json
 
-    data = read_json(Path(path))
-    if not isinstance(data, dict) or data.get("dataset") not in ("md17", "c7o2h10"):
-        raise SplitError(f"{path}: not a split file (no 'dataset' md17 or c7o2h10)")
-    return data
+    return validate_split(read_json(Path(path)), path, checksum)
 
 
 # --- validation of split files (the jobs on load, the workflow at parse time) ----------------------

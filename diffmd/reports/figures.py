@@ -36,13 +36,13 @@ from matplotlib.ticker import FormatStrFormatter, NullFormatter  # noqa: E402
 from diffmd.cards import cards  # noqa: E402
 from diffmd.elements import colour as element_colour  # noqa: E402
 from diffmd.elements import covalent_radius  # noqa: E402
-from diffmd.io import atomic_path, read_json  # noqa: E402
+from diffmd.io import atomic_path  # noqa: E402
 from diffmd.metrics import kabsch_rotation  # noqa: E402
 from diffmd.reports.results import Rollout, run_identity  # noqa: E402
 from diffmd.reports.tables import SAME_REL  # noqa: E402
 from diffmd.reports.validity import find_bonds  # noqa: E402
 from diffmd.reports.yardstick import Yardstick, missing_oracles, ordered  # noqa: E402
-from diffmd.rundir import role_of  # noqa: E402
+from diffmd.rundir import load_selection, role_of  # noqa: E402
 
 #: The widest a figure gets (in): a two-column journal page's text width.
 PAGE_WIDTH_IN = 7.0
@@ -531,10 +531,8 @@ def selected_train_log(selection: str | os.PathLike) -> tuple[Path, str]:
     """The ``train_log.csv`` of a tuned model's selected grid point (``selection.json`` -> ``best.checkpoint``,
     its ``grid/...`` part found beside the selection file) and the point's name."""
     selection = Path(selection)
-    best = (read_json(selection) or {}).get("best") or {}
-    ckpt = best.get("checkpoint")
-    if not ckpt:
-        raise ValueError(f"{selection}: key 'best.checkpoint' missing")
+    chosen = load_selection(selection)  # the file's one reader (diffmd.rundir)
+    ckpt = chosen.checkpoint
     parts = Path(ckpt).parts
     inside = parts[parts.index("grid"):] if "grid" in parts else parts[-2:]
     log = selection.parent.joinpath(*inside).with_name("train_log.csv")
@@ -542,7 +540,7 @@ def selected_train_log(selection: str | os.PathLike) -> tuple[Path, str]:
         log = Path(ckpt).with_name("train_log.csv")
     if not log.exists():
         raise ValueError(f"{selection}: the selected checkpoint's train_log.csv is missing ({log})")
-    return log, str(best.get("point", ""))
+    return log, chosen.point
 
 
 @_styled

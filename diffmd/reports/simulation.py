@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from diffmd.engine.simulate import SCORE_METRICS, SIMULATION_METRICS
-from diffmd.io import read_json
 from diffmd.reports import yardstick as Y
 
 TITLE = "Simulations from starts spread over the test segment, and proper scores of the samples"
@@ -67,16 +66,10 @@ SHOWN = tuple(m for m in SIMULATION_METRICS + SCORE_METRICS if m not in ("energy
 
 
 def load_simulations(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
-    """Read ``simulation.json`` files; a missing key raises one line naming the file."""
-    out = []
-    for p in paths:
-        rec = read_json(p)
-        missing = [k for k in ("dataset", "molecule", "model", "seed", "metrics") if k not in rec]
-        if missing:
-            raise ValueError(f"{p}: simulation record lacks {', '.join(missing)}")
-        rec["_path"] = str(p)
-        out.append(rec)
-    return out
+    """Read ``simulation.json`` files through their one reader (:func:`diffmd.rundir.load_simulation`)."""
+    from diffmd.rundir import load_simulation
+
+    return [load_simulation(p) for p in paths]
 
 
 def long_frame(
