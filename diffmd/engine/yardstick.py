@@ -29,7 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from diffmd import catalogue
 from diffmd import distributions as D
+from diffmd.catalogue import BOND_BREAK_FACTOR  # the stable fraction's rule, decided there
 from diffmd.graph import find_bonds
 from diffmd.metrics import rmsd_per_frame
 from diffmd.rundir import MultiStart, OneStep
@@ -42,14 +44,18 @@ ARMSE_NOTE = ("ARMSE (Å): sqrt((1/n) Σ_t (1/N) ||R_t(x̃_t - c(x̃_t)) - (x_t 
               "CSV's armse_literal (each horizon) and armse_paper_literal (paper column) are the paper's formula as "
               "printed, sqrt((1/n) Σ_t ||x̃_t - x_t||²): summed over the N atoms (no 1/N, so sqrt(N) times larger "
               "for equal per-atom errors) and unaligned (translation and rotation count as error).")
-BOND_BREAK_FACTOR = 1.5  # a bond longer than 1.5 x its start length is broken (as the validity table)
 
 
-def row(metric: str, horizon_fs: float | None, values: np.ndarray | list[float], unit: str,
+def row(metric: str, horizon_fs: float | None, values: np.ndarray | list[float], unit: str | None = None,
         n_diverged: int = 0, n: int | None = None) -> dict[str, Any]:  # fmt: skip
     """One metrics row: the mean of ``values`` (non-finite dropped) with its 95% interval
     (:func:`diffmd.stats.interval`: Student t for few values, BCa bootstrap for many), the interval's method
-    and the number of values it used."""
+    and the number of values it used. The unit is the metrics catalogue's (:mod:`diffmd.catalogue`); a caller that
+    names one must name that one."""
+    known = catalogue.unit(metric)
+    if unit is not None and unit != known:
+        raise ValueError(f"metric {metric}: unit {unit!r}, but the catalogue (diffmd/catalogue.py) says {known!r}")
+    unit = known
     vals = np.asarray(values, dtype=np.float64).reshape(-1)
     est, lo, hi, n_ci, method = interval(vals[np.isfinite(vals)])
 
@@ -168,11 +174,9 @@ def distribution_rows(multi: MultiStart, numbers: np.ndarray, dt_fs: float, stri
         per["temperature_ref_K"].append(_nan(d["temperature_ref_K"]))
         per["temperature_drift_K_per_ps"].append(_nan(d["temperature_drift_K_per_ps"]))
         stable.append(float(multi.diverged_at[i] < 0 and _bonds_kept(pred, bonds)))
-    units = {"hr_mae": "", "bond_w1": "Å", "angle_w1": "deg", "temperature_K": "K", "temperature_ref_K": "K",
-             "temperature_drift_K_per_ps": "K/ps"}  # fmt: skip
     n_div = int((multi.diverged_at >= 0).sum())
-    rows = [row(k, horizon_fs, v, units[k], n_div) for k, v in per.items()]
-    rows.append(row("stable_fraction", horizon_fs, stable, ""))
+    rows = [row(k, horizon_fs, v, n_diverged=n_div) for k, v in per.items()]
+    rows.append(row("stable_fraction", horizon_fs, stable))
     excess = [np.nan]
     if energies is not None:
         pred_e, ref_e = energies

@@ -16,7 +16,7 @@ rollout we measure, on the predicted frames ``x~(1..n)``, with **one rule** for 
 A one-step-only model (no rolled-out frames: the force floor) has neither number ("—"). The same
 numbers for the ground truth itself are reported as a calibration row (how strict the rule is).
 (The distributions table's ``stable_fraction`` is another, looser rule, named there: every bond shorter
-than 1.5x its start length.)
+than :data:`diffmd.catalogue.BOND_BREAK_FACTOR` x its start length.)
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from diffmd.catalogue import BOND_BREAK_FACTOR
 from diffmd.graph import BOND_SCALE
 from diffmd.graph import find_bonds as graph_find_bonds
 from diffmd.reports.results import Rollout, run_identity, source_label
@@ -211,8 +212,8 @@ def validity_report(rows: list[ValidityRow], dataset: str, source: str, models: 
         "that is not valid, so 'whole rollout' and 100% valid frames go together. Several seeds are averaged.",
         "—: a one-step-only model (floor) has no rolled-out frames.",
         "ground truth: the reference trajectory scored the same way (how strict the rule is).",
-        "The distributions table's stable fraction is a looser rule (every bond shorter than 1.5x its start "
-        "length); both are named where they are printed.",
+        f"The distributions table's stable fraction is a looser rule (every bond shorter than {BOND_BREAK_FACTOR:g}x "
+        "its start length); both are named where they are printed.",
     ]
     title = "Physical validity of the rollouts"
     return Report(dataset, source, title, _frame(rows, source_label(dataset, source), params), sections, notes)

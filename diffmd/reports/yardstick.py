@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from diffmd import catalogue
 from diffmd.cards import RANKED_ROLES
 from diffmd.data.sources import REFERENCE_POTENTIAL_SOURCES  # what each source offers: decided there, once
 from diffmd.reports.results import single_source, source_label
@@ -56,38 +57,14 @@ DISTRIBUTION_METRICS = (
     "hr_mae", "bond_w1", "angle_w1", "temperature_K", "temperature_ref_K", "temperature_drift_K_per_ps",
     "energy_excess_kcal_mol_atom", "stable_fraction",
 )  # fmt: skip
-#: Section titles of the rendered tables.
-METRIC_TITLES = {
-    "armse": "ARMSE up to the horizon (Å)",
-    "rmsd": "RMSD of the frame at the horizon (Å)",
-    "one_step_rmse": "One-step (teacher-forced) RMSE (Å, RMS per atom over the test frames)",
-    "accel_r2": "Acceleration R² (fraction of the true second-difference variance explained by "
-    "x̂(t+1) − x(t) − v(t); higher is better, 1 = exact)",
-    "force_mae": "Force MAE on the held-out one-step frames (kcal/mol/Å, per component)",
-    "force_rmse": "Force RMSE on the held-out one-step frames (kcal/mol/Å, per component)",
-    "force_step_rmse": "One-step error the force error alone predicts, |F_err|·dt²/m (Å, RMS per atom; compare "
-    "with the row's one-step RMSE)",
-    "hr_mae": "h(r) MAE (dimensionless, 0 = identical interatomic-distance distributions, 2 = disjoint)",
-    "bond_w1": "Bond-length Wasserstein-1, mean over bond types (Å)",
-    "angle_w1": "Bond-angle Wasserstein-1, mean over angle types (degrees)",
-    "temperature_K": "Kinetic temperature of the rollout frames (K; the ground-truth row: the reference frames)",
-    "temperature_drift_K_per_ps": "Kinetic-temperature drift (K/ps, closer to 0 is better)",
-    "energy_excess_kcal_mol_atom": "Reference-potential energy excess over the ground truth (kcal/mol/atom)",
-    "stable_fraction": "Stable fraction (starts keeping every bond shorter than 1.5x its start length over the "
-    "whole horizon; higher is better)",
-}
-#: How a metric is ranked: "low" (lower is better), "high", "abs" (closer to 0), "ref" (closer to the
-#: reference temperature), None (not ranked).
-DIRECTION = {
-    PAPER_METRIC: "low", "armse": "low", "rmsd": "low", "one_step_rmse": "low", "accel_r2": "high",
-    "force_mae": "low", "force_rmse": "low", "force_step_rmse": "low",
-    "hr_mae": "low", "bond_w1": "low", "angle_w1": "low", "temperature_K": "ref", "temperature_ref_K": None,
-    "temperature_drift_K_per_ps": "abs", "energy_excess_kcal_mol_atom": "abs", "stable_fraction": "high",
-}  # fmt: skip
-#: Cell formats per metric.
-FORMATS = {"temperature_K": ".1f", "temperature_ref_K": ".1f", "temperature_drift_K_per_ps": ".1f",
-           "stable_fraction": ".2f", "accel_r2": ".3f", PAPER_METRIC: ".3f", "armse": ".3f", "rmsd": ".3f"}  # fmt: skip
-DEFAULT_FORMAT = ".3g"
+#: Every metric of the yardstick's tables: titles, directions (how a metric is ranked: "low", "high", "abs" (closer
+#: to 0), "ref" (closer to the reference temperature), None (not ranked)) and cell formats come from the metrics
+#: catalogue (diffmd/catalogue.py), decided there once.
+YARDSTICK_METRICS = (PAPER_METRIC, *ARMSE_METRICS, *ONE_STEP_METRICS, *FORCE_METRICS, *DISTRIBUTION_METRICS)
+METRIC_TITLES = catalogue.titles(YARDSTICK_METRICS)
+DIRECTION = catalogue.directions(YARDSTICK_METRICS)
+FORMATS = catalogue.formats(YARDSTICK_METRICS)
+DEFAULT_FORMAT = catalogue.DEFAULT_FORMAT
 #: ``note`` of a one-step-only model's rollout rows.
 NOT_APPLICABLE = "one-step model: no rollout"
 #: Row-label suffix of the roles that are shown but not ranked.

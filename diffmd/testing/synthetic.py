@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from diffmd.catalogue import unit
 from diffmd.distributions import distance_histogram
 from diffmd.rundir import role_of, write_record, write_rollout
 from diffmd.testing import ETHANOL_X, ETHANOL_Z
@@ -181,17 +182,17 @@ def yardstick_keys(
             rows.append(metric_row(metric, float(h), None if gone else offset, n_starts, n_starts if gone else 0, "Å"))
     horizon = n * step_fs
     nd = n_starts if diverged else 0
-    for metric, value, unit in (
-        ("hr_mae", offset, ""),
-        ("bond_w1", offset / 10, "Å"),
-        ("angle_w1", 10 * offset, "degrees"),
-        ("temperature_K", 300.0 + 100.0 * offset, "K"),
-        ("temperature_ref_K", 300.0, "K"),
-        ("temperature_drift_K_per_ps", 50.0 * offset, "K/ps"),
-        ("energy_excess_kcal_mol_atom", offset if source == "xtb" else None, "kcal/mol/atom"),
-        ("stable_fraction", 0.0 if diverged else 1.0, ""),
+    for metric, value in (
+        ("hr_mae", offset),
+        ("bond_w1", offset / 10),
+        ("angle_w1", 10 * offset),
+        ("temperature_K", 300.0 + 100.0 * offset),
+        ("temperature_ref_K", 300.0),
+        ("temperature_drift_K_per_ps", 50.0 * offset),
+        ("energy_excess_kcal_mol_atom", offset if source == "xtb" else None),
+        ("stable_fraction", 0.0 if diverged else 1.0),
     ):
-        rows.append(metric_row(metric, horizon, value, n_starts, nd, unit))
+        rows.append(metric_row(metric, horizon, value, n_starts, nd, unit(metric)))  # the engine's (catalogue) units
     out["metrics"] = rows
     rmsd = np.sqrt(((pred[1:] - ref[1:]) ** 2).sum(-1).mean(-1))
     curve = np.sqrt(np.cumsum(rmsd**2) / np.arange(1, n + 1))
