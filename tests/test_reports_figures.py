@@ -76,11 +76,15 @@ def test_figures_written_and_non_empty(results, tmp_path):
     assert png2.stat().st_size > 20_000 and pdf2.read_bytes()[:5] == b"%PDF-"
 
 
+def _benchmarks(results, rule):
+    return sorted(str(p) for p in (results / "benchmarks" / rule).rglob("*.tsv"))
+
+
 def test_costs_from_benchmarks(results):
     records = load_records(sorted(results.glob("md17/ethanol/*/seed1/armse.json")))
-    found = costs.find_benchmarks(results / "benchmarks")
-    assert len(found) == 2 * len(MODELS)
-    rows = {r["model"]: r for r in costs.cost_rows(records, found)}
+    train, rollout = _benchmarks(results, "train"), _benchmarks(results, "rollout")
+    assert len(train) == len(rollout) == len(MODELS)
+    rows = {r["model"]: r for r in costs.cost_rows(records, train, rollout)}
     assert rows["diffmd"]["train_seconds"] == 12.5 and rows["diffmd"]["peak_memory_MB"] == 800.0
     assert rows["diffmd"]["score_evals_per_frame"] == 20.0 and rows["static"]["score_evals_per_frame"] == 0.0
     md = costs.render_costs_md(list(rows.values()))
@@ -98,20 +102,19 @@ def test_costs_from_benchmarks(results):
 
 def test_diffmd_training_cost_is_the_sum_over_grid_points(results):
     records = load_records(sorted(results.glob("md17/ethanol/*/seed1/armse.json")))
-    found = costs.find_benchmarks(results / "benchmarks")
-    found = [p for p in found if "/train/" not in p or "/diffmd/" not in p]
+    train = [p for p in _benchmarks(results, "train") if "/diffmd/" not in p]
     for point, seconds in (("p0", 10.0), ("p1", 30.0)):
         path = results / f"benchmarks/diffmd_train_point/md17/ethanol/diffmd/seed1/{point}.tsv"
         write_benchmark(path, seconds, 900.0)
-        found.append(str(path))
-    assert costs.benchmark_identity(found[-1]) == {
+        train.append(str(path))
+    assert costs.benchmark_identity(train[-1]) == {
         "rule": "diffmd_train_point",
         "dataset": "md17",
         "molecule": "ethanol",
         "model": "diffmd",
         "seed": "1",
     }
-    rows = {r["model"]: r for r in costs.cost_rows(records, found)}
+    rows = {r["model"]: r for r in costs.cost_rows(records, train, _benchmarks(results, "rollout"))}
     assert rows["diffmd"]["train_seconds"] == 40.0 and rows["diffmd"]["peak_memory_MB"] == 900.0
     assert rows["egnn"]["train_seconds"] == 12.5
 

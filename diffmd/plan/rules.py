@@ -144,6 +144,25 @@ class RulesPlan:
     def cost_train_arg(self, w: Any) -> str:
         return shell_arg(self.cost_train_params(int(w.k)))
 
+    def training_benchmarks(self, patterns: dict[str, str]) -> list[str]:
+        """The benchmark TSV of every training job behind the tables' runs (the costs table's training time), from the
+        rules' own ``benchmark:`` patterns: ``patterns["train"]`` (the train rule: every model without a tuning),
+        ``patterns["point"]`` (each point of a full grid search) and ``patterns["rung"]`` (each slot of a halving
+        search); O2O models under their one training run."""
+        out = []
+        for dataset in (d for d in TASKS if self.enabled(d)):
+            runs = self.md17_molecules if self.task(dataset) == "s2l" else [O2O_TRAINED]
+            for run, model, seed in ((r, m, s) for r in runs for m in self.models_for(dataset) for s in self.seeds):
+                w = {"dataset": dataset, "molecule": run, "model": model, "seed": seed}
+                if self._cards[model].tuning is None:
+                    out.append(patterns["train"].format(**w))
+                elif self.search(model) == "full":
+                    out += [patterns["point"].format(**w, point=p) for p in self.grid_point_names(model)]
+                else:
+                    out += [patterns["rung"].format(**w, rung=r["rung"], slot=j)
+                            for r in self.halving_schedule(model, dataset) for j in range(r["points"])]  # fmt: skip
+        return out
+
     def report_html_targets(self) -> list[str]:
         """The HTML twins of the benchmark tables this config builds (reports.smk's table_html)."""
         names = (["cost_md17"] if self.has_cost_table() else []) + ["paper_cost"]

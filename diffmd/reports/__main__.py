@@ -11,7 +11,7 @@ Commands::
     validity  --rollouts rollout.npz... [--params JSON] [--models M...] --csv F --md F [--html F]
     snapshots --rollouts rollout.npz... --every N [--models M...] [--title T] --png F --pdf F
     curves    --inputs armse.json... [--models M...] [--title T] --png F --pdf F   (time in fs)
-    costs     --inputs armse.json... [--benchmarks tsv...] [--benchmark-dir D] --csv F --md F [--html F]
+    costs     --inputs armse.json... [--train-benchmarks tsv...] [--rollout-benchmarks tsv...] --csv F --md F [--html F]
     simulation --inputs simulation.json... [--models M...] [--columns C...] --csv F --md F [--html F] --png F --pdf F
                   (simulations and proper scores, diffmd/reports/simulation.py; survival figure)
 
@@ -83,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pdf", default=None)
     p = sub.add_parser("costs", help="training time, rollout speed, memory, score evaluations")
     _common(p)
-    p.add_argument("--benchmarks", nargs="*", default=[], help="benchmark TSV files")
-    p.add_argument("--benchmark-dir", default=None, help="also read every run's TSV under this folder")
+    p.add_argument("--train-benchmarks", nargs="*", default=[],
+                   help="benchmark TSVs of the training jobs (a grid search's points are summed per seed)")
+    p.add_argument("--rollout-benchmarks", nargs="*", default=[], help="benchmark TSVs of the rollout jobs")
     return ap
 
 
@@ -158,8 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         fig = figures.learning_curves_figure(args.inputs, args.title, args.models)
         figures.save_figure(fig, args.png, args.pdf)
     elif args.command == "costs":
-        found = costs.find_benchmarks(args.benchmark_dir) if args.benchmark_dir else []
-        rows = costs.cost_rows(_records(args.inputs), sorted(set(args.benchmarks) | set(found)))
+        rows = costs.cost_rows(_records(args.inputs), args.train_benchmarks, args.rollout_benchmarks)
         _write_report(args, costs.costs_report(rows))
     elif args.command == "simulation":
         from diffmd.reports import figures

@@ -2,10 +2,11 @@
 
 Inputs are Snakemake ``benchmark:`` TSV files (columns ``s``, ``h:m:s``, ``max_rss``, ``max_vms``,
 ... in seconds and MB) under ``results/benchmarks/<rule>/<dataset>/<molecule>/<model>/seed<seed>``
-and the ``armse.json`` files (``frames_per_second``, ``score_evals_per_frame``). Training time
-comes from the rule named ``train``, rollout memory from ``rollout``. O2O models are trained once
-per model (``results/c7o2h10/trained/{model}/seed{seed}/``), so their training benchmark sits
-under molecule ``trained`` and is shown for every target.
+and the ``armse.json`` files (``frames_per_second``, ``score_evals_per_frame``). The workflow declares
+which TSVs are training jobs (every training behind a run: the engine's, or each point of a grid search,
+summed per seed; :meth:`diffmd.plan.Plan.training_benchmarks`) and which are rollouts; the path says whose run
+a TSV is. O2O models are trained once per model (``results/c7o2h10/trained/{model}/seed{seed}/``), so their
+training benchmark sits under molecule ``trained`` and is shown for every target.
 """
 
 from __future__ import annotations
@@ -22,9 +23,6 @@ from diffmd.reports.results import RunRecord, source_label
 from diffmd.reports.yardstick import Report, Section
 
 TRAINED_ONCE = "trained"
-#: Rules whose wall time is a model's training cost: the engine's ``train`` and DiffMD's grid
-#: points (one training per hyper-parameter point; DiffMD's cost is their sum per seed).
-TRAIN_RULES = ("train", "diffmd_train_point")
 
 
 def read_benchmark(path: str | os.PathLike) -> dict[str, float]:
@@ -71,11 +69,6 @@ def benchmark_identity(path: str | os.PathLike) -> dict[str, str] | None:
     return {"rule": rest[0], "dataset": rest[i], "molecule": rest[i + 1], "model": rest[i + 2], "seed": rest[i + 3][4:]}
 
 
-def find_benchmarks(folder: str | os.PathLike) -> list[str]:
-    """Every ``*.tsv`` under ``folder`` whose path names a run (see :func:`benchmark_identity`)."""
-    return sorted(str(p) for p in Path(folder).rglob("*.tsv") if benchmark_identity(p) is not None)
-
-
 def _mean(values: list[float]) -> float | None:
     vals = [v for v in values if v is not None and math.isfinite(v)]
     return sum(vals) / len(vals) if vals else None
@@ -90,16 +83,18 @@ def _per_seed_sum(entries: list[tuple[str, dict[str, float]]]) -> float | None:
 
 
 def cost_rows(
-    records: list[RunRecord], benchmarks: list[str], rollout_rule: str = "rollout"
+    records: list[RunRecord], train_benchmarks: list[str], rollout_benchmarks: list[str]
 ) -> list[dict[str, object]]:
-    """One row per (dataset, molecule, model), seeds averaged; ``benchmarks`` are TSV paths."""
+    """One row per (dataset, molecule, model), seeds averaged. ``train_benchmarks``: the TSVs of the training jobs
+    (several per seed for a grid search: summed), ``rollout_benchmarks``: the rollout jobs' (paths)."""
     bench: dict[tuple, list[tuple[str, dict[str, float]]]] = defaultdict(list)
-    for path in benchmarks:
-        ident = benchmark_identity(path)
-        if ident is None:
-            raise ValueError(f"{path}: cannot tell rule/dataset/molecule/model/seed from this benchmark path")
-        rule = "train" if ident["rule"] in TRAIN_RULES else ident["rule"]
-        bench[(rule, ident["dataset"], ident["molecule"], ident["model"])].append((ident["seed"], read_benchmark(path)))
+    for kind, paths in (("train", train_benchmarks), ("rollout", rollout_benchmarks)):
+        for path in paths:
+            ident = benchmark_identity(path)
+            if ident is None:
+                raise ValueError(f"{path}: cannot tell dataset/molecule/model/seed from this benchmark path")
+            bench[(kind, ident["dataset"], ident["molecule"], ident["model"])].append(
+                (ident["seed"], read_benchmark(path)))
     groups: dict[tuple, list[RunRecord]] = defaultdict(list)
     for rec in records:
         groups[(rec.dataset, rec.molecule, rec.model)].append(rec)
@@ -107,7 +102,7 @@ def cost_rows(
     for (dataset, molecule, model), recs in groups.items():
         own = ("train", dataset, molecule, model) in bench
         train = bench.get(("train", dataset, molecule if own else TRAINED_ONCE, model), [])
-        roll = bench.get((rollout_rule, dataset, molecule, model), [])
+        roll = bench.get(("rollout", dataset, molecule, model), [])
         rss = [b.get("max_rss") for _, b in train + roll]
         rows.append(
             {

@@ -206,15 +206,16 @@ rule hr_figure:
         "python -m diffmd.reports hr --inputs {input} --models {params.models} --title 'h(r), ground truth against each model ({wildcards.dataset})' --png {output.png} --pdf {output.pdf} > {log} 2>&1"
 
 
-# The costs table reads the rollout jobs' benchmark TSVs (declared inputs) and the training jobs'
-# TSVs, which it finds under results/benchmarks: training is upstream of every rollout, and which
-# rule trains which model (train, DiffMD's grid rules) is the engine's business, not this file's.
+# The costs table reads the benchmark TSVs of the training and rollout jobs, all declared inputs: the plan says
+# which training jobs each run has (the train rule's, or each point of a grid search), the rules' own `benchmark:`
+# patterns where their files are.
 rule costs:
     conda:
         "../../envs/workflow.yaml"
     input:
         armse=all_armse,
-        benchmarks=rollout_benchmarks,
+        train=lambda w: PLAN.training_benchmarks({"train": rules.train.benchmark, "point": rules.diffmd_train_point.benchmark, "rung": rules.diffmd_rung.benchmark}),
+        rollout=rollout_benchmarks,
     output:
         csv="results/tables/costs.csv",
         md="results/tables/costs.md",
@@ -225,7 +226,7 @@ rule costs:
     benchmark:
         "results/benchmarks/costs/costs.tsv"
     shell:
-        "python -m diffmd.reports costs --inputs {input.armse} --benchmarks {input.benchmarks} --benchmark-dir results/benchmarks --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
+        "python -m diffmd.reports costs --inputs {input.armse} --train-benchmarks {input.train} --rollout-benchmarks {input.rollout} --csv {output.csv} --md {output.md} --html {output.html} > {log} 2>&1"
 
 
 
