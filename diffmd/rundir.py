@@ -231,14 +231,16 @@ SIMULATION_REQUIRED = ("dataset", "molecule", "model", "seed", "metrics")
 
 
 def load_simulation(path: str | os.PathLike) -> dict[str, Any]:
-    """Read one ``simulation.json`` (:mod:`diffmd.engine.simulate`'s record); a missing key raises one line naming
-    the file. The record as written, plus ``_path``."""
+    """Read one ``simulation.json`` (:mod:`diffmd.engine.simulate`'s record); a missing key (the model's ``role``
+    included: written once by the simulation, never worked out again) raises one line naming the file. The record as
+    written, plus ``_path``."""
     rec = read_json(path)
     if not isinstance(rec, dict):
         raise ValueError(f"{path}: expected a JSON object")
     missing = [k for k in SIMULATION_REQUIRED if k not in rec]
     if missing:
         raise ValueError(f"{path}: simulation record lacks {', '.join(missing)}")
+    file_role(rec, path)
     rec["_path"] = str(path)
     return rec
 

@@ -81,7 +81,7 @@ def long_frame(
     rows: list[dict[str, Any]] = []
     seen_ref: set[tuple[str, str]] = set()
     for rec in recs:
-        role = rec.get("role") or Y._registered_role(rec["model"])
+        role = rec["role"]  # the simulation wrote it (diffmd.rundir.load_simulation checks it is there)
         base = {
             "dataset": rec["dataset"],
             "molecule": rec["molecule"],
