@@ -17,42 +17,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from diffmd import catalogue
 from diffmd.engine.simulate import SCORE_METRICS, SIMULATION_METRICS
 from diffmd.reports import yardstick as Y
 
 TITLE = "Simulations from starts spread over the test segment, and proper scores of the samples"
-METRIC_TITLES = {
-    "survival_fraction": "Survival: fraction of starts keeping every bond within Δ of its length for the whole run "
-    "(higher is better)",
-    "median_ttf_fs": "Median time to failure (fs; ≥ L (censored): more than half of the starts survived the run)",
-    "t_internal_K": "Internal (vibrational) kinetic temperature over the stable frames (K; closer to the data's row)",
-    "rigid_share": "Rigid-body (translation + rotation) share of the kinetic energy (closer to the data's row)",
-    "energy_excess_kcal_mol_atom": "Reference-potential energy over the test segment's, stable frames "
-    "(kcal/mol/atom; closer to 0)",
-    "energy_drift_kcal_mol_atom_per_ps": "Reference-potential energy drift (kcal/mol/atom per ps; closer to 0)",
-    "hr_mae": "h(r) MAE, all stable frames of all starts pooled (Fu et al.; 0 = the test segment's distances)",
-    "bond_w1": "Bond-length Wasserstein-1, pooled, mean over bond types (Å)",
-    "angle_w1": "Bond-angle Wasserstein-1, pooled, mean over angle types (degrees)",
-    "energy_score": "Energy score of K samples against the physics ensemble (Å; lower is better, proper)",
-    "crps": "CRPS per coordinate against the physics ensemble (Å; lower is better, proper)",
-    "energy_distance": "Energy distance of the samples to the physics ensemble (Å; compare with the null row)",
-}
-#: lower-is-better transforms: "low", "high", "abs" (closer to 0), "ref" (closer to the data's value)
-DIRECTION = {
-    "survival_fraction": "high",
-    "median_ttf_fs": "high",
-    "t_internal_K": "ref",
-    "rigid_share": "ref",
-    "energy_excess_kcal_mol_atom": "abs",
-    "energy_drift_kcal_mol_atom_per_ps": "abs",
-    "hr_mae": "low",
-    "bond_w1": "low",
-    "angle_w1": "low",
-    "energy_score": "low",
-    "crps": "low",
-    "energy_distance": "low",
-}
-FORMATS = {"survival_fraction": ".2f", "median_ttf_fs": ".0f", "t_internal_K": ".0f", "rigid_share": ".3f"}
+#: Section titles, ranking directions ("low", "high", "abs" (closer to 0), "ref" (closer to the data's value)) and cell
+#: formats: the metrics catalogue's (diffmd/catalogue.py), decided there once
+METRIC_TITLES = catalogue.titles(SIMULATION_METRICS + SCORE_METRICS, simulation=True)
+DIRECTION = catalogue.directions([m for m in SIMULATION_METRICS + SCORE_METRICS if m in METRIC_TITLES])
+FORMATS = catalogue.formats(SIMULATION_METRICS + SCORE_METRICS)
 #: rows of the data or of the ensemble printed above the models: metric -> (label, record key or score metric)
 REFERENCE_ROWS = {
     "t_internal_K": ("data (test segment, every frame)", "t_internal_K"),
