@@ -19,9 +19,9 @@ GRID_SAMPLE_KEY = "eps"
 
 @dataclass(frozen=True)
 class GridSpec:
-    """The ``diffmd_grid`` tuning grid of one model, as its class declares it: ``grid_train_keys`` (one training
-    per combination of their values), ``grid_point_labels`` (each key's prefix in a point's name; default the
-    keys) and ``grid_train_eps`` (True: the point trains with train_eps = the grid's smallest eps). ``eps``
+    """The ``diffmd_grid`` tuning grid of one model, as its card declares it (``grid:`` in diffmd/models/cards.yaml):
+    ``train_keys`` (one training per combination of their values), ``labels`` (each key's prefix in a point's name;
+    default the keys) and ``train_eps`` (True: the point trains with train_eps = the grid's smallest eps). ``eps``
     (:data:`GRID_SAMPLE_KEY`) is always the sampling key. The grid itself is the config section named after
     the model, ``<model>.grid`` (also ``<model>.search``, ``.halving``, ``.batch_eps``)."""
 
