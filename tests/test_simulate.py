@@ -187,6 +187,39 @@ def test_simulation_table_and_survival_figure_from_records(tmp_path):
     assert out["png"].stat().st_size > 1000 and out["pdf"].exists()
 
 
+def test_simulation_table_marks_a_copy_of_static_and_does_not_rank_it():
+    """A collapsed model (its proper scores static's within 1%: it stands still) is labelled '≈ static' and never
+    bold, although it 'survives' every start (the quick run's diffmd); a model that moves is ranked as before."""
+    from diffmd.reports import simulation as sim
+
+    def rec(model, role, survived, t_int, scores):
+        rows = [{"metric": "survival_fraction", "horizon_fs": 100.0, "value": survived, "n_starts": 4, "n_diverged": 0,
+                 "unit": "", "ci_method": "Wilson"},
+                {"metric": "t_internal_K", "horizon_fs": 100.0, "value": t_int, "n_starts": 4, "n_diverged": 0,
+                 "unit": "K"}]  # fmt: skip
+        rows += [{"metric": m, "horizon_fs": 10.0, "value": v, "n_starts": 4, "n_diverged": 0, "unit": "Å"}
+                 for m, v in zip(("energy_score", "crps", "energy_distance"), scores)]  # fmt: skip
+        return {"dataset": "md17", "molecule": "ethanol", "model": model, "role": role, "seed": 1, "source": "xtb",
+                "metrics": rows, "stride": 1, "n_starts": 4, "length_fs": 100.0, "sample_spread_A": 0.0,
+                "reference": {"t_internal_K": 470.0, "rigid_share": 0.1, "frames": 200}}  # fmt: skip
+
+    recs = [rec("static", "reference", 1.0, 0.0, (0.4028, 0.05910, 0.6241)),
+            rec("egnn", "baseline", 0.25, 700.0, (0.242, 0.0385, 0.30)),
+            rec("gmn", "baseline", 0.0, 9000.0, (0.9, 0.09, 0.8)),
+            rec("diffmd", "proposed", 1.0, 0.004, (0.40281, 0.059096, 0.62413))]  # fmt: skip
+    report = sim.simulation_report(recs, ["static", "egnn", "gmn", "diffmd"], ["ethanol"])
+    models = ["static", "egnn", "gmn", "diffmd"]
+    assert sim.copies_of(report.frame, models, ["ethanol"]) == {("diffmd", "ethanol"): "static"}
+    survival = next(s for s in report.sections if s.title.startswith("Survival"))
+    labels = [r[0] for r in survival.rows]
+    d = labels.index("diffmd (≈ static: does not move; not ranked)")
+    assert (d, 0) not in survival.marks and survival.marks[(labels.index("egnn"), 0)] == "best"
+    assert any(n.startswith("diffmd on ethanol: ≈ static") for n in report.notes)
+    moved = [rec("static", "reference", 1.0, 0.0, (0.4028, 0.0591, 0.6241)),
+             rec("diffmd", "proposed", 1.0, 30.0, (0.39, 0.0580, 0.61))]  # fmt: skip
+    assert sim.copies_of(sim.simulation_report(moved).frame, ["static", "diffmd"], ["ethanol"]) == {}
+
+
 def test_survival_interval_is_a_proportions():
     """Wilson score interval: inside [0, 1], not degenerate at 0 or 1 of n, and the textbook value at 2 of 4."""
     from diffmd.engine.simulate import survival_row

@@ -4,7 +4,10 @@ Long format first (columns :data:`diffmd.reports.yardstick.LONG_COLUMNS`, one ro
 then one section per metric, models x molecules, rendered through pandas/tabulate as the yardstick's tables.
 Reference rows read from the data (the test segment's own internal temperature and rigid-body share; the
 physics ensemble's own energy score and energy-distance null) are printed above the models. Ranking marks (bold
-best, underlined second) are among the ranked roles only, as everywhere.
+best, underlined second) are among the ranked roles only, as everywhere. A ranked model that behaves as a
+reference row (Table 1's rule, :func:`diffmd.reports.tables.reference_copies`, on :data:`COPY_METRICS`: a
+rollout that stands still scores as ``static``) is labelled "≈ static" and not ranked: a collapsed ``diffmd``
+survives every run and keeps its energy because it does not move.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import pandas as pd
 
 from diffmd import catalogue
 from diffmd.engine.simulate import SCORE_METRICS, SIMULATION_METRICS
+from diffmd.reports import tables as T
 from diffmd.reports import yardstick as Y
 
 TITLE = "Simulations from starts spread over the test segment, and proper scores of the samples"
@@ -34,6 +38,10 @@ REFERENCE_ROWS = {
     "energy_score": ("ideal sampler (half of the ensemble against the other half)", "energy_score_ideal"),
     "energy_distance": ("null (two halves of the ensemble)", "energy_distance_null"),
 }
+#: The metrics a copy of a reference row reproduces, all of them (Table 1's rule, :func:`T.reference_copies`): the
+#: proper scores of the end frames at the scoring horizon (a rollout that stands still scores as ``static`` to
+#: 1e-4 relative; one that moves 0.01 Å does not). Without scores (no reference ensemble) no row is a copy.
+COPY_METRICS = ("energy_score", "crps", "energy_distance")
 #: ``role`` of the rows read from the data itself (the test segment's internal temperature, rigid-body share)
 DATA_ROLE = "data"
 SHOWN = tuple(m for m in SIMULATION_METRICS + SCORE_METRICS if m not in ("energy_score_ideal", "energy_distance_null"))
@@ -197,11 +205,19 @@ def _score(metric: str, value: float | None, ref: float | None) -> float | None:
 
 
 def section(
-    frame: pd.DataFrame, metric: str, models: list[str], columns: list[str], strides: dict[str, int] | None = None
+    frame: pd.DataFrame,
+    metric: str,
+    models: list[str],
+    columns: list[str],
+    strides: dict[str, int] | None = None,
+    copies: dict[tuple[str, str], str] | None = None,
 ) -> Y.Section:
     """One metric, models x molecules; the data's own rows (one per frame spacing k of the models: finite
-    differences at k frames damp vibrations) or the ensemble's above them, each model read against its own."""
+    differences at k frames damp vibrations) or the ensemble's above them, each model read against its own.
+    ``copies``: ``{(model, column): reference}`` of the models that behave as a reference row (labelled, not
+    ranked: :func:`copies_of`)."""
     roles = Y.roles_of(frame)
+    copies = copies or {}
     strides = strides or {}
     sub = frame[frame["metric"] == metric]
     rows: list[tuple[str, list[str]]] = []
@@ -235,11 +251,14 @@ def section(
             text, value = _cell(sub[(sub["model"] == model) & (sub["molecule"] == col)], metric)
             cells.append(text)
             scores[col][model] = _score(metric, value, ref_of(col, model))
-        rows.append((Y.row_label(model, roles.get(model, "baseline")), cells))
+        everywhere = {copies.get((model, c)) for c in columns}
+        copy_of = next(iter(everywhere)) if len(everywhere) == 1 else None
+        rows.append((Y.row_label(model, roles.get(model, "baseline")) + T.copy_label(copy_of or ""), cells))
     offset = len(rows) - len(models)
     marks = {}
     for j, col in enumerate(columns):
-        for model, mark in Y.rank_marks(scores[col], roles).items():
+        unranked = [m for m in models if (m, col) in copies]
+        for model, mark in Y.rank_marks(scores[col], roles, unranked).items():
             marks[(offset + models.index(model), j)] = mark
     horizons = sorted(set(sub["horizon_fs"].dropna()))
     when = f" at {', '.join(f'{h:g} fs' for h in horizons)}" if metric in SCORE_METRICS and horizons else ""
@@ -259,12 +278,29 @@ def simulation_report(
     dataset = recs[0]["dataset"] if recs else ""
     source = recs[0].get("source", "") if recs else ""
     strides = {r["model"]: int(r.get("stride", 1) or 1) for r in recs}
-    sections = [section(frame, m, mods, cols, strides) for m in SHOWN]
-    return Y.Report(dataset, source, TITLE, frame, sections, notes(recs, frame))
+    copies = copies_of(frame, mods, cols)
+    sections = [section(frame, m, mods, cols, strides, copies) for m in SHOWN]
+    return Y.Report(dataset, source, TITLE, frame, sections, notes(recs, frame, copies))
 
 
-def notes(recs: Sequence[dict[str, Any]], frame: pd.DataFrame) -> list[str]:
+def copies_of(frame: pd.DataFrame, models: Sequence[str], columns: Sequence[str]) -> dict[tuple[str, str], str]:
+    """``{(model, column): reference}``: ranked models whose every :data:`COPY_METRICS` number (at least three)
+    is a reference row's within 1% (Table 1's rule, :func:`diffmd.reports.tables.reference_copies`)."""
+    if frame.empty:
+        return {}
+    return T.reference_copies(frame, models, columns, Y.roles_of(frame), COPY_METRICS)
+
+
+def notes(
+    recs: Sequence[dict[str, Any]], frame: pd.DataFrame, copies: dict[tuple[str, str], str] | None = None
+) -> list[str]:
     out = [Y.interval_note(frame[frame["role"] != DATA_ROLE])]
+    for (model, col), ref in sorted((copies or {}).items()):
+        out.append(
+            f"{model} on {col}: ≈ {ref} (its {', '.join(COPY_METRICS)} are {ref}'s within "
+            f"{T.SAME_REL:.0%}: the rollout stands still; it survives and keeps its energy because it does not "
+            "move): not ranked."
+        )
     if recs:
         r = next((x for x in recs if x.get("applicable", True) and x.get("metrics")), recs[0])
         spacing = r.get("start_spacing_fs")

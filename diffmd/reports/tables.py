@@ -157,7 +157,12 @@ def row_label(model: str, grid: Grid, columns: list[str], roles: Roles, steps: d
               off_step: bool = False, copy_of: str = "") -> str:  # fmt: skip
     stride = max((grid[(model, c)].stride for c in columns if (model, c) in grid), default=1)
     label = ys_mod.row_label(model, role_in(roles, model), stride, (steps or {}).get(model), off_step)
-    return label + (f" (≈ {copy_of}: does not move; not ranked)" if copy_of else "")
+    return label + copy_label(copy_of)
+
+
+def copy_label(copy_of: str) -> str:
+    """What a row label gains when its model behaves as reference row ``copy_of`` (:func:`reference_copies`)."""
+    return f" (≈ {copy_of}: does not move; not ranked)" if copy_of else ""
 
 
 #: Relative tolerance under which a model's ARMSE numbers are a reference row's (it does not move otherwise).
@@ -168,13 +173,13 @@ SAME_MIN_NUMBERS = 3
 COPY_METRICS = (ys_mod.PAPER_METRIC, "armse", "rmsd")
 
 
-def reference_copies(frame: pd.DataFrame, models: Sequence[str], columns: Sequence[str],
-                     roles: Roles) -> dict[tuple[str, str], str]:  # fmt: skip
-    """``{(model, column): reference}`` for ranked-role models whose every ARMSE number of that column (paper
-    column, each horizon's ARMSE and RMSD; at least :data:`SAME_MIN_NUMBERS` finite ones) is within
-    :data:`SAME_REL` of the reference row's: it behaves as the reference (e.g. a rollout that stands still,
-    as ``static``)."""
-    sub = frame[frame["metric"].isin(COPY_METRICS) & frame["value"].notna()]
+def reference_copies(frame: pd.DataFrame, models: Sequence[str], columns: Sequence[str], roles: Roles,
+                     metrics: Sequence[str] = COPY_METRICS) -> dict[tuple[str, str], str]:  # fmt: skip
+    """``{(model, column): reference}`` for ranked-role models whose every number of ``metrics`` in that column
+    (default the ARMSE ones: paper column, each horizon's ARMSE and RMSD; at least :data:`SAME_MIN_NUMBERS`
+    finite ones) is within :data:`SAME_REL` of the reference row's: it behaves as the reference (e.g. a rollout
+    that stands still, as ``static``)."""
+    sub = frame[frame["metric"].isin(metrics) & frame["value"].notna()]
     out: dict[tuple[str, str], str] = {}
     refs = [m for m in models if roles.get(m) == "reference"]
     for col in columns:
