@@ -41,6 +41,12 @@ import numpy as np
 NOSE_HOOVER_TDAMP_STEPS = 100.0
 #: Thermostats in the Nosé-Hoover chain.
 NOSE_HOOVER_CHAIN = 3
+#: Time constant (fs) of the massive Nosé-Hoover chains (one chain per Cartesian degree of freedom; see
+#: :class:`MassiveNoseHooverChainThermostat`).
+MASSIVE_TDAMP_FS = 20.0
+#: How the Nosé-Hoover thermostat couples: ``global`` (one chain on the total kinetic energy) or ``massive``
+#: (one chain per Cartesian degree of freedom).
+NOSE_HOOVER_COUPLINGS = ("global", "massive")
 #: Integrators a simulating row can run (``dynamics``); ``data`` in a model resolves to one of them.
 DYNAMICS = ("nve", "nose_hoover", "langevin")
 #: Normal modes whose harmonic amplitude at k_B·T moves an atom farther than this (Å: torsions, floppy bends)
@@ -57,9 +63,24 @@ def internal_dof(n_atoms: int) -> int:
     return 3 * n_atoms - 6 if n_atoms > 2 else max(3 * n_atoms - 5, 1)
 
 
-def chain_size() -> int:
-    """Numbers per frame of the Nosé-Hoover chain state: η_1..η_M, then p_η,1..p_η,M."""
-    return 2 * NOSE_HOOVER_CHAIN
+def chain_size(n_atoms: int | None = None, coupling: str = "global") -> int:
+    """Numbers per frame of the Nosé-Hoover chain state: η then p_η. ``global``: η_1..η_M, p_η,1..p_η,M (2M);
+    ``massive``: the (N, 3, M) arrays of η, then of p_η, flattened in C order (2·3N·M)."""
+    if coupling == "global":
+        return 2 * NOSE_HOOVER_CHAIN
+    if coupling == "massive" and n_atoms is not None:
+        return 2 * 3 * int(n_atoms) * NOSE_HOOVER_CHAIN
+    raise ValueError(f"Nosé-Hoover coupling must be one of {', '.join(NOSE_HOOVER_COUPLINGS)} (massive needs the "
+                     f"number of atoms), got {coupling!r}")
+
+
+def coupling_of(state_size: int, n_atoms: int) -> str:
+    """Which Nosé-Hoover chain a stored state of ``state_size`` numbers belongs to (its size says it)."""
+    for coupling in NOSE_HOOVER_COUPLINGS:
+        if state_size == chain_size(n_atoms, coupling):
+            return coupling
+    raise ValueError(f"a Nosé-Hoover chain state of {state_size} numbers fits neither coupling for {n_atoms} atoms "
+                     f"(global {chain_size()}, massive {chain_size(n_atoms, 'massive')})")
 
 
 def _nhc_classes():
@@ -97,20 +118,94 @@ def _nose_hoover_class():
     return NoseHooverChain
 
 
-def nose_hoover(atoms, dt_fs: float, temperature_K: float):
-    """ASE's Nosé-Hoover chain NVT on ``atoms`` (``FixCom`` set), thermostatting 3N - 6 degrees of freedom.
+class MassiveNoseHooverChainThermostat:
+    """Massive Nosé-Hoover chains (Martyna, Klein & Tuckerman, J. Chem. Phys. 97, 2635 (1992); Tuckerman et al.,
+    J. Chem. Phys. 99, 2796 (1993)): one chain of M thermostats on every Cartesian momentum, with ASE's
+    integrator for the chain (:class:`ase.md.nose_hoover_chain.NoseHooverChainThermostat`: Suzuki-Yoshida
+    fourth order, the same operator sequence) applied elementwise. Drop-in for ASE's thermostat in
+    ``NoseHooverChainNVT`` (``integrate_nhc(p, delta)``, ``_eta``, ``_p_eta``, ``get_thermostat_energy``).
 
-    ASE's chain counts 3N (``3 * num_atoms_global``); with the centre of mass fixed and the angular momentum
-    zero (and conserved by the deterministic dynamics in vacuum) 3N - 6 carry kinetic energy, so the
-    thermostat is rebuilt with that count (its only use of ``num_atoms_global``).
+    A global chain rescales all velocities at once: it holds the total kinetic energy at the bath's but leaves
+    its share among the vibrations to the molecule, and a 9-atom molecule does not share it on picoseconds
+    (docs/data_equilibrium.md). Here every degree of freedom exchanges energy with its own bath, so every
+    vibration relaxes to k_B·T in a few ``tdamp``; the dynamics stays deterministic (an exact oracle continues
+    it from the stored chains).
+
+    The centre of mass stays at rest (``FixCom``, as the data): the elementwise scaling would move it, so the
+    momentum it gives the centre of mass is removed after each scaling, and each degree of freedom's target
+    is its canonical value with the centre of mass fixed, ⟨p²/m⟩ = k_B·T·(1 - m/M_total) (summing to
+    (3N - 3)·k_B·T). The rotation is thermostatted like the vibrations (a free molecule at T rotates with
+    3/2 k_B·T; no bond stretch sees it).
+    """
+
+    def __init__(self, masses: np.ndarray, temperature_K: float, tdamp: float, tchain: int = NOSE_HOOVER_CHAIN):
+        from ase import units
+        from ase.md.nose_hoover_chain import FOURTH_ORDER_COEFFS
+
+        self._coeffs = tuple(FOURTH_ORDER_COEFFS)
+        self._masses = np.asarray(masses, dtype=np.float64).reshape(-1, 1)  # (N, 1), as ASE's
+        self._total = float(self._masses.sum())
+        self._tchain = int(tchain)
+        self._kT = units.kB * float(temperature_K)
+        self._target = np.broadcast_to(self._kT * (1.0 - self._masses / self._total), (len(self._masses), 3)).copy()
+        self._Q = self._kT * float(tdamp) ** 2  # every chain element thermostats one degree of freedom
+        shape = (len(self._masses), 3, self._tchain)
+        self._eta = np.zeros(shape)
+        self._p_eta = np.zeros(shape)
+
+    def get_thermostat_energy(self) -> float:
+        energy = (self._target * self._eta[..., 0]).sum() + self._kT * self._eta[..., 1:].sum()
+        return float(energy + (0.5 * self._p_eta**2 / self._Q).sum())
+
+    def integrate_nhc(self, p: np.ndarray, delta: float) -> np.ndarray:
+        p = np.array(p, dtype=np.float64)
+        for coeff in self._coeffs:
+            p = self._loop(p, coeff * delta)
+        return p
+
+    def _p_eta_j(self, p: np.ndarray, j: int, delta2: float, delta4: float) -> None:
+        pe, q = self._p_eta, self._Q
+        if j < self._tchain - 1:
+            pe[..., j] *= np.exp(-delta4 * pe[..., j + 1] / q)
+        g = p**2 / self._masses - self._target if j == 0 else pe[..., j - 1] ** 2 / q - self._kT
+        pe[..., j] += delta2 * g
+        if j < self._tchain - 1:
+            pe[..., j] *= np.exp(-delta4 * pe[..., j + 1] / q)
+
+    def _loop(self, p: np.ndarray, delta: float) -> np.ndarray:
+        delta2, delta4 = delta / 2, delta / 4
+        for j in reversed(range(self._tchain)):
+            self._p_eta_j(p, j, delta2, delta4)
+        self._eta += delta * self._p_eta / self._Q
+        p = p * np.exp(-delta * self._p_eta[..., 0] / self._Q)
+        p = p - self._masses * (p.sum(axis=0) / self._total)  # the centre of mass stays at rest
+        for j in range(self._tchain):
+            self._p_eta_j(p, j, delta2, delta4)
+        return p
+
+
+def nose_hoover(atoms, dt_fs: float, temperature_K: float, coupling: str = "global"):
+    """ASE's Nosé-Hoover chain NVT on ``atoms`` (``FixCom`` set).
+
+    ``global``: one chain on the total kinetic energy of 3N - 6 degrees of freedom. ASE's chain counts 3N
+    (``3 * num_atoms_global``); with the centre of mass fixed and the angular momentum zero (and conserved by
+    the deterministic dynamics in vacuum) 3N - 6 carry kinetic energy, so the thermostat is rebuilt with that
+    count (its only use of ``num_atoms_global``); ``tdamp`` :data:`NOSE_HOOVER_TDAMP_STEPS` steps.
+    ``massive``: one chain per Cartesian degree of freedom (:class:`MassiveNoseHooverChainThermostat`),
+    ``tdamp`` :data:`MASSIVE_TDAMP_FS`; the same integrator otherwise.
     """
     from ase import units
 
+    if coupling not in NOSE_HOOVER_COUPLINGS:
+        raise ValueError(f"Nosé-Hoover coupling must be one of {', '.join(NOSE_HOOVER_COUPLINGS)}, got {coupling!r}")
     _, NoseHooverChainThermostat = _nhc_classes()
     dt = float(dt_fs) * units.fs
     tdamp = NOSE_HOOVER_TDAMP_STEPS * dt
     dyn = _nose_hoover_class()(atoms, timestep=dt, temperature_K=temperature_K, tdamp=tdamp,
                                tchain=NOSE_HOOVER_CHAIN)  # fmt: skip
+    if coupling == "massive":
+        dyn._thermostat = MassiveNoseHooverChainThermostat(dyn.masses, temperature_K, MASSIVE_TDAMP_FS * units.fs)
+        return dyn
     dyn._thermostat = NoseHooverChainThermostat(num_atoms_global=internal_dof(len(atoms)) / 3.0,
                                                 masses=dyn.masses, temperature_K=temperature_K, tdamp=tdamp,
                                                 tchain=NOSE_HOOVER_CHAIN)  # fmt: skip
@@ -118,19 +213,22 @@ def nose_hoover(atoms, dt_fs: float, temperature_K: float):
 
 
 def get_chain_state(dyn) -> np.ndarray:
-    """(2M,) copy of a Nosé-Hoover chain's state: η_1..η_M (dimensionless), p_η,1..p_η,M (eV·ASE time)."""
+    """Copy of a Nosé-Hoover chain's state (:func:`chain_size` numbers): η (dimensionless), then p_η (eV·ASE
+    time); global (2M,), massive (2·3N·M,) the (N, 3, M) arrays flattened."""
     th = dyn._thermostat
-    return np.concatenate([th._eta, th._p_eta]).astype(np.float64)
+    return np.concatenate([np.ravel(th._eta), np.ravel(th._p_eta)]).astype(np.float64)
 
 
 def set_chain_state(dyn, state: np.ndarray) -> None:
-    """Set a Nosé-Hoover chain's (η, p_η) from ``state`` (2M,), as :func:`get_chain_state` returns it."""
+    """Set a Nosé-Hoover chain's (η, p_η) from ``state``, as :func:`get_chain_state` returns it."""
     state = np.asarray(state, dtype=np.float64).reshape(-1)
-    m = NOSE_HOOVER_CHAIN
+    th = dyn._thermostat
+    shape = np.shape(th._eta)
+    m = int(np.prod(shape))
     if state.shape != (2 * m,) or not np.isfinite(state).all():
         raise ValueError(f"Nosé-Hoover chain state must be {2 * m} finite numbers, got shape {state.shape}")
-    dyn._thermostat._eta = state[:m].copy()
-    dyn._thermostat._p_eta = state[m:].copy()
+    th._eta = state[:m].reshape(shape).copy()
+    th._p_eta = state[m:].reshape(shape).copy()
 
 
 def velocity_verlet(atoms, dt_fs: float):
@@ -150,14 +248,14 @@ def langevin(atoms, dt_fs: float, temperature_K: float, friction_per_fs: float, 
 
 
 def make_dynamics(kind: str, atoms, dt_fs: float, *, temperature_K: float = 0.0, friction_per_fs: float = 0.0,
-                  rng: np.random.Generator | None = None):  # fmt: skip
-    """The integrator ``kind`` (:data:`DYNAMICS`) on ``atoms``."""
+                  rng: np.random.Generator | None = None, coupling: str = "global"):  # fmt: skip
+    """The integrator ``kind`` (:data:`DYNAMICS`) on ``atoms`` (``coupling``: of a Nosé-Hoover thermostat)."""
     if kind == "nve":
         return velocity_verlet(atoms, dt_fs)
     if kind == "nose_hoover":
         if temperature_K <= 0:
             raise ValueError("Nosé-Hoover dynamics needs a temperature > 0")
-        return nose_hoover(atoms, dt_fs, temperature_K)
+        return nose_hoover(atoms, dt_fs, temperature_K, coupling)
     if kind == "langevin":
         if temperature_K <= 0 or friction_per_fs <= 0 or rng is None:
             raise ValueError("Langevin dynamics needs a temperature > 0, a friction > 0 and a random generator")
@@ -174,8 +272,9 @@ def continue_dynamics(kind: str, atoms, step_A: np.ndarray, dt_fs: float, *, dat
 
     Momenta: p(t) = m·step/h + F(t)·h/2 with h the data's step (the half-step momentum plus half a kick, F(t)
     the force with the ``FixCom`` constraint applied, as the integrators use it), then for ``nose_hoover`` the
-    thermostat's half step h/2 from ``chain_state`` (the chain at t-½, (2M,)), which also leaves the chain at
-    its state at t. Exact for data made by the same integrator with step ``dt_fs`` (module docstring), second
+    thermostat's half step h/2 from ``chain_state`` (the chain at t-½: global (2M,) or massive (2·3N·M,), its
+    size says which, :func:`coupling_of`), which also leaves the chain at its state at t. Exact for data made
+    by the same integrator with step ``dt_fs`` (module docstring), second
     order otherwise. Returns the integrator.
     """
     from ase import units
@@ -190,7 +289,8 @@ def continue_dynamics(kind: str, atoms, step_A: np.ndarray, dt_fs: float, *, dat
         atoms.set_momenta(momenta)
         return make_dynamics(kind, atoms, dt_fs, temperature_K=temperature_K, friction_per_fs=friction_per_fs,
                              rng=rng)  # fmt: skip
-    dyn = make_dynamics(kind, atoms, dt_fs, temperature_K=temperature_K)
+    coupling = coupling_of(int(np.size(chain_state)), len(atoms))
+    dyn = make_dynamics(kind, atoms, dt_fs, temperature_K=temperature_K, coupling=coupling)
     set_chain_state(dyn, chain_state)
     dyn._q = atoms.get_positions()
     dyn._p = dyn._thermostat.integrate_nhc(momenta, h / 2.0)

@@ -65,6 +65,27 @@ def test_equilibration_check_flags_a_cold_bond_and_a_narrow_spread():
     assert any("below half the DFT" in p for p in problems)
 
 
+def test_block_interval_sees_the_correlation_time():
+    """Block averaging on an AR(1) series (φ = 0.95: integrated correlation time (1 + φ)/(1 - φ) = 39 frames): the
+    standard error is the correlated one, √39 ≈ 6x the naive σ/√n, within 30%; on white noise it is σ/√n; too
+    short a series has no interval."""
+    rng = np.random.default_rng(0)
+    n, phi = 2**14, 0.95
+    e = rng.standard_normal(n)
+    y = np.empty(n)
+    y[0] = e[0] / np.sqrt(1 - phi**2)
+    for t in range(1, n):
+        y[t] = phi * y[t - 1] + e[t]
+    ci = E.block_interval(500.0 + y, 0.5)
+    sigma = 1 / np.sqrt(1 - phi**2)
+    expected = sigma * np.sqrt((1 + phi) / (1 - phi) / n)
+    assert ci["se"] == pytest.approx(expected, rel=0.3) and ci["se"] > 4 * sigma / np.sqrt(n)
+    assert ci["lo"] < ci["mean"] < ci["hi"] and ci["n_blocks"] >= E.MIN_BLOCKS and ci["block_fs"] >= 32 * 0.5
+    white = E.block_interval(rng.standard_normal(n), 0.5)
+    assert white["se"] == pytest.approx(1 / np.sqrt(n), rel=0.3)
+    assert E.block_interval(np.ones(10), 0.5)["lo"] is None
+
+
 def test_internal_temperature_removes_rigid_rotation():
     """A rigidly rotating molecule has no internal kinetic energy."""
     from diffmd.data.isomers import md17_start_structure

@@ -40,11 +40,11 @@ def _thermal(atoms: Atoms, seed: int) -> Atoms:
     return atoms
 
 
-def _run(kind: str, n_steps: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
+def _run(kind: str, n_steps: int, seed: int = 1, coupling: str = "global") -> tuple[np.ndarray, np.ndarray | None]:
     """Positions (n+1, N, 3) of a ``kind`` run and, for Nosé-Hoover, the chain at each frame's half step."""
     atoms = _thermal(_cluster(), seed)
-    dyn = D.make_dynamics(kind, atoms, DT_FS, temperature_K=T_K)
-    xs, chain = [atoms.get_positions()], [np.zeros(D.chain_size())]
+    dyn = D.make_dynamics(kind, atoms, DT_FS, temperature_K=T_K, coupling=coupling)
+    xs, chain = [atoms.get_positions()], [np.zeros(D.chain_size(len(atoms), coupling))]
     for _ in range(n_steps):
         dyn.step()
         xs.append(atoms.get_positions())
@@ -99,6 +99,34 @@ def test_continuing_stored_frames_repeats_the_run(kind):
         assert np.abs(nve - xs[30:131]).max() > 1e-4
         with pytest.raises(ValueError, match="chain state"):
             _continue("nose_hoover", xs, None, 30, 1)
+
+
+def test_massive_chains_continue_exactly_and_hold_every_degree_of_freedom_at_the_bath(monkeypatch):
+    """Massive Nosé-Hoover chains (one per Cartesian degree of freedom): the stored state (its size says the
+    coupling) continues the run to rounding; the centre of mass stays put; every atom's kinetic temperature
+    averages the bath's (with the centre of mass fixed each degree of freedom's canonical share is
+    k_B·T·(1 - 1/N) for equal masses). The time constant is the data's in steps (20 fs at 0.5 fs: 40 steps)."""
+    monkeypatch.setattr(D, "MASSIVE_TDAMP_FS", 40 * DT_FS)
+    xs, chain = _run("nose_hoover", 140, coupling="massive")
+    assert chain.shape == (141, D.chain_size(6, "massive")) == (141, 2 * 18 * D.NOSE_HOOVER_CHAIN)
+    assert D.coupling_of(chain.shape[1], 6) == "massive" and D.coupling_of(D.chain_size(), 6) == "global"
+    again = _continue("nose_hoover", xs, chain, 30, 100)
+    assert np.abs(again - xs[30:131]).max() < 1e-10
+    glob = _continue("nose_hoover", xs, chain[:, : D.chain_size()] * 0 + chain[30, : D.chain_size()], 30, 100)
+    assert np.abs(glob - xs[30:131]).max() > 1e-4  # the global chain is another dynamics
+    assert np.abs(xs.mean(axis=1) - xs[0].mean(axis=0)).max() < 1e-10  # equal masses: the centre of mass
+    with pytest.raises(ValueError, match="fits neither coupling"):
+        D.coupling_of(7, 6)
+    # a long run at a strong coupling: every atom's time-averaged kinetic temperature at the bath's
+    atoms = _thermal(_cluster(), 4)
+    dyn = D.make_dynamics("nose_hoover", atoms, DT_FS, temperature_K=T_K, coupling="massive")
+    ke = []
+    for _ in range(4000):
+        dyn.step()
+        ke.append((atoms.get_momenta() ** 2).sum(1) / atoms.get_masses())  # 2 x kinetic energy per atom, eV
+    per_atom = np.mean(ke[500:], axis=0) / (3 * units.kB * (1 - 1 / 6))
+    assert np.abs(per_atom / T_K - 1).max() < 0.15, per_atom
+    assert abs(dyn._thermostat.get_thermostat_energy()) > 0
 
 
 def test_chain_state_round_trip_and_validation():

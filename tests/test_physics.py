@@ -385,6 +385,31 @@ def test_xtb_nh_continues_the_stored_trajectory(nh_seg):
     assert (one - target).abs().max() < 1e-7 < 1e-2 * (floor - target).abs().max()
 
 
+def test_xtb_nh_continues_massive_chains(tmp_path):
+    """Data from massive Nosé-Hoover chains (one chain per Cartesian degree of freedom, the configured production):
+    the file stores every chain (2·3N·M numbers per frame), and the same xtb_nh oracle (the state's size says the
+    coupling) repeats the data's next 100 steps to 1e-6 Å; the global chain from the same frames does not."""
+    from diffmd.data.trajectory import load_trajectory, save_trajectory
+    from diffmd.dynamics import chain_size
+
+    path = tmp_path / "ethanol.npz"
+    save_trajectory(path, simulate_md17("ethanol", {**NH, "nose_hoover_coupling": "massive"}))
+    traj = load_trajectory(path)
+    assert traj.chain_state.shape == (140, chain_size(9, "massive")) == (140, 162)
+    assert traj.provenance["thermostat_state"]["coupling"] == "massive" and "massive" in traj.provenance["integrator"]
+    seg = Segment(name="ethanol", positions=traj.positions, atomic_numbers=traj.atomic_numbers, start=2,
+                  stop=traj.n_frames - 1, dt_fs=traj.dt_fs, source="xtb", temperature_K=traj.temperature_K,
+                  forces=traj.forces, thermostat_state=traj.chain_state)  # fmt: skip
+    oracle = build_model("xtb_nh", {"dt_fs": DT_FS, "temperature_K": 500.0, "accuracy": 0.01})
+    res = rollout(oracle, seg, 20, 100, dtype=torch.float64)
+    err = np.abs(res.positions - seg.positions[20:121]).max()
+    assert err <= 1e-6, err
+    glob = Segment(**{**seg.__dict__, "thermostat_state": traj.chain_state[:, :6]})
+    other = rollout(build_model("xtb_nh", {"dt_fs": DT_FS, "temperature_K": 500.0, "accuracy": 0.01}), glob, 20,
+                    100, dtype=torch.float64)  # fmt: skip
+    assert np.abs(other.positions - seg.positions[20:121]).max() > 100 * max(err, 1e-8)
+
+
 def test_xtb_nh_needs_the_chain_state(ethanol_seg):
     with pytest.raises(ValueError, match="no Nosé-Hoover chain"):
         rollout(build_model("xtb_nh"), ethanol_seg, 10, 2, dtype=torch.float64)  # Langevin data: no chain

@@ -19,12 +19,14 @@ dataset            () str                  "md17" or "c7o2h10"
 source             () str                  "download", "local" or "xtb"
 provenance         () str                  JSON: URL + SHA-256, or simulation settings + seed
 format_version     () i8                   1
-nhc_eta            (frames, M) f8          optional: Nosé-Hoover chain positions η_1..η_M
-nhc_p_eta          (frames, M) f8          optional: Nosé-Hoover chain momenta p_η (eV·ASE time)
+nhc_eta            (frames, K) f8          optional: Nosé-Hoover chain positions η
+nhc_p_eta          (frames, K) f8          optional: Nosé-Hoover chain momenta p_η (eV·ASE time)
 =================  =====================  ===============================================
 
 ``nhc_eta`` / ``nhc_p_eta`` (both or neither; the ``xtb`` source with ``thermostat: nose_hoover``): the state
-of the data's Nosé-Hoover chain (M = :data:`diffmd.dynamics.NOSE_HOOVER_CHAIN`) at the half step t-½ of
+of the data's Nosé-Hoover chains (M = :data:`diffmd.dynamics.NOSE_HOOVER_CHAIN` thermostats per chain; K = M for
+one global chain, K = 3·atoms·M for massive chains, one per Cartesian degree of freedom, the (atoms, 3, M) array
+flattened in C order: ``xtb.nose_hoover_coupling``, the width says which) at the half step t-½ of
 every frame t, where the velocity x(t) - x(t-1) lives: with two frames and the force at x(t) it continues
 the trajectory exactly (:func:`diffmd.dynamics.continue_dynamics`). Frame 0 holds the chain as the production
 run started (exact from frame 1 on; rollouts start at frame 2 or later). Files without them stay valid.
@@ -73,12 +75,13 @@ class Trajectory:
     energies: np.ndarray | None = None  # (frames,) kcal/mol
     forces: np.ndarray | None = None  # (frames, atoms, 3) kcal/mol/Å
     provenance: dict[str, Any] = field(default_factory=dict)
-    nhc_eta: np.ndarray | None = None  # (frames, M) Nosé-Hoover chain positions at the half step t-½
-    nhc_p_eta: np.ndarray | None = None  # (frames, M) and momenta (eV·ASE time)
+    nhc_eta: np.ndarray | None = None  # (frames, K) Nosé-Hoover chain positions at the half step t-½
+    nhc_p_eta: np.ndarray | None = None  # (frames, K) and momenta (eV·ASE time)
 
     @property
     def chain_state(self) -> np.ndarray | None:
-        """(frames, 2M): η_1..η_M then p_η,1..p_η,M per frame, or None when the file stores no chain."""
+        """(frames, 2K): η then p_η per frame (:func:`diffmd.dynamics.get_chain_state`), or None when the file
+        stores no chain."""
         if self.nhc_eta is None or self.nhc_p_eta is None:
             return None
         return np.concatenate([self.nhc_eta, self.nhc_p_eta], axis=1)

@@ -24,11 +24,15 @@ of Nosé-Hoover for one), whatever the bath's length; from an equipartitioned st
 
 * ``langevin`` (default): ASE's Langevin with ``friction_per_fs``; with ``massive_langevin_steps: 0`` this is
   exactly the original protocol (existing ``langevin`` data stays bit-identical);
-* ``nose_hoover``: ASE's Nosé-Hoover chain NVT (chain of 3, ``tdamp`` = 100 steps, 3N - 6 degrees of freedom):
-  deterministic, the next frame a function of the state, as in AIMD with a Nosé-Hoover thermostat (MD17's
-  protocol). The chain's state at every frame's half step is stored (``nhc_eta``, ``nhc_p_eta`` of the
-  trajectory file), so the ``xtb_nh`` oracle continues the data exactly. ``get_temperature`` (3N - 3 degrees
-  of freedom) reads T·(3N - 6)/(3N - 3);
+* ``nose_hoover``: ASE's Nosé-Hoover chain NVT integrator: deterministic, the next frame a function of the state,
+  as in AIMD with a Nosé-Hoover thermostat (MD17's protocol). ``nose_hoover_coupling`` says how it couples:
+  ``global`` (default: one chain of 3 on the total kinetic energy of 3N - 6 degrees of freedom, ``tdamp`` = 100
+  steps; ``get_temperature`` (3N - 3 degrees of freedom) reads T·(3N - 6)/(3N - 3)) or ``massive`` (one chain
+  of 3 per Cartesian degree of freedom, ``tdamp`` :data:`diffmd.dynamics.MASSIVE_TDAMP_FS`: every vibration
+  exchanges energy with its own bath, so every bond type reaches the bath's temperature, which a global chain
+  on a 9-atom molecule does not do in 20 ps: docs/data_equilibrium.md; the molecule rotates as a free
+  molecule at T does). The chains' state at every frame's half step is stored (``nhc_eta``, ``nhc_p_eta`` of
+  the trajectory file), so the ``xtb_nh`` oracle continues the data exactly;
 * ``nve``: velocity Verlet: microcanonical, energy-conserving, deterministic.
 
 tblite runs one OpenMP thread per job (``OMP_NUM_THREADS``, set before tblite is imported) so
@@ -83,10 +87,16 @@ class XTBSettings:
     massive_friction_per_fs: float = 0.1
     #: deterministic productions start from the bath's basin minimum with every normal mode at k_B·T (step 5)
     equipartition_start: bool = True
+    #: ``nose_hoover`` only: ``global`` (one chain on the total kinetic energy) or ``massive`` (one chain per
+    #: Cartesian degree of freedom, :class:`diffmd.dynamics.MassiveNoseHooverChainThermostat`)
+    nose_hoover_coupling: str = "global"
 
     def __post_init__(self) -> None:
         if self.thermostat not in THERMOSTATS:
             raise ValueError(f"xtb.thermostat must be one of {', '.join(THERMOSTATS)}, got {self.thermostat!r}")
+        if self.nose_hoover_coupling not in _D.NOSE_HOOVER_COUPLINGS:
+            raise ValueError(f"xtb.nose_hoover_coupling must be one of {', '.join(_D.NOSE_HOOVER_COUPLINGS)}, "
+                             f"got {self.nose_hoover_coupling!r}")  # fmt: skip
         if self.massive_langevin_steps < 0 or not self.massive_friction_per_fs > 0:
             raise ValueError("xtb.massive_langevin_steps must be >= 0 and xtb.massive_friction_per_fs > 0")
 
@@ -97,7 +107,8 @@ class XTBSettings:
         if missing:
             raise KeyError(f"{key}: missing {', '.join(missing)}")
         optional = {"accuracy": float, "thermostat": str, "massive_langevin_steps": int,
-                    "massive_friction_per_fs": float, "equipartition_start": bool}  # fmt: skip
+                    "massive_friction_per_fs": float, "equipartition_start": bool,
+                    "nose_hoover_coupling": str}  # fmt: skip
         return cls(**{f: cfg[f] for f in fields}, **{k: kind(cfg[k]) for k, kind in optional.items() if k in cfg})
 
 
@@ -176,7 +187,8 @@ def run_md(atoms, settings: XTBSettings, seed_words: list[int], desc: str) -> di
     out: dict[str, Any] = {"positions": np.empty((n_frames, n_atoms, 3)), "energies": np.empty(n_frames),
                            "forces": np.empty((n_frames, n_atoms, 3)), "temperature": np.empty(n_frames),
                            "kinetic_energy": np.empty(n_frames),
-                           "chain_state": np.zeros((n_frames, D.chain_size())) if nose_hoover else None}  # fmt: skip
+                           "chain_state": np.zeros((n_frames, D.chain_size(n_atoms, settings.nose_hoover_coupling)))
+                           if nose_hoover else None}  # fmt: skip
     massive = settings.massive_langevin_steps
     production = settings.equilibration_steps + n_frames - 1
     total = massive + production
@@ -238,7 +250,8 @@ def run_md(atoms, settings: XTBSettings, seed_words: list[int], desc: str) -> di
         dyn.attach(observe, interval=1)
         dyn.run(production)
     else:
-        dyn = D.make_dynamics(settings.thermostat, atoms, settings.dt_fs, temperature_K=settings.temperature_K)
+        dyn = D.make_dynamics(settings.thermostat, atoms, settings.dt_fs, temperature_K=settings.temperature_K,
+                              coupling=settings.nose_hoover_coupling)  # fmt: skip
         record(dyn, -settings.equilibration_steps)
         for i in range(production):
             dyn.step()
@@ -254,8 +267,17 @@ INTEGRATORS = {
     "nose_hoover": "diffmd.dynamics.nose_hoover: ase.md.nose_hoover_chain.NoseHooverChainNVT (chain "
                    f"{_D.NOSE_HOOVER_CHAIN}, tdamp {_D.NOSE_HOOVER_TDAMP_STEPS:g} steps, 3N - 6 degrees of freedom)"
                    " + FixCom",
+    "nose_hoover/massive": "diffmd.dynamics.nose_hoover: ase.md.nose_hoover_chain.NoseHooverChainNVT with massive "
+                           f"chains (diffmd.dynamics.MassiveNoseHooverChainThermostat: chain {_D.NOSE_HOOVER_CHAIN} "
+                           f"per Cartesian degree of freedom, tdamp {_D.MASSIVE_TDAMP_FS:g} fs) + FixCom",
     "nve": "ase.md.verlet.VelocityVerlet + FixCom",
 }  # fmt: skip
+
+
+def integrator_key(settings: XTBSettings) -> str:
+    """The :data:`INTEGRATORS` entry of ``settings``' production dynamics."""
+    massive = settings.thermostat == "nose_hoover" and settings.nose_hoover_coupling == "massive"
+    return "nose_hoover/massive" if massive else settings.thermostat
 
 
 def simulate(z: np.ndarray, pos: np.ndarray, settings: XTBSettings, *, name: str, dataset: str,
@@ -273,7 +295,7 @@ def simulate(z: np.ndarray, pos: np.ndarray, settings: XTBSettings, *, name: str
     ev_to_kcal = units.mol / units.kcal
     topology_kept = bonds(z, raw["positions"][0]) == bonds(z, raw["positions"][-1])
     provenance = {
-        "method": METHOD, "calculator": "tblite.ase.TBLite", "integrator": INTEGRATORS[settings.thermostat],
+        "method": METHOD, "calculator": "tblite.ase.TBLite", "integrator": INTEGRATORS[integrator_key(settings)],
         "settings": asdict(settings), "seed_sequence": seed_words, "start": start,
         "optimisation": {"optimizer": "BFGS", "fmax_eV_per_A": OPT_FMAX_EV_A, "seconds": round(t1 - t0, 3)},
         "md_seconds": round(seconds, 3), "ms_per_step": round(1e3 * seconds / max(steps, 1), 4),
@@ -282,12 +304,20 @@ def simulate(z: np.ndarray, pos: np.ndarray, settings: XTBSettings, *, name: str
         "equilibration": raw["equilibration"],
     }
     chain = raw["chain_state"]
-    if chain is not None:
+    if chain is not None and settings.nose_hoover_coupling == "massive":
         provenance["thermostat_state"] = {
-            "keys": ["nhc_eta", "nhc_p_eta"], "chain": _D.NOSE_HOOVER_CHAIN, "tdamp_steps": _D.NOSE_HOOVER_TDAMP_STEPS,
-            "dof": _D.internal_dof(len(z)), "at": "the half step t-1/2 of frame t (diffmd.dynamics)",
+            "keys": ["nhc_eta", "nhc_p_eta"], "coupling": "massive", "chain": _D.NOSE_HOOVER_CHAIN,
+            "tdamp_fs": _D.MASSIVE_TDAMP_FS, "dof": 3 * len(z) - 3,
+            "layout": "(atoms, 3, chain) flattened in C order per frame",
+            "at": "the half step t-1/2 of frame t (diffmd.dynamics)",
         }  # fmt: skip
-    m = _D.NOSE_HOOVER_CHAIN
+    elif chain is not None:
+        provenance["thermostat_state"] = {
+            "keys": ["nhc_eta", "nhc_p_eta"], "coupling": "global", "chain": _D.NOSE_HOOVER_CHAIN,
+            "tdamp_steps": _D.NOSE_HOOVER_TDAMP_STEPS, "dof": _D.internal_dof(len(z)),
+            "at": "the half step t-1/2 of frame t (diffmd.dynamics)",
+        }  # fmt: skip
+    m = None if chain is None else chain.shape[1] // 2
     return Trajectory(
         positions=raw["positions"], atomic_numbers=np.asarray(z, dtype=np.int64), dt_fs=settings.dt_fs,
         temperature_K=settings.temperature_K, name=name, dataset=dataset, source="xtb",
