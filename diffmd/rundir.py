@@ -134,28 +134,27 @@ def _metric_rows(data: dict[str, Any], path: str) -> list[dict[str, Any]]:
     return out
 
 
-def _curve(data: dict[str, Any], path: str) -> dict[str, np.ndarray] | None:
-    if not data.get("curve"):
+def _float_lists(data: dict[str, Any], key: str, keys: tuple[str, ...], path: str) -> dict[str, np.ndarray] | None:
+    """``data[key]``, an object of number lists (null: NaN), as arrays; None when absent or empty."""
+    if not data.get(key):
         return None
-    raw = data["curve"]
-    missing = [k for k in CURVE_KEYS if k not in raw]
+    raw = data[key]
+    missing = [k for k in keys if k not in raw]
     if missing:
-        raise ValueError(f"{path}: key 'curve' lacks {', '.join(missing)}")
-    curve = {k: _floats(raw[k], f"{path}: key 'curve.{k}'") for k in CURVE_KEYS}
-    if len({v.size for v in curve.values()}) > 1:
+        raise ValueError(f"{path}: key '{key}' lacks {', '.join(missing)}")
+    return {k: _floats(raw[k], f"{path}: key '{key}.{k}'") for k in keys}
+
+
+def _curve(data: dict[str, Any], path: str) -> dict[str, np.ndarray] | None:
+    curve = _float_lists(data, "curve", CURVE_KEYS, path)
+    if curve is not None and len({v.size for v in curve.values()}) > 1:
         raise ValueError(f"{path}: key 'curve' has lists of different lengths")
     return curve
 
 
 def _hr(data: dict[str, Any], path: str) -> dict[str, np.ndarray] | None:
-    if not data.get("hr"):
-        return None
-    raw = data["hr"]
-    missing = [k for k in HR_KEYS if k not in raw]
-    if missing:
-        raise ValueError(f"{path}: key 'hr' lacks {', '.join(missing)}")
-    hr = {k: _floats(raw[k], f"{path}: key 'hr.{k}'") for k in HR_KEYS}
-    if not hr["edges"].size == hr["pred"].size + 1 == hr["ref"].size + 1:
+    hr = _float_lists(data, "hr", HR_KEYS, path)
+    if hr is not None and not hr["edges"].size == hr["pred"].size + 1 == hr["ref"].size + 1:
         raise ValueError(f"{path}: key 'hr' needs len(edges) = len(pred) + 1 = len(ref) + 1")
     return hr
 
