@@ -41,6 +41,8 @@ READERS = ("read_json", "json.load", "json.loads", "np.load", "numpy.load")
 def _raw_run_file_readers(path: Path) -> list[str]:
     """Functions of ``path`` that call a raw JSON/npz reader and name a run file (in code or docstring)."""
     text = path.read_text()
+    if not any(name in text for name in RUN_FILES) or not any(r.split(".")[-1] in text for r in READERS):
+        return []
     out = []
     for node in ast.walk(ast.parse(text, str(path))):
         if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
