@@ -43,17 +43,37 @@ from typing import Any
 import numpy as np
 import torch
 
-#: (label, model, params, train overrides, rollout rigid_motion); the checkpoint is shared by labels whose
-#: (model, params, train) agree.
-VARIANTS: list[tuple[str, str, dict[str, Any], dict[str, Any], str]] = [
-    ("egnn", "egnn", {"hidden": 32, "layers": 4}, {}, "keep"),
-    ("egnn+rigid", "egnn", {"hidden": 32, "layers": 4}, {}, "remove"),
-    ("egnn+noise", "egnn", {"hidden": 32, "layers": 4}, {"input_noise": 5e-4}, "keep"),
-    ("egnn+unroll", "egnn", {"hidden": 32, "layers": 4}, {"unroll": 4}, "keep"),
-    ("egnn_energy", "egnn_energy", {"hidden": 32, "layers": 3, "bond_prior": True}, {}, "keep"),
-    ("egnn_energy-prior", "egnn_energy", {"hidden": 32, "layers": 3, "bond_prior": False}, {}, "keep"),
-    ("diffmd_energy", "diffmd_energy", {"bond_prior": True}, {}, "keep"),
+#: (label, model, params, train overrides, rollout rigid_motion, rollout dtype); the checkpoint is shared by labels
+#: whose (model, params, train) agree. Overrides ``minutes_factor`` (a longer training) and ``set`` (attributes set
+#: on the loaded model, e.g. a sampler switch: no training of its own) are the probe's, not the trainer's. Each option
+#: against its own ablation: the ``egnn_energy`` row is the reference
+#: every ``egnn_energy...`` row changes one thing of.
+E = {"hidden": 32, "layers": 3, "bond_prior": True}
+#: diffmd_corrected at the quick profile's size (its geometry and sampler: the YAML card's)
+DC = {"n_layers": 2, "n_heads": 4, "d_model": 32, "d_ffn": 64, "dropout": 0.0}
+VARIANTS: list[tuple[str, str, dict[str, Any], dict[str, Any], str, str]] = [
+    ("egnn", "egnn", {"hidden": 32, "layers": 4}, {}, "keep", "float32"),
+    ("egnn+rigid", "egnn", {"hidden": 32, "layers": 4}, {}, "remove", "float32"),
+    ("egnn_energy", "egnn_energy", E, {}, "keep", "float32"),
+    ("egnn_energy+float64", "egnn_energy", E, {}, "keep", "float64"),
+    ("egnn_energy-prior", "egnn_energy", {**E, "bond_prior": False}, {}, "keep", "float32"),
+    ("egnn_energy+stiff", "egnn_energy", {**E, "bond_k": 0.2}, {}, "keep", "float32"),
+    ("egnn_energy+repulsion", "egnn_energy", {**E, "repulsion": True}, {}, "keep", "float32"),
+    ("egnn_energy+noise", "egnn_energy", E, {"input_noise": 1e-4}, "keep", "float32"),
+    ("egnn_energy+unroll", "egnn_energy", E, {"unroll": 2}, "keep", "float32"),
+    ("egnn_energy-small", "egnn_energy", {**E, "hidden": 16, "layers": 2}, {}, "keep", "float32"),
+    ("egnn_energy+long", "egnn_energy", E, {"minutes_factor": 3.0}, "keep", "float32"),
+    ("diffmd_energy", "diffmd_energy", {"bond_prior": True}, {}, "keep", "float32"),
+    ("diffmd_corrected", "diffmd_corrected", DC, {"lr": 2e-3}, "keep", "float32"),
+    ("diffmd_corrected-denoise_last", "diffmd_corrected", DC, {"lr": 2e-3, "set": {"denoise_last": False}}, "keep",
+     "float32"),  # fmt: skip
+    ("diffmd_corrected-wide", "diffmd_corrected", {**DC, "cutoff": 1.6, "n_root": 2}, {"lr": 2e-3}, "keep",
+     "float32"),  # fmt: skip
 ]
+
+#: The simulation protocol's settings (config.yaml ``simulation:``; diffmd/engine/simulate.py) the probe runs.
+PROTOCOL = {"n_starts": 32, "length_fs": 1000.0, "bond_deviation_A": 0.5, "energy_frames": 10,
+            "hr": {"bins": 500, "r_max_A": 10.0}}  # fmt: skip
 
 
 # --- metrics on plain arrays ------------------------------------------------------------------------
@@ -143,9 +163,12 @@ def energy_drift(model: Any, traj: np.ndarray, numbers: np.ndarray, dt_fs: float
 
 def train_variant(split: str, model: str, params: dict, overrides: dict, minutes: float, out: Path,
                   seed: int) -> tuple[Path, dict[str, Any]]:  # fmt: skip
-    """Train to a wall-clock budget: the epochs a one-epoch timing says fit in ``minutes``."""
+    """Train to a wall-clock budget: the epochs a two-epoch timing says fit in ``minutes`` (times the variant's
+    ``minutes_factor``)."""
     from diffmd.engine import train as T
 
+    overrides = dict(overrides)
+    minutes *= float(overrides.pop("minutes_factor", 1.0))
     base = {"device": "cpu", "batch_size": 100, "lr": 1e-3, "select_by": "one_step", "val_frames": 200,
             "early_stop_patience": 40, "scheduler": {"patience": 10, "factor": 0.5, "min_lr": 1e-6},
             **overrides}  # fmt: skip
@@ -155,31 +178,51 @@ def train_variant(split: str, model: str, params: dict, overrides: dict, minutes
     epochs = max(5, int(minutes * 60 / per_epoch))
     t0 = time.perf_counter()
     info = T.train(split, model, params, {**base, "epochs": epochs}, seed, out, final_rollout=False)
-    return out / "model.pt", {**info, "epochs_budget": epochs, "train_seconds": time.perf_counter() - t0}
+    return out / "model.pt", {**info, "epochs_budget": epochs, "seconds_per_epoch": per_epoch,
+                              "train_seconds": time.perf_counter() - t0}  # fmt: skip
 
 
-def rollout_variant(model: Any, seg: Any, starts: np.ndarray, steps: int, rigid: str) -> tuple[list, Any]:
-    from diffmd.engine.rollout import rollout_copies
-
-    res = rollout_copies(model, [seg] * len(starts), starts, steps, 100.0, "cpu", rigid=rigid)
-    return res.positions, res
-
-
-def one_step_error(model: Any, seg: Any) -> float:
+def one_step_error(model: Any, seg: Any, dtype: torch.dtype = torch.float32) -> float:
     from diffmd.engine.rollout import one_step, one_step_frames
 
     frames = one_step_frames(seg, 200)
-    pred = one_step(model, seg, frames)
+    pred = one_step(model, seg, frames, dtype=dtype)
     return float(np.sqrt(((pred - seg.positions[frames + seg.stride]) ** 2).sum(-1).mean()))
+
+
+def simulate_variant(model: Any, seg: Any, starts: np.ndarray, steps: int, rigid: str, dtype: torch.dtype,
+                     reference: np.ndarray) -> dict[str, Any]:  # fmt: skip
+    """The simulation protocol's metrics (diffmd.engine.simulate.simulation_metrics: Fu et al.'s 0.5 Å bond rule,
+    internal temperature, rigid share, reference-potential energy drift, pooled h(r)) of ``starts`` rolled out
+    ``steps`` steps in one batch, plus the strict rule of the validity table and the model's own energy drift."""
+    from diffmd.engine.rollout import rollout_starts
+    from diffmd.engine.simulate import simulation_metrics as protocol_metrics
+
+    res = rollout_starts(model, seg, starts, steps, 100.0, "cpu", dtype, rigid=rigid)
+    rows, extra = protocol_metrics(res.positions, res.diverged_at, seg, int(model.stride), PROTOCOL,
+                                   energies=seg.source == "xtb")  # fmt: skip
+    ps = steps * float(seg.dt_fs) * int(model.stride) / 1000.0
+    out: dict[str, Any] = {r["metric"]: r["value"] for r in rows}
+    strict = simulation_metrics(list(res.positions), reference, seg.atomic_numbers, float(seg.dt_fs))
+    out.update(starts=len(starts), survived=int(round(out["survival_fraction"] * len(starts))),
+               strict_survived=strict["survived"], strict_median_horizon_fs=strict["median_horizon_fs"],
+               reference_t_internal_K=extra["reference"]["t_internal_K"], rollout_seconds=res.seconds,
+               seconds_per_ps_per_trajectory=res.seconds / (len(starts) * ps),
+               rigid_ke_share_rollout=float(np.mean(res.rigid["ke_share"])), rigid_removed=rigid == "remove",
+               dtype=str(dtype).replace("torch.", ""))  # fmt: skip
+    if hasattr(model, "energy"):
+        out["own_energy_drift_kcal_mol_per_ps"] = float(np.nanmedian(
+            [energy_drift(model, t, seg.atomic_numbers, float(seg.dt_fs)) for t in res.positions]))  # fmt: skip
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--split", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--minutes", type=float, default=3.0, help="training wall clock per trained variant")
-    p.add_argument("--starts", type=int, default=8)
-    p.add_argument("--steps", type=int, default=2000, help="model steps per start (2000 x 0.5 fs = 1 ps)")
+    p.add_argument("--minutes", type=float, default=1.5, help="training wall clock per trained variant")
+    p.add_argument("--starts", type=int, default=PROTOCOL["n_starts"], help="starts, one batch (the protocol's 32)")
+    p.add_argument("--length-fs", type=float, default=PROTOCOL["length_fs"])
     p.add_argument("--oracle", default="xtb_nve")
     p.add_argument("--oracle-starts", type=int, default=4)
     p.add_argument("--variants", nargs="*", default=None, help="labels to run (default: all)")
@@ -190,72 +233,74 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(a.threads)
     from diffmd.data.pairs import load_split, split_segments
     from diffmd.engine.common import load_checkpoint
+    from diffmd.engine.simulate import model_steps, simulation_starts
     from diffmd.registry import build_model
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    previous = json.loads((out / "probe.json").read_text())["rows"] if (out / "probe.json").exists() else {}
     split = load_split(a.split)
     seg = split_segments(split, "test")[0]
-    reference = seg.positions[2 * seg.stride :]  # the data's distribution: every frame of the trajectory
-    numbers, dt = seg.atomic_numbers, seg.dt_fs
-    starts = np.unique(np.linspace(seg.start, seg.stop - 1, a.starts).round().astype(np.int64))
-    ps = a.steps * dt / 1000.0
-    rows: dict[str, Any] = {"data": simulation_metrics([seg.positions[s : s + a.steps + 1] for s in starts
-                                                        if s + a.steps < len(seg.positions)] or [reference],
-                                                       reference, numbers, dt)}  # fmt: skip
-    rows["data"]["note"] = ("the data's own frames from the starts where the trajectory holds the horizon, else the "
-                            "whole trajectory: h(r)'s floor against itself is 0, so the finite-sample floor shows "
-                            "in the oracle's row")  # fmt: skip
+    reference = seg.positions[2 * seg.stride :]  # the strict rule's reference: every frame of the trajectory
+    starts = simulation_starts(seg, a.starts)
+    steps = model_steps(a.length_fs, float(seg.dt_fs), 1)
+    rows: dict[str, Any] = dict(previous)
     trained: dict[str, tuple[Path, dict]] = {}
-    for label, name, params, overrides, rigid in VARIANTS:
+    dtypes = {"float32": torch.float32, "float64": torch.float64}
+    for label, name, params, overrides, rigid, dtype in VARIANTS:
         if a.variants and label not in a.variants:
             continue
+        overrides = dict(overrides)
+        attrs = overrides.pop("set", {})
         key = json.dumps([name, params, overrides], sort_keys=True)
         if key not in trained:
             run = out / label
             if a.reuse and (run / "model.pt").exists():
-                trained[key] = run / "model.pt", {"reused": str(run / "model.pt")}
+                trained[key] = run / "model.pt", dict((previous.get(label) or {}).get("train") or {"reused": True})
             else:
                 trained[key] = train_variant(a.split, name, params, overrides, a.minutes, run, a.seed)
         ckpt_path, info = trained[key]
         model, _ = load_checkpoint(ckpt_path, "cpu")
-        trajs, res = rollout_variant(model, seg, starts, a.steps, rigid)
-        row = simulation_metrics(trajs, reference, numbers, dt)
-        row.update(one_step_A=one_step_error(model, seg), rollout_seconds=res.seconds,
-                   seconds_per_ps_per_trajectory=res.seconds / (len(starts) * ps),
-                   rigid_ke_share=float(np.mean(res.rigid["ke_share"])),
-                   rigid_removed=rigid == "remove", train=info)  # fmt: skip
-        if hasattr(model, "energy"):
-            row["energy_drift_kcal_mol_per_ps"] = float(np.nanmedian([energy_drift(model, t, numbers, dt)
-                                                                       for t in trajs]))  # fmt: skip
+        model = model.to(dtypes[dtype])
+        for attr, value in attrs.items():
+            setattr(model, attr, value)
+        row = simulate_variant(model, seg, starts, steps, rigid, dtypes[dtype], reference)
+        row.update(one_step_A=one_step_error(model, seg, dtypes[dtype]), train=info, params=params,
+                   overrides=overrides, set=attrs)  # fmt: skip
         rows[label] = row
         print(json.dumps({label: row}, default=str), flush=True)
+        _write(out, a, starts, steps, rows)
     if a.oracle_starts > 0 and a.oracle:
-        oracle = build_model(a.oracle, {"dt_fs": dt, "temperature_K": float(seg.temperature_K or 500.0)})
+        oracle = build_model(a.oracle, {"dt_fs": float(seg.dt_fs), "temperature_K": float(seg.temperature_K or 500)})
         o_starts = starts[:: max(1, len(starts) // a.oracle_starts)][: a.oracle_starts]
-        trajs, res = rollout_variant(oracle, seg, o_starts, a.steps, "keep")
-        row = simulation_metrics(trajs, reference, numbers, dt)
-        row.update(one_step_A=one_step_error(oracle, seg), rollout_seconds=res.seconds,
-                   seconds_per_ps_per_trajectory=res.seconds / (len(o_starts) * ps),
-                   rigid_ke_share=float(np.mean(res.rigid["ke_share"])))  # fmt: skip
+        row = simulate_variant(oracle, seg, o_starts, steps, "keep", torch.float64, reference)
+        row.update(one_step_A=one_step_error(oracle, seg), oracle_starts=o_starts.tolist())
         rows[a.oracle] = row
         print(json.dumps({a.oracle: row}, default=str), flush=True)
-    result = {"split": a.split, "starts": starts.tolist(), "steps": a.steps, "dt_fs": dt, "minutes": a.minutes,
-              "torch_threads": a.threads, "rows": rows}  # fmt: skip
-    (out / "probe.json").write_text(json.dumps(result, indent=1, default=str))
+    result = _write(out, a, starts, steps, rows)
     print(markdown(result))
     return result
 
 
+def _write(out: Path, a: argparse.Namespace, starts: np.ndarray, steps: int, rows: dict) -> dict[str, Any]:
+    result = {"split": a.split, "starts": starts.tolist(), "steps": steps, "minutes": a.minutes,
+              "torch_threads": a.threads, "protocol": PROTOCOL, "rows": rows}  # fmt: skip
+    tmp = out / "probe.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1, default=str))
+    tmp.replace(out / "probe.json")
+    return result
+
+
 def markdown(result: dict[str, Any]) -> str:
-    cols = ["survived", "survived_1.5x", "median_horizon_fs", "internal_temperature_K", "rigid_ke_share", "hr_mae",
-            "one_step_A", "energy_drift_kcal_mol_per_ps", "seconds_per_ps_per_trajectory"]  # fmt: skip
+    cols = ["survived", "strict_survived", "median_ttf_fs", "t_internal_K", "rigid_share", "hr_mae",
+            "energy_drift_kcal_mol_atom_per_ps", "own_energy_drift_kcal_mol_per_ps", "one_step_A",
+            "seconds_per_ps_per_trajectory"]  # fmt: skip
     lines = ["| row | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for label, row in result["rows"].items():
         cells = []
         for c in cols:
             v = row.get(c)
-            if c.startswith("survived") and v is not None:
+            if c in ("survived", "strict_survived") and v is not None:
                 cells.append(f"{v}/{row['starts']}")
             elif isinstance(v, float):
                 cells.append("NA" if not math.isfinite(v) else f"{v:.3g}")

@@ -113,3 +113,30 @@ def test_training_needs_gradients_through_the_force():
     grads = [p.grad for p in model.layers.parameters() if p.grad is not None]
     assert grads and any(float(g.abs().sum()) > 0 for g in grads)  # the network learns through -∇E
     assert model.compile_targets() == []  # a double backward: left eager
+
+
+def test_repulsion_is_zero_at_bond_lengths_and_pushes_a_clash_apart():
+    torch.manual_seed(0)
+    model = build_model("egnn_energy", {**SIZES["egnn_energy"], "repulsion": True, "repulsion_k": 0.5}).double()
+    batch = ethanol()
+    x = batch[B.POSITIONS]
+    assert float(model.repulsion_energy(batch, x).abs().sum()) == 0.0  # every pair beyond 0.75 (R_i + R_j)
+    z = batch[B.ATOMIC_NUMBERS].tolist()
+    i, j = 0, 1  # move atom 1 onto atom 0 until 0.3 Å apart
+    u = (x[j] - x[i]) / (x[j] - x[i]).norm()
+    close = x.clone()
+    close[j] = x[i] + 0.3 * u
+    wall = 0.75 * (covalent_radius(z[i]) + covalent_radius(z[j]))
+    by_hand = 0.5 * 0.5 * (wall - 0.3) ** 2
+    for k in range(len(z)):  # other pairs the move brought inside their wall count too
+        if k not in (i, j):
+            r = float((close[j] - close[k]).norm())
+            by_hand += 0.5 * 0.5 * max(0.0, 0.75 * (covalent_radius(z[j]) + covalent_radius(z[k])) - r) ** 2
+    assert float(model.repulsion_energy(batch, close).sum()) == pytest.approx(by_hand, rel=1e-9)
+    leaf = close.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model.repulsion_energy(batch, leaf).sum(), leaf)
+    assert float((-grad[j]) @ u) > 0 and float((-grad[i]) @ u) < 0  # the force pushes the two apart
+    off = build_model("egnn_energy", SIZES["egnn_energy"]).double()
+    assert float(off.repulsion_energy(batch, close).abs().sum()) == 0.0  # off by default
+    with pytest.raises(ValueError, match="repulsion_k"):
+        build_model("egnn_energy", {"repulsion_k": 0.0})

@@ -93,7 +93,7 @@ def test_zero_score_returns_the_prior_mean_x_plus_v():
 def test_delta_score_is_integrated_exactly_down_to_eps(n_steps, eps):
     """For the score of a point mass at x*, (x* - x)/std(s)^2, the probability-flow ODE gives
     x(eps) = x* + (x(1) - x*) std(eps)/std(1): exact for every step count, and it depends on eps."""
-    model = tiny(n_steps=n_steps, eps=eps, kernel_scale=2.0)
+    model = tiny(n_steps=n_steps, eps=eps, kernel_scale=2.0, denoise_last=False)
     batch = toy_batch(2)
     tau = model.thermal_std(batch)
     target = (
@@ -108,6 +108,43 @@ def test_delta_score_is_integrated_exactly_down_to_eps(n_steps, eps):
     mu = batch[B.POSITIONS] + batch[B.VELOCITIES]
     expected = target + (mu - target) * math.sqrt(eps)  # sigma_base 1: std(eps)/std(1) = sqrt(eps)
     torch.testing.assert_close(x, expected, atol=1e-14, rtol=0)
+
+
+@pytest.mark.parametrize("n_steps", [1, 2, 4])
+@pytest.mark.parametrize("eps", [1e-3, 0.2])
+def test_last_step_returns_the_denoised_frame_exactly(n_steps, eps):
+    """With ``denoise_last`` (the default) the sampler returns x0_hat at its last step: for the score of a point mass
+    at x* every step's x0_hat is x*, so the sample is x* to rounding, whatever eps; stepping on to std(eps) instead
+    leaves sqrt(eps) of the prior mean's distance in it (the shrink toward constant velocity, issue 24)."""
+    model = tiny(n_steps=n_steps, eps=eps, kernel_scale=2.0)
+    assert model.denoise_last
+    batch = toy_batch(2)
+    tau = model.thermal_std(batch)
+    mu = batch[B.POSITIONS] + batch[B.VELOCITIES]
+    target = mu + 0.003 * torch.randn(mu.shape, dtype=torch.float64)
+
+    def delta_score(x, s):
+        std = model.kernel_std(torch.tensor(s, dtype=torch.float64), tau)
+        return (target - x) / (std * std)[:, None]
+
+    x, nfe = model.sample(batch, score_fn=delta_score)
+    assert nfe == n_steps
+    torch.testing.assert_close(x, target, atol=1e-14, rtol=0)
+    model.denoise_last = False
+    shrunk, _ = model.sample(batch, score_fn=delta_score)
+    assert float((shrunk - target).abs().max()) > 0.1 * float((mu - target).abs().max()) * math.sqrt(eps)
+
+
+def test_one_step_sampler_is_one_network_call_from_the_prior_mean():
+    """n_steps 1 with denoise_last: the prediction is the network's x0_hat at the prior mean and s = 1 (a
+    deterministic one-step model)."""
+    model = tiny(n_steps=1)
+    batch = toy_batch(2)
+    n = batch[B.POSITIONS].shape[0]
+    one = torch.ones(n, dtype=torch.float64)
+    expected = model.denoise(batch, batch[B.POSITIONS] + batch[B.VELOCITIES], one)
+    torch.testing.assert_close(model.predict(batch), expected, atol=1e-13, rtol=0)
+    assert model.rollout_stats() == {"score_evals": 1}
 
 
 def test_sampler_does_not_integrate_a_constant_score_exactly():

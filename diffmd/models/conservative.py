@@ -17,7 +17,10 @@ molecule's covalent bonds (``batch.BOND_INDEX``, from its first frame), with r0_
 k_ij = ``bond_k`` exp(s_i + s_j) from per-element parameters initialised at the covalent radii and s = 0: a
 confining, physically bounded energy the network corrects (the issue's probe: with such a prior an energy model
 kept 7 of 8 starts for 1 ps where it collapsed in 32 fs without). ``bond_k`` 0.05 u/step² is a C-H or C-C
-stretch's stiffness at 0.5 fs steps (μω²; C-H at 3,000 cm⁻¹: 0.074).
+stretch's stiffness at 0.5 fs steps (μω²; C-H at 3,000 cm⁻¹: 0.074). ``repulsion`` adds a short-range wall over
+every pair of the complete graph, ½ ``repulsion_k`` max(0, d_ij - r_ij)² with d_ij = ``repulsion_range`` (R_i + R_j)
+(fixed covalent radii): zero at every distance a molecule at its temperature visits, it only stops two atoms
+from passing through each other (a clash).
 
 :class:`ConservativeHead` is the wrapper; a backbone implements :meth:`ConservativeHead.atom_energies`. Registered:
 
@@ -55,18 +58,23 @@ class ConservativeHead(TrajectoryModel):
     role = "baseline"
     conserves_momentum = True
 
-    def __init__(self, energy_scale: float = 0.01, bond_prior: bool = False, bond_k: float = 0.05) -> None:
+    def __init__(self, energy_scale: float = 0.01, bond_prior: bool = False, bond_k: float = 0.05,
+                 repulsion: bool = False, repulsion_k: float = 0.5, repulsion_range: float = 0.75) -> None:  # fmt: skip
         super().__init__()
-        if not energy_scale > 0 or not bond_k > 0:
-            raise ValueError(f"{type(self).__name__}: energy_scale and bond_k must be > 0, got {energy_scale}, "
-                             f"{bond_k}")  # fmt: skip
+        for key, value in (("energy_scale", energy_scale), ("bond_k", bond_k), ("repulsion_k", repulsion_k),
+                           ("repulsion_range", repulsion_range)):  # fmt: skip
+            if not value > 0:
+                raise ValueError(f"{type(self).__name__}: {key} must be > 0, got {value}")
         self.energy_scale, self.bond_prior, self.bond_k = float(energy_scale), bool(bond_prior), float(bond_k)
+        self.repulsion, self.repulsion_k = bool(repulsion), float(repulsion_k)
+        self.repulsion_range = float(repulsion_range)
         table = np.ones(MAX_Z + 1)
         table[1:] = element_masses(np.arange(1, MAX_Z + 1))
         self.register_buffer("mass_table", torch.as_tensor(table, dtype=torch.float64), persistent=False)
+        radii = torch.tensor([covalent_radius(z) if z else 0.0 for z in range(MAX_Z + 1)], dtype=torch.float64)
+        self.register_buffer("covalent_radii", radii, persistent=False)
         if self.bond_prior:
-            radii = torch.tensor([covalent_radius(z) if z else 0.0 for z in range(MAX_Z + 1)], dtype=torch.float32)
-            self.radius = nn.Parameter(radii)
+            self.radius = nn.Parameter(radii.float())
             self.log_stiffness = nn.Parameter(torch.zeros(MAX_Z + 1))
 
     # --- the energy -------------------------------------------------------------------------------------
@@ -86,10 +94,24 @@ class ConservativeHead(TrajectoryModel):
         # both directions are listed: each bond's ½ k (r - r0)² split over its two entries
         return scatter_sum(0.25 * k.to(x.dtype) * (r - r0.to(x.dtype)) ** 2, src, x.shape[0])
 
+    def repulsion_energy(self, batch: B.Batch, x: torch.Tensor) -> torch.Tensor:
+        """Per-atom share (n_atoms,) of the short-range wall (module docstring), u Å²/step²; zeros without it."""
+        if not self.repulsion:
+            return x.new_zeros(x.shape[0])
+        z = batch[B.ATOMIC_NUMBERS]
+        src, dst = complete_graph(batch)
+        diff = x[src] - x[dst]
+        r = torch.sqrt((diff * diff).sum(-1) + 1e-12)
+        d = (self.repulsion_range * (self.covalent_radii[z[src]] + self.covalent_radii[z[dst]])).to(x.dtype)
+        # both directions are listed: each pair's ½ k max(0, d - r)² split over its two entries
+        return scatter_sum(0.25 * self.repulsion_k * torch.relu(d - r) ** 2, src, x.shape[0])
+
     def energy(self, batch: B.Batch, x: torch.Tensor | None = None) -> torch.Tensor:
         """E per molecule (n_molecules,), u Å²/step², at positions ``x`` (default: the batch's x(t))."""
         x = batch[B.POSITIONS] if x is None else x
         per_atom = self.energy_scale * self.atom_energies(batch, x) + self.prior_energy(batch, x)
+        if self.repulsion:
+            per_atom = per_atom + self.repulsion_energy(batch, x)
         m = batch[B.NUM_ATOMS].shape[0]
         return torch.zeros(m, dtype=per_atom.dtype, device=x.device).index_add_(0, batch[B.BATCH], per_atom)
 
@@ -141,8 +163,9 @@ class EGNNEnergy(ConservativeHead):
     """EGNN's invariant channel as an energy on the complete graph (module docstring)."""
 
     def __init__(self, hidden: int = 64, layers: int = 3, n_rbf: int = 16, r_max: float = 5.0,
-                 energy_scale: float = 0.01, bond_prior: bool = False, bond_k: float = 0.05) -> None:  # fmt: skip
-        super().__init__(energy_scale, bond_prior, bond_k)
+                 energy_scale: float = 0.01, bond_prior: bool = False, bond_k: float = 0.05, repulsion: bool = False,
+                 repulsion_k: float = 0.5, repulsion_range: float = 0.75) -> None:  # fmt: skip
+        super().__init__(energy_scale, bond_prior, bond_k, repulsion, repulsion_k, repulsion_range)
         self.embedding = AtomEmbedding(hidden)
         rbf = GaussianRBF(n_rbf, r_max)
         self.layers = nn.ModuleList(InvariantLayer(hidden, rbf) for _ in range(layers))
@@ -176,8 +199,9 @@ class DiffMDEnergy(ConservativeHead):
 
     def __init__(self, n_layers: int = 2, n_heads: int = 4, d_model: int = 32, d_ffn: int = 64, cutoff: float = 3.0,
                  n_degree: int = 2, n_root: int = 4, n_order: int = 2, energy_scale: float = 0.01,
-                 bond_prior: bool = False, bond_k: float = 0.05) -> None:  # fmt: skip
-        super().__init__(energy_scale, bond_prior, bond_k)
+                 bond_prior: bool = False, bond_k: float = 0.05, repulsion: bool = False, repulsion_k: float = 0.5,
+                 repulsion_range: float = 0.75) -> None:  # fmt: skip
+        super().__init__(energy_scale, bond_prior, bond_k, repulsion, repulsion_k, repulsion_range)
         from diffmd.models.diffmd.egt import EGT
 
         self.egt = EGT(n_layers, n_heads, d_model, d_ffn, 0.0, cutoff, n_degree, n_root, n_order,
