@@ -2,33 +2,26 @@
 out from several starts for a picosecond with the batched rollout, and judge the simulations against the data and
 a GFN2-xTB oracle from the same starts.
 
-Variants (each against its own ablation on the same data and starts):
+Variants (:data:`VARIANTS`, each against its own ablation on the same data and starts): EGNN as the paper's rows
+train it, with and without rigid-motion removal; the energy-conserving head (diffmd/models/conservative.py) with its
+bond prior as the reference, and one change each (no prior, a stiffer prior, a repulsion wall, training noise, an
+unrolled loss, a smaller network, a float64 rollout, a longer training); ``diffmd_energy``; ``diffmd_corrected``
+with and without its last-step x̂0 and its 3 Å geometry.
 
-* ``egnn``: EGNN as the paper's rows train it (no option);
-* ``egnn+rigid``: the same checkpoint, rolled out with ``rollout.rigid_motion: remove``;
-* ``egnn+noise``: EGNN trained with ``train.input_noise`` (diffmd/engine/objectives.py);
-* ``egnn+unroll``: EGNN trained with ``train.unroll`` (the pushforward loss);
-* ``egnn_energy``: the energy-conserving head with its harmonic bond prior (diffmd/models/conservative.py);
-* ``egnn_energy-prior``: the same without the prior;
-* ``diffmd_energy``: DiffMD's EGT as the energy (SBF to 3 Å), with the bond prior.
-
-Per variant: survival (starts whose every frame keeps every bond within the validity rule of
-:mod:`diffmd.reports.validity`: 10% of the data's mean length, no clash under 0.7 Å; and the median time to the
-first invalid frame), internal temperature (:func:`diffmd.distributions.kinetic_temperature`, centre-of-mass and
-rotation removed, over the valid frames), the rigid-body share of the steps' kinetic energy (measured by the
-rollout, :mod:`diffmd.engine.rigid`), pooled h(r) MAE against the data's frames
-(:func:`diffmd.distributions.hr_mae`) over the valid frames (the reference: every frame of the trajectory), the
-teacher-forced one-step error on the test frames (RMS per atom, Å), the energy drift of
-energy models (their own E + K, per ps), and the cost per simulated ps of one trajectory with the starts batched
-(rollout wall clock / (starts x ps)). The oracle (``--oracle``, default ``xtb_nve``: GFN2-xTB through tblite, one
-ASE simulation per start, one OpenMP thread) is judged the same way on ``--oracle-starts`` starts.
-
-The functions :func:`simulation_metrics` and :func:`validity_mask` take plain arrays, so a simulation protocol can
-reuse them. Results: a JSON file (``--out``/probe.json) and a Markdown table on stdout.
+Per variant, the simulation protocol's own metrics (:func:`diffmd.engine.simulate.simulation_metrics` on
+:func:`diffmd.engine.rollout.rollout_starts` of its starts, all in one batch: survival under Fu et al.'s 0.5 Å bond
+rule, the median time to failure, internal temperature, rigid-body share, the reference potential's energy drift,
+pooled h(r)), the strict rule of :mod:`diffmd.reports.validity` beside it (:func:`simulation_metrics` here: every
+bond within 10% of the data's mean length), the teacher-forced one-step error on the test frames (RMS per atom, Å),
+the energy models' own E + K drift per ps, and the cost per simulated ps of one trajectory (rollout wall clock /
+(starts x ps)). The oracle (``--oracle``, default ``xtb_nve``: GFN2-xTB through tblite, one ASE simulation per
+start, one OpenMP thread) is judged the same way on ``--oracle-starts`` starts. ``--cost`` times saved checkpoints
+against the oracle in turns (the figure to quote on a shared machine). Results: ``probe.json`` (and ``cost.json``)
+in ``--out``, a Markdown table on stdout.
 
 Usage (docs/models_that_simulate.md has the command and the measured numbers)::
 
-    python -m benchmarks.simulate_probe --split data/splits/md17/ethanol.json --out results/probe --minutes 3
+    python -m benchmarks.simulate_probe --split data/splits/md17/ethanol.json --out results/probe --minutes 1
 """
 
 from __future__ import annotations
@@ -63,7 +56,10 @@ VARIANTS: list[tuple[str, str, dict[str, Any], dict[str, Any], str, str]] = [
     ("egnn_energy+unroll", "egnn_energy", E, {"unroll": 2}, "keep", "float32"),
     ("egnn_energy-small", "egnn_energy", {**E, "hidden": 16, "layers": 2}, {}, "keep", "float32"),
     ("egnn_energy+long", "egnn_energy", E, {"minutes_factor": 3.0}, "keep", "float32"),
+    ("egnn_energy-small+long", "egnn_energy", {**E, "hidden": 16, "layers": 2}, {"minutes_factor": 3.0}, "keep",
+     "float32"),  # fmt: skip
     ("diffmd_energy", "diffmd_energy", {"bond_prior": True}, {}, "keep", "float32"),
+    ("diffmd_energy+long", "diffmd_energy", {"bond_prior": True}, {"minutes_factor": 3.0}, "keep", "float32"),
     ("diffmd_corrected", "diffmd_corrected", DC, {"lr": 2e-3}, "keep", "float32"),
     ("diffmd_corrected-denoise_last", "diffmd_corrected", DC, {"lr": 2e-3, "set": {"denoise_last": False}}, "keep",
      "float32"),  # fmt: skip
@@ -216,6 +212,42 @@ def simulate_variant(model: Any, seg: Any, starts: np.ndarray, steps: int, rigid
     return out
 
 
+def cost(out: Path, split: str, labels: list[str], starts: int, steps: int, repeats: int, oracle: str,
+         oracle_steps: int) -> dict[str, Any]:  # fmt: skip
+    """Cost per simulated ps and trajectory, timed in turns (model A, model B, ..., oracle; ``repeats`` rounds) so that
+    a shared machine's drift falls on every row alike: each label's checkpoint from an earlier run in ``out`` rolled
+    out ``steps`` steps from ``starts`` starts in one batch (the simulation protocol's batching), the oracle
+    ``oracle_steps`` steps from one start (it runs one simulation per start: its cost per trajectory does not depend
+    on the number of starts). Minimum and median over the rounds."""
+    from diffmd.data.pairs import load_split, split_segments
+    from diffmd.engine.common import load_checkpoint
+    from diffmd.engine.rollout import rollout_starts
+    from diffmd.engine.simulate import simulation_starts
+    from diffmd.registry import build_model
+
+    seg = split_segments(load_split(split), "test")[0]
+    dt = float(seg.dt_fs)
+    models = {label: load_checkpoint(out / label / "model.pt", "cpu")[0] for label in labels}
+    if oracle:
+        models[oracle] = build_model(oracle, {"dt_fs": dt, "temperature_K": float(seg.temperature_K or 500.0)})
+    many = simulation_starts(seg, starts)
+    times: dict[str, list[float]] = {label: [] for label in models}
+    for _ in range(repeats):
+        for label, model in models.items():
+            n, k = (many[:1], oracle_steps) if label == oracle else (many, steps)
+            t0 = time.perf_counter()
+            rollout_starts(model, seg, n, k, 100.0, "cpu", torch.float64 if label == oracle else torch.float32)
+            times[label].append((time.perf_counter() - t0) / (len(n) * k * dt / 1000.0))
+    rows = {label: {"min_s_per_ps": float(np.min(t)), "median_s_per_ps": float(np.median(t)), "rounds": len(t),
+                    "starts": 1 if label == oracle else int(len(many)),
+                    "steps": oracle_steps if label == oracle else steps} for label, t in times.items()}  # fmt: skip
+    if oracle:
+        ref = rows[oracle]["median_s_per_ps"]
+        for row in rows.values():
+            row["xtb_over_model_median"] = ref / row["median_s_per_ps"]
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--split", required=True)
@@ -229,8 +261,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--reuse", action="store_true", help="roll out the checkpoints an earlier run left in --out")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cost", action="store_true", help="only time the --variants' checkpoints in --out against the "
+                   "oracle, in turns (cost.json in --out)")  # fmt: skip
+    p.add_argument("--cost-steps", type=int, default=200)
+    p.add_argument("--cost-repeats", type=int, default=5)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.cost:
+        rows = cost(Path(a.out), a.split, a.variants or [], a.starts, a.cost_steps, a.cost_repeats, a.oracle,
+                    a.cost_steps)  # fmt: skip
+        (Path(a.out) / "cost.json").write_text(json.dumps({"threads": a.threads, "rows": rows}, indent=1))
+        print(json.dumps(rows, indent=1))
+        return rows
     from diffmd.data.pairs import load_split, split_segments
     from diffmd.engine.common import load_checkpoint
     from diffmd.engine.simulate import model_steps, simulation_starts
