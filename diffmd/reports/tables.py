@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from diffmd import catalogue
 from diffmd.cards import RANKED_ROLES
 from diffmd.reports import yardstick as ys_mod
 from diffmd.reports.results import RunRecord, single_source
@@ -54,7 +55,8 @@ TITLES = {
     "md17": "Table 1 (this run): ARMSE (Å, lower is better) of the test rollouts, MD17 molecules, S2L split",
     "c7o2h10": "Table 2 (this run): ARMSE (Å, lower is better) on the C7O2H10 target isomers, O2O split",
 }
-DIGITS = 3
+#: The paper column's cell format (mean ± std over seeds): the metrics catalogue's (diffmd/catalogue.py)
+PAPER_FORMAT = catalogue.metric(ys_mod.PAPER_METRIC).fmt
 #: The paper's ARMSE formula as printed (summed over atoms, unaligned): in the CSV only (yardstick.ARMSE_NOTE).
 LITERAL_METRICS = ("armse_literal", "armse_paper_literal")
 
@@ -82,7 +84,7 @@ class Cell:
         m = self.mean
         return math.sqrt(sum((v - m) ** 2 for v in self.values) / (len(self.values) - 1))
 
-    def text(self, digits: int = DIGITS) -> str:
+    def text(self, fmt: str = PAPER_FORMAT) -> str:
         if self.note:
             return "NA"
         if self.n_seeds == 0:
@@ -91,9 +93,9 @@ class Cell:
             return "—"
         if self.mean is None:
             return "NA"
-        out = f"{self.mean:.{digits}f}"
+        out = format(self.mean, fmt)
         if self.std is not None:
-            out += f" ± {self.std:.{digits}f}"
+            out += f" ± {format(self.std, fmt)}"
         if self.n_diverged:
             out += f" ({self.n_diverged}/{self.n_seeds} NA)"
         return out
