@@ -41,11 +41,11 @@ import numpy as np
 NOSE_HOOVER_TDAMP_STEPS = 100.0
 #: Thermostats in the Nosé-Hoover chain.
 NOSE_HOOVER_CHAIN = 3
-#: Time constant (fs) of the massive Nosé-Hoover chains (one chain per Cartesian degree of freedom; see
+#: Time constant (fs) of the massive Nosé-Hoover chains (one chain per degree of freedom; see
 #: :class:`MassiveNoseHooverChainThermostat`).
 MASSIVE_TDAMP_FS = 20.0
 #: How the Nosé-Hoover thermostat couples: ``global`` (one chain on the total kinetic energy) or ``massive``
-#: (one chain per Cartesian degree of freedom).
+#: (one chain per degree of freedom).
 NOSE_HOOVER_COUPLINGS = ("global", "massive")
 #: Integrators a simulating row can run (``dynamics``); ``data`` in a model resolves to one of them.
 DYNAMICS = ("nve", "nose_hoover", "langevin")
@@ -65,11 +65,12 @@ def internal_dof(n_atoms: int) -> int:
 
 def chain_size(n_atoms: int | None = None, coupling: str = "global") -> int:
     """Numbers per frame of the Nosé-Hoover chain state: η then p_η. ``global``: η_1..η_M, p_η,1..p_η,M (2M);
-    ``massive``: the (N, 3, M) arrays of η, then of p_η, flattened in C order (2·3N·M)."""
+    ``massive``: the (N - 1, 3, M) arrays of η, then of p_η, flattened in C order (2·3(N - 1)·M; one chain per
+    degree of freedom with the centre of mass at rest, :class:`MassiveNoseHooverChainThermostat`)."""
     if coupling == "global":
         return 2 * NOSE_HOOVER_CHAIN
     if coupling == "massive" and n_atoms is not None:
-        return 2 * 3 * int(n_atoms) * NOSE_HOOVER_CHAIN
+        return 2 * 3 * (int(n_atoms) - 1) * NOSE_HOOVER_CHAIN
     raise ValueError(f"Nosé-Hoover coupling must be one of {', '.join(NOSE_HOOVER_COUPLINGS)} (massive needs the "
                      f"number of atoms), got {coupling!r}")
 
@@ -120,8 +121,8 @@ def _nose_hoover_class():
 
 class MassiveNoseHooverChainThermostat:
     """Massive Nosé-Hoover chains (Martyna, Klein & Tuckerman, J. Chem. Phys. 97, 2635 (1992); Tuckerman et al.,
-    J. Chem. Phys. 99, 2796 (1993)): one chain of M thermostats on every Cartesian momentum, with ASE's
-    integrator for the chain (:class:`ase.md.nose_hoover_chain.NoseHooverChainThermostat`: Suzuki-Yoshida
+    J. Chem. Phys. 99, 2796 (1993)): one chain of M thermostats on every momentum degree of freedom, integrated
+    by ASE's scheme for a chain (:class:`ase.md.nose_hoover_chain.NoseHooverChainThermostat`: Suzuki-Yoshida
     fourth order, the same operator sequence) applied elementwise. Drop-in for ASE's thermostat in
     ``NoseHooverChainNVT`` (``integrate_nhc(p, delta)``, ``_eta``, ``_p_eta``, ``get_thermostat_energy``).
 
@@ -131,11 +132,14 @@ class MassiveNoseHooverChainThermostat:
     vibration relaxes to k_B·T in a few ``tdamp``; the dynamics stays deterministic (an exact oracle continues
     it from the stored chains).
 
-    The centre of mass stays at rest (``FixCom``, as the data): the elementwise scaling would move it, so the
-    momentum it gives the centre of mass is removed after each scaling, and each degree of freedom's target
-    is its canonical value with the centre of mass fixed, ⟨p²/m⟩ = k_B·T·(1 - m/M_total) (summing to
-    (3N - 3)·k_B·T). The rotation is thermostatted like the vibrations (a free molecule at T rotates with
-    3/2 k_B·T; no bond stretch sees it).
+    The degrees of freedom: the centre of mass stays at rest (``FixCom``, as the data), so the thermostats act
+    on the 3(N - 1) mass-weighted momenta orthogonal to it, q = Bᵀ(p/√m) per Cartesian axis, with B the N - 1
+    columns of the Householder reflection that maps the centre-of-mass direction u = √m/√M onto the lightest
+    atom's axis (an orthonormal basis fixed by the masses alone; a hydrogen's column is that atom's own momentum
+    to within a few percent). Each q has kinetic energy q²/2 and target k_B·T, so this is the textbook massive
+    chain in those coordinates: its conserved energy (:meth:`get_thermostat_energy` + kinetic + potential) is
+    conserved to the integrator's order and the centre of mass is never moved. Rotation is thermostatted like
+    the vibrations (a free molecule at T rotates with 3/2 k_B·T; no bond stretch sees it).
     """
 
     def __init__(self, masses: np.ndarray, temperature_K: float, tdamp: float, tchain: int = NOSE_HOOVER_CHAIN):
@@ -143,45 +147,52 @@ class MassiveNoseHooverChainThermostat:
         from ase.md.nose_hoover_chain import FOURTH_ORDER_COEFFS
 
         self._coeffs = tuple(FOURTH_ORDER_COEFFS)
-        self._masses = np.asarray(masses, dtype=np.float64).reshape(-1, 1)  # (N, 1), as ASE's
-        self._total = float(self._masses.sum())
+        m = np.asarray(masses, dtype=np.float64).reshape(-1)
+        if m.size < 2:
+            raise ValueError("massive Nosé-Hoover chains need at least two atoms (one has no internal motion)")
+        self._sqrt_m = np.sqrt(m)[:, None]  # (N, 1)
+        self._u = self._sqrt_m / np.sqrt(m.sum())  # (N, 1): the centre-of-mass direction, mass-weighted
+        pivot = int(np.argmin(m))
+        w = self._u[:, 0].copy()
+        w[pivot] -= 1.0
+        reflection = np.eye(m.size) - 2.0 * np.outer(w, w) / (w @ w)
+        self._basis = np.delete(reflection, pivot, axis=1)  # (N, N - 1), orthonormal, orthogonal to u
         self._tchain = int(tchain)
         self._kT = units.kB * float(temperature_K)
-        self._target = np.broadcast_to(self._kT * (1.0 - self._masses / self._total), (len(self._masses), 3)).copy()
         self._Q = self._kT * float(tdamp) ** 2  # every chain element thermostats one degree of freedom
-        shape = (len(self._masses), 3, self._tchain)
+        shape = (m.size - 1, 3, self._tchain)
         self._eta = np.zeros(shape)
         self._p_eta = np.zeros(shape)
 
     def get_thermostat_energy(self) -> float:
-        energy = (self._target * self._eta[..., 0]).sum() + self._kT * self._eta[..., 1:].sum()
-        return float(energy + (0.5 * self._p_eta**2 / self._Q).sum())
+        return float(self._kT * self._eta.sum() + (0.5 * self._p_eta**2 / self._Q).sum())
 
     def integrate_nhc(self, p: np.ndarray, delta: float) -> np.ndarray:
-        p = np.array(p, dtype=np.float64)
+        pi = np.asarray(p, dtype=np.float64) / self._sqrt_m  # (N, 3) mass-weighted
+        com = self._u.T @ pi  # (1, 3): zero with the centre of mass at rest; kept as it is
+        q = self._basis.T @ pi  # (N - 1, 3)
         for coeff in self._coeffs:
-            p = self._loop(p, coeff * delta)
-        return p
+            q = self._loop(q, coeff * delta)
+        return self._sqrt_m * (self._basis @ q + self._u @ com)
 
-    def _p_eta_j(self, p: np.ndarray, j: int, delta2: float, delta4: float) -> None:
-        pe, q = self._p_eta, self._Q
+    def _p_eta_j(self, q: np.ndarray, j: int, delta2: float, delta4: float) -> None:
+        pe, big_q = self._p_eta, self._Q
         if j < self._tchain - 1:
-            pe[..., j] *= np.exp(-delta4 * pe[..., j + 1] / q)
-        g = p**2 / self._masses - self._target if j == 0 else pe[..., j - 1] ** 2 / q - self._kT
+            pe[..., j] *= np.exp(-delta4 * pe[..., j + 1] / big_q)
+        g = q**2 - self._kT if j == 0 else pe[..., j - 1] ** 2 / big_q - self._kT
         pe[..., j] += delta2 * g
         if j < self._tchain - 1:
-            pe[..., j] *= np.exp(-delta4 * pe[..., j + 1] / q)
+            pe[..., j] *= np.exp(-delta4 * pe[..., j + 1] / big_q)
 
-    def _loop(self, p: np.ndarray, delta: float) -> np.ndarray:
+    def _loop(self, q: np.ndarray, delta: float) -> np.ndarray:
         delta2, delta4 = delta / 2, delta / 4
         for j in reversed(range(self._tchain)):
-            self._p_eta_j(p, j, delta2, delta4)
+            self._p_eta_j(q, j, delta2, delta4)
         self._eta += delta * self._p_eta / self._Q
-        p = p * np.exp(-delta * self._p_eta[..., 0] / self._Q)
-        p = p - self._masses * (p.sum(axis=0) / self._total)  # the centre of mass stays at rest
+        q = q * np.exp(-delta * self._p_eta[..., 0] / self._Q)
         for j in range(self._tchain):
-            self._p_eta_j(p, j, delta2, delta4)
-        return p
+            self._p_eta_j(q, j, delta2, delta4)
+        return q
 
 
 def nose_hoover(atoms, dt_fs: float, temperature_K: float, coupling: str = "global"):
@@ -191,7 +202,7 @@ def nose_hoover(atoms, dt_fs: float, temperature_K: float, coupling: str = "glob
     (``3 * num_atoms_global``); with the centre of mass fixed and the angular momentum zero (and conserved by
     the deterministic dynamics in vacuum) 3N - 6 carry kinetic energy, so the thermostat is rebuilt with that
     count (its only use of ``num_atoms_global``); ``tdamp`` :data:`NOSE_HOOVER_TDAMP_STEPS` steps.
-    ``massive``: one chain per Cartesian degree of freedom (:class:`MassiveNoseHooverChainThermostat`),
+    ``massive``: one chain per degree of freedom (:class:`MassiveNoseHooverChainThermostat`),
     ``tdamp`` :data:`MASSIVE_TDAMP_FS`; the same integrator otherwise.
     """
     from ase import units
@@ -214,7 +225,7 @@ def nose_hoover(atoms, dt_fs: float, temperature_K: float, coupling: str = "glob
 
 def get_chain_state(dyn) -> np.ndarray:
     """Copy of a Nosé-Hoover chain's state (:func:`chain_size` numbers): η (dimensionless), then p_η (eV·ASE
-    time); global (2M,), massive (2·3N·M,) the (N, 3, M) arrays flattened."""
+    time); global (2M,), massive (2·3(N - 1)·M,) the (N - 1, 3, M) arrays flattened."""
     th = dyn._thermostat
     return np.concatenate([np.ravel(th._eta), np.ravel(th._p_eta)]).astype(np.float64)
 
@@ -272,7 +283,7 @@ def continue_dynamics(kind: str, atoms, step_A: np.ndarray, dt_fs: float, *, dat
 
     Momenta: p(t) = m·step/h + F(t)·h/2 with h the data's step (the half-step momentum plus half a kick, F(t)
     the force with the ``FixCom`` constraint applied, as the integrators use it), then for ``nose_hoover`` the
-    thermostat's half step h/2 from ``chain_state`` (the chain at t-½: global (2M,) or massive (2·3N·M,), its
+    thermostat's half step h/2 from ``chain_state`` (the chain at t-½: global (2M,) or massive (2·3(N - 1)·M,), its
     size says which, :func:`coupling_of`), which also leaves the chain at its state at t. Exact for data made
     by the same integrator with step ``dt_fs`` (module docstring), second
     order otherwise. Returns the integrator.

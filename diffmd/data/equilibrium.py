@@ -244,8 +244,14 @@ def failures(rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         if r["within_tolerance"] is False:
             off = 100 * (r["T_ratio"] - 1)
-            out.append(f"{r['bond_type']}: kinetic temperature {r['T_kin_K']:.0f} K is {off:+.0f}% from the bath "
-                       f"(tolerance ±{100 * TEMPERATURE_TOLERANCE:.0f}%)")  # fmt: skip
+            line = (f"{r['bond_type']}: kinetic temperature {r['T_kin_K']:.0f} K is {off:+.0f}% from the bath "
+                    f"(tolerance ±{100 * TEMPERATURE_TOLERANCE:.0f}%)")  # fmt: skip
+            lo, hi = r.get("T_lo_K"), r.get("T_hi_K")
+            if lo is not None and hi is not None and r["T_ratio"]:
+                bath = r["T_kin_K"] / r["T_ratio"]
+                held = "holds" if lo <= bath <= hi else "does not hold"
+                line += f", its 95% interval [{lo:.0f}, {hi:.0f}] K {held} the bath's {bath:.0f} K"
+            out.append(line)
         if r["spread_below_half_dft"]:
             out.append(f"{r['bond_type']}: bond-length spread {r['length_std_A']:.4f} Å is below half the DFT "
                        f"{r['dft_length_std_A']:.4f} Å")  # fmt: skip

@@ -25,11 +25,11 @@ nhc_p_eta          (frames, K) f8          optional: Nosé-Hoover chain momenta 
 
 ``nhc_eta`` / ``nhc_p_eta`` (both or neither; the ``xtb`` source with ``thermostat: nose_hoover``): the state
 of the data's Nosé-Hoover chains (M = :data:`diffmd.dynamics.NOSE_HOOVER_CHAIN` thermostats per chain; K = M for
-one global chain, K = 3·atoms·M for massive chains, one per Cartesian degree of freedom, the (atoms, 3, M) array
-flattened in C order: ``xtb.nose_hoover_coupling``, the width says which) at the half step t-½ of
-every frame t, where the velocity x(t) - x(t-1) lives: with two frames and the force at x(t) it continues
-the trajectory exactly (:func:`diffmd.dynamics.continue_dynamics`). Frame 0 holds the chain as the production
-run started (exact from frame 1 on; rollouts start at frame 2 or later). Files without them stay valid.
+one global chain, K = 3·(atoms - 1)·M for massive chains, one per degree of freedom with the centre of mass at
+rest, the (atoms - 1, 3, M) array flattened in C order: ``xtb.nose_hoover_coupling``, the width says which)
+at the half step t-½ of every frame t, where the velocity x(t) - x(t-1) lives: with two frames and the force at
+x(t) it continues the trajectory exactly (:func:`diffmd.dynamics.continue_dynamics`). Frame 0 holds the chain as
+the production run started (exact from frame 1 on; rollouts start at frame 2 or later). Files without them stay valid.
 """
 
 from __future__ import annotations

@@ -28,11 +28,12 @@ of Nosé-Hoover for one), whatever the bath's length; from an equipartitioned st
   as in AIMD with a Nosé-Hoover thermostat (MD17's protocol). ``nose_hoover_coupling`` says how it couples:
   ``global`` (default: one chain of 3 on the total kinetic energy of 3N - 6 degrees of freedom, ``tdamp`` = 100
   steps; ``get_temperature`` (3N - 3 degrees of freedom) reads T·(3N - 6)/(3N - 3)) or ``massive`` (one chain
-  of 3 per Cartesian degree of freedom, ``tdamp`` :data:`diffmd.dynamics.MASSIVE_TDAMP_FS`: every vibration
-  exchanges energy with its own bath, so every bond type reaches the bath's temperature, which a global chain
-  on a 9-atom molecule does not do in 20 ps: docs/data_equilibrium.md; the molecule rotates as a free
-  molecule at T does). The chains' state at every frame's half step is stored (``nhc_eta``, ``nhc_p_eta`` of
-  the trajectory file), so the ``xtb_nh`` oracle continues the data exactly;
+  of 3 per degree of freedom, the 3N - 3 with the centre of mass at rest, ``tdamp``
+  :data:`diffmd.dynamics.MASSIVE_TDAMP_FS`: every vibration exchanges energy with its own bath, so every bond
+  type reaches the bath's temperature, which a global chain on a 9-atom molecule does not do in 20 ps:
+  docs/data_equilibrium.md; the molecule rotates as a free molecule at T does). The chains' state at every
+  frame's half step is stored (``nhc_eta``, ``nhc_p_eta`` of the trajectory file), so the ``xtb_nh`` oracle
+  continues the data exactly;
 * ``nve``: velocity Verlet: microcanonical, energy-conserving, deterministic.
 
 tblite runs one OpenMP thread per job (``OMP_NUM_THREADS``, set before tblite is imported) so
@@ -88,7 +89,7 @@ class XTBSettings:
     #: deterministic productions start from the bath's basin minimum with every normal mode at k_B·T (step 5)
     equipartition_start: bool = True
     #: ``nose_hoover`` only: ``global`` (one chain on the total kinetic energy) or ``massive`` (one chain per
-    #: Cartesian degree of freedom, :class:`diffmd.dynamics.MassiveNoseHooverChainThermostat`)
+    #: degree of freedom, :class:`diffmd.dynamics.MassiveNoseHooverChainThermostat`)
     nose_hoover_coupling: str = "global"
 
     def __post_init__(self) -> None:
@@ -269,7 +270,7 @@ INTEGRATORS = {
                    " + FixCom",
     "nose_hoover/massive": "diffmd.dynamics.nose_hoover: ase.md.nose_hoover_chain.NoseHooverChainNVT with massive "
                            f"chains (diffmd.dynamics.MassiveNoseHooverChainThermostat: chain {_D.NOSE_HOOVER_CHAIN} "
-                           f"per Cartesian degree of freedom, tdamp {_D.MASSIVE_TDAMP_FS:g} fs) + FixCom",
+                           f"per degree of freedom, tdamp {_D.MASSIVE_TDAMP_FS:g} fs) + FixCom",
     "nve": "ase.md.verlet.VelocityVerlet + FixCom",
 }  # fmt: skip
 
@@ -308,7 +309,8 @@ def simulate(z: np.ndarray, pos: np.ndarray, settings: XTBSettings, *, name: str
         provenance["thermostat_state"] = {
             "keys": ["nhc_eta", "nhc_p_eta"], "coupling": "massive", "chain": _D.NOSE_HOOVER_CHAIN,
             "tdamp_fs": _D.MASSIVE_TDAMP_FS, "dof": 3 * len(z) - 3,
-            "layout": "(atoms, 3, chain) flattened in C order per frame",
+            "layout": "(atoms - 1, 3, chain) flattened in C order per frame: the momenta orthogonal to the "
+                      "centre of mass (diffmd.dynamics.MassiveNoseHooverChainThermostat)",
             "at": "the half step t-1/2 of frame t (diffmd.dynamics)",
         }  # fmt: skip
     elif chain is not None:

@@ -9,7 +9,7 @@
   run from the same starts with the data's dynamics (:class:`ASECalculator`; docs/ase_calculator.md).
 * ``xtb_nh`` (role ``oracle``): GFN2-xTB (tblite) continuing the data's Nosé-Hoover chains from the state the
   ``xtb`` source stores per frame: the data's own next frames, to rounding (``requires`` the stored state).
-  One global chain or massive chains (one per Cartesian degree of freedom, ``xtb.nose_hoover_coupling``): the
+  One global chain or massive chains (one per degree of freedom, ``xtb.nose_hoover_coupling``): the
   stored state's size says which (:func:`diffmd.dynamics.coupling_of`); measured on ethanol at tblite accuracy
   0.01, 100 steps from a stored frame repeat the data to 2e-8 Å (global) and 3.5e-8 Å (massive).
 * ``xtb_nve`` (role ``oracle``): GFN2-xTB velocity Verlet from the start; exact on NVE data, on Nosé-Hoover
