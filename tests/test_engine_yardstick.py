@@ -180,7 +180,9 @@ def test_engine_clis_give_one_line_errors(tmp_path, module, args):
 
 def test_evaluate_cli_reads_the_role_from_the_rollout_without_importing_torch(tmp_path):
     """The evaluate job is light: the rollout wrote the model's role, so the CLI needs neither the registry nor
-    torch (3-4 s of every evaluate job's start before), and the record's role is the registered one."""
+    torch (3-4 s of every evaluate job's start before), and the record's role is the registered one; the GFN2-xTB
+    energies it takes at a few frames (yardstick.energy_samples: diffmd.data.xtb_energy) need no torch either
+    (issue 25: ~2 s less per evaluate job)."""
     import json as _json
     import subprocess
     import sys
@@ -196,12 +198,18 @@ def test_evaluate_cli_reads_the_role_from_the_rollout_without_importing_torch(tm
     out = tmp_path / "armse.json"
     check = "\n".join([
         "import runpy, sys",
+        "path = sys.argv[1]",
         "sys.argv = ['evaluate', '--rollout', sys.argv[1], '--out', sys.argv[2]]",
         "try:",
         "    runpy.run_module('diffmd.engine.evaluate', run_name='__main__', alter_sys=True)",
         "except SystemExit as exc:",
         "    assert not exc.code, f'exit {exc.code}'",
         "assert 'torch' not in sys.modules, 'torch imported'",
+        "import numpy as np",
+        "from diffmd.data.xtb_energy import reference_energies",
+        "roll = np.load(path)",
+        "e = reference_energies(roll['positions'][:1], roll['atomic_numbers'])",
+        "assert np.isfinite(e).all() and 'torch' not in sys.modules, e",
     ])
     proc = subprocess.run([sys.executable, "-c", check, str(rollout), str(out)], capture_output=True, text=True,
                           timeout=120)  # fmt: skip

@@ -42,12 +42,9 @@ Snakemake can run many simulations side by side under ``--cores``.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 import time
 import zlib
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -57,10 +54,11 @@ from tqdm import tqdm
 from diffmd import dynamics as _D
 from diffmd.data.isomers import C7H10O2_SMILES, embed_smiles, isomer_index, md17_start_structure
 from diffmd.data.trajectory import Trajectory
+from diffmd.data.xtb_energy import METHOD, set_threads, torch_openmp_pinned  # noqa: F401  (defined there, light)
+from diffmd.data.xtb_energy import calculator as _calculator
 from diffmd.elements import covalent_radius
 from diffmd.provenance import package_versions
 
-METHOD = "GFN2-xTB"
 OPT_FMAX_EV_A = 0.01  # eV/Å, convergence of the pre-MD geometry optimisation
 OPT_MAX_STEPS = 1000
 BOND_TOLERANCE = 1.25  # a bond: distance < 1.25 x sum of covalent radii (topology check only)
@@ -111,34 +109,6 @@ class XTBSettings:
                     "massive_friction_per_fs": float, "equipartition_start": bool,
                     "nose_hoover_coupling": str}  # fmt: skip
         return cls(**{f: cfg[f] for f in fields}, **{k: kind(cfg[k]) for k, kind in optional.items() if k in cfg})
-
-
-def set_threads(threads: int = 1) -> None:
-    """Pin tblite's OpenMP threads; must run before tblite is first imported in this process."""
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    os.environ.setdefault("OMP_STACKSIZE", "256M")
-
-
-@contextlib.contextmanager
-def torch_openmp_pinned() -> Iterator[None]:
-    """One OpenMP thread for the block when torch is loaded: tblite then shares torch's OpenMP runtime,
-    which ignores OMP_NUM_THREADS set after torch's import (several threads make GFN2-xTB slow and its
-    results not bitwise repeatable); torch's thread count is restored afterwards."""
-    torch = sys.modules.get("torch")
-    n = torch.get_num_threads() if torch is not None else 1
-    if n != 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if n != 1:
-            torch.set_num_threads(n)
-
-
-def _calculator(accuracy: float):
-    from tblite.ase import TBLite
-
-    return TBLite(method=METHOD, accuracy=accuracy, verbosity=0)
 
 
 def bonds(z: np.ndarray, pos: np.ndarray) -> set[tuple[int, int]]:

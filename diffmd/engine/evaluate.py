@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     import sys
 
+    from diffmd.data.xtb_energy import set_threads
     from diffmd.engine.cli import run_cli  # one-line `error: ...` on bad arguments or input, exit 1
 
+    set_threads(1)  # GFN2-xTB energies on one OpenMP thread (this job imports no torch: diffmd.data.xtb_energy)
     sys.exit(run_cli(main))

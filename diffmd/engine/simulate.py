@@ -277,7 +277,7 @@ def simulation_metrics(positions: np.ndarray, diverged_at: np.ndarray, seg: Any,
     excess, drift = [np.nan] * m, [np.nan] * m
     n_e = int(cfg.get("energy_frames", 0))
     if energies and n_e > 0:
-        from diffmd.models.physics import reference_energies
+        from diffmd.data.xtb_energy import reference_energies
 
         ref_idx = np.unique(np.linspace(0, len(ref) - 1, n_e).round().astype(np.int64))
         e_ref = reference_energies(ref[ref_idx], numbers) / len(numbers)

@@ -195,7 +195,7 @@ def energy_samples(multi: MultiStart, numbers: np.ndarray, n_frames: int) -> tup
     ground truth, (M, n_frames) kcal/mol each; None when ``n_frames`` is 0."""
     if n_frames <= 0:
         return None
-    from diffmd.models.physics import reference_energies
+    from diffmd.data.xtb_energy import reference_energies
 
     n1 = multi.positions.shape[1]
     idx = np.unique(np.linspace(1, n1 - 1, n_frames).round().astype(np.int64))

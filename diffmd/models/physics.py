@@ -43,7 +43,7 @@ import torch
 
 from diffmd import batch as B
 from diffmd import dynamics as D
-from diffmd.data.xtb_md import METHOD, torch_openmp_pinned
+from diffmd.data.xtb_energy import METHOD, reference_energies, torch_openmp_pinned  # noqa: F401 (re-exported)
 from diffmd.registry import TrajectoryModel, register_model
 
 #: A batch whose positions differ from the simulation's current state by more than this (Å) starts a
@@ -417,33 +417,3 @@ class XTBLangevin(_XTB):
 
     # ensemble: its card
     fixed_dynamics = "langevin"
-
-
-def reference_energies(positions: np.ndarray, numbers: np.ndarray, accuracy: float = 1.0) -> np.ndarray:
-    """GFN2-xTB potential energies (frames,) kcal/mol of ``positions`` (frames, n_atoms, 3) Å.
-
-    ``numbers`` (n_atoms,). Frames holding NaN/inf, or where tblite fails (e.g. atoms on top of each
-    other in a diverged rollout), give NaN. One calculator serves all frames.
-    """
-    from ase import Atoms, units
-    from ase.calculators.calculator import CalculationFailed, InputError
-
-    from diffmd.data.xtb_md import _calculator
-
-    positions = np.asarray(positions, dtype=np.float64)
-    if positions.ndim != 3 or positions.shape[1:] != (len(numbers), 3):
-        raise ValueError(f"positions have shape {positions.shape}, expected (frames, {len(numbers)}, 3)")
-    out = np.full(positions.shape[0], np.nan)
-    calc = _calculator(accuracy)
-    ev_to_kcal = units.mol / units.kcal
-    with one_openmp_thread():
-        for i, x in enumerate(positions):
-            if not np.isfinite(x).all():
-                continue
-            atoms = Atoms(numbers=numbers, positions=x)
-            atoms.calc = calc
-            try:
-                out[i] = atoms.get_potential_energy() * ev_to_kcal
-            except (CalculationFailed, InputError, RuntimeError):
-                calc = _calculator(accuracy)  # a failed SCF may leave the calculator in a bad state
-    return out
