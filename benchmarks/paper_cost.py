@@ -62,9 +62,9 @@ DEFAULT_CONSTANTS = ROOT / "benchmarks" / "devices" / "h200_assumed.json"
 CONSTANTS_FORMAT = "diffmd-bench device constants 1"
 UNITS_FORMAT = "diffmd-bench paper_cost units 2"
 #: Rules whose jobs hold a GPU slot (the ones that train or roll a learned model out).
-RULES = ("train", "diffmd_train_point", "diffmd_validate", "diffmd_rung", "rollout", "simulate")
+RULES = ("train", "diffmd_train_point", "diffmd_validate", "diffmd_rung", "rollout", "rollout_simulate")
 #: Rules whose device work is inference (priced in ``rollout.compile``'s mode).
-INFER_RULES = ("rollout", "simulate")
+INFER_RULES = ("rollout", "rollout_simulate")
 FIELDS = ("rule", "model", "dataset", "unit", "mode", "batch", "count", "what", "unit_s", "device_hours", "device")
 #: The C7O2H10 archive (Brockherde et al. 2017): isomers and frames per isomer assumed for a download source.
 C7O2H10_DOWNLOAD = {"n_isomers": 113, "n_frames": 5000}
@@ -396,15 +396,25 @@ def paper_jobs(plan: Any) -> list[dict[str, Any]]:
                                     for _ in range(rung["points"])]  # fmt: skip
                         ckpt[model] = prev
                 targets = [run] if dataset == "md17" else [f"target{i}" for i in range(size["targets"])]
+                simulated = dataset in plan.simulation_datasets()
+                ensemble = {}
+                if simulated and plan.ensemble_model(dataset) is not None:  # a CPU job (the ensemble row's)
+                    ensemble = {t: add(rule="simulation_ensemble", model=plan.ensemble_model(dataset), dataset=dataset,
+                                       run=t, seed=seed, gpu=False, work=[]) for t in targets}  # fmt: skip
                 for model, deps in ckpt.items():
                     for target in targets:
-                        r = add(rule="rollout", model=model, dataset=dataset, run=target, seed=seed, gpu=True,
-                                deps=deps, work=rollout_work(plan, model, dataset))  # fmt: skip
+                        # workflow/rules/simulation.smk: a run that simulates does it in its rollout job, after the
+                        # rollout (one start-up for both); models.smk's rollout otherwise
+                        work = rollout_work(plan, model, dataset)
+                        if simulated and model in plan.simulation_models(dataset):
+                            r = add(rule="rollout_simulate", model=model, dataset=dataset, run=target, seed=seed,
+                                    gpu=True, deps=deps + ([ensemble[target]] if ensemble else []),
+                                    work=work + simulation_work(plan, model, dataset))  # fmt: skip
+                        else:
+                            r = add(rule="rollout", model=model, dataset=dataset, run=target, seed=seed, gpu=True,
+                                    deps=deps, work=work)  # fmt: skip
                         add(rule="evaluate", model=model, dataset=dataset, run=target, seed=seed, gpu=False, deps=[r],
                             work=[])  # fmt: skip
-                        if dataset in plan.simulation_datasets():  # workflow/rules/simulation.smk
-                            add(rule="simulate", model=model, dataset=dataset, run=target, seed=seed, gpu=True,
-                                deps=deps, work=simulation_work(plan, model, dataset))  # fmt: skip
     return jobs
 
 

@@ -17,8 +17,10 @@ from workflow_copy import make_workdir, workflow_env
 
 pytestmark = pytest.mark.slow
 
+#: rollout_simulate: the rollout job of a run that simulates too (workflow/rules/simulation.smk; the ensemble job is
+#: a CPU row's)
 GPU_RULES = {"train", "rollout", "diffmd_train_point", "diffmd_validate", "diffmd_rung", "cost_train_strided",
-             "cost_md17", "simulate"}  # simulate: workflow/rules/simulation.smk (the ensemble job is a CPU row's)
+             "cost_md17", "rollout_simulate"}
 #: Models whose jobs run on the CPU (registry.uses_accelerator False): they never hold a GPU.
 CPU_ROWS = {"static", "constant_velocity", "force_verlet", "xtb_nve", "xtb_nh", "xtb_langevin", "sgdml",
             "ase_calculator"}

@@ -59,8 +59,9 @@ def test_paper_jobs(paper_plan):
     # the engine's other learned models (6 baselines + Score Dynamics) x 9; CPU rows hold no GPU and are not here
     assert by_rule["train"] == 7 * 9
     assert not any(j["model"] in ("static", "constant_velocity", "force_verlet", "sgdml") for j in jobs)
-    # rollouts of the 9 learned models: 8 MD17 molecules + 5 C7O2H10 targets, each followed by an evaluation
-    assert by_rule["rollout"] == by_rule["evaluate"] == 9 * (8 + 5)
+    # rollouts of the 9 learned models: 8 MD17 molecules + 5 C7O2H10 targets, each followed by an evaluation; every
+    # one simulates in the same job (rollout_simulate: one start-up)
+    assert by_rule["rollout_simulate"] == by_rule["evaluate"] == 9 * (8 + 5) and "rollout" not in by_rule
     assert all(j["gpu"] for j in jobs if j["rule"] != "evaluate")
     # the halving chain: rung r's slots wait for every slot of rung r - 1 of the same run
     rungs = [j for j in jobs if j["rule"] == "diffmd_rung" and j["dataset"] == "c7o2h10"]
@@ -69,14 +70,42 @@ def test_paper_jobs(paper_plan):
 
 
 def test_simulations_are_in_the_paper_dag(paper_plan):
-    """Every learned model's simulations (workflow/rules/simulation.smk): one job per rollout job, all starts one
-    batch over simulation.length_fs, plus the proper scores' copies where the model's step divides the horizon."""
+    """Every learned model's simulations (workflow/rules/simulation.smk): in its rollout job, after the rollout
+    (one start-up), all starts one batch over simulation.length_fs, plus the proper scores' copies where the
+    model's step divides the horizon."""
     jobs = P.paper_jobs(paper_plan)
-    sims = [j for j in jobs if j["rule"] == "simulate"]
-    assert len(sims) == len([j for j in jobs if j["rule"] == "rollout"]) == 9 * (8 + 5)
+    sims = [j for j in jobs if j["rule"] == "rollout_simulate"]
+    assert len(sims) == 9 * (8 + 5) and not [j for j in jobs if j["rule"] in ("rollout", "simulate")]
     egnn = next(j for j in sims if j["model"] == "egnn" and j["dataset"] == "md17")
-    assert egnn["work"][0]["batch"] == 32 and egnn["work"][0]["count"] == 2000  # 32 starts x 1 ps at 0.5 fs
-    assert len(egnn["work"]) == 1  # downloaded MD17: no reference potential, no physics ensemble, no scores
+    assert [w["unit"] for w in egnn["work"]] == [w["unit"] for w in P.rollout_work(paper_plan, "egnn", "md17")] + [
+        "rollout_step"]  # the rollout's units, then the simulation's
+    assert egnn["work"][-1]["batch"] == 32 and egnn["work"][-1]["count"] == 2000  # 32 starts x 1 ps at 0.5 fs
+    # downloaded MD17: no reference potential, no physics ensemble (no ensemble job to wait for), no scores
+    assert not [j for j in jobs if j["rule"] == "simulation_ensemble"]
+
+
+def test_a_simulating_rollout_costs_one_start_up(paper_config):
+    """The merged job is priced as one process: the rollout's and the simulation's units after one start-up, so it
+    costs one start-up less than the two jobs it replaces; it waits for the molecule's physics ensemble (a CPU job)."""
+    config = few_models(paper_config, "egnn", "xtb_langevin")
+    config["data"]["md17"]["source"] = "xtb"
+    plan = P.counting_plan(config)
+    jobs = P.paper_jobs(plan)
+    job = next(j for j in jobs if j["rule"] == "rollout_simulate" and j["dataset"] == "md17")
+    ens = jobs[job["deps"][-1]]
+    assert ens["rule"] == "simulation_ensemble" and not ens["gpu"] and ens["run"] == job["run"]
+    units = {"rollout_step": {m: {"ops": 1000, "kernels": 1000, "syncs": 0, "flops": 0, "launches": 1000}
+                              for m in ("eager", "captured")} | {"batch": 1},
+             "predict": {m: {"ops": 900, "kernels": 900, "syncs": 0, "flops": 0, "launches": 900}
+                         for m in ("eager", "captured")} | {"batch": 1}}  # fmt: skip
+    records = {"egnn|md17": {"units": units}}
+    consts = P.read_constants(P.DEFAULT_CONSTANTS)
+    modes = {"train": "eager", "rollout": "eager"}
+    merged = P.price_job(job, records, consts, modes, {}, 120.0)
+    n = len(P.rollout_work(plan, "egnn", "md17"))
+    alone = [P.price_job({**job, "rule": "rollout", "work": w}, records, consts, modes, {}, 120.0)
+             for w in (job["work"][:n], job["work"][n:])]  # fmt: skip
+    assert merged["seconds"] == pytest.approx(sum(p["seconds"] for p in alone) - consts["job_start_s"])
 
 
 def test_simulation_work_with_a_reference_potential(paper_config):
@@ -91,7 +120,9 @@ def test_simulation_work_with_a_reference_potential(paper_config):
 def test_no_simulations_when_the_config_has_none(paper_config):
     config = few_models(paper_config, "egnn", "xtb_langevin")
     config["simulation"] = {"datasets": []}
-    assert not [j for j in P.paper_jobs(P.counting_plan(config)) if j["rule"] == "simulate"]
+    jobs = P.paper_jobs(P.counting_plan(config))
+    assert not [j for j in jobs if j["rule"] in ("rollout_simulate", "simulation_ensemble")]
+    assert len([j for j in jobs if j["rule"] == "rollout"]) == 8 + 5
 
 
 def test_training_work_follows_the_trainer(paper_plan):

@@ -234,3 +234,52 @@ def test_survival_interval_is_a_proportions():
         r = survival_row(np.array([1.0] * k + [0.0] * (4 - k)), 100.0, 0)
         assert 0.0 <= r["ci_low"] <= r["value"] <= r["ci_high"] <= 1.0
         assert r["ci_high"] - r["ci_low"] > 0.3  # four starts say little
+
+
+@pytest.mark.parametrize("model,params", [
+    ("constant_velocity", {}),
+    # stochastic: its ancestral sampler draws from torch's RNG, so the simulation must start from the same seed
+    ("score_dynamics", {"hidden": 8, "layers": 1, "time_features": 4, "ancestral_steps": 1, "displacement_scale": 0.01,
+                        "ema_decay": 0.0, "bond_check": False, "stride": 2}),
+])  # fmt: skip
+def test_rollout_job_simulates_as_a_separate_simulation_job_would(tmp_path, model, params):
+    """The workflow's rollout job simulates after the rollout in the same process (``--simulation-out``: one
+    start-up, issue 23/25); its simulation.json is the one a separate ``simulate run`` job writes, number for
+    number (the model restarts at every simulation and the RNGs are seeded again)."""
+    import torch
+
+    from diffmd.engine import rollout as R
+    from diffmd.engine.common import save_torch
+    from diffmd.registry import build_model
+
+    split = toy_md17(tmp_path)
+    run = tmp_path / model
+    run.mkdir()
+    torch.manual_seed(0)  # an untrained model's checkpoint (a training costs tens of seconds here)
+    save_torch(run / "model.pt", {"model": model, "params": params,
+                                  "state_dict": build_model(model, {k: v for k, v in params.items()
+                                                                    if k != "stride"}).state_dict()})  # fmt: skip
+    pos = toy_positions(300)
+    rng = np.random.default_rng(0)
+    starts = np.array([200, 244])
+    ens = {"starts": starts, "horizon_fs": np.float64(2.0), "temperature_K": np.float64(500.0),
+           "data_v": pos[starts + 4][:, None] + 0.01 * rng.standard_normal((2, 4, 9, 3)),
+           "mb": pos[starts + 4][:, None] + 0.01 * rng.standard_normal((2, 4, 9, 3))}  # fmt: skip
+    np.savez(tmp_path / "ens.npz", **ens)
+    sim = ["--simulation-config", json.dumps({"n_starts": 3, "length_fs": 6.0, "energy_frames": 0,
+                                              "scores": {"samples": 2, "horizon_fs": 2.0}}),
+           "--ensemble", str(tmp_path / "ens.npz"),
+           "--meta", json.dumps({"dataset": "md17", "molecule": "ethanol", "model": model, "seed": 3})]  # fmt: skip
+    common = ["--split", str(split), "--checkpoint", str(run / "model.pt"), "--seed", "3", "--device", "cpu"]
+    S.main(["run", *common, *sim, "--out", str(tmp_path / "separate.json")])
+    R.main([*common, "--rollout-config", json.dumps({"horizon": 8, "n_starts": 2, "start_horizon_fs": 2.0,
+                                                     "one_step_frames": 4}),
+            "--out", str(run), *sim, "--simulation-out", str(tmp_path / "merged.json")])  # fmt: skip
+    assert (run / "rollout.npz").exists()
+    a, b = (json.loads((tmp_path / f).read_text()) for f in ("separate.json", "merged.json"))
+    for rec in (a, b):
+        for key in ("provenance", "seconds", "scores_seconds"):
+            rec.pop(key, None)
+    assert a["metrics"] and a == b
+    if model == "score_dynamics":
+        assert a["sample_spread_A"] > 0  # its copies differ: the RNG was drawn from

@@ -110,6 +110,16 @@ def add_machine_arguments(p: argparse.ArgumentParser, compile_key: str) -> None:
                    help=f"torch.compile the network: auto (CUDA only), true, false (the config's {compile_key})")
 
 
+def add_simulation_arguments(p: argparse.ArgumentParser, out_flag: str = "--out") -> None:
+    """The options of a job that simulates (``diffmd.engine.simulate run``; ``diffmd.engine.rollout`` with
+    ``out_flag`` ``--simulation-out``, the simulation after the rollout in the same process)."""
+    p.add_argument("--simulation-config", default="{}", help="JSON: the config's simulation section")
+    p.add_argument("--ensemble", default=None, help="ensemble.npz (run: proper scores against it)")
+    p.add_argument("--meta", default="{}", help='JSON: {"dataset", "molecule", "model", "seed"} (run)')
+    if out_flag != "--out":
+        p.add_argument(out_flag, default=None, help="also simulate (after the rollout): RUN/simulation.json")
+
+
 def machine_arguments(a: argparse.Namespace, given: dict[str, Any]) -> dict[str, Any]:
     """``{device, compile}`` of a job: the command line's, else the section's (a hand-written --train-config or
     --rollout-config may still carry them), else auto; an empty value (an unset variable) counts as not given. A

@@ -428,6 +428,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     given = section_argument(args.rollout_config, "--rollout-config", "rollout", "train")  # one line when wrong
     cfg = stage_config("rollout", given, machine_arguments(args, given))  # only the keys the rollout reads
+    sim_out = getattr(args, "simulation_out", None)
+    if sim_out:  # the simulation after the rollout, in this process (its config checked before any work)
+        from diffmd.engine.cli import META_SCHEMA, schema_argument
+        from diffmd.engine.simulate import simulation_config
+
+        sim_cfg = simulation_config(args)
+        schema_argument(args.meta, "--meta", META_SCHEMA)
     device = resolve_device(cfg.get("device", "auto"))
     model, ckpt = load_checkpoint(args.checkpoint, device)
     if not uses_accelerator(model):  # a CPU row (reference, floor, oracle, own trainer): never on the GPU
@@ -484,11 +491,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     write_provenance(out, config={"rollout": cfg, "seed": args.seed, "checkpoint": str(args.checkpoint)},
                      inputs=[args.split, seg.path, args.checkpoint], device=str(device), extra=info)  # fmt: skip
     print(json.dumps(info))
+    if sim_out:  # as a separate `simulate run` job would from a fresh start: every simulation restarts the model
+        # (rollout_copies calls begin_rollout) and the RNGs are seeded again, so simulation.json is the same
+        from diffmd.engine.simulate import run_simulation
+
+        seed_everything(args.seed)
+        run_simulation(args, model, ckpt, seg, device, sim_cfg, sim_out)
     return info
 
 
 def main(argv: list[str] | None = None) -> None:
-    from diffmd.engine.cli import OneLineArgumentParser, add_machine_arguments  # one-line errors
+    from diffmd.engine.cli import OneLineArgumentParser, add_machine_arguments, add_simulation_arguments
 
     p = OneLineArgumentParser(description="Autoregressive rollout of a trained model on the test segment.")
     p.add_argument("--split", required=True, help="split JSON (data/splits/...)")
@@ -499,6 +512,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     add_machine_arguments(p, "rollout.compile")
+    add_simulation_arguments(p, "--simulation-out")  # the simulation job's work, in the same process
     args = p.parse_args(argv)
     set_threads(args.threads)
     run(args)

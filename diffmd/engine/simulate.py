@@ -454,22 +454,31 @@ def _list(a: np.ndarray) -> list[float | None]:
 # --- command line ----------------------------------------------------------------------------------------
 
 
+def simulation_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The job's ``--simulation-config`` JSON (the plan's simulation config of the data set) over the section's
+    defaults (``scores`` key by key), with the device and compile switch of its command line (the workflow's
+    environment, never params); one line naming the option and key when wrong."""
+    from diffmd.config import section_defaults
+    from diffmd.engine.cli import machine_arguments, section_argument
+
+    given = section_argument(args.simulation_config, "--simulation-config", "simulation", "train")
+    machine = machine_arguments(args, given)
+    defaults = section_defaults("simulation")
+    cfg = {**defaults, **given, "scores": {**defaults["scores"], **(given.get("scores") or {})}, **machine}
+    if isinstance(cfg["scores"]["horizon_fs"], dict):
+        raise ValueError("--simulation-config: scores.horizon_fs: one number (the plan resolves the dataset's)")
+    return cfg
+
+
 def _load(args: argparse.Namespace) -> tuple[Any, dict, Any, Any, dict[str, Any]]:
     import torch
 
-    from diffmd.config import section_defaults
     from diffmd.data.pairs import load_split, split_segments
     from diffmd.engine.capture import apply_compile
-    from diffmd.engine.cli import machine_arguments, section_argument
     from diffmd.engine.common import load_checkpoint, resolve_device, seed_everything
     from diffmd.registry import uses_accelerator
 
-    given = section_argument(args.simulation_config, "--simulation-config", "simulation", "train")
-    defaults = section_defaults("simulation")
-    cfg = {**defaults, **given, "scores": {**defaults["scores"], **(given.get("scores") or {})},
-           **machine_arguments(args, given)}  # device, compile: the workflow's environment, never params
-    if isinstance(cfg["scores"]["horizon_fs"], dict):
-        raise ValueError("--simulation-config: scores.horizon_fs: one number (the plan resolves the dataset's)")
+    cfg = simulation_config(args)
     device = resolve_device(cfg.get("device", "auto"))
     model, ckpt = load_checkpoint(args.checkpoint, device)
     if not uses_accelerator(model):  # reference rows, oracles, force fields run on the CPU
@@ -482,28 +491,55 @@ def _load(args: argparse.Namespace) -> tuple[Any, dict, Any, Any, dict[str, Any]
     return model, ckpt, seg, device, cfg
 
 
-def main(argv: list[str] | None = None) -> None:
-    from diffmd.engine.cli import OneLineArgumentParser, add_machine_arguments
-    from diffmd.engine.common import set_threads
-    from diffmd.io import save_npz, write_json
+def run_simulation(args: argparse.Namespace, model: Any, ckpt: dict, seg: Any, device: Any, cfg: dict[str, Any],
+                   out: str | Path) -> dict[str, Any]:  # fmt: skip
+    """Simulate ``model`` (loaded, on ``device``; the global RNGs seeded with ``args.seed`` just before) on the test
+    segment ``seg`` and write ``out`` (simulation.json): the ``run`` command's work, which the rollout job also does
+    in the same process when it is given ``--simulation-out`` (one start-up for both: issue 23/25)."""
+    from diffmd.engine.cli import META_SCHEMA, schema_argument
+    from diffmd.io import write_json
     from diffmd.provenance import collect_provenance
+
+    meta = schema_argument(args.meta, "--meta", META_SCHEMA)
+    ensemble = None
+    if args.ensemble:
+        with np.load(args.ensemble, allow_pickle=False) as data:
+            ensemble = {k: data[k] for k in data.files}
+    rec = simulate(model, seg, cfg, device, ensemble, args.seed)
+    rec.update(dataset=meta.get("dataset"), molecule=meta.get("molecule", seg.name), model=ckpt["model"],
+               role=getattr(model, "role", ""), seed=meta.get("seed", args.seed), source=seg.source)  # fmt: skip
+    # provenance inside the record (the run directory's provenance.json belongs to train and rollout)
+    inputs = [args.split, seg.path, args.checkpoint] + ([args.ensemble] if args.ensemble else [])
+    rec["provenance"] = collect_provenance(config={"simulation": cfg, "seed": args.seed}, inputs=inputs,
+                                           device=str(device))  # fmt: skip
+    write_json(out, rec)
+    print(json.dumps({k: rec[k] for k in ("model", "molecule", "n_starts", "steps", "length_fs")}))
+    return rec
+
+
+def main(argv: list[str] | None = None) -> None:
+    from diffmd.engine.cli import (
+        META_SCHEMA,
+        OneLineArgumentParser,
+        add_machine_arguments,
+        add_simulation_arguments,
+        schema_argument,
+    )
+    from diffmd.engine.common import set_threads
+    from diffmd.io import save_npz
 
     p = OneLineArgumentParser(prog="python -m diffmd.engine.simulate", description=__doc__.splitlines()[0])
     p.add_argument("command", choices=("run", "ensemble"))
     p.add_argument("--split", required=True)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--target", default=None, help="C7O2H10 target isomer (O2O)")
-    p.add_argument("--simulation-config", default="{}", help="JSON: the config's simulation section")
-    p.add_argument("--ensemble", default=None, help="ensemble.npz (run: proper scores against it)")
-    p.add_argument("--meta", default="{}", help='JSON: {"dataset", "molecule", "model", "seed"} (run)')
+    add_simulation_arguments(p)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=0)
     add_machine_arguments(p, "rollout.compile")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
-    from diffmd.engine.cli import META_SCHEMA, schema_argument
-
-    meta = schema_argument(args.meta, "--meta", META_SCHEMA)
+    schema_argument(args.meta, "--meta", META_SCHEMA)  # one line on a bad --meta, before any work
     set_threads(args.threads)
     model, ckpt, seg, device, cfg = _load(args)
     out = Path(args.out)
@@ -512,20 +548,7 @@ def main(argv: list[str] | None = None) -> None:
         save_npz(out, **ens)
         print(json.dumps({"ensemble": str(out), "starts": ens["starts"].tolist(), "members": ens["mb"].shape[1]}))
         return
-    ensemble = None
-    if args.ensemble:
-        with np.load(args.ensemble, allow_pickle=False) as data:
-            ensemble = {k: data[k] for k in data.files}
-    rec = simulate(model, seg, cfg, device, ensemble, args.seed)
-    rec.update(dataset=meta.get("dataset"), molecule=meta.get("molecule", seg.name), model=ckpt["model"],
-               role=getattr(model, "role", ""), seed=meta.get("seed", args.seed), source=seg.source)  # fmt: skip
-    # provenance inside the record (the run directory's provenance.json belongs to train and rollout, which may
-    # run at the same time as this job)
-    inputs = [args.split, seg.path, args.checkpoint] + ([args.ensemble] if args.ensemble else [])
-    rec["provenance"] = collect_provenance(config={"simulation": cfg, "seed": args.seed}, inputs=inputs,
-                                           device=str(device))  # fmt: skip
-    write_json(out, rec)
-    print(json.dumps({k: rec[k] for k in ("model", "molecule", "n_starts", "steps", "length_fs")}))
+    run_simulation(args, model, ckpt, seg, device, cfg, out)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 #   results/{dataset}/{molecule}/simulation_ensemble/seed{seed}.npz     the reference ensemble (ensemble-role model)
 #   results/{dataset}/{molecule}/{model}/seed{seed}/simulation.json    one model's simulations and scores
 #   results/tables/simulation_{dataset}.{csv,md,html}, results/figures/survival_{dataset}.{png,pdf}
-# One model:  snakemake --cores 2 results/md17/aspirin/egnn/seed1/simulation.json
+#   one model:  snakemake --cores 2 results/md17/aspirin/egnn/seed1/simulation.json   (its rollout job)
 
 
 rule simulation_ensemble:
@@ -31,29 +31,44 @@ rule simulation_ensemble:
         "python -m diffmd.engine.simulate ensemble --split {input.split} --checkpoint {input.checkpoint} {params.target} --simulation-config {params.cfg} --seed {wildcards.seed} --threads {threads} --device \"$DIFFMD_DEVICE\" --compile \"$DIFFMD_ROLLOUT_COMPILE\" --out {output} > {log} 2>&1"
 
 
-rule simulate:
+# The simulations run in the rollout job of the same run, after its rollout (diffmd.engine.rollout --simulation-out):
+# one process start-up, CUDA context and capture for both (issue 23/25: the paper DAG's 117 separate simulation
+# jobs cost ~1 GPU-hour of start-ups; the quick profile 14 start-ups). This rule replaces `rollout` (models.smk)
+# for the runs that simulate (ruleorder below): a simulation setting reruns them, a yardstick horizon does not.
+rule rollout_simulate:
     conda:
         "../../envs/workflow.yaml"
     input:
         unpack(PLAN.simulation_inputs),
     output:
-        "results/{dataset}/{molecule}/{model}/seed{seed}/simulation.json",
+        npz="results/{dataset}/{molecule}/{model}/seed{seed}/rollout.npz",
+        xyz="results/{dataset}/{molecule}/{model}/seed{seed}/rollout.extxyz",
+        ref_xyz="results/{dataset}/{molecule}/{model}/seed{seed}/reference.extxyz",
+        simulation="results/{dataset}/{molecule}/{model}/seed{seed}/simulation.json",
     log:
-        "results/logs/simulate/{dataset}/{molecule}/{model}/seed{seed}.log",
+        "results/logs/rollout_simulate/{dataset}/{molecule}/{model}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/simulate/{dataset}/{molecule}/{model}/seed{seed}.tsv"
+        # the rollout's benchmark (the costs table reads it there)
+        "results/benchmarks/rollout/{dataset}/{molecule}/{model}/seed{seed}.tsv"
     wildcard_constraints:
+        dataset="|".join(PLAN.simulation_datasets()) or "^$",
         molecule="|".join([*MD17_MOLECULES, ISOMER_PATTERN]),
+        model="|".join(sorted({m for d in PLAN.simulation_datasets() for m in PLAN.simulation_models(d)})) or "^$",
     params:
         target=PLAN.rollout_target,
-        cfg=PLAN.simulation_config_arg,
+        cfg=PLAN.stage_arg("rollout"),
+        sim_cfg=PLAN.simulation_config_arg,
         ensemble=PLAN.ensemble_arg,
         meta=PLAN.run_meta,
+        out=subpath(output.npz, parent=True),
     resources:
         gpu=PLAN.gpu_of,
     threads: 1
     shell:
-        "python -m diffmd.engine.simulate run --split {input.split} --checkpoint {input.checkpoint} {params.target} --simulation-config {params.cfg} {params.ensemble} --meta {params.meta} --seed {wildcards.seed} --threads {threads} --device \"$DIFFMD_DEVICE\" --compile \"$DIFFMD_ROLLOUT_COMPILE\" --out {output} > {log} 2>&1"
+        "python -m diffmd.engine.rollout --split {input.split} --checkpoint {input.checkpoint} {params.target} --rollout-config {params.cfg} --seed {wildcards.seed} --threads {threads} --device \"$DIFFMD_DEVICE\" --compile \"$DIFFMD_ROLLOUT_COMPILE\" --out {params.out} --simulation-config {params.sim_cfg} {params.ensemble} --meta {params.meta} --simulation-out {output.simulation} > {log} 2>&1"
+
+
+ruleorder: rollout_simulate > rollout
 
 
 rule simulation_table:
