@@ -11,6 +11,11 @@ CLI::
 
     python -m diffmd.engine.rollout --split SPLIT.json --checkpoint DIR/model.pt [--target ISOMER]
         --rollout-config JSON --seed N --out RUNDIR
+        [--simulation-config JSON [--ensemble ENSEMBLE.npz] --meta JSON --simulation-out RUNDIR/simulation.json]
+
+With ``--simulation-out`` the job then simulates the same model in the same process
+(:func:`diffmd.engine.simulate.run_simulation`, the RNGs seeded again: the record a separate
+``python -m diffmd.engine.simulate run`` job writes), so a run that simulates pays one start-up.
 
 ``rollout-config``: the config's ``rollout`` section + ``device``. ``horizon`` is counted in
 source-trajectory frames (stride-1 steps), so every model covers the same simulated time; a model

@@ -7,6 +7,8 @@
 # One molecule:    snakemake --cores 2 results/md17/aspirin/summary.json
 # Models with a tuning procedure (DiffMD's grid, diffmd.smk) get their checkpoint from its rules:
 # the train rule only matches PLAN.engine_models(). Input functions live in common.smk.
+# A run that also simulates (simulation.datasets) rolls out in simulation.smk's rollout_simulate instead (the same
+# outputs plus simulation.json, one process): `rollout` below is for the others (ruleorder there).
 
 
 rule train:
