@@ -89,11 +89,12 @@ def test_every_train_and_rollout_job_and_nothing_else_asks_for_the_gpu(tmp_path,
     workdir = make_workdir(tmp_path / "wf")
     jobs = dry_run_jobs(_dry_run(workdir, *config_args))
     rules = {r for r, _ in jobs}
-    assert {"train", "rollout", "evaluate"} <= rules, sorted(rules)
-    assert sum(r == "train" for r, _ in jobs) >= 2 and sum(r == "rollout" for r, _ in jobs) >= 2
+    rollouts = ("rollout", "rollout_simulate")  # a run that simulates rolls out in rollout_simulate
+    assert {"train", "evaluate"} <= rules and rules & set(rollouts), sorted(rules)
+    assert sum(r == "train" for r, _ in jobs) >= 2 and sum(r in rollouts for r, _ in jobs) >= 2
     assert check_gpu_requests(jobs) == []
     # the CPU rows are there, on the CPU
-    assert {res.get("model") for r, res in jobs if r == "rollout" and res.get("gpu") in (None, "0")} & CPU_ROWS
+    assert {res.get("model") for r, res in jobs if r in rollouts and res.get("gpu") in (None, "0")} & CPU_ROWS
 
 
 def test_slurm_profile_sizes_every_job(tmp_path):
