@@ -494,7 +494,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, dict, Any, Any, dict[str, Any]
 def run_simulation(args: argparse.Namespace, model: Any, ckpt: dict, seg: Any, device: Any, cfg: dict[str, Any],
                    out: str | Path) -> dict[str, Any]:  # fmt: skip
     """Simulate ``model`` (loaded, on ``device``; the global RNGs seeded with ``args.seed`` just before) on the test
-    segment ``seg`` and write ``out`` (simulation.json): the ``run`` command's work, which the rollout job also does
+    segment ``seg`` and write the record to ``out``: the ``run`` command's work, which the rollout job also does
     in the same process when it is given ``--simulation-out`` (one start-up for both: issue 23/25)."""
     from diffmd.engine.cli import META_SCHEMA, schema_argument
     from diffmd.io import write_json
