@@ -159,17 +159,23 @@ def _hr(data: dict[str, Any], path: str) -> dict[str, np.ndarray] | None:
     return hr
 
 
+def _read_object(path: str | os.PathLike, required: Any, lacks: str) -> dict[str, Any]:
+    """One run file's JSON object with its required keys, or one line naming the file and what it lacks."""
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ValueError(f"{path}: {lacks} {', '.join(missing)}")
+    return data
+
+
 def load_record(path: str | os.PathLike) -> RunRecord:
     """Read one ``armse.json`` (the only parser of the file): the keys the tables need checked, the yardstick's
     ``metrics`` rows, ``curve`` and ``hr`` checked and typed; every failure is one line naming the file and key.
     Files without the yardstick's keys load with empty metrics (the tables print NA)."""
     path = str(path)
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    missing = [k for k in ARMSE_REQUIRED if k not in data]
-    if missing:
-        raise ValueError(f"{path}: missing key(s) {', '.join(missing)}")
+    data = _read_object(path, ARMSE_REQUIRED, "missing key(s)")
     armse = _opt_float(data["armse"], path, "armse")
     diverged = bool(data["diverged"])
     applicable = bool(data.get("rollout_applicable", True))
@@ -233,12 +239,7 @@ def load_simulation(path: str | os.PathLike) -> dict[str, Any]:
     """Read one ``simulation.json`` (:mod:`diffmd.engine.simulate`'s record); a missing key (the model's ``role``
     included: written once by the simulation, never worked out again) raises one line naming the file. The record as
     written, plus ``_path``."""
-    rec = read_json(path)
-    if not isinstance(rec, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    missing = [k for k in SIMULATION_REQUIRED if k not in rec]
-    if missing:
-        raise ValueError(f"{path}: simulation record lacks {', '.join(missing)}")
+    rec = _read_object(path, SIMULATION_REQUIRED, "simulation record lacks")
     file_role(rec, path)
     rec["_path"] = str(path)
     return rec
