@@ -7,8 +7,9 @@ plugin is told to query job states with squeue (``--slurm-status-command squeue`
 finished jobs visible). The node advertises one GRES gpu slot (File=/dev/null) so GPU rules, which
 the plugin submits with ``--gpus=1``, are scheduled on a CPU machine.
 
-The test runs the tiny quick-profile config's chain md17_trajectory -> split_md17 -> train -> rollout
--> evaluate locally, then the engine's part (train -> rollout -> evaluate, three SLURM jobs) from the
+The test runs the tiny quick-profile config's chain md17_trajectory -> split_md17 -> train -> rollout_simulate
+(the rollout with its simulation) -> evaluate locally, then the engine's part (train -> rollout_simulate ->
+evaluate, three SLURM jobs) from the
 same data through ``snakemake --profile profiles/slurm``, and checks equal outputs; each SLURM job
 must have COMPLETED and ask for a GPU exactly when its rule is a GPU rule.
 """
@@ -40,7 +41,8 @@ RUN_DIR = "results/md17/ethanol/constant_velocity/seed1"
 GPU_RULES: set[str] = set()
 # Small requests so the chain fits any CI machine (the profile's paper-scale sizes ask for 32 GB).
 SMALL = ("--set-resources", "md17_trajectory:mem_mb=1000", "split_md17:mem_mb=1000", "train:mem_mb=1000",
-         "train:cpus_per_task=1", "rollout:mem_mb=1000", "rollout:cpus_per_task=1", "evaluate:mem_mb=1000",
+         "train:cpus_per_task=1", "rollout:mem_mb=1000", "rollout:cpus_per_task=1", "rollout_simulate:mem_mb=1000",
+         "rollout_simulate:cpus_per_task=1", "evaluate:mem_mb=1000",
          "--default-resources", "mem_mb=1000", "runtime=10", "cpus_per_task=1")
 
 
@@ -140,7 +142,8 @@ def test_profile_runs_a_chain_on_a_local_slurm_cluster(slurm_cluster, tmp_path):
         )
         local_run.result()
     jobs = _slurm_jobs(proc.stdout + proc.stderr)
-    assert sorted(jobs.values()) == sorted(["train", "rollout", "evaluate"]), \
+    # the tiny config simulates md17, so its rollout job is rollout_simulate (the simulation runs inside it)
+    assert sorted(jobs.values()) == sorted(["train", "rollout_simulate", "evaluate"]), \
         f"{jobs}\n{job_logs(cluster)}"
     lines = []
     for jobid, rule in sorted(jobs.items(), key=lambda kv: int(kv[0])):
