@@ -812,16 +812,11 @@ def measured_constants(c: Check) -> dict[str, Any]:
     out = dict(base)
     measured, assumed = [], []
     k = c.constants
-    if k.get("t_op"):
-        out["t_op_s"] = k["t_op"]["median"]
-        measured.append("t_op")
-    if k.get("t_sync"):
-        out["t_sync_s"] = k["t_sync"]["median"]
-        measured.append("t_sync")
-    if k.get("t_node"):
-        out["t_node_s"] = k["t_node"]["median"]
-        measured.append("t_node")
-    elif k.get("t_op"):
+    for name in ("t_op", "t_sync", "t_node"):
+        if k.get(name):
+            out[f"{name}_s"] = k[name]["median"]
+            measured.append(name)
+    if not k.get("t_node") and k.get("t_op"):
         out["t_node_s"] = k["t_op"]["median"]
         assumed.append("t_node = t_op (no CUDA graph)")
     rates = k.get("rates") or {}
