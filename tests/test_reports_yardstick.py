@@ -3,6 +3,7 @@ directories whose every number is known (diffmd.testing.synthetic.yardstick_keys
 
 from __future__ import annotations
 
+import functools
 import io
 
 import pandas as pd
@@ -335,3 +336,16 @@ def test_overlap_note_says_when_the_start_windows_overlap():
     note = overlap_note([apart, close])
     assert "overlap: starts 17 fs apart, windows of 50 fs" in note and "narrower" in note
     assert overlap_note([Yardstick(None)]) == ""
+
+
+def test_rank_marks_tie_for_last_is_not_second_best():
+    """One survivor and the rest failing alike: the tie for last is not underlined as second best; a genuine second
+    place (one model, or a tie above the last value) still is."""
+    roles = {m: "baseline" for m in "abcd"}
+    marks = functools.partial(Y.rank_marks, roles=roles, tied_last_second=False)  # as the simulation table ranks
+    assert marks({"a": 0.0, "b": 1.0, "c": 1.0, "d": 1.0}) == {"a": "best"}
+    assert Y.rank_marks({"a": 0.0, "b": 1.0, "c": 1.0, "d": 1.0}, roles) == {"a": "best", "b": "second",
+                                                                            "c": "second", "d": "second"}  # paper
+    assert marks({"a": 0.0, "b": 1.0}) == {"a": "best", "b": "second"}
+    assert marks({"a": 0.0, "b": 0.5, "c": 0.5, "d": 1.0}) == {"a": "best", "b": "second", "c": "second"}
+    assert marks({"a": 0.0, "b": 0.0, "c": 1.0}) == {"a": "best", "b": "best", "c": "second"}

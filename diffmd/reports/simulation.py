@@ -258,7 +258,7 @@ def section(
     marks = {}
     for j, col in enumerate(columns):
         unranked = [m for m in models if (m, col) in copies]
-        for model, mark in Y.rank_marks(scores[col], roles, unranked).items():
+        for model, mark in Y.rank_marks(scores[col], roles, unranked, tied_last_second=False).items():
             marks[(offset + models.index(model), j)] = mark
     horizons = sorted(set(sub["horizon_fs"].dropna()))
     when = f" at {', '.join(f'{h:g} fs' for h in horizons)}" if metric in SCORE_METRICS and horizons else ""

@@ -269,18 +269,21 @@ class Section:
 
 
 def rank_marks(scores: dict[str, float | None], roles: dict[str, str],
-               unranked: Sequence[str] = ()) -> dict[str, str]:  # fmt: skip
+               unranked: Sequence[str] = (), tied_last_second: bool = True) -> dict[str, str]:  # fmt: skip
     """``{model: "best" | "second"}`` among the ranked roles by ``scores`` (lower is better), leaving out the
-    models in ``unranked`` (another step size, a copy of a reference row); ties share."""
+    models in ``unranked`` (another step size, a copy of a reference row); ties share. With ``tied_last_second``
+    False a tie for last place of several models is not marked second (the simulation table: every model that
+    fails every start would otherwise be "second best"); the paper's tables mark it, as the paper does."""
     ranked = {m: s for m, s in scores.items()
               if role_in(roles, m) in RANKED_ROLES and s is not None and m not in unranked}  # fmt: skip
     ranked = {m: s for m, s in ranked.items() if not math.isnan(s)}
     finite = sorted(set(ranked.values()))
+    tied_last = not tied_last_second and len(finite) == 2 and sum(v == finite[1] for v in ranked.values()) > 1
     marks = {}
     for model, value in ranked.items():
         if value == finite[0]:
             marks[model] = "best"
-        elif len(finite) > 1 and value == finite[1]:
+        elif len(finite) > 1 and value == finite[1] and not tied_last:
             marks[model] = "second"
     return marks
 
