@@ -51,6 +51,7 @@ def _schema() -> dict[str, Any]:
 
     schema = yaml.safe_load(_schema_text())
     schema["definitions"]["model_name"]["enum"] = sorted(cards())
+    schema["definitions"]["row_name"]["enum"] = sorted(cards())  # + the config's variants (validate_config)
     return schema
 
 
@@ -153,10 +154,12 @@ def coerce_command_line(config: dict[str, Any], command_line: dict[str, Any] | N
     out = coerce_to_schema(config)
     given = (command_line or {}).get("model_params")
     params = out.get("model_params")
+    variants = out.get("variants") if isinstance(out.get("variants"), dict) else {}
     if isinstance(given, dict) and isinstance(params, dict):
-        for model, values in given.items():
-            if isinstance(values, dict) and isinstance(params.get(model), dict):
-                params[model] = coerce_model_params(model, params[model], only=set(values))
+        for row, values in given.items():
+            if isinstance(values, dict) and isinstance(params.get(row), dict):
+                base = variants.get(row, {}).get("model", row) if isinstance(variants.get(row), dict) else row
+                params[row] = coerce_model_params(base, params[row], only=set(values))
     return out
 
 
@@ -170,8 +173,8 @@ def coerce_model_params(model: str, params: dict[str, Any], only: set[str] | Non
     for key, value in params.items():
         if only is not None and key not in only:
             continue
-        if key == "train" and isinstance(value, dict):
-            out[key] = _coerce(value, schema["properties"]["train"], schema)
+        if key in ("train", "rollout") and isinstance(value, dict):  # a row's train / rollout overrides
+            out[key] = _coerce(value, schema["properties"][key], schema)
         elif key in types:
             out[key] = _coerce(value, types[key], schema)
     return out
@@ -197,8 +200,12 @@ def validate_config(config: dict[str, Any], origin: str = "config") -> None:
     """Validate against the schema; a failure raises ``ValueError`` naming the key path (one line)."""
     import jsonschema
 
+    schema = load_schema()
+    variants = config.get("variants") if isinstance(config, dict) else None
+    if isinstance(variants, dict):  # a row is a registered model or one of this config's variants
+        schema["definitions"]["row_name"]["enum"] += sorted(v for v in variants if isinstance(v, str))
     try:
-        jsonschema.validate(config, load_schema())
+        jsonschema.validate(config, schema)
     except jsonschema.ValidationError as exc:
         where = ".".join(str(p) for p in exc.absolute_path) or "(top level)"
         raise ValueError(f"{origin}: {where}: {exc.message}") from None

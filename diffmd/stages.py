@@ -34,6 +34,11 @@ STAGE_KEYS: dict[str, dict[str, tuple[str, ...] | None]] = {
     "evaluate": {"rollout": ("horizons_fs", "energy_frames")},
 }
 
+#: Per section, the keys of a stage a row may set for itself (``variants.<row>.rollout``,
+#: ``model_params.<row>.rollout``; :meth:`diffmd.plan.Plan.rollout_args`): how its model steps. Every other key
+#: (horizons, starts, the divergence bound) is the yardstick's and judges every row alike.
+ROW_KEYS: dict[str, tuple[str, ...]] = {"rollout": ("rigid_motion",)}
+
 #: Environment variables the workflow exports (machine settings; never rule params) -> (section, key).
 MACHINE_ENV = {"DIFFMD_DEVICE": ("train", "device"), "DIFFMD_TRAIN_COMPILE": ("train", "compile"),
                "DIFFMD_ROLLOUT_COMPILE": ("rollout", "compile")}  # fmt: skip
@@ -111,5 +116,5 @@ def stage_config(stage: str, given: Mapping[str, Any], machine: Mapping[str, Any
     return StageConfig(stage, values, allowed)
 
 
-__all__ = ["STAGE_KEYS", "MACHINE_ENV", "stage_keys", "stage_args", "stage_config", "machine_environment",
+__all__ = ["STAGE_KEYS", "ROW_KEYS", "MACHINE_ENV", "stage_keys", "stage_args", "stage_config", "machine_environment",
            "StageConfig"]

@@ -501,7 +501,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         from diffmd.engine.simulate import run_simulation
 
         seed_everything(args.seed)
-        run_simulation(args, model, ckpt, seg, device, sim_cfg, sim_out)
+        run_simulation(args, model, ckpt, seg, device, sim_cfg, sim_out, str(cfg.get("rigid_motion", "keep")))
     return info
 
 

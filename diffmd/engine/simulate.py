@@ -352,8 +352,10 @@ def _rollout_cfg() -> dict[str, Any]:
 
 
 def simulate(model: Any, seg: Any, cfg: dict[str, Any], device: Any = "cpu",
-             ensemble: dict[str, np.ndarray] | None = None, seed: int = 0) -> dict[str, Any]:  # fmt: skip
-    """The ``simulation.json`` record of ``model`` on the test segment ``seg`` (module docstring)."""
+             ensemble: dict[str, np.ndarray] | None = None, seed: int = 0,
+             rigid: str = "keep") -> dict[str, Any]:  # fmt: skip
+    """The ``simulation.json`` record of ``model`` on the test segment ``seg`` (module docstring); ``rigid``: the
+    row's ``rollout.rigid_motion`` (``remove``: the rigid-body part of every step taken out, as in its rollouts)."""
     from diffmd.engine.rollout import rollout_starts
 
     k = int(model.stride)
@@ -368,9 +370,11 @@ def simulate(model: Any, seg: Any, cfg: dict[str, Any], device: Any = "cpu",
     out["start_spacing_fs"] = spacing
     if not model.can_rollout:
         return out
+    if rigid != "keep":  # the row's own rollout setting (diffmd.engine.rigid); the paper's protocol keeps it
+        out["rigid_motion"] = rigid
     t0 = time.perf_counter()
     print(f"simulation: {len(starts)} starts x {steps} steps ({steps * frame_fs:g} fs), batched", flush=True)
-    multi = rollout_starts(model, seg, starts, steps, bound, device)
+    multi = rollout_starts(model, seg, starts, steps, bound, device, rigid=rigid)
     out["seconds"] = time.perf_counter() - t0
     out["diverged_at"] = [int(d) for d in multi.diverged_at]
     rows, extra = simulation_metrics(multi.positions, multi.diverged_at, seg, k, cfg, energies=seg.source == "xtb")
@@ -392,7 +396,8 @@ def simulate(model: Any, seg: Any, cfg: dict[str, Any], device: Any = "cpu",
     score_starts = np.asarray(ensemble["starts"], dtype=np.int64)
     n_samples = int(sc.get("samples", 8))
     t1 = time.perf_counter()
-    res = rollout_starts(model, seg, np.repeat(score_starts, n_samples), int(round(tau_steps)), bound, device)
+    res = rollout_starts(model, seg, np.repeat(score_starts, n_samples), int(round(tau_steps)), bound, device,
+                         rigid=rigid)  # fmt: skip
     samples = res.positions[:, -1].reshape(len(score_starts), n_samples, seg.n_atoms, 3)
     out["metrics"] += score_rows(samples, np.asarray(ensemble[key]), tau, seed)
     out["scores_seconds"] = time.perf_counter() - t1
@@ -492,10 +497,12 @@ def _load(args: argparse.Namespace) -> tuple[Any, dict, Any, Any, dict[str, Any]
 
 
 def run_simulation(args: argparse.Namespace, model: Any, ckpt: dict, seg: Any, device: Any, cfg: dict[str, Any],
-                   out: str | Path) -> dict[str, Any]:  # fmt: skip
+                   out: str | Path, rigid: str = "keep") -> dict[str, Any]:  # fmt: skip
     """Simulate ``model`` (loaded, on ``device``; the global RNGs seeded with ``args.seed`` just before) on the test
     segment ``seg`` and write the record to ``out``: the ``run`` command's work, which the rollout job also does
-    in the same process when it is given ``--simulation-out`` (one start-up for both: issue 23/25)."""
+    in the same process when it is given ``--simulation-out`` (one start-up for both: issue 23/25), with the row's
+    ``rigid`` setting. The record names the row ``--meta`` gives (a variant: its own name; the checkpoint stores the
+    model it builds)."""
     from diffmd.engine.cli import META_SCHEMA, schema_argument
     from diffmd.io import write_json
     from diffmd.provenance import collect_provenance
@@ -505,9 +512,10 @@ def run_simulation(args: argparse.Namespace, model: Any, ckpt: dict, seg: Any, d
     if args.ensemble:
         with np.load(args.ensemble, allow_pickle=False) as data:
             ensemble = {k: data[k] for k in data.files}
-    rec = simulate(model, seg, cfg, device, ensemble, args.seed)
-    rec.update(dataset=meta.get("dataset"), molecule=meta.get("molecule", seg.name), model=ckpt["model"],
-               role=getattr(model, "role", ""), seed=meta.get("seed", args.seed), source=seg.source)  # fmt: skip
+    rec = simulate(model, seg, cfg, device, ensemble, args.seed, rigid)
+    rec.update(dataset=meta.get("dataset"), molecule=meta.get("molecule", seg.name),
+               model=meta.get("model", ckpt["model"]), role=getattr(model, "role", ""),
+               seed=meta.get("seed", args.seed), source=seg.source)  # fmt: skip
     # provenance inside the record (the run directory's provenance.json belongs to train and rollout)
     inputs = [args.split, seg.path, args.checkpoint] + ([args.ensemble] if args.ensemble else [])
     rec["provenance"] = collect_provenance(config={"simulation": cfg, "seed": args.seed}, inputs=inputs,

@@ -50,15 +50,83 @@ class PlanCore:
         self.origin = origin
         self.seeds: list[int] = [int(s) for s in self.config["seeds"]]
         self.models: list[str] = list(self.config["models"])
+        #: rows named for options, ``{row: {model, params, rollout}}`` (``variants``): a registered model's row with
+        #: some of its parameters, training or rollout settings changed; run wherever ``models`` names them
+        self.variants: dict[str, dict[str, Any]] = {row: dict(v) for row, v in self.config["variants"].items()}
+        self._check_variants()
         #: the datasets this run makes (``datasets``; default both): a switched-off one has no jobs
         self.datasets: list[str] = list(self.config["datasets"])
         self.md17_molecules: list[str] = list(self.config["data"]["md17"]["molecules"])
-        self._cards = {m: _card(m) for m in self.models}  # what each model is (diffmd/models/cards.yaml; no torch)
+        # what each row is: its model's card (diffmd/models/cards.yaml; no torch), a variant's that of its model
+        self._cards = {m: _card(self.base_model(m)) for m in self.models}
         # memos of values the workflow asks for per job (the config does not change after validation)
         self._memo_params: dict[tuple[str, str], dict[str, Any]] = {}
         self._memo_points: dict[str, list[str]] = {}
         self._memo_schedule: dict[tuple[str, str], list[dict[str, int]]] = {}
+        self._memo_rollout: dict[str, dict[str, Any]] = {}
         self._check()
+
+    def base_model(self, row: str) -> str:
+        """The registered model a row builds: a variant's ``model``, else the row itself. Decided here once: the rules
+        pass it to the entry points that build a class (``--model``; the checkpoint stores it), while run directories,
+        tables, figures and the cost model use the row."""
+        variant = self.variants.get(row)
+        return variant["model"] if variant is not None else row
+
+    def card(self, row: str):
+        """The card of ``row`` (a variant's is its model's: role, fit, needs, stride, ...)."""
+        return self._cards[row] if row in self._cards else _card(self.base_model(row))
+
+    def _check_variants(self) -> None:
+        """Refuse, one line naming the key, a variant that could not be a row: a registered model's name, an unknown
+        model or another variant as its model, a grid-tuned model (its rows are its config section's grid), train
+        settings for a model the engine does not train, a parameter its model's card refuses, a rollout key that is not
+        a row's own."""
+        from diffmd.cards import cards, check_params
+
+        known = cards()
+        train_schema = load_schema()["properties"]["train"]
+        model_params = self.config.get("model_params", {})
+        for row, variant in self.variants.items():
+            key = f"{self.origin}: variants.{row}"
+            base = variant["model"]
+            if row in known:
+                raise ValueError(f"{key}: {row!r} is a registered model's name; name the variant for its option "
+                                 f"(e.g. {row}_noise)")  # fmt: skip
+            if base in self.variants:
+                raise ValueError(f"{key}.model: {base!r} is itself a variant; a variant's model is a registered model")
+            if base not in known:
+                raise ValueError(f"{key}.model: unknown model {base!r}; known models: {', '.join(sorted(known))}")
+            fit = known[base].fit
+            if fit == "grid":
+                raise ValueError(f"{key}.model: {base!r} is tuned by a grid search (fit: grid; its settings are the "
+                                 f"config's {base} section): variants of it are not supported")  # fmt: skip
+            params, train = split_train_overrides(variant.get("params") or {})
+            if "rollout" in params:
+                raise ValueError(f"{key}.params.rollout: a row's rollout settings go in variants.{row}.rollout")
+            row_train = (model_params.get(row) or {}).get("train")
+            for where, given in ((f"{key}.params.train", train),
+                                 (f"{self.origin}: model_params.{row}.train", row_train)):
+                if given and not known[base].engine_trained:
+                    raise ValueError(f"{where}: {base!r} is not trained by the engine (fit: {fit}): train settings "
+                                     "change nothing")  # fmt: skip
+            check_params(base, params, f"{key}.params")
+            _validate_section(deep_update(self.config["train"], train), train_schema, f"{key}.params.train")
+            self._check_row_rollout(variant.get("rollout") or {}, f"{key}.rollout")
+
+    def _check_row_rollout(self, given: Any, where: str) -> None:
+        """A row's own rollout settings: only :data:`diffmd.stages.ROW_KEYS`, each a value the rollout schema takes."""
+        from diffmd.stages import ROW_KEYS
+
+        allowed = ROW_KEYS["rollout"]
+        if not isinstance(given, dict):
+            raise ValueError(f"{where}: expected a mapping of {', '.join(allowed)}, got {given!r}")
+        extra = sorted(set(given) - set(allowed))
+        if extra:
+            raise ValueError(f"{where}: {extra[0]!r} is not a row's own rollout setting (the yardstick's settings "
+                             f"judge every row alike; per row: {', '.join(allowed)})")  # fmt: skip
+        props = load_schema()["properties"]["rollout"]["properties"]
+        _validate_section(given, {"type": "object", "properties": {k: props[k] for k in allowed}}, where)
 
     def _check(self) -> None:
         from diffmd.cards import check_params
@@ -66,18 +134,21 @@ class PlanCore:
 
         train_schema = load_schema()["properties"]["train"]
         for model in self.models:
+            base = self.base_model(model)
             for dataset in TASKS:
                 params, train = split_train_overrides(self.model_params(model, dataset))
-                source = f"{self.origin}: model_params.{model} (with diffmd/models/configs/{model}.yaml)"
-                check_params(model, params, source)
+                source = f"{self.origin}: model_params.{model} (with diffmd/models/configs/{base}.yaml" + (
+                    f", model_params.{base} and variants.{model})" if base != model else ")")
+                check_params(base, params, source)
                 stride = params.get("stride", 1)
                 if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
                     raise ValueError(f"{source}: stride must be an integer >= 1, got {stride!r}")
                 _validate_section(deep_update(self.config["train"], train), train_schema,
                                   f"{self.origin}: model_params.{model}.train")
-        for model in self.config.get("model_params", {}):
-            if model not in self._cards:
+        for model, given in self.config.get("model_params", {}).items():
+            if model not in self._cards and model not in self.variants:
                 _card(model)  # an unknown name raises with the known ones
+            self._check_row_rollout(given.get("rollout") or {}, f"{self.origin}: model_params.{model}.rollout")
         for molecule in self.cost_molecules() if self.enabled("md17") else []:
             if molecule not in self.md17_molecules:
                 raise ValueError(
@@ -202,7 +273,7 @@ class PlanCore:
     def unavailable(self, model: str, dataset: str) -> str | None:
         """Why ``model`` cannot run on ``dataset`` (None when it can)."""
         offers = self.offers(dataset)
-        for need in _card(model).needs:
+        for need in self.card(model).needs:
             if need not in offers:
                 raise ValueError(f"model {model!r} requires {need!r}, which the plan does not know")
             if offers[need] is not None:
@@ -217,7 +288,7 @@ class PlanCore:
         return {m: r for m in self.models if (r := self.unavailable(m, dataset)) is not None}
 
     def role(self, model: str) -> str:
-        return _card(model).role
+        return self.card(model).role
 
     def models_with_role(self, *roles: str) -> list[str]:
         return [m for m in self.models if self._cards[m].role in roles]
@@ -243,22 +314,28 @@ class PlanCore:
 
     def model_params(self, model: str, dataset: str) -> dict[str, Any]:
         """``diffmd/models/configs/<model>.yaml`` + ``model_params.<model>``, with the stride from
-        ``<model>.stride.<dataset>`` for models whose stride comes from the config (a fresh copy; resolved once
-        per (model, dataset): the workflow asks for every job it plans)."""
+        ``<model>.stride.<dataset>`` for models whose stride comes from the config; a variant: its model's resolved
+        parameters, deep-updated by ``variants.<row>.params``, then by ``model_params.<row>``. Without the row's
+        ``rollout:`` (:meth:`rollout_args`). A fresh copy; resolved once per (row, dataset): the workflow asks for
+        every job it plans."""
         key = (model, dataset)
         if key not in self._memo_params:
             self._memo_params[key] = self._model_params(model, dataset)
         return copy.deepcopy(self._memo_params[key])
 
     def _model_params(self, model: str, dataset: str) -> dict[str, Any]:
-        overrides = copy.deepcopy(self.config.get("model_params", {}).get(model, {}))
+        given = {k: v for k, v in self.config.get("model_params", {}).get(model, {}).items() if k != "rollout"}
+        base = self.base_model(model)
+        if base != model:  # a variant: its model's row, then its own params, then model_params.<variant>
+            return deep_update(deep_update(self.model_params(base, dataset), self.variants[model].get("params")), given)
+        overrides = copy.deepcopy(given)
         # a simulated source's settings, for what its files do not carry; dt and temperature come from the data
         # file itself at training time (the card's data_params), whatever the source
         source = self.config["data"][dataset].get("xtb", {}) if self.source(dataset) == "xtb" else {}
-        for key in _card(model).source_params:
+        for key in self.card(model).source_params:
             if key in source:
                 overrides.setdefault(key, source[key])
-        if _card(model).stride == "config":
+        if self.card(model).stride == "config":
             stride = (self.config.get(model) or {}).get("stride", {}).get(dataset)
             if stride is not None:
                 overrides.setdefault("stride", int(stride))
@@ -284,6 +361,25 @@ class PlanCore:
 
     def stage_arg(self, stage: str) -> str:
         return shell_arg(self.stage_args(stage))
+
+    def row_rollout(self, row: str) -> dict[str, Any]:
+        """The rollout settings ``row`` sets for itself (:data:`diffmd.stages.ROW_KEYS`): its model's
+        ``model_params.<model>.rollout``, then a variant's ``variants.<row>.rollout`` and
+        ``model_params.<row>.rollout``."""
+        given, base = self.config.get("model_params", {}), self.base_model(row)
+        out = dict((given.get(base) or {}).get("rollout") or {})
+        if base != row:
+            out.update(self.variants[row].get("rollout") or {})
+            out.update((given.get(row) or {}).get("rollout") or {})
+        return out
+
+    def rollout_args(self, row: str) -> dict[str, Any]:
+        """What the rollout job of ``row`` reads (the rollout and rollout_simulate rules' params): the rollout stage's
+        keys (:meth:`stage_args`) with the row's own settings (:meth:`row_rollout`) over them, so that a row's setting
+        reruns that row's rollouts only; the one place a row's rollout settings are resolved."""
+        if row not in self._memo_rollout:
+            self._memo_rollout[row] = {**self.stage_args("rollout"), **self.row_rollout(row)}
+        return dict(self._memo_rollout[row])
 
     def machine_environment(self) -> dict[str, str]:
         """The machine's settings (device, compile) as the environment the rules' commands read, never params."""

@@ -30,8 +30,8 @@ class CostsPlan:
 
     def cost_strided_model(self) -> str | None:
         """The model the cost benchmark also trains at ``score_dynamics.cost_strides`` (its stride comes
-        from the config), or None."""
-        strided = [m for m in self.models if self._cards[m].stride == "config"]
+        from the config; a registered model's own row, not a variant of it), or None."""
+        strided = [m for m in self.models if self._cards[m].stride == "config" and m not in self.variants]
         return strided[0] if strided else None
 
     def cost_extra_strides(self) -> list[int]:

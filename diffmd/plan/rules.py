@@ -25,6 +25,19 @@ class RulesPlan:
     def rollout_target(self, w: Any) -> str:
         return "" if self.task(w.dataset) == "s2l" else f"--target {w.molecule}"
 
+    def base_model_of(self, w: Any) -> str:
+        """:meth:`base_model` of a job's ``{model}`` wildcard (a row): what ``--model`` builds."""
+        return self.base_model(w.model)
+
+    def rollout_arg(self, w: Any) -> str:
+        """:meth:`rollout_args` of a job's row, one shell argument."""
+        return shell_arg(self.rollout_args(w.model))
+
+    def rows_arg(self) -> str:
+        """The reports' ``--models``: every row in the config's order, a variant as ``row=model`` (its role and card are
+        its model's: the tables name the row and rank it by that role)."""
+        return " ".join(m if self.base_model(m) == m else f"{m}={self.base_model(m)}" for m in self.models)
+
     def model_params_arg(self, w: Any) -> str:
         return shell_arg(self.model_params(w.model, w.dataset))
 

@@ -36,7 +36,8 @@ from diffmd.reports.results import load_rollout, single_source, source_label
 
 def _common(p: argparse.ArgumentParser, inputs: str = "--inputs", outputs: tuple[str, str] = ("--csv", "--md")):
     p.add_argument(inputs, nargs="+", required=True)
-    p.add_argument("--models", nargs="*", default=None, help="row order (the config's models)")
+    p.add_argument("--models", nargs="*", default=None,
+                   help="row order (the config's models; a variant as row=model: its card is its model's)")
     p.add_argument("--na-reasons", default="{}",
                    help="JSON {model: reason}: models of --models the plan leaves out on this dataset (NA rows)")
     for out in outputs:
@@ -116,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
 
     _ys.PLANNED_NA.clear()
     _ys.PLANNED_NA.update(json.loads(getattr(args, "na_reasons", "{}") or "{}"))
+    _ys.ROW_MODELS.clear()
+    if hasattr(args, "models"):
+        args.models = _ys.parse_rows(args.models)  # a variant comes as row=model
     if args.command == "tables":
         tab = tables.make_table(yardstick.load_yardsticks(args.inputs), args.models, args.columns)
         _write_report(args, tables.report(tab), args.inputs)  # cites each run's provenance

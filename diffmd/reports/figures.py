@@ -41,8 +41,8 @@ from diffmd.metrics import kabsch_rotation  # noqa: E402
 from diffmd.reports.results import Rollout, run_identity  # noqa: E402
 from diffmd.reports.tables import SAME_REL  # noqa: E402
 from diffmd.reports.validity import find_bonds  # noqa: E402
-from diffmd.reports.yardstick import Yardstick, missing_oracles, ordered  # noqa: E402
-from diffmd.rundir import load_selection, role_of  # noqa: E402
+from diffmd.reports.yardstick import ROW_MODELS, Yardstick, _registered_role, missing_oracles, ordered  # noqa: E402
+from diffmd.rundir import load_selection  # noqa: E402
 
 #: The widest a figure gets (in): a two-column journal page's text width.
 PAGE_WIDTH_IN = 7.0
@@ -67,7 +67,7 @@ REFERENCE_COLOURS = ("#808080", "#B8860B", "#4D4D4D")
 
 
 def _role(model: str) -> str:
-    return role_of(model)  # the card's (a model named without runs; runs carry their own role)
+    return _registered_role(model)  # the card's (a row named without runs; runs carry their own role)
 
 
 def model_styles(models: list[str], roles: dict[str, str] | None = None) -> dict[str, dict]:
@@ -289,7 +289,7 @@ def snapshot_figure(rollouts: list[Rollout], every: int, title: str, models: lis
                           ha="center", va="bottom", color="crimson")  # fmt: skip
             if r == 0:
                 ax.set_title(f"+{offset * truth_ro.dt_fs:g} fs", fontsize=RC["xtick.labelsize"])
-        suffix = " (ref.)" if label in cards() and role_of(label) == "reference" else ""
+        suffix = " (ref.)" if (label in cards() or label in ROW_MODELS) and _role(label) == "reference" else ""
         axs[r, 0].set_ylabel(label + suffix, rotation=0, ha="right", va="center")
     if one_step:
         fig.text(0.01, 0.01, f"Not drawn (one-step models, no rollout): {', '.join(one_step)}.",

@@ -30,8 +30,7 @@ from diffmd.catalogue import BOND_BREAK_FACTOR
 from diffmd.graph import BOND_SCALE
 from diffmd.graph import find_bonds as graph_find_bonds
 from diffmd.reports.results import Rollout, run_identity, source_label
-from diffmd.reports.yardstick import Report, Section, ordered, row_label
-from diffmd.rundir import role_of
+from diffmd.reports.yardstick import Report, Section, _registered_role, ordered, row_label
 
 DEFAULTS = {"bond_factor": BOND_SCALE, "bond_tolerance": 0.10, "clash_A": 0.7}
 GROUND_TRUTH = "ground_truth"
@@ -202,7 +201,7 @@ def validity_report(rows: list[ValidityRow], dataset: str, source: str, models: 
             else:
                 stride = max((r.stride for r in mine), default=1)
                 step = max((r.step_fs for r in mine), default=None)
-                label = row_label(model, role_of(model), stride, step)
+                label = row_label(model, _registered_role(model), stride, step)
             body.append((label, [_cell([r for r in mine if r.molecule == m], kind) for m in molecules]))
         sections.append(Section(title, ["Model", *molecules], body))
     notes = [

@@ -140,12 +140,32 @@ def missing_reason(role: str, source: str) -> str:
 
 def role_in(roles: dict[str, str], model: str) -> str:
     """A table row's role: as its runs' files say (``roles``), else, for a row without runs, its card's."""
-    return roles[model] if model in roles else role_of(model)
+    return roles[model] if model in roles else _registered_role(model)
+
+
+#: ``{row: model}`` of the variants the table names (``--models`` tokens ``row=model``, from
+#: :meth:`diffmd.plan.Plan.rows_arg`): a variant's card is its model's.
+ROW_MODELS: dict[str, str] = {}
+
+
+def parse_rows(tokens: Sequence[str] | None) -> list[str] | None:
+    """The rows of ``--models`` (config order); a ``row=model`` token names a variant and its model
+    (:data:`ROW_MODELS`)."""
+    if tokens is None:
+        return None
+    rows = []
+    for token in tokens:
+        row, _, model = token.partition("=")
+        if model:
+            ROW_MODELS[row] = model
+        rows.append(row)
+    return rows
 
 
 def _registered_role(model: str) -> str:
-    """The role on the card of a model the table names but has no run of (runs carry their own)."""
-    return role_of(model)
+    """The role on the card of a row the table names but has no run of (runs carry their own); a variant's is its
+    model's (:data:`ROW_MODELS`)."""
+    return role_of(ROW_MODELS.get(model, model))
 
 
 #: ``{model: reason}`` of the models the experiment plan leaves out on the table's dataset (``--na-reasons``

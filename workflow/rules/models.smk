@@ -5,6 +5,8 @@
 #   results/md17/{molecule}/summary.json                       every model and seed of one molecule
 # Single target:   snakemake --cores 2 results/md17/aspirin/egnn/seed1/armse.json
 # One molecule:    snakemake --cores 2 results/md17/aspirin/summary.json
+# A row is a registered model or a variant of one (config `variants:`): --model gets the model the row builds
+# (PLAN.base_model), run directories the row; a row's own rollout settings reach only its rollouts (PLAN.rollout_arg).
 # Models with a tuning procedure (DiffMD's grid, diffmd.smk) get their checkpoint from its rules:
 # the train rule only matches PLAN.engine_models(). Input functions live in common.smk.
 # A run that also simulates (simulation.datasets) rolls out in simulation.smk's rollout_simulate instead (the same
@@ -27,6 +29,7 @@ rule train:
         molecule="|".join(PLAN.train_run_names()),
         model="|".join(PLAN.engine_models()),
     params:
+        model=PLAN.base_model_of,
         model_params=PLAN.model_params_arg,
         train=PLAN.stage_arg("train"),
         out=subpath(output[0], parent=True),
@@ -34,7 +37,7 @@ rule train:
         gpu=PLAN.gpu_of,
     threads: 1
     shell:
-        "python -m diffmd.engine.train --split {input.split} --model {wildcards.model} --params {params.model_params} --train-config {params.train} --device \"$DIFFMD_DEVICE\" --compile \"$DIFFMD_TRAIN_COMPILE\" --seed {wildcards.seed} --threads {threads} --out {params.out} > {log} 2>&1"
+        "python -m diffmd.engine.train --split {input.split} --model {params.model} --params {params.model_params} --train-config {params.train} --device \"$DIFFMD_DEVICE\" --compile \"$DIFFMD_TRAIN_COMPILE\" --seed {wildcards.seed} --threads {threads} --out {params.out} > {log} 2>&1"
 
 
 rule rollout:
@@ -54,7 +57,7 @@ rule rollout:
         molecule="|".join([*MD17_MOLECULES, ISOMER_PATTERN]),
     params:
         target=PLAN.rollout_target,
-        cfg=PLAN.stage_arg("rollout"),
+        cfg=PLAN.rollout_arg,
         out=subpath(output.npz, parent=True),
     resources:
         gpu=PLAN.gpu_of,

@@ -24,7 +24,7 @@ rule aggregate:
                     category="Tables", subcategory="ARMSE"),
     params:
         na=PLAN.na_reasons_arg,
-        models=" ".join(MODELS),
+        models=PLAN.rows_arg(),
         columns=table_columns,
     log:
         "results/logs/aggregate/table{num}_{dataset}.log",
@@ -48,7 +48,7 @@ rule one_step:
                     subcategory="One-step error"),
     params:
         na=PLAN.na_reasons_arg,
-        models=" ".join(MODELS),
+        models=PLAN.rows_arg(),
         columns=table_columns,
     log:
         "results/logs/one_step/{dataset}.log",
@@ -70,7 +70,7 @@ rule distributions:
                     subcategory="Distributional fidelity"),
     params:
         na=PLAN.na_reasons_arg,
-        models=" ".join(MODELS),
+        models=PLAN.rows_arg(),
         columns=table_columns,
     log:
         "results/logs/distributions/{dataset}.log",
@@ -91,7 +91,7 @@ rule paper_vs_ours:
         html=report("results/tables/paper_vs_ours_{dataset}.html", caption="../report/paper_vs_ours.rst",
                     category="Tables", subcategory="Paper vs ours"),
     params:
-        models=" ".join(MODELS),
+        models=PLAN.rows_arg(),
         columns=table_columns,
     log:
         "results/logs/paper_vs_ours/{dataset}.log",
@@ -113,7 +113,7 @@ rule validity:
         html=report("results/tables/validity_{dataset}.html", caption="../report/validity.rst",
                     category="Tables", subcategory="Physical validity"),
     params:
-        models=" ".join(MODELS),
+        models=PLAN.rows_arg(),
         validity=arg(PLAN.config["report"]["validity"]),
     log:
         "results/logs/validity/{dataset}.log",
@@ -135,7 +135,7 @@ rule snapshots:
         pdf=report("results/figures/snapshots_{dataset}_{molecule}.pdf", caption="../report/snapshots.rst",
                    category="Figures", subcategory="Snapshots (Fig. 4), PDF"),
     params:
-        models=" ".join(MODELS),
+        models=PLAN.rows_arg(),
         every=SNAPSHOT_EVERY,
         seed=PLAN.figure_seed(),
     log:
@@ -157,7 +157,7 @@ rule curves:
         pdf=report("results/figures/armse_curves_{dataset}.pdf", caption="../report/curves.rst",
                    category="Figures", subcategory="ARMSE curves, PDF"),
     params:
-        models=" ".join(MODELS),
+        models=PLAN.rows_arg(),
     log:
         "results/logs/curves/{dataset}.log",
     benchmark:
@@ -177,7 +177,7 @@ rule learning_curves:
         pdf=report("results/figures/learning_curves_{dataset}.pdf", caption="../report/learning_curves.rst",
                    category="Figures", subcategory="Learning curves, PDF"),
     params:
-        models=" ".join(MODELS),
+        models=PLAN.rows_arg(),
     log:
         "results/logs/learning_curves/{dataset}.log",
     benchmark:
@@ -197,7 +197,7 @@ rule hr_figure:
         pdf=report("results/figures/hr_{dataset}.pdf", caption="../report/hr.rst", category="Figures",
                    subcategory="h(r), PDF"),
     params:
-        models=" ".join(MODELS),
+        models=PLAN.rows_arg(),
     log:
         "results/logs/hr_figure/{dataset}.log",
     benchmark:

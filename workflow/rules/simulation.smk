@@ -56,7 +56,7 @@ rule rollout_simulate:
         model="|".join(sorted({m for d in PLAN.simulation_datasets() for m in PLAN.simulation_models(d)})) or "^$",
     params:
         target=PLAN.rollout_target,
-        cfg=PLAN.stage_arg("rollout"),
+        cfg=PLAN.rollout_arg,
         sim_cfg=PLAN.simulation_config_arg,
         ensemble=PLAN.ensemble_arg,
         meta=PLAN.run_meta,
@@ -86,7 +86,7 @@ rule simulation_table:
         pdf="results/figures/survival_{dataset}.pdf",
     params:
         na=PLAN.na_reasons_arg,
-        models=" ".join(MODELS),
+        models=PLAN.rows_arg(),
         columns=table_columns,
     log:
         "results/logs/simulation_table/{dataset}.log",
