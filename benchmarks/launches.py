@@ -402,17 +402,20 @@ def measure(plan: Any, molecule: str | None = None) -> tuple[list[dict[str, Any]
         else:
             mol = c7o2h10_molecule()
         overhead = rollout_overhead(mol)
-        for model in learned_models(plan):
-            if model not in plan.models_for(dataset):
+        # a variant (config variants:) is priced as its model: its units are counted once, under the model's name,
+        # with the model's own row's parameters where the config runs that row too
+        for model in sorted(learned_models(plan), key=lambda m: plan.base_model(m) != m):
+            name = plan.base_model(model)
+            if model not in plan.models_for(dataset) or f"{name}|{dataset}" in records:
                 continue
             cfg = train_settings(plan, model, dataset)
             eps = [float(e) for e in plan.grid_eps(model)] if model in tuned and \
                 plan.model_params(model, dataset).get("sampler", "ode") == "ode" else None  # fmt: skip
             t0 = time.perf_counter()
-            rec = model_units(model, plan.model_params(model, dataset), cfg, mol, eps, overhead)
-            records[f"{model}|{dataset}"] = rec
+            rec = model_units(name, plan.model_params(model, dataset), cfg, mol, eps, overhead)
+            records[f"{name}|{dataset}"] = rec
             rows += rows_of(rec, dataset)
-            print(f"{model} ({dataset}, {mol.name}): counted in {time.perf_counter() - t0:.1f} s", flush=True)
+            print(f"{name} ({dataset}, {mol.name}): counted in {time.perf_counter() - t0:.1f} s", flush=True)
     return rows, records
 
 

@@ -374,7 +374,8 @@ def paper_jobs(plan: Any) -> list[dict[str, Any]]:
                 for model in plan.models_for(dataset):
                     if not plan.gpu(model):
                         continue
-                    base = {"model": model, "dataset": dataset, "run": run, "seed": seed, "gpu": True}
+                    base = {"model": model, "base": plan.base_model(model), "dataset": dataset, "run": run,
+                            "seed": seed, "gpu": True}  # fmt: skip (a variant is priced as its model: "base")
                     if model not in tuned:
                         ckpt[model] = [add(rule="train", work=training_work(plan, model, dataset), **base)]
                     elif plan.search(model) == "full":
@@ -407,12 +408,13 @@ def paper_jobs(plan: Any) -> list[dict[str, Any]]:
                         # rollout (one start-up for both); models.smk's rollout otherwise
                         work = rollout_work(plan, model, dataset)
                         if simulated and model in plan.simulation_models(dataset):
-                            r = add(rule="rollout_simulate", model=model, dataset=dataset, run=target, seed=seed,
-                                    gpu=True, deps=deps + ([ensemble[target]] if ensemble else []),
+                            r = add(rule="rollout_simulate", model=model, base=plan.base_model(model),
+                                    dataset=dataset, run=target, seed=seed, gpu=True,
+                                    deps=deps + ([ensemble[target]] if ensemble else []),
                                     work=work + simulation_work(plan, model, dataset))  # fmt: skip
                         else:
-                            r = add(rule="rollout", model=model, dataset=dataset, run=target, seed=seed, gpu=True,
-                                    deps=deps, work=work)  # fmt: skip
+                            r = add(rule="rollout", model=model, base=plan.base_model(model), dataset=dataset,
+                                    run=target, seed=seed, gpu=True, deps=deps, work=work)  # fmt: skip
                         add(rule="evaluate", model=model, dataset=dataset, run=target, seed=seed, gpu=False, deps=[r],
                             work=[])  # fmt: skip
     return jobs
@@ -448,7 +450,7 @@ def price_job(job: dict[str, Any], records: dict[str, Any], consts: dict[str, An
     timed a unit), its device occupancy, and the seconds per work item; CPU jobs take ``cpu_job_s``."""
     if not job["gpu"]:
         return {"seconds": cpu_job_s, "occupancy": 0.0, "items": []}
-    rec = records.get(f"{job['model']}|{job['dataset']}")
+    rec = records.get(f"{job.get('base', job['model'])}|{job['dataset']}")  # a variant's units are its model's
     mode = modes["rollout"] if job["rule"] in INFER_RULES else modes["train"]
     start = float(consts["job_start_compiled_s"] if mode == "captured" else consts["job_start_s"])
     total, busy, items, missing = start, 0.0, [], []
@@ -494,7 +496,7 @@ def precision_of(plan: Any) -> dict[str, str]:
     for model in plan.models:
         prec = train_settings(plan, model, "md17" if model in plan.models_for("md17") else "c7o2h10")["precision"] \
             if plan.gpu(model) else "float32"  # fmt: skip
-        cls = get_model_class(model)
+        cls = get_model_class(plan.base_model(model))
         if (prec == "tf32" and cls.tf32_refused) or (prec == "bf16" and cls.bf16_refused):
             prec = "float32"
         out[model] = prec
@@ -585,8 +587,10 @@ def cpu_unit_seconds(plan: Any, budget_s: float) -> tuple[dict[str, dict[str, An
     eth = Molecule("ethanol", np.asarray(ETHANOL_Z), np.asarray(ETHANOL_X, dtype=np.float64))
     deadline = time.perf_counter() + budget_s
     tuned = set(plan.tuned_models("diffmd_grid"))
-    models = sorted((m for m in plan.models if plan.gpu(m) and (m in plan.models_for("md17")
-                     or m in plan.models_for("c7o2h10"))), key=lambda m: m not in tuned)  # fmt: skip
+    rows = [m for m in plan.models if plan.gpu(m) and (m in plan.models_for("md17") or m in plan.models_for("c7o2h10"))]
+    # one timing per model: a variant (config variants:) is timed as its model, under the model's name
+    rows = [m for m in rows if plan.base_model(m) == m or plan.base_model(m) not in rows]
+    models = sorted(rows, key=lambda m: m not in tuned)
     out: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
     cpu = torch.device("cpu")
@@ -604,7 +608,7 @@ def cpu_unit_seconds(plan: Any, budget_s: float) -> tuple[dict[str, dict[str, An
         end = time.perf_counter() + share
         dataset = "md17" if name in plan.models_for("md17") else "c7o2h10"
         cfg = train_settings(plan, name, dataset)
-        model, k = paper_model(name, plan.model_params(name, dataset))
+        model, k = paper_model(plan.base_model(name), plan.model_params(name, dataset))
         seg = segment_of(eth, k, n_frames=int(cfg["batch_size"]) + 3 * k + 40)
         data = PairDataset([seg])
         model.loss_scale = acceleration_scale(data)
@@ -644,7 +648,7 @@ def cpu_unit_seconds(plan: Any, budget_s: float) -> tuple[dict[str, dict[str, An
                     notes.append(f"{name}: batched predict at eps {eps:g} taken as the single-molecule one (budget)")
                 units[key] = {"1": t1, "32": t32}
                 units[key.replace("predict", "rollout_step")] = units[key]
-        out[name] = units
+        out[plan.base_model(name)] = units
         print(f"{name}: timed on this CPU: {json.dumps(units)}", flush=True)
     return out, notes
 
@@ -653,7 +657,7 @@ def cpu_job_seconds(job: dict[str, Any], timing: dict[str, Any], cpu_job_s: floa
     """A GPU job's seconds on this CPU from :func:`cpu_unit_seconds` (None: a unit was not timed)."""
     if not job["gpu"]:
         return cpu_job_s
-    units = timing.get(job["model"])
+    units = timing.get(job.get("base", job["model"]))
     if units is None:
         return None
     total = 0.0

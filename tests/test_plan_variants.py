@@ -150,3 +150,30 @@ def test_the_reports_name_a_variant_row_with_its_models_role():
         assert yardstick.role_in({}, "static_still") == "reference"
     finally:
         yardstick.ROW_MODELS.clear()
+
+
+def test_the_rules_build_a_variants_model_and_write_under_its_row(tmp_path):
+    """A dry run of a tiny config with variants: the train job of row egnn_noise builds ``--model egnn`` with the
+    variant's training noise into egnn_noise's run directory; only egnn_rigid's rollout removes rigid motion; the
+    tables name each variant as ``row=model``."""
+    from workflow_copy import TINY_CONFIG, make_workdir, run_snakemake
+
+    cfg = copy.deepcopy(TINY_CONFIG)
+    cfg["models"] = ["static", "egnn", "egnn_noise", "egnn_rigid"]
+    cfg["variants"] = {"egnn_noise": VARIANTS["egnn_noise"], "egnn_rigid": VARIANTS["egnn_rigid"]}
+    wd = make_workdir(tmp_path / "wf", cfg)
+    proc = run_snakemake(wd, "results/tables/table1_md17.csv", extra_args=("-n", "-p", "--cores", "1"),
+                         profile_args=())  # fmt: skip
+    out = proc.stdout + proc.stderr
+    commands = [line[line.index("python -m "):] for line in out.splitlines() if "python -m " in line]
+    train = {c.split("--out ")[1].split()[0]: c for c in commands if "diffmd.engine.train" in c}
+    assert set(train) == {f"results/md17/ethanol/{m}/seed1" for m in ("static", "egnn", "egnn_noise", "egnn_rigid")}
+    noise = train["results/md17/ethanol/egnn_noise/seed1"]
+    assert "--model egnn " in noise and '"input_noise": 0.0001' in noise and '"layers": 2' in noise
+    assert "--model egnn " in train["results/md17/ethanol/egnn_rigid/seed1"]
+    assert '"input_noise": 0.0,' in train["results/md17/ethanol/egnn/seed1"]  # the model's own row: off
+    rollouts = {c.split("--out ")[1].split()[0]: c for c in commands if "diffmd.engine.rollout" in c}
+    removes = sorted(run for run, c in rollouts.items() if '"rigid_motion": "remove"' in c)
+    assert removes == ["results/md17/ethanol/egnn_rigid/seed1"] and len(rollouts) == 4
+    table = next(c for c in commands if "diffmd.reports tables" in c)
+    assert "--models static egnn egnn_noise=egnn egnn_rigid=egnn " in table
