@@ -101,6 +101,7 @@ def test_the_paper_rows_are_unchanged_by_the_variants_config_yaml_defines():
         ({"egnn": {"model": "rf"}}, ["egnn"], "variants.egnn: 'egnn' is a registered model's name"),
         ({"a": {"model": "egnn"}, "b": {"model": "a"}}, ["b"], "variants.b.model: 'a' is itself a variant"),
         ({"Egnn-Noise": {"model": "egnn"}}, ["egnn"], "variants: 'Egnn-Noise' does not match"),
+        ({"cost": {"model": "egnn"}}, ["cost"], "variants.cost: 'cost' names a folder beside the run directories"),
         ({"egnn_x": {"model": "egnn", "params": {"hiddn": 3}}}, ["egnn_x"],
          "variants.egnn_x.params: unknown parameter 'hiddn' for model 'egnn'"),
         ({"egnn_x": {"model": "egnn", "params": {"hidden": "3"}}}, ["egnn_x"], "variants.egnn_x.params"),

@@ -31,6 +31,9 @@ TASKS = {"md17": "s2l", "c7o2h10": "o2o"}
 PAPER_TABLES = {"md17": "table1_md17", "c7o2h10": "table2_c7o2h10"}
 #: Run name of O2O models, trained once for every target isomer.
 O2O_TRAINED = "trained"
+#: Folders beside the model run directories of a molecule (the cost benchmark's extra strides, the reference ensemble):
+#: never a row's name.
+RESERVED_RUN_NAMES = ("cost", "simulation_ensemble")
 #: ``{molecule}`` of C7O2H10 isomers: ``iso<ID>`` downloaded, ``xtb<NN>`` simulated (never "trained").
 ISOMER_PATTERN = r"iso\d+|xtb\d+"
 
@@ -93,6 +96,9 @@ class PlanCore:
             if row in known:
                 raise ValueError(f"{key}: {row!r} is a registered model's name; name the variant for its option "
                                  f"(e.g. {row}_noise)")  # fmt: skip
+            if row in RESERVED_RUN_NAMES:
+                raise ValueError(f"{key}: {row!r} names a folder beside the run directories "
+                                 f"(results/<dataset>/<molecule>/{row}/); choose another name")  # fmt: skip
             if base in self.variants:
                 raise ValueError(f"{key}.model: {base!r} is itself a variant; a variant's model is a registered model")
             if base not in known:
