@@ -178,3 +178,12 @@ def test_the_rules_build_a_variants_model_and_write_under_its_row(tmp_path):
     assert removes == ["results/md17/ethanol/egnn_rigid/seed1"] and len(rollouts) == 4
     table = next(c for c in commands if "diffmd.reports tables" in c)
     assert "--models static egnn egnn_noise=egnn egnn_rigid=egnn " in table
+
+
+def test_a_variants_model_params_on_the_command_line_take_its_models_types():
+    from diffmd.config import coerce_command_line
+
+    cfg = {"variants": {"egnn_noise": {"model": "egnn"}},
+           "model_params": {"egnn_noise": {"layers": "3", "rollout": {"rigid_motion": "remove"}}}}  # fmt: skip
+    out = coerce_command_line(cfg, {"model_params": {"egnn_noise": {"layers": "3", "rollout": {}}}})
+    assert out["model_params"]["egnn_noise"] == {"layers": 3, "rollout": {"rigid_motion": "remove"}}
