@@ -439,3 +439,58 @@ def test_time_features_vary_smoothly_in_t():
     default = rms_change(small_model(time_features=16))
     assert default < 0.015, default
     assert rms_change(small_model(time_features=16, time_feature_scale=16.0)) > 0.04
+
+
+# --- the shared displacement-diffusion path (issue 24: diffmd_stochastic reuses it) ----------------------------
+
+GOLDEN = Path(__file__).parent / "data" / "score_dynamics_golden.npz"
+
+
+def golden_outputs() -> dict[str, np.ndarray]:
+    """Loss, gradient (sum of squares, first and last 32 entries), one displacement per sampler and a bond-checked
+    prediction of two small seeded models; tests/data/score_dynamics_golden.npz holds them as computed by the code
+    before Score Dynamics' diffusion moved into :class:`~diffmd.models.score_dynamics.DisplacementDiffusion`
+    (commit 63856ba)."""
+    out = {}
+    for eq in (False, True):
+        torch.manual_seed(0)
+        m = build_model("score_dynamics", {"hidden": 16, "layers": 2, "time_features": 8, "equivariant": eq}).double()
+        batch = toy_batch(3, seed=4)
+        torch.manual_seed(1)
+        loss = m.loss(batch)
+        loss.backward()
+        out[f"loss_{eq}"] = loss.detach().numpy()
+        g = np.concatenate([p.grad.detach().reshape(-1).numpy() for p in m.parameters()])
+        out[f"grad_{eq}"] = np.array([np.sum(g * g), *g[:32], *g[-32:]])
+        m.after_optimizer_step()
+        m.eval()
+        inp = B.inputs_only(batch)
+        for sampler in ("ancestral", "dpm3"):
+            torch.manual_seed(2)
+            out[f"dx_{eq}_{sampler}"] = m.sample_displacement(inp, sampler=sampler).numpy()
+        torch.manual_seed(3)
+        out[f"pred_{eq}"] = m.predict(batch).numpy()
+    return out
+
+
+def test_shared_diffusion_path_leaves_score_dynamics_unchanged():
+    """Bit for bit on this machine (checked when the base class was made); 1e-12 here, for other CPUs' kernels."""
+    now = golden_outputs()
+    with np.load(GOLDEN) as ref:
+        assert sorted(ref.files) == sorted(now)
+        for key in ref.files:
+            np.testing.assert_allclose(now[key], ref[key], rtol=1e-12, atol=1e-14, err_msg=key)
+
+
+def test_sampling_grid_is_built_once_and_samplers_then_read_nothing():
+    from diffmd.graph import full_edge_index
+    from diffmd.profiling import count
+
+    model = small_model()
+    batch = B.inputs_only(toy_batch(2))
+    batch[B.STRUCTURE + "complete"] = full_edge_index(batch[B.NUM_ATOMS])  # as the engine's batches carry it
+    model.sample_displacement(batch, sampler="ancestral")  # first call: builds the grids (two host reads each)
+    model.sample_displacement(batch, sampler="dpm3")
+    for sampler in ("ancestral", "dpm3"):
+        c = count(lambda s=sampler: model.sample_displacement(batch, sampler=s))
+        assert c.syncs == 0, c.sync_sites

@@ -41,6 +41,7 @@ never accepts a failing sample. Everything is counted in :meth:`ScoreDynamics.ro
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -170,69 +171,52 @@ def random_rotations(n: int, dtype: torch.dtype, device: torch.device) -> torch.
     return q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1))[:, None, :]
 
 
-@register_model("score_dynamics")
-class ScoreDynamics(TrajectoryModel):
-    """Conditional diffusion over x(t+k) - x(t); see the module docstring. Positions in Å.
-
-    ``time_feature_scale`` is the std of the random Fourier frequencies of the diffusion time: 1.0 as
-    in the original; 16.0 was this repository's earlier value (issue 13), kept reachable for comparison.
-    """
-
-    # its card (diffmd/models/cards.yaml): stride from the config; bf16 refused (tests/test_precision.py measured
-    # its denoising loss 3% off and its gradient at cosine 0.97 from float32)
-    #: values checked at parse time (diffmd.registry.check_params); the constructor enforces the same
-    param_schema = {"sampler": {"enum": list(SAMPLERS)}}
-
-    @property
-    def symmetry(self) -> str:
-        """O3 with the equivariant denoiser; none for the original's, which learns it by random rotations."""
-        return "O3" if self.equivariant else "none"
+class DisplacementDiffusion(TrajectoryModel):
+    """The conditional diffusion over x(t+k) - x(t) with any denoiser network (module docstring): the VP schedule,
+    the unit scaling of the displacement, the noise-prediction loss, the EMA of the weights, the fixed-step samplers
+    and the bond check. A subclass builds its network with ``build_denoiser(schedule)``: a module called as
+    ``denoiser(batch, z, t, scale, edge_index, cutoff) -> eps`` (n_atoms, 3), with an attribute ``use_velocities``
+    (whether it reads v(t)); it may override :meth:`graph` and :meth:`molecule_structures` for its own graph.
+    Registered subclasses: :class:`ScoreDynamics` (Hsu et al.'s MeshGraphNets denoiser) and
+    ``diffmd_stochastic`` (DiffMD's EGT, :mod:`diffmd.models.diffmd_stochastic`)."""
 
     def __init__(
         self,
-        hidden: int = 128,
-        layers: int = 5,
-        cutoff: float = 5.0,
-        time_features: int = 64,
-        time_feature_scale: float = 1.0,
-        equivariant: bool = False,
-        use_velocities: bool = False,
-        random_rotation: bool = True,
-        beta_min: float = 0.1,
-        beta_max: float = 20.0,
-        t_min: float = 1e-3,
-        sampler: str = "ancestral",
-        sampling_steps: int = 60,
-        ancestral_steps: int = 50,
-        displacement_scale: float | None = None,
-        ema_decay: float | None = 0.999,
-        ema_warmup: bool = True,
-        bond_check: bool = True,
-        bond_tolerance: float = 0.3,
-        max_resamples: int = 3,
-        max_backoffs: int = 4,
+        build_denoiser: Callable[[VPSchedule], nn.Module],
+        *,
+        cutoff: float,
+        random_rotation: bool,
+        beta_min: float,
+        beta_max: float,
+        t_min: float,
+        sampler: str,
+        sampling_steps: int,
+        ancestral_steps: int,
+        displacement_scale: float | None,
+        ema_decay: float | None,
+        ema_warmup: bool,
+        bond_check: bool,
+        bond_tolerance: float,
+        max_resamples: int,
+        max_backoffs: int,
     ):
         super().__init__()
+        label = self.label
         if sampler not in SAMPLERS:
-            raise ValueError(f"score_dynamics: unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
-        if cutoff <= 0 or hidden < 1 or layers < 0:
-            raise ValueError(f"score_dynamics: bad size hidden={hidden}, layers={layers}, cutoff={cutoff}")
-        self.equivariant = bool(equivariant)  # symmetry: "O3", else "none" (the original denoiser learns it)
-        self.schedule = VPSchedule(beta_min, beta_max, t_min)
+            raise ValueError(f"{label}: unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
+        self.schedule = VPSchedule(beta_min, beta_max, t_min, label=label)
         self.cutoff, self.sampler, self.sampling_steps = float(cutoff), sampler, int(sampling_steps)
-        self.ancestral_steps, self.random_rotation = int(ancestral_steps), bool(random_rotation and not equivariant)
+        self.ancestral_steps, self.random_rotation = int(ancestral_steps), bool(random_rotation)
         self.bond_check, self.bond_tolerance, self.max_resamples = bond_check, float(bond_tolerance), int(max_resamples)
         if max_resamples < 0 or max_backoffs < 0:
-            raise ValueError(f"score_dynamics: max_resamples and max_backoffs must be >= 0, got "
+            raise ValueError(f"{label}: max_resamples and max_backoffs must be >= 0, got "
                              f"{max_resamples}, {max_backoffs}")  # fmt: skip
         self.max_backoffs = int(max_backoffs)
-        if time_feature_scale <= 0:
-            raise ValueError(f"score_dynamics: time_feature_scale must be > 0, got {time_feature_scale}")
-        self.denoiser = Denoiser(hidden, layers, time_features, equivariant, use_velocities, time_feature_scale)
+        self.denoiser = build_denoiser(self.schedule)
         # Å; 0 = not yet set: estimated from the first training batch unless displacement_scale is given.
         self.register_buffer("dx_scale", torch.tensor(float(displacement_scale or 0.0)))
         if ema_decay is not None and not 0.0 <= float(ema_decay) < 1.0:
-            raise ValueError(f"score_dynamics: ema_decay must be in [0, 1) or null, got {ema_decay}")
+            raise ValueError(f"{label}: ema_decay must be in [0, 1) or null, got {ema_decay}")
         self.ema_decay, self.ema_warmup = float(ema_decay or 0.0), bool(ema_warmup)
         # EMA copy of the denoiser's parameters, as buffers (in the checkpoint); parameter name -> buffer name
         self._ema_names: dict[str, str] = {}
@@ -254,13 +238,19 @@ class ScoreDynamics(TrajectoryModel):
         self._ema_n: int | None = None
         self.register_load_state_dict_post_hook(_forget_mirrors)
 
+    @property
+    def label(self) -> str:
+        """The registered name (for messages)."""
+        return getattr(type(self), "name", type(self).__name__)
+
     # --- EMA of the weights -----------------------------------------------------------------------
 
     @property
     def conditions_on(self) -> str:
         """``"x"``: the sampled displacement depends on x(t) only (``use_velocities`` False, the original's
         choice), so its samples are scored against re-simulations from Maxwell-Boltzmann velocities."""
-        return "xv" if self.denoiser.use_velocities else "x"
+        return "xv" if getattr(self.denoiser, "use_velocities", False) else "x"
+
     def ema_decay_at(self, n: int) -> float:
         """The decay of update ``n`` (0-based): 0 at the first (a copy, as the original's AveragedModel),
         then ``ema_decay``, capped by (1 + n) / (10 + n) with ``ema_warmup`` (score_sde's num_updates rule)."""
@@ -302,7 +292,7 @@ class ScoreDynamics(TrajectoryModel):
     def scale(self) -> torch.Tensor:
         if not self._scale_set:  # read once (then mirrored on the host)
             if float(self.dx_scale) <= 0:
-                raise RuntimeError("score_dynamics: displacement scale not set; train first or set displacement_scale")
+                raise RuntimeError(f"{self.label}: displacement scale not set; train first or set displacement_scale")
             self._scale_set = True
         return self.dx_scale
 
@@ -392,7 +382,7 @@ class ScoreDynamics(TrajectoryModel):
         elif sampler == "ancestral":
             z0 = ancestral(eps_fn, z, self.schedule, self.ancestral_steps)
         else:
-            raise ValueError(f"score_dynamics: unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
+            raise ValueError(f"{self.label}: unknown sampler {sampler!r}; known: {', '.join(SAMPLERS)}")
         self._stats["score_evals"] += evals
         return z0 * self.scale()
 
@@ -446,8 +436,8 @@ class ScoreDynamics(TrajectoryModel):
             dx = self.back_off(batch, dx, bad, bonds)
         if tries and self._bond_warnings < MAX_BOND_WARNINGS:
             self._bond_warnings += 1
-            LOG.warning("score_dynamics bond check: %d resample(s) this step, %d molecule(s) rejected after %d "
-                        "tries and backed off", tries, n_rejected, tries)  # fmt: skip
+            LOG.warning("%s bond check: %d resample(s) this step, %d molecule(s) rejected after %d "
+                        "tries and backed off", self.label, tries, n_rejected, tries)  # fmt: skip
         return pos + dx
 
     def back_off(self, batch: B.Batch, dx: torch.Tensor, bad: torch.Tensor,
@@ -481,3 +471,63 @@ class ScoreDynamics(TrajectoryModel):
         out = dict(self._stats)
         self._stats = dict.fromkeys(STAT_KEYS, 0)
         return out
+
+
+@register_model("score_dynamics")
+class ScoreDynamics(DisplacementDiffusion):
+    """Conditional diffusion over x(t+k) - x(t); see the module docstring. Positions in Å.
+
+    ``time_feature_scale`` is the std of the random Fourier frequencies of the diffusion time: 1.0 as
+    in the original; 16.0 was this repository's earlier value (issue 13), kept reachable for comparison.
+    """
+
+    # its card (diffmd/models/cards.yaml): stride from the config; bf16 refused (tests/test_precision.py measured
+    # its denoising loss 3% off and its gradient at cosine 0.97 from float32)
+    #: values checked at parse time (diffmd.registry.check_params); the constructor enforces the same
+    param_schema = {"sampler": {"enum": list(SAMPLERS)}}
+
+    @property
+    def symmetry(self) -> str:
+        """O3 with the equivariant denoiser; none for the original's, which learns it by random rotations."""
+        return "O3" if self.equivariant else "none"
+
+    def __init__(
+        self,
+        hidden: int = 128,
+        layers: int = 5,
+        cutoff: float = 5.0,
+        time_features: int = 64,
+        time_feature_scale: float = 1.0,
+        equivariant: bool = False,
+        use_velocities: bool = False,
+        random_rotation: bool = True,
+        beta_min: float = 0.1,
+        beta_max: float = 20.0,
+        t_min: float = 1e-3,
+        sampler: str = "ancestral",
+        sampling_steps: int = 60,
+        ancestral_steps: int = 50,
+        displacement_scale: float | None = None,
+        ema_decay: float | None = 0.999,
+        ema_warmup: bool = True,
+        bond_check: bool = True,
+        bond_tolerance: float = 0.3,
+        max_resamples: int = 3,
+        max_backoffs: int = 4,
+    ):
+        if cutoff <= 0 or hidden < 1 or layers < 0:
+            raise ValueError(f"score_dynamics: bad size hidden={hidden}, layers={layers}, cutoff={cutoff}")
+        if time_feature_scale <= 0:
+            raise ValueError(f"score_dynamics: time_feature_scale must be > 0, got {time_feature_scale}")
+
+        def build(schedule: VPSchedule) -> Denoiser:
+            return Denoiser(hidden, layers, time_features, equivariant, use_velocities, time_feature_scale)
+
+        super().__init__(
+            build, cutoff=cutoff, random_rotation=random_rotation and not equivariant, beta_min=beta_min,
+            beta_max=beta_max, t_min=t_min, sampler=sampler, sampling_steps=sampling_steps,
+            ancestral_steps=ancestral_steps, displacement_scale=displacement_scale, ema_decay=ema_decay,
+            ema_warmup=ema_warmup, bond_check=bond_check, bond_tolerance=bond_tolerance,
+            max_resamples=max_resamples, max_backoffs=max_backoffs,
+        )  # fmt: skip
+        self.equivariant = bool(equivariant)  # symmetry: "O3", else "none" (the original denoiser learns it)

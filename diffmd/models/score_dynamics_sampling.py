@@ -32,12 +32,16 @@ EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 class VPSchedule:
     """Variance-preserving linear schedule beta(t) = beta_0 + t (beta_1 - beta_0), t in [t_min, T]."""
 
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3, t_max: float = 1.0):
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3, t_max: float = 1.0,
+                 label: str = "score_dynamics"):  # fmt: skip
+        """``label``: the model named in error messages."""
         if not 0 < beta_min < beta_max:
-            raise ValueError(f"score_dynamics: need 0 < beta_min < beta_max, got {beta_min}, {beta_max}")
+            raise ValueError(f"{label}: need 0 < beta_min < beta_max, got {beta_min}, {beta_max}")
         if not 0 < t_min < t_max:
-            raise ValueError(f"score_dynamics: need 0 < t_min < t_max, got {t_min}, {t_max}")
+            raise ValueError(f"{label}: need 0 < t_min < t_max, got {t_min}, {t_max}")
         self.b0, self.b1, self.t_min, self.t_max = float(beta_min), float(beta_max), float(t_min), float(t_max)
+        # sampling grids by (points, dtype, device): built once (two host reads), then a sampler reads nothing
+        self._grids: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
 
     def log_alpha(self, t: torch.Tensor) -> torch.Tensor:
         return -0.25 * t**2 * (self.b1 - self.b0) - 0.5 * t * self.b0
@@ -64,6 +68,18 @@ class VPSchedule:
         ends = like.new_tensor([self.t_max, self.t_min])
         lam = self.lam(ends)
         return lam[0], lam[1]
+
+    def time_grid(self, n: int, like: torch.Tensor) -> torch.Tensor:
+        """``n`` diffusion times from t_max down to t_min (n = 1: t_min alone), uniform in lambda, in ``like``'s
+        dtype and device; built on the first call for that (n, dtype, device) and kept (a fixed-step sampler then
+        reads nothing from the device). The returned tensor is shared: read it, never write it."""
+        key = (int(n), like.dtype, like.device)
+        if key not in self._grids:
+            lo, hi = self.lambda_bounds(like)
+            times = self.t_of_lambda(torch.linspace(float(lo), float(hi), n, dtype=like.dtype, device=like.device))
+            times[0], times[-1] = self.t_max, self.t_min
+            self._grids[key] = times
+        return self._grids[key]
 
     def sample_t(self, n: int, like: torch.Tensor) -> torch.Tensor:
         """``n`` diffusion times with lambda(t) uniform in [lambda(t_max), lambda(t_min)] (log-SNR uniform)."""
@@ -124,10 +140,7 @@ def dpm_solver3(eps_fn: EpsFn, x_T: torch.Tensor, sch: VPSchedule, nfe: int = 20
     comes from :func:`dpm_orders`. Returns z at t_min (alpha ~ 1, sigma ~ 1e-2 for the default schedule).
     """
     orders = dpm_orders(nfe)
-    lo, hi = sch.lambda_bounds(x_T)
-    lams = torch.linspace(float(lo), float(hi), len(orders) + 1, dtype=x_T.dtype, device=x_T.device)
-    times = sch.t_of_lambda(lams)
-    times[0], times[-1] = sch.t_max, sch.t_min
+    times = sch.time_grid(len(orders) + 1, x_T)
     x = x_T
     for i, order in enumerate(orders):
         x = _dpm_step(eps_fn, sch, x, times[i], times[i + 1], order)
@@ -145,9 +158,7 @@ def ancestral(
     """
     if steps < 1:
         raise ValueError(f"score_dynamics: ancestral_steps must be >= 1, got {steps}")
-    lo, hi = sch.lambda_bounds(x_T)
-    times = sch.t_of_lambda(torch.linspace(float(lo), float(hi), steps, dtype=x_T.dtype, device=x_T.device))
-    times[0], times[-1] = sch.t_max, sch.t_min
+    times = sch.time_grid(steps, x_T)
     x = x_T
     for i in range(steps):
         s = times[i]
