@@ -148,3 +148,32 @@ def test_trained_on_a_gaussian_conditional_it_samples_its_spread_and_beats_a_poi
           f"ideal sampler {np.mean(es_ideal):.4f}")
     assert np.mean(es_model) < 0.85 * np.mean(es_point), (es_model, es_point)
     assert np.mean(es_model) < 1.1 * np.mean(es_ideal), (es_model, es_ideal)
+
+
+def test_its_loss_starts_at_unit_scale_on_real_frames():
+    """GFN2-xTB ethanol at a 10 fs stride: the displacement scale is the pairs' RMS displacement (the first batch's),
+    and the untrained model's noise-prediction loss is O(1) with gradients Adam can use (the engine's loss_scale is
+    not used: the diffusion runs on dx / s)."""
+    from pathlib import Path
+
+    from diffmd.graph import bonded_graph
+
+    with np.load(Path(__file__).parent / "data" / "xtb_ethanol_500K_100frames.npz") as d:
+        x, numbers = torch.as_tensor(d["positions"]), torch.as_tensor(d["atomic_numbers"], dtype=torch.long)
+    graph = bonded_graph(x[0].numpy(), numbers.numpy())
+    k = 20
+    samples = [{B.POSITIONS: x[t], B.VELOCITIES: x[t] - x[t - 1], B.TARGET_POSITIONS: x[t + k],
+                B.ATOMIC_NUMBERS: numbers, B.BOND_INDEX: torch.as_tensor(graph["bond_index"])}
+               for t in range(1, x.shape[0] - k, 5)]  # fmt: skip
+    batch = with_graph(B.collate(samples))
+    torch.manual_seed(0)
+    model = build_model("diffmd_stochastic", {"n_layers": 2, "n_heads": 4, "d_model": 32, "d_ffn": 64,
+                                              "dropout": 0.0}).double()  # fmt: skip
+    dx = batch[B.TARGET_POSITIONS] - batch[B.POSITIONS]
+    torch.manual_seed(1)
+    loss = model.loss(batch)
+    loss.backward()
+    assert float(model.dx_scale) == pytest.approx(float(dx.pow(2).mean().sqrt()))
+    assert 0.2 < float(loss.detach()) < 3.0
+    g = torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
+    assert float((g[g != 0].abs() < 1e-8).double().mean()) < 0.05
