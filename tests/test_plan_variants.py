@@ -187,3 +187,12 @@ def test_a_variants_model_params_on_the_command_line_take_its_models_types():
            "model_params": {"egnn_noise": {"layers": "3", "rollout": {"rigid_motion": "remove"}}}}  # fmt: skip
     out = coerce_command_line(cfg, {"model_params": {"egnn_noise": {"layers": "3", "rollout": {}}}})
     assert out["model_params"]["egnn_noise"] == {"layers": 3, "rollout": {"rigid_motion": "remove"}}
+
+
+def test_cost_benchmark_model_is_score_dynamics_whatever_the_row_order():
+    """The cost benchmark's settings live under ``score_dynamics:``: another strided row listed first (the stochastic
+    DiffMD) does not take them; without Score Dynamics the first strided row does."""
+    assert plan(models=("static", "diffmd_stochastic", "score_dynamics")).cost_strided_model() == "score_dynamics"
+    assert plan(models=("score_dynamics", "diffmd_stochastic")).cost_strided_model() == "score_dynamics"
+    assert plan(models=("static", "diffmd_stochastic")).cost_strided_model() == "diffmd_stochastic"
+    assert plan(models=("static", "egnn")).cost_strided_model() is None

@@ -30,8 +30,10 @@ class CostsPlan:
 
     def cost_strided_model(self) -> str | None:
         """The model the cost benchmark also trains at ``score_dynamics.cost_strides`` (its stride comes
-        from the config; a registered model's own row, not a variant of it), or None."""
+        from the config; a registered model's own row, not a variant of it; the one whose config section holds the
+        cost settings, ``score_dynamics``, before any other such row), or None."""
         strided = [m for m in self.models if self._cards[m].stride == "config" and m not in self.variants]
+        strided.sort(key=lambda m: "cost_strides" not in (self.config.get(m) or {}))  # stable: config order after
         return strided[0] if strided else None
 
     def cost_extra_strides(self) -> list[int]:
