@@ -23,6 +23,18 @@ def _rotation(axis: np.ndarray, angle: float) -> np.ndarray:
     return Rotation.from_rotvec(axis / np.linalg.norm(axis) * angle).as_matrix()
 
 
+def toy_ensemble(path, steps: int, members: int) -> None:
+    """A synthetic reference ensemble on the toy split (starts 200 and 244; 0.5 fs frames): ``members`` noisy copies
+    (0.01 Å) of the true frame ``steps`` frames on, for both conditionings, as ``simulate ensemble`` writes it."""
+    pos = toy_positions(300)
+    rng = np.random.default_rng(0)
+    starts = np.array([200, 244])
+    ens = {"starts": starts, "horizon_fs": np.float64(0.5 * steps), "temperature_K": np.float64(500.0),
+           "data_v": pos[starts + steps][:, None] + 0.01 * rng.standard_normal((2, members, 9, 3)),
+           "mb": pos[starts + steps][:, None] + 0.01 * rng.standard_normal((2, members, 9, 3))}  # fmt: skip
+    np.savez(path, **ens)
+
+
 def test_survival_on_a_synthetic_breaking_trajectory():
     """Three starts: one keeps its bond, one stretches it by 0.1 Å per frame (fails when > 0.5 Å), one diverges."""
     x0 = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
@@ -107,13 +119,7 @@ def test_simulate_cli_end_to_end_with_a_point_mass_score(tmp_path):
     run = tmp_path / "cv"
     T.main(["--split", str(split), "--model", "constant_velocity", "--train-config", json.dumps(CFG),
             "--out", str(run)])  # fmt: skip
-    pos = toy_positions(300)
-    rng = np.random.default_rng(0)
-    starts = np.array([200, 244])
-    ens = {"starts": starts, "horizon_fs": np.float64(5.0), "temperature_K": np.float64(500.0),
-           "data_v": pos[starts + 5][:, None] + 0.01 * rng.standard_normal((2, 8, 9, 3)),
-           "mb": pos[starts + 5][:, None] + 0.01 * rng.standard_normal((2, 8, 9, 3))}  # fmt: skip
-    np.savez(tmp_path / "ens.npz", **ens)
+    toy_ensemble(tmp_path / "ens.npz", steps=5, members=8)
     cfg = {"n_starts": 3, "length_fs": 20.0, "energy_frames": 0, "scores": {"samples": 3, "horizon_fs": 5.0},
            "device": "cpu"}  # fmt: skip
     meta = {"dataset": "md17", "molecule": "ethanol", "model": "constant_velocity", "seed": 1}
@@ -259,13 +265,7 @@ def test_rollout_job_simulates_as_a_separate_simulation_job_would(tmp_path, mode
     save_torch(run / "model.pt", {"model": model, "params": params,
                                   "state_dict": build_model(model, {k: v for k, v in params.items()
                                                                     if k != "stride"}).state_dict()})  # fmt: skip
-    pos = toy_positions(300)
-    rng = np.random.default_rng(0)
-    starts = np.array([200, 244])
-    ens = {"starts": starts, "horizon_fs": np.float64(2.0), "temperature_K": np.float64(500.0),
-           "data_v": pos[starts + 4][:, None] + 0.01 * rng.standard_normal((2, 4, 9, 3)),
-           "mb": pos[starts + 4][:, None] + 0.01 * rng.standard_normal((2, 4, 9, 3))}  # fmt: skip
-    np.savez(tmp_path / "ens.npz", **ens)
+    toy_ensemble(tmp_path / "ens.npz", steps=4, members=4)
     sim = ["--simulation-config", json.dumps({"n_starts": 3, "length_fs": 6.0, "energy_frames": 0,
                                               "scores": {"samples": 2, "horizon_fs": 2.0}}),
            "--ensemble", str(tmp_path / "ens.npz"),
